@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+
+from tests.loopback import OpenAIServer
+
+
+@pytest.fixture
+def openai_server() -> Iterator[OpenAIServer]:
+    """A fresh OpenAI-protocol server on a free loopback port."""
+    with OpenAIServer() as server:
+        yield server
+
+
+@pytest.fixture
+def make_openai_server() -> Iterator:
+    """A factory for several independent servers in one test; all are stopped afterwards."""
+    servers: list[OpenAIServer] = []
+
+    def make(**kwargs: object) -> OpenAIServer:
+        server = OpenAIServer(**kwargs).start()  # type: ignore[arg-type]
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests see only the provider variables they set themselves."""
+    from turnout.adapters import PRESETS
+
+    for preset in PRESETS.values():
+        for var in (*preset.key_envs, preset.url_env):
+            if var:
+                monkeypatch.delenv(var, raising=False)
+    for var in ("OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "OPENAI_CUSTOM_HEADERS", "OPENAI_ADMIN_KEY"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

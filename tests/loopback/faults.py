@@ -1,0 +1,75 @@
+"""Faults and request records shared by the loopback servers (OpenAI and Ollama)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One way to misbehave. Fields combine: ``delay`` runs first, then the rest.
+
+    status        answer with this HTTP status and a protocol-style error body
+    retry_after   with ``status``: a ``Retry-After`` header (seconds, as a string)
+    retry_after_ms  with ``status``: a ``retry-after-ms`` header
+    delay         seconds to wait before answering
+    close         drop the connection without answering
+    cut_after     streams only: drop the connection after this many chunks
+    malformed     answer 200 with a body that is not valid JSON
+    hang          never answer (until the server stops, or 30 s)
+    error_line    Ollama streams only: send an ``{"error": ...}`` line after ``cut_after`` chunks
+    """
+
+    status: int | None = None
+    message: str | None = None
+    error_type: str = "server_error"
+    code: str | None = None
+    retry_after: str | None = None
+    retry_after_ms: str | None = None
+    delay: float = 0.0
+    close: bool = False
+    cut_after: int | None = None
+    malformed: bool = False
+    hang: bool = False
+    error_line: str | None = None
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    json: dict[str, Any] | None
+
+    def header(self, name: str) -> str | None:
+        lowered = name.lower()
+        return next((v for k, v in self.headers.items() if k.lower() == lowered), None)
+
+
+class FaultQueue:
+    """Faults applied in order to the coming requests: each for ``times`` requests, or for ever."""
+
+    def __init__(self) -> None:
+        self._items: list[list[Any]] = []
+        self._lock = threading.Lock()
+
+    def add(self, fault: Fault, times: int | None = None) -> None:
+        with self._lock:
+            self._items.append([fault, times])
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def take(self) -> Fault | None:
+        with self._lock:
+            if not self._items:
+                return None
+            item = self._items[0]
+            if item[1] is not None:
+                item[1] -= 1
+                if item[1] <= 0:
+                    self._items.pop(0)
+            return item[0]

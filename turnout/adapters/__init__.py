@@ -1,0 +1,35 @@
+"""Backends: one protocol, one class for every OpenAI-compatible provider, one for Ollama.
+
+``OllamaAdapter`` is imported on first use, so the ollama SDK is loaded only
+by programs that configure an Ollama backend.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._base import Adapter, Capabilities, Health
+from .openai_compat import OpenAICompatAdapter
+from .presets import PRESETS, Preset, get_preset
+
+if TYPE_CHECKING:
+    from .ollama import OllamaAdapter
+
+__all__ = [
+    "Adapter",
+    "Capabilities",
+    "Health",
+    "OllamaAdapter",
+    "OpenAICompatAdapter",
+    "PRESETS",
+    "Preset",
+    "get_preset",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "OllamaAdapter":
+        from .ollama import OllamaAdapter
+
+        return OllamaAdapter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,155 @@
+"""One adapter for every OpenAI-compatible endpoint, cloud or local.
+
+The official SDK does the HTTP, streaming and parsing; this class only
+decides which address and key it talks to. A provider is a row in
+:mod:`turnout.adapters.presets`, never a subclass of this.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from typing import Any, AsyncIterator, Iterator, Mapping
+
+import httpx2
+import openai
+from openai.types import CreateEmbeddingResponse, Model
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+from .._errors import ConfigError
+from ._base import Capabilities, Health
+from .presets import Preset, get_preset
+
+__all__ = ["OpenAICompatAdapter", "LOCAL_PLACEHOLDER_KEY"]
+
+LOCAL_PLACEHOLDER_KEY = "sk-no-key-required"
+"""Sent to servers that need no key: the SDK insists on one, local servers ignore it."""
+
+DEFAULT_TIMEOUT = 60.0
+
+
+class OpenAICompatAdapter:
+    """A backend reached through ``openai.AsyncOpenAI`` with a preset address and key.
+
+    The SDK client is built with ``max_retries=0``: retrying is the router's
+    job, done once. The key is taken from ``api_key``, else from the preset's
+    own key variable; it is never read from another provider's variable.
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        preset: str | Preset = "openai_compat",
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        headers: Mapping[str, str] | None = None,
+        capabilities: Capabilities | None = None,
+        http_client: httpx2.AsyncClient | None = None,
+    ) -> None:
+        self.preset = preset if isinstance(preset, Preset) else get_preset(preset)
+        self.name = name or self.preset.name
+        self.capabilities = capabilities or self.preset.capabilities
+        self.base_url = _resolve_base_url(self.name, self.preset, base_url)
+        key = api_key or _preset_key(self.name, self.preset)
+        self._client = openai.AsyncOpenAI(
+            api_key=key,
+            base_url=self.base_url,
+            max_retries=0,
+            timeout=timeout,
+            default_headers=dict(headers) if headers else None,
+            http_client=http_client,
+        )
+        if self.preset.name != "openai":
+            _forget_openai_ambient(self._client, headers)
+
+    def __repr__(self) -> str:
+        return f"OpenAICompatAdapter(name={self.name!r}, preset={self.preset.name!r}, base_url={self.base_url!r})"
+
+    async def chat(self, **params: Any) -> ChatCompletion:
+        params.pop("stream", None)
+        with self._malformed_as_api_error("/chat/completions"):
+            return await self._client.chat.completions.create(**params)
+
+    async def stream_chat(self, **params: Any) -> AsyncIterator[ChatCompletionChunk]:
+        params.pop("stream", None)
+        with self._malformed_as_api_error("/chat/completions"):
+            stream = await self._client.chat.completions.create(stream=True, **params)
+            try:
+                async for chunk in stream:
+                    yield chunk
+            finally:
+                await stream.close()
+
+    async def embeddings(self, **params: Any) -> CreateEmbeddingResponse:
+        with self._malformed_as_api_error("/embeddings"):
+            return await self._client.embeddings.create(**params)
+
+    async def list_models(self) -> list[Model]:
+        with self._malformed_as_api_error("/models"):
+            page = await self._client.models.list()
+        return [m.model_copy(update={"owned_by": self.name}) for m in page.data]
+
+    @contextmanager
+    def _malformed_as_api_error(self, path: str) -> Iterator[None]:
+        """The SDK lets a body that is not JSON escape as ``ValueError``; callers expect an ``openai.APIError``."""
+        try:
+            yield
+        except ValueError as err:
+            request = httpx2.Request("POST", self.base_url.rstrip("/") + path)
+            response = httpx2.Response(200, request=request)
+            message = f"backend {self.name!r} sent a malformed response: {err}"
+            raise openai.APIResponseValidationError(response, None, message=message) from err
+
+    async def health(self) -> Health:
+        """Up when the server answers; a server without ``/models`` still counts as up."""
+        start = time.perf_counter()
+        try:
+            models: int | None = len(await self.list_models())
+        except openai.APIStatusError as err:
+            if err.status_code not in (404, 405):
+                return Health(False, time.perf_counter() - start, error=_describe(err))
+            models = None
+        except openai.APIError as err:
+            return Health(False, time.perf_counter() - start, error=_describe(err))
+        return Health(True, time.perf_counter() - start, models=models)
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+def _describe(err: openai.APIError) -> str:
+    status = getattr(err, "status_code", None)
+    return f"{type(err).__name__}{f' {status}' if status else ''}: {err.message}"
+
+
+def _resolve_base_url(name: str, preset: Preset, base_url: str | None) -> str:
+    url = base_url or (preset.url_env and os.environ.get(preset.url_env)) or preset.base_url
+    if not url:
+        raise ConfigError(f"backend {name!r}: provider {preset.name!r} needs a base_url")
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"backend {name!r}: base_url {url!r} must start with http:// or https://")
+    return url
+
+
+def _preset_key(name: str, preset: Preset) -> str:
+    if not preset.key_envs:
+        return LOCAL_PLACEHOLDER_KEY
+    key = next((os.environ[v] for v in preset.key_envs if os.environ.get(v)), None)
+    if not key:
+        raise ConfigError(f"backend {name!r}: no API key; set {preset.key_env}")
+    return key
+
+
+def _forget_openai_ambient(client: openai.AsyncOpenAI, headers: Mapping[str, str] | None) -> None:
+    """Keep OpenAI's own ambient settings away from other providers' hosts.
+
+    The SDK reads ``OPENAI_ORG_ID``, ``OPENAI_PROJECT_ID`` and
+    ``OPENAI_CUSTOM_HEADERS`` from the environment for every client it builds;
+    sent to Groq or a local server they would leak OpenAI account details.
+    """
+    client.organization = None
+    client.project = None
+    client._custom_headers = dict(headers or {})

@@ -1,0 +1,174 @@
+"""The provider table: one row per provider, never a subclass.
+
+A row says where a provider listens, which environment variable holds its
+key, and what it can do. ``protocol`` picks the adapter class: every
+OpenAI-compatible provider shares :class:`OpenAICompatAdapter`; ``ollama``
+is served natively by :class:`OllamaAdapter`.
+
+Each row names the documentation it was checked against. Capabilities claim
+only what the provider documents for its OpenAI-compatible endpoint (for a
+local server: what the server software supports; the loaded model may
+support less, and a backend's settings can narrow it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping
+
+from .._errors import ConfigError
+from ._base import Capabilities
+
+__all__ = ["Preset", "PRESETS", "get_preset", "normalize_name"]
+
+Protocol = Literal["openai", "ollama"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    base_url: str | None
+    key_envs: tuple[str, ...]
+    """The provider's key variables, the standard one first; the first that is set wins."""
+    local: bool
+    capabilities: Capabilities
+    doc_url: str
+    aliases: tuple[str, ...] = ()
+    protocol: Protocol = "openai"
+    url_env: str | None = None
+    """A variable the provider's own SDK reads for its address (e.g. ``OLLAMA_HOST``)."""
+
+    @property
+    def key_env(self) -> str | None:
+        """The standard key variable, the one error messages tell users to set."""
+        return self.key_envs[0] if self.key_envs else None
+
+
+def _cloud(name: str, base_url: str, key_envs: str | tuple[str, ...], doc_url: str, caps: Capabilities,
+           **extra: Any) -> Preset:
+    envs = (key_envs,) if isinstance(key_envs, str) else key_envs
+    return Preset(name, base_url, envs, False, caps, doc_url, **extra)
+
+
+def _local(name: str, port: int, doc_url: str, caps: Capabilities, **extra: Any) -> Preset:
+    return Preset(name, f"http://localhost:{port}/v1", (), True, caps, doc_url, **extra)
+
+
+_ALL = Capabilities(vision=True, embeddings=True, json_schema=True)
+
+# Checked against each provider's documentation (the doc_url of its row) in
+# November 2026. Where sources disagree the choice is explained beside the row.
+_ROWS: tuple[Preset, ...] = (
+    # -- cloud -------------------------------------------------------------
+    _cloud("openai", "https://api.openai.com/v1", "OPENAI_API_KEY",
+           "https://platform.openai.com/docs/api-reference",
+           _ALL.replace(audio_transcription=True), url_env="OPENAI_BASE_URL"),
+    _cloud("openrouter", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY",
+           "https://openrouter.ai/docs/quickstart",
+           _ALL),  # its transcription endpoint takes base64 JSON, not the SDK's multipart: off
+    _cloud("groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY",
+           "https://console.groq.com/docs/openai",
+           Capabilities(vision=True, json_schema=True, audio_transcription=True)),
+    _cloud("xai", "https://api.x.ai/v1", "XAI_API_KEY",
+           "https://docs.x.ai/docs/guides/chat-completions",
+           Capabilities(vision=True, json_schema=True), aliases=("grok",)),
+    _cloud("cerebras", "https://api.cerebras.ai/v1", "CEREBRAS_API_KEY",
+           "https://inference-docs.cerebras.ai/resources/openai",
+           Capabilities(json_schema=True)),
+    # api.together.ai is what current docs use; api.together.xyz still answers.
+    _cloud("together", "https://api.together.ai/v1", "TOGETHER_API_KEY",
+           "https://docs.together.ai/docs/inference/openai-compatibility",
+           _ALL.replace(audio_transcription=True), aliases=("togetherai",)),
+    # Whisper lives on other hosts (audio-prod.api.fireworks.ai): off here.
+    _cloud("fireworks", "https://api.fireworks.ai/inference/v1", "FIREWORKS_API_KEY",
+           "https://docs.fireworks.ai/tools-sdks/openai-compatibility",
+           _ALL, aliases=("fireworks_ai",)),
+    # The docs list the bare host first; /v1 is equivalent.
+    _cloud("deepseek", "https://api.deepseek.com", "DEEPSEEK_API_KEY",
+           "https://api-docs.deepseek.com/",
+           Capabilities()),
+    _cloud("mistral", "https://api.mistral.ai/v1", "MISTRAL_API_KEY",
+           "https://docs.mistral.ai/api/",
+           _ALL, aliases=("mistralai",)),
+    _cloud("perplexity", "https://api.perplexity.ai", "PERPLEXITY_API_KEY",
+           "https://docs.perplexity.ai/docs/sonar/openai-compatibility",
+           Capabilities(vision=True, tools=False, json_mode=False, json_schema=True), aliases=("pplx", "sonar")),
+    # DeepInfra's own examples say DEEPINFRA_TOKEN; most tools say DEEPINFRA_API_KEY: both read.
+    _cloud("deepinfra", "https://api.deepinfra.com/v1/openai", ("DEEPINFRA_API_KEY", "DEEPINFRA_TOKEN"),
+           "https://deepinfra.com/docs/openai_api",
+           _ALL.replace(audio_transcription=True)),
+    # Google's docs say GEMINI_API_KEY; its SDK also reads GOOGLE_API_KEY.
+    _cloud("gemini", "https://generativelanguage.googleapis.com/v1beta/openai/", ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+           "https://ai.google.dev/gemini-api/docs/openai",
+           _ALL, aliases=("google",)),
+    _cloud("nvidia", "https://integrate.api.nvidia.com/v1", ("NVIDIA_API_KEY", "NVIDIA_NIM_API_KEY"),
+           "https://docs.api.nvidia.com/nim/reference/llm-apis",
+           _ALL, aliases=("nim", "nvidia_nim")),
+    # Whisper is SambaStack-only, not SambaCloud: off.
+    _cloud("sambanova", "https://api.sambanova.ai/v1", "SAMBANOVA_API_KEY",
+           "https://docs.sambanova.ai/docs/en/features/openai-compatibility",
+           _ALL),
+    # The router's OpenAI-compatible side is chat only (no /embeddings).
+    _cloud("huggingface", "https://router.huggingface.co/v1", ("HF_TOKEN", "HUGGINGFACE_HUB_TOKEN"),
+           "https://huggingface.co/docs/inference-providers/tasks/chat-completion",
+           Capabilities(vision=True, json_schema=True), aliases=("hf", "hf_router")),
+    # models.inference.ai.azure.com was retired on 2025-10-17.
+    _cloud("github", "https://models.github.ai/inference", "GITHUB_TOKEN",
+           "https://docs.github.com/en/github-models/quickstart",
+           _ALL, aliases=("github_models", "gh")),
+    # -- local -------------------------------------------------------------
+    _local("llamacpp", 8080, "https://github.com/ggml-org/llama.cpp/blob/master/tools/server/README.md",
+           _ALL, aliases=("llama_cpp", "llama_server")),
+    _local("vllm", 8000, "https://docs.vllm.ai/en/latest/serving/openai_compatible_server.html",
+           _ALL.replace(audio_transcription=True)),
+    # The bare launcher listens on 3000; the documented Docker run maps 8080, which most users run.
+    _local("tgi", 8080, "https://huggingface.co/docs/text-generation-inference/messages_api",
+           Capabilities(vision=True, json_mode=False), aliases=("text_generation_inference",)),
+    _local("aphrodite", 2242, "https://github.com/PygmalionAI/aphrodite-engine",
+           _ALL, aliases=("aphrodite_engine",)),
+    _local("localai", 8080, "https://localai.io/basics/try/",
+           _ALL.replace(audio_transcription=True), aliases=("local_ai",)),
+    _local("lmstudio", 1234, "https://lmstudio.ai/docs/api/openai-api",
+           _ALL.replace(json_mode=False), aliases=("lm_studio",)),
+    _local("sglang", 30000, "https://docs.sglang.ai/",
+           _ALL),
+    _local("llamafile", 8080, "https://github.com/Mozilla-Ocho/llamafile",
+           Capabilities(vision=True, embeddings=True)),
+    _local("koboldcpp", 5001, "https://github.com/LostRuins/koboldcpp/wiki",
+           Capabilities(vision=True, embeddings=True), aliases=("kobold",)),
+    # Don't confuse with TabbyML (a coding assistant on 8080). Auth is on by default: set a key.
+    _local("tabbyapi", 5000, "https://github.com/theroyallab/tabbyAPI/wiki/03.-Usage",
+           Capabilities(embeddings=True, json_schema=True), aliases=("tabby_api",)),
+    _local("textgen_webui", 5000, "https://github.com/oobabooga/text-generation-webui/blob/main/docs/12%20-%20OpenAI%20API.md",
+           Capabilities(embeddings=True), aliases=("oobabooga", "text_generation_webui")),
+    # Jan asks for a key (any string the user sets in its settings).
+    _local("jan", 1337, "https://jan.ai/docs/local-api",
+           Capabilities()),
+    _local("ollama_openai", 11434, "https://docs.ollama.com/api/openai-compatibility",
+           _ALL),
+    Preset("ollama", "http://localhost:11434", (), True, _ALL,
+           "https://github.com/ollama/ollama/blob/main/docs/api.md",
+           protocol="ollama", url_env="OLLAMA_HOST"),
+    # -- generic -----------------------------------------------------------
+    Preset("openai_compat", None, (), False, Capabilities(),
+           "https://platform.openai.com/docs/api-reference/chat",
+           aliases=("custom", "openai_compatible")),
+)
+
+PRESETS: Mapping[str, Preset] = {p.name: p for p in _ROWS}
+_BY_NAME: dict[str, Preset] = {n: p for p in _ROWS for n in (p.name, *p.aliases)}
+
+
+def normalize_name(name: str) -> str:
+    """Preset and backend names are case-blind and treat ``-`` and ``.`` as ``_``, as env var names must."""
+    return name.strip().lower().replace("-", "_").replace(".", "_")
+
+
+def get_preset(name: str) -> Preset:
+    """The row for ``name`` or one of its aliases; an unknown name lists every preset."""
+    try:
+        return _BY_NAME[normalize_name(name)]
+    except KeyError:
+        raise ConfigError(
+            f"unknown provider {name!r}; known providers: {', '.join(sorted(PRESETS))}"
+        ) from None
