@@ -1,0 +1,40 @@
+"""A backend as the router sees it: an adapter plus how to route to it and retry it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from ..adapters import Adapter
+
+__all__ = ["Backend"]
+
+
+@dataclass
+class Backend:
+    """An adapter with its routing knobs. Defaults match the settings' defaults.
+
+    models        alias -> this backend's model name (``{"fast": "llama3.1:8b"}``);
+                  ``None`` accepts every model name unchanged
+    priority      lower is tried first; ``None`` takes the backend's position in the list
+    weight        share of load among backends of equal priority
+    max_retries   retries of one request on this backend (attempts = max_retries + 1)
+    backoff_base  waits grow as backoff_base ** retry seconds (1, 2, 4, ...), full jitter
+    backoff_max   cap on one wait, seconds; also the cap on an honoured Retry-After
+    allowed_fails consecutive failed requests before the backend cools down
+    cooldown      seconds a cooled-down backend is skipped before one probe request
+    """
+
+    adapter: Adapter
+    models: Mapping[str, str] | None = None
+    priority: int | None = None
+    weight: float = 1.0
+    max_retries: int = 2
+    backoff_base: float = 2.0
+    backoff_max: float = 30.0
+    allowed_fails: int = 3
+    cooldown: float = 30.0
+
+    @property
+    def name(self) -> str:
+        return self.adapter.name
