@@ -50,3 +50,29 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+from typing import TYPE_CHECKING  # noqa: E402  (appended section: the real llama.cpp server)
+
+if TYPE_CHECKING:
+    from tests.llamacpp import LlamaCppServer
+
+
+@pytest.fixture(scope="session")
+def llamacpp() -> Iterator[LlamaCppServer]:
+    """One real llama.cpp server (tiny SmolLM2 model, chat + embeddings) for the whole session.
+
+    Skips only where ``llama_cpp`` cannot be imported; with CI=true that is a
+    failure instead, so CI never goes green without the real-server tests.
+    """
+    import os
+
+    from tests.llamacpp import LlamaCppServer, llama_cpp_missing
+
+    reason = llama_cpp_missing()
+    if reason:
+        if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI=true but {reason}", pytrace=False)
+        pytest.skip(reason)
+    with LlamaCppServer() as server:
+        yield server
