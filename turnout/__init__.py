@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from ._errors import BrokenStreamError, ConfigError, TurnoutError
+from ._errors import AllBackendsFailedError, BrokenStreamError, ConfigError, TurnoutError
 from .adapters import Capabilities, OpenAICompatAdapter
+from .router import Backend, Router, RouterEvent, served_by
 
 __all__ = [
+    "AllBackendsFailedError",
+    "Backend",
+    "Router",
+    "RouterEvent",
+    "served_by",
     "BrokenStreamError",
     "Capabilities",
     "ConfigError",

@@ -14,10 +14,14 @@ adds only what the SDK has no word for:
 
 from __future__ import annotations
 
+from typing import Mapping, TypeVar
+
 import httpx2
 import openai
 
-__all__ = ["TurnoutError", "ConfigError", "BrokenStreamError"]
+_E = TypeVar("_E", bound=openai.APIStatusError)
+
+__all__ = ["TurnoutError", "ConfigError", "BrokenStreamError", "AllBackendsFailedError", "status_error"]
 
 
 class TurnoutError(Exception):
@@ -38,3 +42,65 @@ class BrokenStreamError(TurnoutError, openai.APIConnectionError):
     def __init__(self, message: str, *, request: httpx2.Request, chunks: int = 0) -> None:
         super().__init__(message=message, request=request)
         self.chunks = chunks
+
+
+class AllBackendsFailedError(TurnoutError):
+    """Every candidate backend failed.
+
+    Each instance is also an instance of the openai class of the decisive (last)
+    failure, so ``except openai.RateLimitError`` keeps working; ``errors``
+    holds every backend's own error, by backend name.
+    """
+
+    errors: dict[str, BaseException]
+
+    @classmethod
+    def combine(cls, errors: Mapping[str, BaseException], decisive: BaseException) -> AllBackendsFailedError:
+        combined = _combined_class(type(decisive))
+        err = combined.__new__(combined)
+        err.__dict__.update(decisive.__dict__)
+        message = _summary(errors) if errors else str(decisive)
+        Exception.__init__(err, message)
+        err.message = message  # type: ignore[attr-defined]
+        err.errors = dict(errors)
+        err.__cause__ = decisive
+        return err
+
+
+_COMBINED: dict[type, type] = {}
+
+
+def _combined_class(base: type) -> type:
+    if base not in _COMBINED:
+        name = f"AllBackendsFailedError[{base.__name__}]"
+        _COMBINED[base] = type(name, (AllBackendsFailedError, base), {"__module__": __name__})
+    return _COMBINED[base]
+
+
+def _summary(errors: Mapping[str, BaseException]) -> str:
+    parts = [f"{name}: {describe(err)}" for name, err in errors.items()]
+    return f"all {len(errors)} backend(s) failed; " + "; ".join(parts)
+
+
+def describe(err: BaseException) -> str:
+    """``ClassName 503: message``: one line naming what failed, for logs and summaries."""
+    status = getattr(err, "status_code", None)
+    message = getattr(err, "message", None) or str(err)
+    if status:
+        message = message.removeprefix(f"Error code: {status} - ")
+        return f"{type(err).__name__} {status}: {message}"
+    return f"{type(err).__name__}: {message}"
+
+
+def status_error(cls: type[_E], status: int, message: str, *, url: str = "turnout://router",
+                 headers: Mapping[str, str] | None = None, code: str | None = None) -> _E:
+    """An openai status error for a failure turnout detects itself, shaped like the SDK's own."""
+    request = httpx2.Request("POST", url)
+    response = httpx2.Response(status, request=request, headers=dict(headers or {}))
+    body = {"message": message, "type": "invalid_request_error", "param": None, "code": code}
+    return cls(message, response=response, body=body)
+
+
+def synthetic_request(url: str = "turnout://router") -> httpx2.Request:
+    """The request object openai's connection errors require, for failures turnout detects itself."""
+    return httpx2.Request("POST", url)

@@ -55,7 +55,7 @@ class OpenAIServer:
     # -- lifecycle ---------------------------------------------------------
     def start(self, port: int = 0) -> OpenAIServer:
         handler = type("Handler", (_Handler,), {"server_state": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self._httpd = _Server(("127.0.0.1", port), handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name=f"openai-server-{self.port}", daemon=True)
         self._thread.start()
@@ -118,6 +118,11 @@ class OpenAIServer:
         return {"name": fn["name"], "arguments": json.dumps({"text": _text_of(last.get("content"))})}
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 2048  # load tests open many connections at once
+    daemon_threads = True
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_state: OpenAIServer
@@ -127,6 +132,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms delayed-ACK stalls
         with self.server_state._lock:
             self.server_state.open_connections += 1
 

@@ -17,7 +17,7 @@ import openai
 from openai.types import CreateEmbeddingResponse, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from .._errors import ConfigError
+from .._errors import ConfigError, describe
 from ._base import Capabilities, Health
 from .presets import Preset, get_preset
 
@@ -110,19 +110,14 @@ class OpenAICompatAdapter:
             models: int | None = len(await self.list_models())
         except openai.APIStatusError as err:
             if err.status_code not in (404, 405):
-                return Health(False, time.perf_counter() - start, error=_describe(err))
+                return Health(False, time.perf_counter() - start, error=describe(err))
             models = None
         except openai.APIError as err:
-            return Health(False, time.perf_counter() - start, error=_describe(err))
+            return Health(False, time.perf_counter() - start, error=describe(err))
         return Health(True, time.perf_counter() - start, models=models)
 
     async def aclose(self) -> None:
         await self._client.close()
-
-
-def _describe(err: openai.APIError) -> str:
-    status = getattr(err, "status_code", None)
-    return f"{type(err).__name__}{f' {status}' if status else ''}: {err.message}"
 
 
 def _resolve_base_url(name: str, preset: Preset, base_url: str | None) -> str:

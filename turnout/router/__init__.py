@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from ._backend import Backend
-from ._router import Router
+from ._events import RouterEvent
+from ._router import ModelList, Router, served_by
+from ._stream import RoutedStream
 
-__all__ = ["Backend", "Router"]
+__all__ = ["Backend", "ModelList", "RoutedStream", "Router", "RouterEvent", "served_by"]

@@ -1,0 +1,161 @@
+"""One backend's call path: its own ``backoff`` decorator, breaker, budget and counters.
+
+Each backend gets its decorator when the router is built, so one backend's
+retries never consume another's. The SDK clients retry nothing themselves
+(``max_retries=0``): this is the only retry layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from contextvars import ContextVar
+from dataclasses import asdict, dataclass
+from typing import Any, Awaitable, Callable, Generator, TypeVar
+
+import backoff
+import openai
+
+from .._errors import describe, synthetic_request
+from ._backend import Backend
+from ._classify import Verdict, classify, retry_after
+from ._events import Emit, RouterEvent
+from ._health import Breaker, RetryBudget
+
+__all__ = ["Runner", "deadline", "remaining"]
+
+log = logging.getLogger("turnout")
+T = TypeVar("T")
+
+deadline: ContextVar[float | None] = ContextVar("turnout_deadline", default=None)
+"""The current request's total deadline (``time.monotonic()`` seconds), if it has one."""
+
+
+def remaining() -> float | None:
+    end = deadline.get()
+    return None if end is None else end - time.monotonic()
+
+
+@dataclass
+class Counters:
+    requests: int = 0
+    successes: int = 0
+    failures: int = 0
+    attempts: int = 0
+    retries: int = 0
+    latency_total: float = 0.0
+    latency_last: float = 0.0
+
+
+class Runner:
+    """Calls one backend: attempts, retries with backoff, and the bookkeeping around them."""
+
+    def __init__(self, backend: Backend, *, budget_ratio: float, budget_min: int, emit: Emit) -> None:
+        self.backend = backend
+        self.name = backend.name
+        self.adapter = backend.adapter
+        self.breaker = Breaker(backend.allowed_fails, backend.cooldown)
+        self.budget = RetryBudget(budget_ratio, budget_min)
+        self.counters = Counters()
+        self._emit = emit
+        self.call: Callable[..., Awaitable[Any]] = backoff.on_exception(
+            self._waits,
+            openai.APIError,
+            max_tries=backend.max_retries + 1,
+            jitter=None,  # _waits jitters the exponential waits itself and honours Retry-After exactly
+            giveup=self._giveup,
+            on_backoff=self._on_backoff,
+            logger=None,
+        )(self._attempt)
+
+    # -- one attempt -----------------------------------------------------------
+    async def _attempt(self, op: Callable[..., Awaitable[T]], params: dict[str, Any]) -> T:
+        self.counters.attempts += 1
+        await self._emit(RouterEvent("attempt", self.name))
+        start = time.perf_counter()
+        try:
+            result = await _within_deadline(op(**params))
+        except openai.APIError as err:
+            self._failed(err)
+            raise
+        except BaseException:  # cancelled, or a bug: no verdict on the backend
+            self.breaker.release_probe()
+            raise
+        latency = time.perf_counter() - start
+        self.counters.latency_last = latency
+        self.counters.latency_total += latency
+        self.breaker.succeeded()
+        return result
+
+    def _failed(self, err: openai.APIError) -> None:
+        verdict = classify(err)
+        log.debug("backend %s attempt failed: %s", self.name, describe(err))
+        if verdict is Verdict.RETRY:
+            self.breaker.failed()
+        elif verdict is Verdict.COOL:
+            self.breaker.failed(now_open=True)
+        else:  # it answered: alive, whatever it thought of the request
+            self.breaker.succeeded()
+
+    # -- backoff's hooks ---------------------------------------------------------
+    def _waits(self) -> Generator[float | None, BaseException, None]:
+        """Exponential waits with full jitter, or exactly what Retry-After asks; stops at the deadline."""
+        err = yield None
+        n = 0
+        while True:
+            hint = retry_after(err)
+            if hint is None:
+                wait = random.uniform(0, min(self.backend.backoff_max, self.backend.backoff_base**n))
+                n += 1
+            else:
+                wait = hint
+            left = remaining()
+            if left is not None and wait >= left:
+                log.info("backend %s: no retry, a %.2fs wait would pass the deadline", self.name, wait)
+                return
+            err = yield wait
+
+    def _giveup(self, err: BaseException) -> bool:
+        if classify(err) is not Verdict.RETRY or self.breaker.is_open():
+            return True
+        hint = retry_after(err)
+        if hint is not None and hint > self.backend.backoff_max:
+            log.info("backend %s asks to wait %.1fs, over the %.1fs cap: failing over", self.name, hint,
+                     self.backend.backoff_max)
+            return True
+        if not self.budget.can_retry():
+            log.info("backend %s: retry budget spent, failing over", self.name)
+            return True
+        return False
+
+    async def _on_backoff(self, details: dict[str, Any]) -> None:
+        self.budget.retried()
+        self.counters.retries += 1
+        err, wait = details["exception"], details["wait"]
+        log.info("backend %s: %s; retry %d in %.2fs", self.name, describe(err), details["tries"], wait)
+        await self._emit(RouterEvent("retry", self.name, error=err, wait=wait))
+
+    # -- reporting ---------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        c = self.counters
+        done = c.successes + c.failures
+        return {
+            **asdict(c),
+            "latency_mean": c.latency_total / c.successes if c.successes else None,
+            "retries_denied": self.budget.denied,
+            "cooldowns": self.breaker.openings,
+            "state": self.breaker.state,
+            "completed": done,
+        }
+
+
+async def _within_deadline(call: Awaitable[T]) -> T:
+    left = remaining()
+    if left is None:
+        return await call
+    try:
+        return await asyncio.wait_for(call, max(left, 0.0))
+    except asyncio.TimeoutError:
+        raise openai.APITimeoutError(request=synthetic_request()) from None

@@ -1,0 +1,149 @@
+"""Which backends may serve a request, and in what order.
+
+Model routing: ``"<backend>/<model>"`` pins a configured backend; otherwise the
+candidates are the backends that declare the model (as an alias or as their
+own name for it) plus those that declare no model list. Then backends lacking
+a capability the request needs are dropped, and backends of equal priority
+are put in a weighted random order so they share the load.
+"""
+
+from __future__ import annotations
+
+import random
+from itertools import groupby
+from typing import Any, Iterable, Mapping, Sequence
+
+import openai
+
+from .._errors import status_error
+from ..adapters.presets import normalize_name
+from ._retry import Runner
+
+__all__ = ["Selector", "Candidate"]
+
+Candidate = tuple[Runner, str]  # the backend, and the model name it knows the request's model by
+
+_CACHE_SIZE = 256
+_CHAT_FLAGS = ("streaming", "tools", "vision", "json_mode", "json_schema")
+
+
+class Selector:
+    def __init__(self, runners: Sequence[Runner]) -> None:
+        ranked = sorted(enumerate(runners), key=lambda ir: (_priority(ir[1], ir[0]), ir[0]))
+        self.runners = [r for _, r in ranked]
+        self._rank = {id(r): _priority(r, i) for i, r in ranked}
+        self._by_name = {normalize_name(r.name): r for r in self.runners}
+        self._open = [r for r in self.runners if r.backend.models is None]
+        self._declared: dict[str, list[Candidate]] = {}
+        for r in self.runners:
+            for alias, target in (r.backend.models or {}).items():
+                self._add(alias, r, target)
+                self._add(target, r, target)
+        ranks = [self._rank[id(r)] for r in self.runners]
+        self._shares_load = len(set(ranks)) < len(ranks)
+        self._cache: dict[str, tuple[Candidate, ...]] = {}
+
+    def _add(self, model: str, runner: Runner, target: str) -> None:
+        entries = self._declared.setdefault(model, [])
+        if all(r is not runner for r, _ in entries):
+            entries.append((runner, target))
+
+    # -- model routing -------------------------------------------------------
+    def candidates_for(self, model: str) -> tuple[Candidate, ...]:
+        """The backends for ``model`` in rank order; remembered for the models last asked for."""
+        found = self._cache.get(model)
+        if found is None:
+            if len(self._cache) >= _CACHE_SIZE:
+                self._cache.clear()
+            found = self._cache[model] = self._candidates_for(model)
+        return found
+
+    def _candidates_for(self, model: str) -> tuple[Candidate, ...]:
+        pinned = self._pinned(model)
+        if pinned is not None:
+            return (pinned,)
+        chosen = {id(r) for r, _ in self._declared.get(model, ())}
+        found = list(self._declared.get(model, ())) + [(r, model) for r in self._open if id(r) not in chosen]
+        return tuple(sorted(found, key=lambda c: self._rank[id(c[0])]))
+
+    def _pinned(self, model: str) -> Candidate | None:
+        prefix, sep, rest = model.partition("/")
+        runner = self._by_name.get(normalize_name(prefix)) if sep and rest else None
+        if runner is None:
+            return None
+        return runner, (runner.backend.models or {}).get(rest, rest)
+
+    def not_found(self, model: str) -> openai.NotFoundError:
+        known = sorted(self._declared)
+        pins = [f"{r.name}/<model>" for r in self.runners]
+        return status_error(openai.NotFoundError, 404,
+                            f"no backend serves model {model!r}; configured models: {', '.join(known) or 'none'}; "
+                            f"pin a backend with: {', '.join(pins)}", code="model_not_found")
+
+    # -- ordering --------------------------------------------------------------
+    def order(self, candidates: Sequence[Candidate]) -> list[Candidate]:
+        """Equal-priority backends in a weighted random order, the rest as ranked."""
+        if not self._shares_load or len(candidates) < 2:
+            return list(candidates)
+        ordered: list[Candidate] = []
+        for _, group in groupby(candidates, key=lambda c: self._rank[id(c[0])]):
+            ordered.extend(_weighted_shuffle(list(group)))
+        return ordered
+
+    # -- capabilities ------------------------------------------------------------
+    def capable(self, candidates: Sequence[Candidate], kind: str, params: Mapping[str, Any]) -> Sequence[Candidate]:
+        """Drop backends lacking what the request needs; the needs are read only where backends differ."""
+        flags = ("embeddings",) if kind == "embeddings" else _CHAT_FLAGS
+        lacking = [f for f in flags if not all(getattr(r.adapter.capabilities, f) for r, _ in candidates)]
+        if not lacking:
+            return candidates
+        needs = [f for f in lacking if _needs(f, kind, params)]
+        if not needs:
+            return candidates
+        kept = [c for c in candidates if all(getattr(c[0].adapter.capabilities, f) for f in needs)]
+        if not kept:
+            raise _incapable(candidates, needs)
+        return kept
+
+
+def _priority(runner: Runner, index: int) -> int:
+    return runner.backend.priority if runner.backend.priority is not None else index
+
+
+def _weighted_shuffle(group: list[Candidate]) -> Iterable[Candidate]:
+    """Efraimidis-Spirakis: each backend leads with probability weight / total weight."""
+    if len(group) == 1:
+        return group
+    keyed = [(random.random() ** (1.0 / c[0].backend.weight) if c[0].backend.weight > 0 else 0.0, c) for c in group]
+    return [c for _, c in sorted(keyed, key=lambda kc: kc[0], reverse=True)]
+
+
+def _needs(flag: str, kind: str, params: Mapping[str, Any]) -> bool:
+    if flag == "embeddings":
+        return kind == "embeddings"
+    if flag == "streaming":
+        return kind == "stream"
+    if flag == "tools":
+        return bool(params.get("tools") or params.get("functions"))
+    if flag in ("json_mode", "json_schema"):
+        fmt = params.get("response_format")
+        wanted = "json_object" if flag == "json_mode" else "json_schema"
+        return isinstance(fmt, Mapping) and fmt.get("type") == wanted
+    return flag == "vision" and _has_image(params.get("messages") or ())
+
+
+def _has_image(messages: Iterable[Any]) -> bool:
+    for message in messages:
+        content = message.get("content") if isinstance(message, Mapping) else None
+        if isinstance(content, list) and any(
+            isinstance(part, Mapping) and part.get("type") in ("image_url", "input_image") for part in content
+        ):
+            return True
+    return False
+
+
+def _incapable(candidates: Sequence[Candidate], needs: list[str]) -> openai.BadRequestError:
+    names = ", ".join(r.name for r, _ in candidates)
+    return status_error(openai.BadRequestError, 400,
+                        f"the request needs {' and '.join(needs)}, which no candidate backend ({names}) declares; "
+                        f"add a backend that can, or set its capabilities", code="unsupported_capability")
