@@ -76,3 +76,33 @@ def llamacpp() -> Iterator[LlamaCppServer]:
         pytest.skip(reason)
     with LlamaCppServer() as server:
         yield server
+
+
+@pytest.fixture
+def ollama_server(monkeypatch: pytest.MonkeyPatch) -> Iterator:
+    """A fresh Ollama-protocol server on a free loopback port; no ambient Ollama key reaches it."""
+    from tests.loopback import OllamaServer
+
+    monkeypatch.delenv("OLLAMA_API_KEY", raising=False)
+
+    with OllamaServer() as server:
+        yield server
+
+
+@pytest.fixture
+def make_ollama_server(monkeypatch: pytest.MonkeyPatch) -> Iterator:
+    """A factory for Ollama servers with non-default knobs; all are stopped afterwards."""
+    from tests.loopback import OllamaServer
+
+    monkeypatch.delenv("OLLAMA_API_KEY", raising=False)
+
+    servers: list[OllamaServer] = []
+
+    def make(**kwargs: object) -> OllamaServer:
+        server = OllamaServer(**kwargs).start()  # type: ignore[arg-type]
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
