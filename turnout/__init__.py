@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from ._errors import AllBackendsFailedError, BrokenStreamError, ConfigError, TurnoutError
 from .adapters import Capabilities, OpenAICompatAdapter
-from .router import Backend, Router, RouterEvent, served_by
+from .router import AsyncOpenAI, Backend, OpenAI, Router, RouterEvent, served_by
 
 __all__ = [
     "AllBackendsFailedError",
+    "AsyncOpenAI",
+    "OpenAI",
     "Backend",
     "Router",
     "RouterEvent",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ._backend import Backend
 from ._events import RouterEvent
+from ._facade import AsyncOpenAI, OpenAI
 from ._router import ModelList, Router, served_by
 from ._stream import RoutedStream
 
-__all__ = ["Backend", "ModelList", "RoutedStream", "Router", "RouterEvent", "served_by"]
+__all__ = ["AsyncOpenAI", "OpenAI", "Backend", "ModelList", "RoutedStream", "Router", "RouterEvent", "served_by"]

@@ -24,13 +24,17 @@ from ._classify import Verdict, classify, retry_after
 from ._events import Emit, RouterEvent
 from ._health import Breaker, RetryBudget
 
-__all__ = ["Runner", "deadline", "remaining"]
+__all__ = ["Runner", "deadline", "remaining", "max_retries_override"]
 
 log = logging.getLogger("turnout")
 T = TypeVar("T")
 
 deadline: ContextVar[float | None] = ContextVar("turnout_deadline", default=None)
 """The current request's total deadline (``time.monotonic()`` seconds), if it has one."""
+
+
+max_retries_override: ContextVar[int | None] = ContextVar("turnout_max_retries", default=None)
+"""A per-call ``max_retries`` (``client.with_options(max_retries=...)``) for every backend."""
 
 
 def remaining() -> float | None:
@@ -63,12 +67,16 @@ class Runner:
         self.call: Callable[..., Awaitable[Any]] = backoff.on_exception(
             self._waits,
             openai.APIError,
-            max_tries=backend.max_retries + 1,
+            max_tries=self._max_tries,
             jitter=None,  # _waits jitters the exponential waits itself and honours Retry-After exactly
             giveup=self._giveup,
             on_backoff=self._on_backoff,
             logger=None,
         )(self._attempt)
+
+    def _max_tries(self) -> int:
+        override = max_retries_override.get()
+        return (self.backend.max_retries if override is None else override) + 1
 
     # -- one attempt -----------------------------------------------------------
     async def _attempt(self, op: Callable[..., Awaitable[T]], params: dict[str, Any]) -> T:

@@ -38,8 +38,6 @@ _SERVED_BY = "_turnout_backend"
 
 def served_by(response: object) -> str | None:
     """The name of the backend that produced ``response`` (a completion, embedding or stream)."""
-    if isinstance(response, RoutedStream):
-        return response.backend
     return getattr(response, _SERVED_BY, None)
 
 

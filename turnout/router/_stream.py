@@ -30,7 +30,7 @@ class RoutedStream:
         backend: str,
         on_break: Callable[[BaseException], None] = lambda err: None,
     ) -> None:
-        self.backend = backend
+        self.backend = self._turnout_backend = backend
         self._chunks = chunks
         self._first = first
         self._delivered = 0
