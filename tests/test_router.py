@@ -88,6 +88,34 @@ async def test_retry_after_is_honoured_exactly(routers, openai_server, sleeps) -
     assert sleeps == [1.0]
 
 
+async def test_each_wait_reads_its_own_failures_retry_after(routers, openai_server, sleeps) -> None:
+    """LiteLLM #20722: a retry loop that reads a stale exception waits the wrong time."""
+    openai_server.fail(Fault(status=429, retry_after="2"), times=1)
+    openai_server.fail(Fault(status=503, retry_after_ms="300"), times=1)
+    openai_server.fail(Fault(status=500), times=1)
+    router = routers(backend(openai_server, "only", max_retries=3, allowed_fails=10))
+    await router.chat(model="test-model", messages=MSG)
+    assert sleeps[:2] == [2.0, 0.3] and 0 <= sleeps[2] <= 4
+
+
+async def test_a_cancelled_probe_does_not_wedge_the_breaker(routers, make_openai_server, sleeps, mocker) -> None:
+    now = [1000.0]
+    mocker.patch("turnout.router._health.now", side_effect=lambda: now[0])
+    flaky, spare = make_openai_server(), make_openai_server()
+    flaky.fail(Fault(status=503), times=1)
+    router = routers(backend(flaky, "flaky", max_retries=0, allowed_fails=1, cooldown=10), backend(spare, "spare"))
+    await router.chat(model="test-model", messages=MSG)
+    now[0] += 11
+    flaky.fail(Fault(hang=True), times=1)
+    probe = asyncio.ensure_future(router.chat(model="test-model", messages=MSG))
+    while len(flaky.requests) < 2:
+        await asyncio.sleep(0.01)
+    probe.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await probe
+    assert served_by(await router.chat(model="test-model", messages=MSG)) == "flaky", "the next request probes again"
+
+
 async def test_retry_after_ms_wins_over_retry_after(routers, openai_server, sleeps) -> None:
     openai_server.fail(Fault(status=503, retry_after="3", retry_after_ms="250"), times=1)
     router = routers(backend(openai_server, "only"))
