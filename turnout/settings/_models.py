@@ -1,0 +1,164 @@
+"""The settings models: what each variable holds and what it accepts.
+
+``TurnoutSettings`` is a pydantic-settings model read from keyword
+arguments, the environment and ``.env``, in that order of precedence. Every
+per-backend knob is optional: unset, it inherits the router-wide value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from types import EllipsisType
+from typing import Annotated, Any, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .._errors import ConfigError
+from ..adapters.presets import get_preset
+from ._errors import translate
+from ._origin import DEFAULT, Origin, Resolved, problem_text
+from ._parse import parse_capabilities, parse_headers, parse_models
+from ._sources import Layer, lookup, make_layers, origin_of
+
+__all__ = ["BackendSettings", "TurnoutSettings", "ENV_FILE_VARIABLE"]
+
+ENV_FILE_VARIABLE = "TURNOUT_ENV_FILE"
+_DEFAULT_ENV_FILE = ".env"
+
+Retries = Annotated[int, Field(ge=0)]
+Seconds = Annotated[float, Field(ge=0)]
+PositiveSeconds = Annotated[float, Field(gt=0)]
+Positive = Annotated[float, Field(gt=0)]
+Fails = Annotated[int, Field(ge=1)]
+
+_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class BackendSettings(BaseModel):
+    """One backend's own settings (``TURNOUT_BACKEND__<NAME>__<FIELD>``); unset fields inherit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    provider: Optional[str] = None
+    base_url: Optional[str] = None
+    api_key: Optional[SecretStr] = None
+    api_key_env: Optional[str] = None
+    models: Annotated[Optional[dict[str, str]], NoDecode] = None
+    priority: Optional[int] = None
+    weight: Optional[Positive] = None
+    max_retries: Optional[Retries] = None
+    backoff_base: Optional[Positive] = None
+    backoff_max: Optional[Seconds] = None
+    timeout: Optional[PositiveSeconds] = None
+    headers: Annotated[Optional[dict[str, SecretStr]], NoDecode] = None
+    capabilities: Annotated[Optional[dict[str, bool]], NoDecode] = None
+    allowed_fails: Optional[Fails] = None
+    cooldown: Optional[Seconds] = None
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str | None) -> str | None:
+        return None if value is None else get_preset(value).name
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _variable_name(cls, value: str | None) -> str | None:
+        if value is not None and not _VARIABLE.match(value.strip()):
+            raise ValueError("is not a variable name")
+        return None if value is None else value.strip()
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _parse_models(cls, value: Any) -> dict[str, str] | None:
+        return parse_models(value)
+
+    @field_validator("headers", mode="before")
+    @classmethod
+    def _parse_headers(cls, value: Any) -> dict[str, SecretStr] | None:
+        return parse_headers(value)
+
+    @field_validator("capabilities", mode="before")
+    @classmethod
+    def _parse_capabilities(cls, value: Any) -> dict[str, bool] | None:
+        return parse_capabilities(value)
+
+
+class TurnoutSettings(BaseSettings):
+    """Every ``TURNOUT_*`` variable, plus where each value came from.
+
+    Build it with no arguments to read the environment and ``.env``, or pass
+    fields as keyword arguments (they win over both); ``_env_file`` picks
+    another file (``None``: read none). Invalid values raise ``ConfigError``
+    naming the variable.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="TURNOUT_",
+        env_nested_delimiter="__",
+        env_ignore_empty=True,  # ``export GROQ_API_KEY=`` means unset, as most tools read it
+        extra="ignore",  # a user's .env holds other programs' variables
+        case_sensitive=False,
+        frozen=True,
+    )
+
+    backends: Annotated[Optional[list[str]], NoDecode] = None
+    backend: dict[str, BackendSettings] = Field(default_factory=dict)
+    max_retries: Retries = 2
+    backoff_base: Positive = 2.0
+    backoff_max: Seconds = 30.0
+    timeout: PositiveSeconds = 60.0
+    allowed_fails: Fails = 3
+    cooldown: Seconds = 30.0
+    deadline: Optional[PositiveSeconds] = None
+    retry_budget: Annotated[float, Field(ge=0)] = 0.2
+    retry_budget_min: Retries = 10
+
+    _layers: tuple[Layer, ...] = PrivateAttr(default=())
+    _env_file: Resolved[Optional[str]] = PrivateAttr(default=Resolved(None, DEFAULT))
+
+    def __init__(self, _env_file: str | os.PathLike[str] | None | EllipsisType = ..., **values: Any) -> None:
+        _reject_unknown(values)
+        env_file = _choose_env_file(_env_file)
+        layers = make_layers(type(self), values, None if env_file.value is None else Path(env_file.value).resolve())
+        try:
+            super().__init__(_build_sources=(layers, values))
+        except ValidationError as err:
+            raise translate(err, layers) from None
+        self._layers = layers
+        self._env_file = env_file
+
+    def origin(self, *path: str) -> Origin:
+        """Where the value at ``path`` (``"backend", "groq", "max_retries"``) came from."""
+        return origin_of(self._layers, path)
+
+    def variable(self, name: str) -> Resolved[str] | None:
+        """A variable outside the TURNOUT_ prefix, environment first, then .env."""
+        return lookup(self._layers, name)
+
+    @property
+    def env_file(self) -> Resolved[Optional[str]]:
+        """The .env file read (``None`` if none), and what chose it."""
+        return self._env_file
+
+
+def _reject_unknown(values: dict[str, Any]) -> None:
+    """``extra='ignore'`` is for .env lines; a misspelt keyword argument is a mistake to report."""
+    unknown = sorted(set(values) - set(TurnoutSettings.model_fields))
+    if unknown:
+        raise ConfigError(f"unknown setting {', '.join(unknown)}; accepted: {', '.join(TurnoutSettings.model_fields)}")
+
+
+def _choose_env_file(explicit: str | os.PathLike[str] | None | EllipsisType) -> Resolved[Optional[str]]:
+    """The keyword, else TURNOUT_ENV_FILE, else ./.env; a file named explicitly must exist."""
+    if explicit is not ...:
+        chosen = Resolved(None if explicit is None else os.fspath(explicit), Origin("code", "_env_file"))
+    elif os.environ.get(ENV_FILE_VARIABLE):
+        chosen = Resolved(os.environ[ENV_FILE_VARIABLE], Origin("environment", ENV_FILE_VARIABLE))
+    else:
+        return Resolved(_DEFAULT_ENV_FILE if Path(_DEFAULT_ENV_FILE).is_file() else None, DEFAULT)
+    if chosen.value is not None and not Path(chosen.value).is_file():
+        raise ConfigError(problem_text(chosen.origin, chosen.value, "no such file", "the path of a .env file"))
+    return chosen

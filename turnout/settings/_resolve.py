@@ -1,0 +1,285 @@
+"""From settings to a checked list of backends, every value beside its origin.
+
+This is where names become presets, keys and addresses are found, and
+per-backend knobs inherit the router-wide ones. The result feeds both the
+Router (:mod:`._build`) and ``turnout config``, so what is shown is what runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, TypeVar
+
+from pydantic import SecretStr
+
+from .._errors import ConfigError
+from ..adapters import Capabilities
+from ..adapters.presets import PRESETS, Preset, get_preset
+from ._errors import ACCEPTED, join_problems
+from ._models import BackendSettings, TurnoutSettings
+from ._origin import DEFAULT, Origin, Resolved, problem_text, where
+from ._parse import check_url
+from ._sources import variable_name
+
+__all__ = ["ResolvedBackend", "ResolvedConfig", "resolve", "discovery_order", "AMBIENT_TOKENS"]
+
+log = logging.getLogger("turnout.settings")
+
+T = TypeVar("T")
+
+AMBIENT_TOKENS = frozenset({"GITHUB_TOKEN", "HF_TOKEN"})
+"""Set by CI runners and model downloads for other reasons: they never make a backend by themselves."""
+
+_INHERITED = ("max_retries", "backoff_base", "backoff_max", "timeout", "allowed_fails", "cooldown")
+
+
+def discovery_order() -> list[tuple[str, str]]:
+    """(preset, variable) pairs tried when TURNOUT_BACKENDS is unset: cloud presets by their
+    standard key variable in table order, then Ollama by OLLAMA_HOST."""
+    cloud = [(p.name, p.key_env) for p in PRESETS.values()
+             if p.protocol == "openai" and p.key_env and p.key_env not in AMBIENT_TOKENS]
+    ollama = [(p.name, p.url_env) for p in PRESETS.values() if p.protocol == "ollama" and p.url_env]
+    return cloud + ollama
+
+
+@dataclass(frozen=True)
+class ResolvedBackend:
+    """One backend as it will run. ``problems`` is empty for a backend that can be built."""
+
+    name: str
+    selected_by: Origin
+    preset: Optional[Preset]
+    provider: Resolved[Optional[str]]
+    base_url: Resolved[Optional[str]]
+    api_key: Resolved[Optional[SecretStr]]
+    models: Resolved[Optional[dict[str, str]]]
+    priority: Resolved[Optional[int]]
+    weight: Resolved[float]
+    max_retries: Resolved[int]
+    backoff_base: Resolved[float]
+    backoff_max: Resolved[float]
+    timeout: Resolved[float]
+    allowed_fails: Resolved[int]
+    cooldown: Resolved[float]
+    headers: Resolved[Optional[dict[str, SecretStr]]]
+    capabilities: Resolved[Optional[Capabilities]]
+    problems: tuple[str, ...] = ()
+
+    def fields(self) -> dict[str, Resolved[Any]]:
+        """Every resolved field by name, in a stable order."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {name: value for name, value in values.items() if isinstance(value, Resolved)}
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able, keys masked: what ``turnout config --json`` prints for this backend."""
+        return {
+            "name": self.name,
+            "protocol": self.preset.protocol if self.preset else None,
+            "selected_by": self.selected_by.as_dict(),
+            "fields": {name: _described(r) for name, r in self.fields().items()},
+            "problems": list(self.problems),
+        }
+
+
+@dataclass(frozen=True)
+class ResolvedConfig:
+    """Every backend in priority order, the router-wide values, and what went wrong."""
+
+    backends: tuple[ResolvedBackend, ...]
+    deadline: Resolved[Optional[float]]
+    retry_budget: Resolved[float]
+    retry_budget_min: Resolved[int]
+    env_file: Resolved[Optional[str]]
+    problems: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able, keys masked: what ``turnout config --json`` prints."""
+        return {
+            "env_file": _described(self.env_file),
+            "deadline": _described(self.deadline),
+            "retry_budget": _described(self.retry_budget),
+            "retry_budget_min": _described(self.retry_budget_min),
+            "backends": [b.describe() for b in self.backends],
+            "problems": list(self.problems),
+            "notes": list(self.notes),
+        }
+
+    def check(self) -> ResolvedConfig:
+        """Itself, or one ConfigError naming every problem."""
+        if self.problems:
+            raise ConfigError(join_problems(self.problems))
+        return self
+
+
+def _described(r: Resolved[Any]) -> dict[str, Any]:
+    return {"value": r.shown(), "source": r.origin.as_dict()}
+
+
+def resolve(settings: TurnoutSettings, *, strict: bool = True) -> ResolvedConfig:
+    """Settings -> backends; ``strict=False`` collects problems instead of raising (for ``turnout config``)."""
+    problems: list[str] = []
+    selected = _attempt(problems, lambda: _selection(settings), [])
+    backends = tuple(_backend(settings, name, origin) for name, origin in selected)
+    problems += [p for b in backends for p in b.problems]
+    config = ResolvedConfig(
+        backends=backends,
+        deadline=_global(settings, "deadline"),
+        retry_budget=_global(settings, "retry_budget"),
+        retry_budget_min=_global(settings, "retry_budget_min"),
+        env_file=settings.env_file,
+        problems=tuple(problems),
+        notes=tuple(_orphans(settings, [name for name, _ in selected])),
+    )
+    for note in config.notes:
+        log.warning(note)
+    for backend in backends:
+        log.debug("backend %s: %s", backend.name,
+                  ", ".join(f"{k}={r.shown()!r} ({r.origin})" for k, r in backend.fields().items()))
+    return config.check() if strict else config
+
+
+def _attempt(problems: list[str], make: Callable[[], T], fallback: T) -> T:
+    try:
+        return make()
+    except ConfigError as err:
+        problems.append(str(err))
+        return fallback
+
+
+def _global(settings: TurnoutSettings, field: str) -> Resolved[Any]:
+    return Resolved(getattr(settings, field), settings.origin(field))
+
+
+def _selection(settings: TurnoutSettings) -> list[tuple[str, Origin]]:
+    """TURNOUT_BACKENDS, else the backends discovered from provider variables; none at all is an error."""
+    if settings.backends is not None:
+        if not settings.backends:
+            raise ConfigError(problem_text(settings.origin("backends"), [], "lists no backend", ACCEPTED["backends"]))
+        return [(name, settings.origin("backends")) for name in settings.backends]
+    found = [(name, settings.variable(var)) for name, var in discovery_order()]
+    selected = [(name, hit.origin) for name, hit in found if hit is not None]
+    if not selected:
+        raise ConfigError(_nothing_configured())
+    return selected
+
+
+def _nothing_configured() -> str:
+    keys = ", ".join(var for _, var in discovery_order())
+    return ("no backend configured: set TURNOUT_BACKENDS (like TURNOUT_BACKENDS=ollama,groq), "
+            f"or a provider's key variable ({keys}), in the environment or in .env")
+
+
+def _orphans(settings: TurnoutSettings, selected: list[str]) -> list[str]:
+    """Sections for backends nobody selected: usually a misspelt name, so say so."""
+    how = "not in TURNOUT_BACKENDS" if settings.backends is not None else "not discovered (TURNOUT_BACKENDS is unset)"
+    return [f"{where(settings.origin('backend', name))} configures backend {name!r}, which is {how}: ignored"
+            for name in settings.backend if name not in selected]
+
+
+def _backend(settings: TurnoutSettings, name: str, selected_by: Origin) -> ResolvedBackend:
+    problems: list[str] = []
+    section = settings.backend.get(name, BackendSettings())
+    provider = _attempt(problems, lambda: _provider(settings, name, section, selected_by), None)
+    preset = provider.value if provider else None
+    missing: Resolved[Any] = Resolved(None, Origin("missing", variable_name(("backend", name, "provider"))))
+    fields: dict[str, Resolved[Any]] = {
+        "provider": Resolved(preset.name, provider.origin) if provider and preset else missing,
+        "base_url": _attempt(problems, lambda: _base_url(settings, name, section, preset), missing) if preset else missing,
+        "api_key": _attempt(problems, lambda: _api_key(settings, name, section, preset), _no_key(preset)) if preset else missing,
+        "models": _own(settings, name, section, "models", None),
+        "priority": _own(settings, name, section, "priority", None),
+        "weight": _own(settings, name, section, "weight", 1.0),
+        "headers": _own(settings, name, section, "headers", None),
+        "capabilities": _capabilities(settings, name, section, preset),
+        **{field: _inherit(settings, name, section, field) for field in _INHERITED},
+    }
+    return ResolvedBackend(name=name, selected_by=selected_by, preset=preset, problems=tuple(problems), **fields)
+
+
+def _own(settings: TurnoutSettings, name: str, section: BackendSettings, field: str, default: Any) -> Resolved[Any]:
+    value = getattr(section, field)
+    return Resolved(value, settings.origin("backend", name, field)) if value is not None else Resolved(default, DEFAULT)
+
+
+def _inherit(settings: TurnoutSettings, name: str, section: BackendSettings, field: str) -> Resolved[Any]:
+    """The backend's own value, else the router-wide one (TURNOUT_<FIELD>), else the default."""
+    own = getattr(section, field)
+    if own is not None:
+        return Resolved(own, settings.origin("backend", name, field))
+    return _global(settings, field)
+
+
+def _provider(settings: TurnoutSettings, name: str, section: BackendSettings, selected_by: Origin) -> Resolved[Preset]:
+    if section.provider is not None:
+        return Resolved(get_preset(section.provider), settings.origin("backend", name, "provider"))
+    try:
+        preset = get_preset(name)
+    except ConfigError:
+        raise ConfigError(
+            f"{where(selected_by)} lists {name!r}, which is not a provider: set "
+            f"{variable_name(('backend', name, 'provider'))} to one of: {', '.join(sorted(PRESETS))}"
+        ) from None
+    return Resolved(preset, Origin("preset", preset.name))
+
+
+def _base_url(settings: TurnoutSettings, name: str, section: BackendSettings, preset: Preset) -> Resolved[Optional[str]]:
+    """BASE_URL, else the provider SDK's own variable (OPENAI_BASE_URL, OLLAMA_HOST), else the preset's."""
+    if section.base_url is not None:
+        chosen: Resolved[str] | None = Resolved(section.base_url, settings.origin("backend", name, "base_url"))
+    else:
+        chosen = settings.variable(preset.url_env) if preset.url_env else None
+    if chosen is None:
+        if preset.base_url is None:
+            raise ConfigError(f"backend {name!r}: provider {preset.name!r} has no default address; set "
+                              f"{variable_name(('backend', name, 'base_url'))}; accepted: {ACCEPTED['base_url']}")
+        return Resolved(preset.base_url, Origin("preset", preset.name))
+    try:
+        check_url(chosen.value, host_only_ok=preset.protocol == "ollama")
+    except ValueError as err:
+        raise ConfigError(problem_text(chosen.origin, chosen.value, str(err), ACCEPTED["base_url"])) from None
+    return Resolved(chosen.value.strip(), chosen.origin)
+
+
+def _api_key(settings: TurnoutSettings, name: str, section: BackendSettings, preset: Preset) -> Resolved[Optional[SecretStr]]:
+    """API_KEY, else the variable API_KEY_ENV names, else the preset's own variables; never another provider's."""
+    if section.api_key is not None and section.api_key.get_secret_value():
+        return Resolved(section.api_key, settings.origin("backend", name, "api_key"))
+    if section.api_key_env is not None:
+        return _key_from(settings, section.api_key_env, settings.origin("backend", name, "api_key_env"))
+    for variable in preset.key_envs:
+        found = settings.variable(variable)
+        if found is not None:
+            return Resolved(SecretStr(found.value), found.origin)
+    if preset.key_envs:
+        own = variable_name(("backend", name, "api_key"))
+        raise ConfigError(f"backend {name!r} (provider {preset.name}) has no API key: set {preset.key_env} "
+                          f"(or {own}, or {own}_ENV naming the variable that holds it)")
+    return _no_key(preset)
+
+
+def _key_from(settings: TurnoutSettings, variable: str, origin: Origin) -> Resolved[Optional[SecretStr]]:
+    found = settings.variable(variable)
+    if found is None:
+        raise ConfigError(problem_text(origin, variable, "names a variable that is set neither in the environment nor in .env",
+                                       "the name of a variable that holds the key"))
+    return Resolved(SecretStr(found.value), found.origin)
+
+
+def _no_key(preset: Preset | None) -> Resolved[Optional[SecretStr]]:
+    """Local servers need no key; a cloud preset's missing one is shown as the variable to set."""
+    if preset is not None and preset.key_env:
+        return Resolved(None, Origin("missing", preset.key_env))
+    return Resolved(None, Origin("preset", preset.name if preset else None))
+
+
+def _capabilities(settings: TurnoutSettings, name: str, section: BackendSettings, preset: Preset | None) -> Resolved[Optional[Capabilities]]:
+    """The preset's capabilities with CAPABILITIES overrides applied."""
+    if preset is None:
+        return Resolved(None, DEFAULT)
+    if not section.capabilities:
+        return Resolved(preset.capabilities, Origin("preset", preset.name))
+    return Resolved(preset.capabilities.replace(**section.capabilities), settings.origin("backend", name, "capabilities"))
+
