@@ -415,3 +415,30 @@ async def test_key_and_headers_are_sent_and_the_key_stays_out_of_repr(ollama_ser
 async def test_no_key_is_sent_by_default(adapter: OllamaAdapter, ollama_server: OllamaServer) -> None:
     await adapter.chat(model="test-model", messages=MESSAGES)
     assert ollama_server.chat_requests()[-1].header("Authorization") is None
+
+
+async def test_logprobs_come_back_in_openai_shape(adapter: OllamaAdapter, ollama_server: OllamaServer) -> None:
+    reply = await adapter.chat(model="test-model", messages=MESSAGES, logprobs=True, top_logprobs=1)
+    assert (sent(ollama_server)["logprobs"], sent(ollama_server)["top_logprobs"]) == (True, 1)
+    tokens = reply.choices[0].logprobs.content  # type: ignore[union-attr]
+    assert [t.token for t in tokens or []] == ["echo:", " hello", " there"]
+    assert tokens and tokens[0].logprob == -0.5 and tokens[0].top_logprobs[0].token == "echo:"
+    chunks = [c async for c in adapter.stream_chat(model="test-model", messages=MESSAGES, logprobs=True)]
+    streamed = [t.token for c in chunks if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content or []]
+    assert streamed == ["echo:", " hello", " there"]
+
+
+async def test_malformed_messages_are_a_bad_request(adapter: OllamaAdapter, ollama_server: OllamaServer) -> None:
+    with pytest.raises(openai.BadRequestError, match="malformed"):
+        await adapter.chat(model="test-model", messages=["just a string"])
+    assert ollama_server.chat_requests() == []
+
+
+async def test_an_explicit_key_wins_over_ollama_api_key(ollama_server: OllamaServer, monkeypatch) -> None:
+    monkeypatch.setenv("OLLAMA_API_KEY", "ambient-key")
+    ambient = OllamaAdapter(host=ollama_server.host)
+    explicit = OllamaAdapter(host=ollama_server.host, api_key="mine")
+    for adapter in (ambient, explicit):
+        await adapter.chat(model="test-model", messages=MESSAGES)
+        await adapter.aclose()
+    assert [r.header("Authorization") for r in ollama_server.chat_requests()] == ["Bearer ambient-key", "Bearer mine"]

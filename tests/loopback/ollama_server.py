@@ -253,7 +253,8 @@ class _Handler(BaseHTTPRequestHandler):
             message["thinking"] = thinking
         if calls:
             message["tool_calls"] = calls
-        self._json(200, {**_line(body, message, done=True), **_metrics(body, eval_count), "done_reason": done_reason})
+        final = {**_line(body, message, done=True), **_metrics(body, eval_count), "done_reason": done_reason}
+        self._json(200, {**final, **_logprobs(body, _pieces(text, None))})
 
     def _stream_chat(self, body: dict[str, Any], text: str, thinking: str, calls: list[dict[str, Any]],
                      done_reason: str, fault: Fault | None) -> None:
@@ -269,7 +270,8 @@ class _Handler(BaseHTTPRequestHandler):
             for i, message in enumerate(lines):
                 if self._fault_now(fault, i):
                     return
-                self._chunk(json.dumps(_line(body, message, done=False)).encode() + b"\n")
+                line = {**_line(body, message, done=False), **_logprobs(body, [message.get("content") or ""])}
+                self._chunk(json.dumps(line).encode() + b"\n")
                 if state.stream_delay:
                     state._stopping.wait(state.stream_delay)
             if self._fault_now(fault, len(lines)):
@@ -350,6 +352,17 @@ def _now() -> str:
 
 def _line(body: dict[str, Any], message: dict[str, Any], *, done: bool) -> dict[str, Any]:
     return {"model": body.get("model"), "created_at": _now(), "message": message, "done": done}
+
+
+def _logprobs(body: dict[str, Any], tokens: list[str]) -> dict[str, Any]:
+    """Ollama's ``logprobs`` (a token per word here) when the request asked for them."""
+    tokens = [t for t in tokens if t]
+    if not body.get("logprobs") or not tokens:
+        return {}
+    top = int(body.get("top_logprobs") or 0)
+    return {"logprobs": [{"token": w, "logprob": -0.5, "bytes": list(w.encode()),
+                          "top_logprobs": [{"token": w, "logprob": -0.5, "bytes": list(w.encode())}][:top]}
+                         for w in tokens]}
 
 
 def _metrics(body: dict[str, Any], eval_count: int) -> dict[str, int]:

@@ -34,9 +34,10 @@ import re
 import struct
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, AsyncIterator, Iterable, Mapping
+from typing import Any, AsyncIterator, Iterable, Iterator, Mapping
 
 import httpx
 import httpx2
@@ -273,8 +274,18 @@ class OllamaAdapter:
         message = f"backend {self.name!r} sent a malformed response: {type(err).__name__}: {err}"
         return openai.APIResponseValidationError(response, None, message=message)
 
-    def _malformed(self, path: str, state: _StreamState | None = None) -> _MalformedGuard:
-        return _MalformedGuard(self, path, state)
+    @contextmanager
+    def _malformed(self, path: str, state: _StreamState | None = None) -> Iterator[None]:
+        """An answer of the wrong shape is ``APIResponseValidationError``; a broken stream once chunks went out."""
+        try:
+            yield
+        except openai.APIError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            mapped: openai.APIError = self._malformed_error(path, err)
+            if state is not None and state.sent:
+                mapped = BrokenStreamError(mapped.message, request=mapped.request, chunks=state.sent)
+            raise mapped from err
 
     # -- request conversion -----------------------------------------------
     async def _chat_call(self, params: dict[str, Any], *, stream: bool) -> _ChatCall:
@@ -286,7 +297,11 @@ class OllamaAdapter:
         messages = params.pop("messages", None)
         if not messages:
             raise self._bad_request("messages must be a non-empty list")
-        body: dict[str, Any] = {"model": model, "messages": await self._messages(messages), "stream": stream}
+        try:
+            converted = await self._messages(messages)
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise self._bad_request(f"messages are malformed ({type(err).__name__}: {err})") from err
+        body: dict[str, Any] = {"model": model, "messages": converted, "stream": stream}
         options = self._options(params)
         self._add_format(body, params.pop("response_format", None))
         self._add_tools(body, params.pop("tools", None), params.pop("tool_choice", None))
@@ -490,24 +505,6 @@ class OllamaAdapter:
         except httpx.HTTPError as err:
             raise self._bad_request(f"could not fetch image {shown}: {type(err).__name__}") from err
         return base64.b64encode(bytes(data)).decode()
-
-
-class _MalformedGuard:
-    """Turns a server answer of the wrong shape into ``APIResponseValidationError`` (a broken stream once chunks went out)."""
-
-    def __init__(self, adapter: OllamaAdapter, path: str, state: _StreamState | None) -> None:
-        self.adapter, self.path, self.state = adapter, path, state
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, tb: object) -> bool:
-        if err is None or isinstance(err, openai.APIError) or not isinstance(err, (KeyError, TypeError, ValueError, AttributeError)):
-            return False
-        mapped: Exception = self.adapter._malformed_error(self.path, err)
-        if self.state is not None and self.state.sent:
-            mapped = BrokenStreamError(str(mapped), request=mapped.request, chunks=self.state.sent)  # type: ignore[attr-defined]
-        raise mapped from err
 
 
 # -- response conversion ----------------------------------------------------
