@@ -175,8 +175,13 @@ def _nothing_configured() -> str:
 def _orphans(settings: TurnoutSettings, selected: list[str]) -> list[str]:
     """Sections for backends nobody selected: usually a misspelt name, so say so."""
     how = "not in TURNOUT_BACKENDS" if settings.backends is not None else "not discovered (TURNOUT_BACKENDS is unset)"
-    return [f"{where(settings.origin('backend', name))} configures backend {name!r}, which is {how}: ignored"
+    return [f"{_setters(settings, name)} configures backend {name!r}, which is {how}: ignored"
             for name in settings.backend if name not in selected]
+
+
+def _setters(settings: TurnoutSettings, name: str) -> str:
+    fields = sorted(settings.backend[name].model_fields_set) or [None]
+    return ", ".join(where(settings.origin("backend", name, *([f] if f else []))) for f in fields)
 
 
 def _backend(settings: TurnoutSettings, name: str, selected_by: Origin) -> ResolvedBackend:

@@ -108,7 +108,8 @@ class Layer(PydanticBaseSettingsSource):
         sections[name] = {**fields, **own}
         label = f"{self.display(('backends',))}[{index}]"
         self.lifted.update({("backend", name, f): f"{label}.{f}" for f in fields if f not in own})
-        self.lifted[("backend", name)] = label
+        if not own:
+            self.lifted[("backend", name)] = label
         return name
 
     def _attempt(self, path: tuple[str, ...], value: Any, parse: Any, *, secret: bool = False) -> Any:
