@@ -12,6 +12,7 @@ import asyncio
 import json
 from typing import Any, AsyncIterator
 
+import openai
 import pytest
 from openai.types import CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
@@ -179,3 +180,54 @@ def test_stopping_the_server_ends_the_process_and_frees_the_port(llamacpp: Llama
     assert proc.poll() is not None
     with pytest.raises(urllib.error.URLError):  # nothing listens there any more
         urllib.request.urlopen(f"{server.base_url}/models", timeout=5)
+
+
+async def test_a_named_tool_choice_comes_back_as_a_parsed_tool_call(local: OpenAICompatAdapter, llamacpp: LlamaCppServer) -> None:
+    """A forced tool call is grammar-constrained, so the tiny model's arguments are valid JSON.
+
+    (tool_choice="auto" is ignored with the model's own chat template: it answers in text.)
+    """
+    tools = [{"type": "function", "function": {"name": "get_weather", "description": "weather for a city", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+    reply = await local.chat(model=llamacpp.model, messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+                             tools=tools, tool_choice={"type": "function", "function": {"name": "get_weather"}},
+                             max_tokens=40, **GREEDY)
+    assert reply.choices[0].finish_reason == "tool_calls"
+    (call,) = reply.choices[0].message.tool_calls or []
+    assert call.id and call.function.name == "get_weather"
+    assert "city" in json.loads(call.function.arguments)
+
+
+async def test_json_schema_is_refused_but_json_object_with_a_schema_works(local: OpenAICompatAdapter, llamacpp: LlamaCppServer) -> None:
+    """Pinned quirk: llama-cpp-python rejects OpenAI's json_schema with a 500 (a validation error, not a 400),
+
+    so a router would take a bad request for a server fault; its own
+    extension, a ``schema`` inside ``json_object``, constrains the output.
+    """
+    ask = [{"role": "user", "content": "What is the weather in Paris?"}]
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    with pytest.raises(openai.InternalServerError, match="json_object"):
+        await local.chat(model=llamacpp.model, messages=ask, max_tokens=40,
+                         response_format={"type": "json_schema", "json_schema": {"name": "w", "schema": schema}})
+
+    reply = await local.chat(model=llamacpp.model, messages=ask, max_tokens=60,
+                             response_format={"type": "json_object", "schema": schema}, **GREEDY)  # type: ignore[typeddict-unknown-key]
+    assert isinstance(json.loads(reply.choices[0].message.content or "")["city"], str)
+
+
+async def test_a_prompt_over_the_context_window_is_a_400_context_length_exceeded(local: OpenAICompatAdapter, llamacpp: LlamaCppServer) -> None:
+    too_long = [{"role": "user", "content": "hi " * (llamacpp.n_ctx + 500)}]
+    with pytest.raises(openai.BadRequestError, match="maximum context length") as caught:
+        await local.chat(model=llamacpp.model, messages=too_long, max_tokens=4)
+    assert caught.value.code == "context_length_exceeded"
+
+
+async def test_a_streamed_prompt_over_the_context_window_ends_silently(local: OpenAICompatAdapter, llamacpp: LlamaCppServer) -> None:
+    """Pinned quirk: streamed, the same request gets 200 and a stream with no chunk and no error.
+
+    The server's generator raises after the headers went out and closes the
+    connection. Whoever consumes streams must treat "ended before its first
+    chunk" as a failure, or the caller sees an empty answer.
+    """
+    too_long = [{"role": "user", "content": "hi " * (llamacpp.n_ctx + 500)}]
+    assert await _stream(local, model=llamacpp.model, messages=too_long, max_tokens=4) == []
