@@ -100,6 +100,7 @@ class TurnoutSettings(BaseSettings):
         env_nested_delimiter="__",
         env_ignore_empty=True,  # ``export GROQ_API_KEY=`` means unset, as most tools read it
         extra="ignore",  # a user's .env holds other programs' variables
+        dotenv_filtering="only_existing",  # ... which must not even reach pydantic-settings' DEBUG log
         case_sensitive=False,
         frozen=True,
     )

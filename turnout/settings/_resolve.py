@@ -250,7 +250,10 @@ def _base_url(settings: TurnoutSettings, name: str, section: BackendSettings, pr
 
 def _api_key(settings: TurnoutSettings, name: str, section: BackendSettings, preset: Preset) -> Resolved[Optional[SecretStr]]:
     """API_KEY, else the variable API_KEY_ENV names, else the preset's own variables; never another provider's."""
-    if section.api_key is not None and section.api_key.get_secret_value():
+    if section.api_key is not None and section.api_key_env is not None:
+        both = f"{where(settings.origin('backend', name, 'api_key'))} and {where(settings.origin('backend', name, 'api_key_env'))}"
+        raise ConfigError(f"{both} are both set: the key or the variable holding it, not both")
+    if section.api_key is not None:
         return Resolved(section.api_key, settings.origin("backend", name, "api_key"))
     if section.api_key_env is not None:
         return _key_from(settings, section.api_key_env, settings.origin("backend", name, "api_key_env"))
