@@ -17,6 +17,7 @@ from tests.loopback import OllamaServer
 from tests.loopback.ollama_server import image_bytes
 from turnout import ConfigError
 from turnout.adapters import Adapter, OllamaAdapter
+from turnout.adapters.ollama import UNSUPPORTED
 
 MESSAGES = [{"role": "user", "content": "hello there"}]
 NESTED_TOOL = {"type": "function", "function": {
@@ -112,13 +113,23 @@ async def test_extra_headers_reach_the_server(adapter: OllamaAdapter, ollama_ser
     ({"audio": {"voice": "alloy", "format": "wav"}}, "audio"),
     ({"response_format": {"type": "grammar"}}, "grammar"),
     ({"tools": [{"type": "custom", "custom": {"name": "x"}}]}, "custom"),
-    ({"messages": []}, "messages"),
 ])
 async def test_what_ollama_cannot_honour_is_refused_before_sending(
         adapter: OllamaAdapter, ollama_server: OllamaServer, params: dict[str, Any], words: str) -> None:
     with pytest.raises(openai.BadRequestError, match=words) as caught:
         await adapter.chat(**{"model": "test-model", "messages": MESSAGES, **params})
     assert caught.value.status_code == 400 and "local" in caught.value.message
+    assert caught.value.code == UNSUPPORTED, "a valid request this backend cannot honour: another backend may"
+    assert ollama_server.chat_requests() == []
+
+
+@pytest.mark.parametrize("messages", [[], ["just a string"], [{"role": "user", "content": [
+    {"type": "image_url", "image_url": {"url": "data:image/png;base64,@@not-base64@@"}}]}]])
+async def test_a_malformed_request_is_an_invalid_request(
+        adapter: OllamaAdapter, ollama_server: OllamaServer, messages: list[Any]) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await adapter.chat(model="test-model", messages=messages)
+    assert caught.value.code == "invalid_request"
     assert ollama_server.chat_requests() == []
 
 
@@ -225,9 +236,9 @@ async def test_a_data_uri_image_becomes_a_base64_image(adapter: OllamaAdapter, o
 async def test_an_image_url_is_refused_unless_fetching_is_allowed(adapter: OllamaAdapter, ollama_server: OllamaServer) -> None:
     ollama_server.files["dot.png"] = image_bytes()
     part = {"type": "image_url", "image_url": {"url": f"{ollama_server.host}/files/dot.png"}}
-    with pytest.raises(openai.BadRequestError, match="fetch_image_urls=True"):
+    with pytest.raises(openai.BadRequestError, match="fetch_image_urls=True") as caught:
         await adapter.chat(model="test-model", messages=[{"role": "user", "content": [part]}])
-    assert ollama_server.requests == []
+    assert caught.value.code == UNSUPPORTED and ollama_server.requests == []
 
 
 async def test_an_image_url_is_fetched_when_allowed_without_the_ollama_key(ollama_server: OllamaServer) -> None:
@@ -426,12 +437,6 @@ async def test_logprobs_come_back_in_openai_shape(adapter: OllamaAdapter, ollama
     chunks = [c async for c in adapter.stream_chat(model="test-model", messages=MESSAGES, logprobs=True)]
     streamed = [t.token for c in chunks if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content or []]
     assert streamed == ["echo:", " hello", " there"]
-
-
-async def test_malformed_messages_are_a_bad_request(adapter: OllamaAdapter, ollama_server: OllamaServer) -> None:
-    with pytest.raises(openai.BadRequestError, match="malformed"):
-        await adapter.chat(model="test-model", messages=["just a string"])
-    assert ollama_server.chat_requests() == []
 
 
 async def test_an_explicit_key_wins_over_ollama_api_key(ollama_server: OllamaServer, monkeypatch) -> None:

@@ -50,10 +50,15 @@ from .._errors import BrokenStreamError, ConfigError
 from ._base import Capabilities, Health
 from .presets import get_preset
 
-__all__ = ["OllamaAdapter", "DEFAULT_TIMEOUT"]
+__all__ = ["OllamaAdapter", "DEFAULT_TIMEOUT", "UNSUPPORTED"]
 
 DEFAULT_TIMEOUT = 60.0
 """Seconds per connect/read/write. The ollama SDK's own default is no timeout at all."""
+
+UNSUPPORTED = "unsupported_by_backend"
+"""``code`` of the ``BadRequestError`` for a valid request Ollama cannot honour (another backend may):
+``n > 1``, a forced tool, ``logit_bias``, audio, image URLs without opt-in, unknown parameters.
+Malformed requests carry ``code="invalid_request"`` instead."""
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 """Largest image fetched from a URL (only with ``fetch_image_urls=True``)."""
@@ -262,10 +267,10 @@ class OllamaAdapter:
         cls = _STATUS_ERRORS.get(status) or (openai.InternalServerError if status >= 500 else openai.APIStatusError)
         return cls(f"Error code: {status} - {message}", response=response, body=body)
 
-    def _bad_request(self, message: str) -> openai.BadRequestError:
-        """A request Ollama cannot honour, refused before anything is sent."""
+    def _bad_request(self, message: str, *, code: str = UNSUPPORTED) -> openai.BadRequestError:
+        """A request refused before anything is sent: one Ollama cannot honour (``UNSUPPORTED``), or a malformed one."""
         text = f"backend {self.name!r} (Ollama): {message}"
-        body = {"message": text, "type": "invalid_request_error", "param": None, "code": "unsupported_by_backend"}
+        body = {"message": text, "type": "invalid_request_error", "param": None, "code": code}
         response = httpx2.Response(400, json={"error": body}, request=self._request("POST", "/api/chat"))
         return openai.BadRequestError(text, response=response, body=body)
 
@@ -296,11 +301,11 @@ class OllamaAdapter:
         model = self._required(params, "model")
         messages = params.pop("messages", None)
         if not messages:
-            raise self._bad_request("messages must be a non-empty list")
+            raise self._bad_request("messages must be a non-empty list", code="invalid_request")
         try:
             converted = await self._messages(messages)
         except (KeyError, TypeError, ValueError, AttributeError) as err:
-            raise self._bad_request(f"messages are malformed ({type(err).__name__}: {err})") from err
+            raise self._bad_request(f"messages are malformed ({type(err).__name__}: {err})", code="invalid_request") from err
         body: dict[str, Any] = {"model": model, "messages": converted, "stream": stream}
         options = self._options(params)
         self._add_format(body, params.pop("response_format", None))
@@ -315,7 +320,7 @@ class OllamaAdapter:
     def _required(self, params: dict[str, Any], key: str) -> Any:
         value = params.pop(key, None)
         if not value:
-            raise self._bad_request(f"{key!r} is required")
+            raise self._bad_request(f"{key!r} is required", code="invalid_request")
         return value
 
     def _options(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -342,7 +347,7 @@ class OllamaAdapter:
         elif kind == "json_schema":
             schema = (response_format.get("json_schema") or {}).get("schema")
             if not isinstance(schema, Mapping):
-                raise self._bad_request("response_format json_schema needs a 'schema' object")
+                raise self._bad_request("response_format json_schema needs a 'schema' object", code="invalid_request")
             body["format"] = dict(schema)
         elif kind != "text":
             raise self._bad_request(f"response_format type {kind!r} is not supported")
@@ -442,9 +447,9 @@ class OllamaAdapter:
             try:
                 arguments = json.loads(arguments)
             except ValueError:
-                raise self._bad_request(f"tool call {call.get('id')!r} has arguments that are not JSON") from None
+                raise self._bad_request(f"tool call {call.get('id')!r} has arguments that are not JSON", code="invalid_request") from None
         if not isinstance(arguments, Mapping):
-            raise self._bad_request(f"tool call {call.get('id')!r} arguments must be a JSON object")
+            raise self._bad_request(f"tool call {call.get('id')!r} arguments must be a JSON object", code="invalid_request")
         out = {"function": {"index": index, "name": function.get("name"), "arguments": dict(arguments)}}
         return {"id": call["id"], **out} if call.get("id") else out
 
@@ -468,7 +473,7 @@ class OllamaAdapter:
 
     async def _image(self, url: Any) -> str:
         if not isinstance(url, str) or not url:
-            raise self._bad_request("image_url needs a url")
+            raise self._bad_request("image_url needs a url", code="invalid_request")
         if url.startswith("data:"):
             return self._data_uri_image(url)
         if url.startswith(("http://", "https://")):
@@ -477,17 +482,17 @@ class OllamaAdapter:
                     "image URLs are not fetched unless OllamaAdapter(fetch_image_urls=True); "
                     "send the image as a data: URI (data:image/png;base64,...)")
             return await self._fetch_image(url)
-        raise self._bad_request("image_url must be a data: URI or an http(s) URL")
+        raise self._bad_request("image_url must be a data: URI or an http(s) URL", code="invalid_request")
 
     def _data_uri_image(self, url: str) -> str:
         match = _DATA_URI.match(url)
         if not match:
-            raise self._bad_request("image data URIs must be base64 (data:image/png;base64,...)")
+            raise self._bad_request("image data URIs must be base64 (data:image/png;base64,...)", code="invalid_request")
         data = match.group("data").strip()
         try:
             base64.b64decode(data, validate=True)
         except ValueError:
-            raise self._bad_request("image data URI holds invalid base64") from None
+            raise self._bad_request("image data URI holds invalid base64", code="invalid_request") from None
         return data
 
     async def _fetch_image(self, url: str) -> str:
@@ -503,7 +508,7 @@ class OllamaAdapter:
                         if len(data) > MAX_IMAGE_BYTES:
                             raise self._bad_request(f"image {shown} is larger than {MAX_IMAGE_BYTES} bytes")
         except httpx.HTTPError as err:
-            raise self._bad_request(f"could not fetch image {shown}: {type(err).__name__}") from err
+            raise self._bad_request(f"could not fetch image {shown}: {type(err).__name__}", code="invalid_request") from err
         return base64.b64encode(bytes(data)).decode()
 
 
