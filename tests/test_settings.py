@@ -332,3 +332,19 @@ def test_describe_without_strict_shows_a_missing_key(monkeypatch: pytest.MonkeyP
     with pytest.raises(ConfigError, match="GROQ_API_KEY"):
         config.check()
 
+
+
+def test_settings_built_in_code_take_backend_settings_objects() -> None:
+    from turnout.settings import BackendSettings
+
+    settings = TurnoutSettings(_env_file=None, backends=["Box"], backend={
+        "BOX": BackendSettings(provider="vllm", api_key="box-secret-0123456789abcdef", models="fast=x")})
+    b = one_of(settings)
+    assert (b.name, b.provider.value, b.models.value) == ("box", "vllm", {"fast": "x"})
+    assert b.api_key.origin == Origin("code", "backend.box.api_key")
+    assert "box-secret" not in repr(settings)
+
+
+def one_of(settings: TurnoutSettings) -> ResolvedBackend:
+    [backend] = resolve(settings).backends
+    return backend

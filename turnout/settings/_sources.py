@@ -19,7 +19,7 @@ variable that set it (:func:`origin_of`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
 
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from pydantic_settings import BaseSettings
 
 __all__ = ["Layer", "make_layers", "origin_of", "lookup", "variable_name", "PREFIX"]
+
+T = TypeVar("T")
 
 PREFIX = "TURNOUT_"
 _SECRET_FIELDS = ("api_key", "headers")
@@ -83,16 +85,10 @@ class Layer(PydanticBaseSettingsSource):
 
     def _lift(self, value: Any, sections: dict[str, Any]) -> list[str]:
         """TURNOUT_BACKENDS as a list of normalized names; its objects become sections."""
-        if isinstance(value, str) and value.lstrip().startswith("["):
-            value = self._attempt(("backends",), value, lambda: json_value(value, "the value"), secret=True)
-        entries = self._attempt(("backends",), value, lambda: parse_names(value) if isinstance(value, str) else value)
-        if not isinstance(entries, (list, tuple)):
-            raise self.error(("backends",), value, "must be a comma list of names or a JSON list")
+        secret = _is_json(value)  # objects may hold keys: never echo them
+        entries = self._attempt(("backends",), value, lambda: _entries(value), secret=secret)
         names = [self._entry(i, entry, sections) for i, entry in enumerate(entries)]
-        self._attempt(("backends",), value, lambda: parse_names(names))
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        if repeated:
-            raise self.error(("backends",), value, f"lists {', '.join(repeated)} more than once", accepted="each name once")
+        self._attempt(("backends",), value, lambda: _unique(names), secret=secret)
         return names
 
     def _entry(self, index: int, entry: Any, sections: dict[str, Any]) -> str:
@@ -112,7 +108,7 @@ class Layer(PydanticBaseSettingsSource):
             self.lifted[("backend", name)] = label
         return name
 
-    def _attempt(self, path: tuple[str, ...], value: Any, parse: Any, *, secret: bool = False) -> Any:
+    def _attempt(self, path: tuple[str, ...], value: Any, parse: Callable[[], T], *, secret: bool = False) -> T:
         try:
             return parse()
         except ValueError as err:
@@ -161,6 +157,28 @@ def _set_variable(source: PydanticBaseSettingsSource, path: tuple[str, ...]) -> 
 def variable_name(path: Sequence[str]) -> str:
     """``("backend", "groq", "max_retries")`` -> ``TURNOUT_BACKEND__GROQ__MAX_RETRIES``."""
     return PREFIX + "__".join(part.upper() for part in path)
+
+
+def _is_json(value: Any) -> bool:
+    return isinstance(value, str) and value.lstrip().startswith("[")
+
+
+def _entries(value: Any) -> list[Any]:
+    """The items of TURNOUT_BACKENDS: a JSON list, a comma list, or a list given in code."""
+    if _is_json(value):
+        value = json_value(value, "the value")
+    elif isinstance(value, str):
+        return parse_names(value)
+    if not isinstance(value, (list, tuple)):
+        raise ValueError("must be a comma list of names or a JSON list")
+    return list(value)
+
+
+def _unique(names: list[str]) -> None:
+    parse_names(names)
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"lists {', '.join(repeated)} more than once")
 
 
 def _hide_secrets(section: Any) -> Any:
