@@ -490,3 +490,13 @@ async def test_1000_concurrent_requests_with_a_flaky_primary_are_all_answered(ro
     assert stats["healthy"]["requests"] == stats["flaky"]["failures"]
     assert len(flaky.chat_requests()) == stats["flaky"]["attempts"] == 1000 + stats["flaky"]["retries"]
     assert len(healthy.chat_requests()) == served["healthy"], "nothing lost or duplicated"
+
+
+async def test_what_one_backend_cannot_do_fails_over_to_one_that_can(routers, make_ollama_server, openai_server) -> None:
+    from turnout.adapters import OllamaAdapter
+
+    ollama_server = make_ollama_server()
+    router = routers(Backend(OllamaAdapter("ollama", host=ollama_server.host)), backend(openai_server, "cloud"))
+    reply = await router.chat(model="test-model", messages=MSG, n=2)
+    assert served_by(reply) == "cloud", "Ollama refuses n > 1 before sending; the next backend can"
+    assert ollama_server.requests == []

@@ -21,6 +21,10 @@ import openai
 
 _E = TypeVar("_E", bound=openai.APIStatusError)
 
+UNSUPPORTED = "unsupported_by_backend"
+"""The ``code`` of a 400 an adapter raises, before sending, for what its backend cannot do:
+another backend may, so the router fails over on it instead of raising."""
+
 __all__ = ["TurnoutError", "ConfigError", "BrokenStreamError", "AllBackendsFailedError", "status_error"]
 
 

@@ -46,7 +46,7 @@ import openai
 from openai.types import CreateEmbeddingResponse, Embedding, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from .._errors import BrokenStreamError, ConfigError
+from .._errors import UNSUPPORTED, BrokenStreamError, ConfigError
 from ._base import Capabilities, Health
 from .presets import get_preset
 
@@ -55,10 +55,10 @@ __all__ = ["OllamaAdapter", "DEFAULT_TIMEOUT", "UNSUPPORTED"]
 DEFAULT_TIMEOUT = 60.0
 """Seconds per connect/read/write. The ollama SDK's own default is no timeout at all."""
 
-UNSUPPORTED = "unsupported_by_backend"
-"""``code`` of the ``BadRequestError`` for a valid request Ollama cannot honour (another backend may):
-``n > 1``, a forced tool, ``logit_bias``, audio, image URLs without opt-in, unknown parameters.
-Malformed requests carry ``code="invalid_request"`` instead."""
+# UNSUPPORTED is the ``code`` of the ``BadRequestError`` for a valid request Ollama cannot
+# honour (``n > 1``, a forced tool, ``logit_bias``, audio, image URLs without opt-in,
+# unknown parameters): the router fails over on it. Malformed requests carry
+# ``code="invalid_request"`` instead, and are raised at once.
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 """Largest image fetched from a URL (only with ``fetch_image_urls=True``)."""

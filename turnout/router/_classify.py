@@ -6,6 +6,7 @@
 | 401, 402, 403 (this backend is misconfigured) | no              | yes, cool down |
 | 404 and other 4xx (this backend can't)     | no                 | yes            |
 | context length exceeded                    | no                 | yes            |
+| a backend refuses what it cannot do (code "unsupported_by_backend") | no | yes        |
 | 400/422: the request itself is bad         | no                 | no: raise      |
 """
 
@@ -16,6 +17,8 @@ import enum
 import time
 
 import openai
+
+from .._errors import UNSUPPORTED
 
 __all__ = ["Verdict", "classify", "retry_after"]
 
@@ -51,7 +54,7 @@ def _classify_status(err: openai.APIStatusError) -> Verdict:
     status = err.status_code
     if status >= 500 or status in _RETRY_STATUS:
         return Verdict.RETRY
-    if _is_context_length(err):
+    if err.code == UNSUPPORTED or _is_context_length(err):
         return Verdict.FAILOVER
     if status in _BAD_REQUEST_STATUS:
         return Verdict.RAISE
