@@ -88,6 +88,8 @@ class Router:
         if len(set(names)) != len(names):
             raise ValueError(f"backend names must be unique, got {names}")
         self.timeout = timeout
+        self.retry_budget = retry_budget
+        self.retry_budget_min = retry_budget_min
         self._emit = make_emit(on_event)
         self._runners = [Runner(b, budget_ratio=retry_budget, budget_min=retry_budget_min, emit=self._emit)
                          for b in self.backends]
