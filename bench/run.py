@@ -1,0 +1,542 @@
+"""turnout beside the raw openai SDK, same machine, same run, same loopback server.
+
+``python -m bench`` measures every figure of issue 7 and prints a Markdown
+table with each target beside it; ``--quick`` runs the same code with tiny
+sample counts (a CI smoke test: it proves the harness works, its numbers
+mean little). Results also go to a JSON file (``--json``).
+
+Fairness: both sides talk to one server process (``bench.server``), with the
+same timeout, ``max_retries=0`` and connection limits; latency samples are
+interleaved request by request (raw, turnout, raw, ...) so drift, GC and
+noisy neighbours hit both sides alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import weakref
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterator, Optional
+
+import openai
+
+import turnout
+from turnout import Backend, OpenAICompatAdapter, Router
+
+MODEL = "bench-model"
+KEY = "sk-bench"
+TIMEOUT = 60.0
+MESSAGES = [{"role": "user", "content": "ping"}]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# -- sizes ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Sizes:
+    """Sample counts: the full run's make the ratios stable; the quick run's only exercise the code."""
+
+    latency_rounds: int = 3000
+    warmup: int = 300
+    stream_rounds: int = 300
+    throughput_requests: int = 6000
+    throughput_repeats: int = 3
+    failover_rounds: int = 1000
+    sync_rounds: int = 3000
+    probe_samples: int = 9
+    long_rounds: int = 60
+    memory_small: int = 2000
+    memory_large: int = 20000
+    clients: int = 1000
+
+
+QUICK = Sizes(latency_rounds=150, warmup=20, stream_rounds=10, throughput_requests=256, throughput_repeats=1,
+              failover_rounds=50, sync_rounds=150, probe_samples=1, long_rounds=1, memory_small=100,
+              memory_large=500, clients=60)
+
+
+# -- results -------------------------------------------------------------------
+
+@dataclass
+class Row:
+    """One figure: the raw SDK's value, turnout's, how they compare, and the target for that comparison."""
+
+    fig: str
+    what: str
+    unit: str
+    raw: Optional[float]
+    turnout: Optional[float]
+    compare: Optional[float]
+    compare_kind: str  # "ratio", "delta" or "value"
+    target: str
+    met: Optional[bool]
+    note: str = ""
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, fig: str, what: str, unit: str, raw: Optional[float], tout: Optional[float], *,
+            kind: str = "ratio", target: str = "", ok: Optional[Callable[[float], bool]] = None,
+            compare: Optional[float] = None, note: str = "") -> None:
+        if compare is None and raw is not None and tout is not None:
+            compare = tout / raw if kind == "ratio" else tout - raw
+        met = ok(compare) if ok is not None and compare is not None else None
+        self.rows.append(Row(fig, what, unit, raw, tout, compare, kind, target, met, note))
+        print(f"  {fig:<3} {what}: {_fmt(raw)} vs {_fmt(tout)} {unit} -> {_fmt_cmp(compare, kind)} "
+              f"{'' if met is None else ('met' if met else 'MISSED')}", flush=True)
+
+
+def _fmt(v: Optional[float]) -> str:
+    if v is None:
+        return "—"
+    if abs(v) >= 100:
+        return f"{v:.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.3f}" if abs(v) < 1 else f"{v:.2f}"
+
+
+def _fmt_cmp(v: Optional[float], kind: str) -> str:
+    if v is None:
+        return "—"
+    if kind == "ratio":
+        return f"{v:.3f}×"
+    if kind == "delta":
+        return f"{v:+.3f}" if abs(v) < 10 else f"{v:+.1f}"
+    return _fmt(v)
+
+
+def table(report: Report) -> str:
+    lines = ["| # | figure | unit | raw SDK | turnout | turnout vs raw | target | met |",
+             "|---|---|---|---:|---:|---:|---|---|"]
+    for r in report.rows:
+        met = "—" if r.met is None else ("yes" if r.met else "**no**")
+        what = r.what + (f" ({r.note})" if r.note else "")
+        lines.append(f"| {r.fig} | {what} | {r.unit} | {_fmt(r.raw)} | {_fmt(r.turnout)} | "
+                     f"{_fmt_cmp(r.compare, r.compare_kind)} | {r.target or '—'} | {met} |")
+    return "\n".join(lines)
+
+
+# -- helpers -------------------------------------------------------------------
+
+def ms(seconds: float) -> float:
+    return seconds * 1000.0
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on: connecting is refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """The benchmark server in its own process; it exits when we close its stdin."""
+
+    def __enter__(self) -> Server:
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench.server"], cwd=ROOT, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        ports = json.loads(self.proc.stdout.readline())
+        self.ok = f"http://127.0.0.1:{ports['ok']}/v1"
+        self.err503 = f"http://127.0.0.1:{ports['err503']}/v1"
+        self.refused = f"http://127.0.0.1:{closed_port()}/v1"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def raw_async(url: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(api_key=KEY, base_url=url, max_retries=0, timeout=TIMEOUT)
+
+
+def adapter(name: str, url: str) -> OpenAICompatAdapter:
+    return OpenAICompatAdapter(name, base_url=url, api_key=KEY, timeout=TIMEOUT)
+
+
+def routed(*backends: Backend) -> turnout.AsyncOpenAI:
+    return turnout.AsyncOpenAI(router=Router(list(backends)))
+
+
+def chat_call(client: Any, **extra: Any) -> Callable[[], Awaitable[Any]]:
+    async def call() -> Any:
+        return await client.chat.completions.create(model=MODEL, messages=MESSAGES, **extra)
+    return call
+
+
+async def interleaved(variants: dict[str, Callable[[], Awaitable[Any]]], rounds: int,
+                      warmup: int) -> dict[str, list[float]]:
+    """Per-request seconds for each variant, taking turns request by request, rotating who goes first."""
+    names = list(variants)
+    for _ in range(warmup):
+        for name in names:
+            await variants[name]()
+    out: dict[str, list[float]] = {n: [] for n in names}
+    clock = time.perf_counter
+    for i in range(rounds):
+        k = i % len(names)
+        for name in names[k:] + names[:k]:
+            start = clock()
+            await variants[name]()
+            out[name].append(clock() - start)
+    return out
+
+
+async def hand_failover(primary: openai.AsyncOpenAI, secondary: openai.AsyncOpenAI,
+                        **params: Any) -> Any:
+    """What a caller writes without turnout: try one client, on a server or connection error the other."""
+    try:
+        return await primary.chat.completions.create(**params)
+    except (openai.APIStatusError, openai.APIConnectionError):
+        return await secondary.chat.completions.create(**params)
+
+
+# -- figures -------------------------------------------------------------------
+
+async def fig_latency(srv: Server, n: Sizes, rep: Report) -> None:
+    """1. Non-streamed latency at concurrency 1: raw vs one backend vs three (primary healthy)."""
+    raw = raw_async(srv.ok)
+    one = routed(Backend(adapter("a", srv.ok)))
+    three = routed(*(Backend(adapter(x, srv.ok)) for x in ("a", "b", "c")))
+    s = await interleaved({"raw": chat_call(raw), "one": chat_call(one), "three": chat_call(three)},
+                          n.latency_rounds, n.warmup)
+    for label, key in (("1 backend", "one"), ("3 backends", "three")):
+        rep.add("1", f"latency p50, {label}, concurrency 1", "ms", ms(pct(s["raw"], .5)), ms(pct(s[key], .5)),
+                target="≤ 1.05", ok=lambda r: r <= 1.05)
+        rep.add("1", f"latency p99, {label}, concurrency 1", "ms", ms(pct(s["raw"], .99)), ms(pct(s[key], .99)),
+                target="≤ 1.10", ok=lambda r: r <= 1.10)
+    await asyncio.gather(raw.close(), one.close(), three.close())
+
+
+async def fig_stream(srv: Server, n: Sizes, rep: Report) -> None:
+    """2. A 200-chunk stream: time to first chunk and to the last."""
+    raw = raw_async(srv.ok)
+    tout = routed(Backend(adapter("a", srv.ok)))
+    samples: dict[str, dict[str, list[float]]] = {"raw": {"first": [], "total": []}, "turnout": {"first": [], "total": []}}
+    clock = time.perf_counter
+
+    async def one(name: str, client: Any, record: bool) -> None:
+        start = clock()
+        stream = await client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True)
+        first = None
+        count = 0
+        async for _ in stream:
+            if first is None:
+                first = clock()
+            count += 1
+        end = clock()
+        assert count == 200, count
+        if record:
+            samples[name]["first"].append(first - start)  # type: ignore[operator]
+            samples[name]["total"].append(end - start)
+
+    for i in range(n.stream_rounds + max(3, n.warmup // 10)):
+        pair = [("raw", raw), ("turnout", tout)]
+        for name, client in (pair if i % 2 == 0 else pair[::-1]):
+            await one(name, client, i >= max(3, n.warmup // 10))
+    for key, label in (("first", "stream: time to first chunk, p50"), ("total", "stream: 200 chunks total, p50")):
+        rep.add("2", label, "ms", ms(pct(samples["raw"][key], .5)), ms(pct(samples["turnout"][key], .5)),
+                target="≤ 1.05", ok=lambda r: r <= 1.05)
+    await asyncio.gather(raw.close(), tout.close())
+
+
+async def _rps(call: Callable[[], Awaitable[Any]], concurrency: int, total: int) -> float:
+    left = total
+
+    async def worker() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            await call()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return total / (time.perf_counter() - start)
+
+
+async def fig_throughput(srv: Server, n: Sizes, rep: Report) -> None:
+    """3. Requests per second at concurrency 64 and 256 (median of alternating repeats)."""
+    raw = raw_async(srv.ok)
+    tout = routed(Backend(adapter("a", srv.ok)))
+    for conc in (64, 256):
+        calls = {"raw": chat_call(raw), "turnout": chat_call(tout)}
+        for call in calls.values():  # open the connections first
+            await _rps(call, conc, conc if n.throughput_repeats == 1 else conc * 4)
+        got: dict[str, list[float]] = {"raw": [], "turnout": []}
+        for i in range(n.throughput_repeats * 2):
+            name = ("raw", "turnout")[i % 2] if (i // 2) % 2 == 0 else ("turnout", "raw")[i % 2]
+            got[name].append(await _rps(calls[name], conc, n.throughput_requests))
+        rep.add("3", f"throughput, concurrency {conc}", "req/s", statistics.median(got["raw"]),
+                statistics.median(got["turnout"]), target="≥ 0.95", ok=lambda r: r >= 0.95)
+    await asyncio.gather(raw.close(), tout.close())
+
+
+async def fig_failover(srv: Server, n: Sizes, rep: Report) -> None:
+    """4. Failover: a refused primary before and after its cooldown opens; a 503 primary, max_retries=0.
+
+    "Before the cooldown" is measured with ``allowed_fails`` so high the cooldown
+    never opens, so every request pays the refused connection and the failover;
+    the raw column is the same failover written by hand around two SDK clients.
+    """
+    never = 10**9
+    removed = routed(Backend(adapter("good", srv.ok)))
+    before = routed(Backend(adapter("dead", srv.refused), max_retries=0, allowed_fails=never),
+                    Backend(adapter("good", srv.ok)))
+    after = routed(Backend(adapter("dead", srv.refused), max_retries=0, allowed_fails=1, cooldown=3600),
+                   Backend(adapter("good", srv.ok)))
+    busy = routed(Backend(adapter("busy", srv.err503), max_retries=0, allowed_fails=never),
+                  Backend(adapter("good", srv.ok)))
+    raw_good, raw_dead, raw_busy = raw_async(srv.ok), raw_async(srv.refused), raw_async(srv.err503)
+
+    def hand(primary: openai.AsyncOpenAI) -> Callable[[], Awaitable[Any]]:
+        return lambda: hand_failover(primary, raw_good, model=MODEL, messages=MESSAGES)
+
+    await chat_call(after)()  # the first request opens the cooldown
+    assert after.router.stats()["dead"]["state"] == "open"
+    s = await interleaved({"raw": chat_call(raw_good), "removed": chat_call(removed), "before": chat_call(before),
+                           "after": chat_call(after), "busy": chat_call(busy), "hand_dead": hand(raw_dead),
+                           "hand_busy": hand(raw_busy)}, n.failover_rounds, n.warmup // 4)
+    p50 = {k: ms(pct(v, .5)) for k, v in s.items()}
+    rep.add("4", "refused primary, cooldown not open: added latency p50", "ms", p50["hand_dead"] - p50["raw"],
+            p50["before"] - p50["removed"], kind="ratio", note="raw: the same failover by hand")
+    rep.add("4", "refused primary, cooldown open: p50 vs router without it", "ms", p50["removed"], p50["after"],
+            target="≤ 1.05", ok=lambda r: r <= 1.05, note="raw column: router with the primary removed")
+    rep.add("4", "503 primary, max_retries=0: added latency p50", "ms", p50["hand_busy"] - p50["raw"],
+            p50["busy"] - p50["removed"], kind="ratio", note="raw: the same failover by hand")
+    rep.extra["failover_p50_ms"] = p50
+    await asyncio.gather(*(c.close() for c in (removed, before, after, busy, raw_good, raw_dead, raw_busy)))
+
+
+def fig_sync(srv: Server, n: Sizes, rep: Report) -> None:
+    """5. The sync client: turnout.OpenAI (async router on a background loop) vs openai.OpenAI."""
+    raw = openai.OpenAI(api_key=KEY, base_url=srv.ok, max_retries=0, timeout=TIMEOUT)
+    tout = turnout.OpenAI(router=Router([Backend(adapter("a", srv.ok))]))
+    calls = {"raw": lambda: raw.chat.completions.create(model=MODEL, messages=MESSAGES),
+             "turnout": lambda: tout.chat.completions.create(model=MODEL, messages=MESSAGES)}
+    for _ in range(n.warmup):
+        for c in calls.values():
+            c()
+    s: dict[str, list[float]] = {"raw": [], "turnout": []}
+    clock = time.perf_counter
+    for i in range(n.sync_rounds):
+        for name in (("raw", "turnout") if i % 2 == 0 else ("turnout", "raw")):
+            start = clock()
+            calls[name]()
+            s[name].append(clock() - start)
+    rep.add("5", "sync client latency p50", "ms", ms(pct(s["raw"], .5)), ms(pct(s["turnout"], .5)),
+            target="≤ 1.10", ok=lambda r: r <= 1.10)
+    rep.add("5", "sync client latency p99", "ms", ms(pct(s["raw"], .99)), ms(pct(s["turnout"], .99)))
+    raw.close()
+    tout.close()
+
+
+def _probe(kind: str) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-m", "bench.probe", kind], cwd=ROOT, check=True, capture_output=True,
+                         text=True, timeout=120)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def fig_startup(n: Sizes, rep: Report) -> None:
+    """6 and 8. Fresh interpreters, raw and turnout alternating: import time, construction, memory."""
+    runs: dict[str, list[dict[str, Any]]] = {"raw": [], "turnout": []}
+    for _ in range(n.probe_samples):
+        for kind in ("raw", "turnout"):
+            runs[kind].append(_probe(kind))
+
+    def med(kind: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[kind])
+
+    rep.add("6", "import time (import openai / import turnout), median", "ms", ms(med("raw", "import_s")),
+            ms(med("turnout", "import_s")), kind="delta", target="≤ +60 ms", ok=lambda d: d <= 60)
+    loaded = sorted({m for r in runs["turnout"] for m in r["optional_modules_loaded"]})
+    rep.add("6", "optional SDKs loaded by turnout with only OpenAI-compatible backends", "modules", None,
+            float(len(loaded)), kind="value", compare=float(len(loaded)), target="0 (no ollama)",
+            ok=lambda v: "ollama" not in loaded, note=", ".join(loaded) or "none")
+    rep.add("6", "extra RSS: 10 raw clients / router with 10 backends", "MiB", med("raw", "rss10_mib"),
+            med("turnout", "rss10_mib"), kind="delta")
+    rep.add("8", "construction: one raw client / router with 20 backends (fresh process)", "ms",
+            ms(med("raw", "construct_s")), ms(med("turnout", "construct_s")), target="≤ 3.0", ok=lambda r: r <= 3.0)
+    rep.extra["probes"] = runs
+
+
+def long_conversation(turns: int = 500) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """500 messages mixing user text, assistant tool calls and tool results, with five tools declared."""
+    tools = [{"type": "function", "function": {
+        "name": f"tool_{t}", "description": f"Tool number {t}, which looks things up.",
+        "parameters": {"type": "object", "properties": {
+            "query": {"type": "string", "description": "what to look up"},
+            "limit": {"type": "integer", "minimum": 1, "maximum": 50},
+            "filters": {"type": "array", "items": {"type": "string"}}}, "required": ["query"]}}} for t in range(5)]
+    messages: list[dict[str, Any]] = [{"role": "system", "content": "You are a helpful assistant."}]
+    i = 0
+    while len(messages) < turns:
+        messages.append({"role": "user", "content": f"question {i}: " + "lorem ipsum dolor sit amet " * 8})
+        call_id = f"call_{i}"
+        messages.append({"role": "assistant", "content": None, "tool_calls": [{
+            "id": call_id, "type": "function",
+            "function": {"name": f"tool_{i % 5}", "arguments": json.dumps({"query": f"q{i}", "limit": 5})}}]})
+        messages.append({"role": "tool", "tool_call_id": call_id, "content": "result " * 20})
+        messages.append({"role": "assistant", "content": f"answer {i}: " + "consectetur adipiscing elit " * 6})
+        i += 1
+    return messages[:turns], tools
+
+
+async def fig_long(srv: Server, n: Sizes, rep: Report) -> None:
+    """7. A 500-message request with tools, where the SDK's own request transform is expensive."""
+    messages, tools = long_conversation()
+    raw, tout = raw_async(srv.ok), routed(Backend(adapter("a", srv.ok)))
+    failover = routed(Backend(adapter("busy", srv.err503), max_retries=0, allowed_fails=10**9),
+                      Backend(adapter("good", srv.ok)))
+    raw_busy = raw_async(srv.err503)
+    params = {"model": MODEL, "messages": messages, "tools": tools}
+
+    def call(client: Any) -> Callable[[], Awaitable[Any]]:
+        return lambda: client.chat.completions.create(**params)
+
+    s = await interleaved({"raw": call(raw), "turnout": call(tout), "failover": call(failover),
+                           "hand": lambda: hand_failover(raw_busy, raw, **params)}, n.long_rounds,
+                          min(3, n.long_rounds))
+    p50 = {k: ms(pct(v, .5)) for k, v in s.items()}
+    rep.add("7", "500 messages + tools, latency p50", "ms", p50["raw"], p50["turnout"],
+            target="≤ 1.05 (nothing measurable)", ok=lambda r: r <= 1.05)
+    rep.add("7", "500 messages + tools, 503 primary then failover, p50", "ms", p50["hand"], p50["failover"],
+            note="raw: the same failover by hand")
+    await asyncio.gather(raw.close(), tout.close(), failover.close(), raw_busy.close())
+
+
+async def _burst(call: Callable[[], Awaitable[Any]], total: int, concurrency: int = 16) -> None:
+    await _rps(call, concurrency, total)
+
+
+async def fig_memory(srv: Server, n: Sizes, rep: Report) -> None:
+    """9. RSS after many requests vs after a few, and 1,000 clients created, used and closed."""
+    growth: dict[str, float] = {}
+    for name, client in (("turnout", routed(Backend(adapter("a", srv.ok)))), ("raw", raw_async(srv.ok))):
+        call = chat_call(client)
+        await _burst(call, n.memory_small)
+        gc.collect()
+        small = rss_mib()
+        await _burst(call, n.memory_large - n.memory_small)
+        gc.collect()
+        growth[name] = rss_mib() - small
+        await client.close()
+    rep.add("9", f"RSS growth from {n.memory_small:,} to {n.memory_large:,} requests", "MiB", growth["raw"],
+            growth["turnout"], kind="delta", target="≤ raw + 1 MiB", ok=lambda d: d <= 1.0)
+
+    refs: list[weakref.ref[Any]] = []
+    warm = max(10, n.clients // 10)
+    start_rss = 0.0
+    for i in range(n.clients):
+        if i == warm:
+            gc.collect()
+            start_rss = rss_mib()
+        router = Router([Backend(adapter("a", srv.ok)), Backend(adapter("b", srv.ok))])
+        client = turnout.AsyncOpenAI(router=router)
+        await chat_call(client)()
+        await client.close()
+        refs += [weakref.ref(router), weakref.ref(client)]
+        del router, client
+    alive_before_gc = sum(r() is not None for r in refs)
+    gc.collect()
+    alive = sum(r() is not None for r in refs)
+    grew = rss_mib() - start_rss
+    rep.add("9", f"{n.clients:,} clients created, used, closed: routers and clients alive after gc", "objects",
+            None, float(alive), kind="value", compare=float(alive), target="0", ok=lambda v: v == 0,
+            note=f"{alive_before_gc} alive before gc.collect()")
+    rep.add("9", f"{n.clients:,} clients created, used, closed: RSS growth after the first {warm}", "MiB",
+            None, grew, kind="value", compare=grew, target="≤ 2 MiB", ok=lambda v: v <= 2.0)
+
+
+# -- driver --------------------------------------------------------------------
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or "?"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+            "openai": openai.__version__, "turnout": turnout.__version__}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny samples: proves the harness runs (CI)")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="where to write results (default bench/results.json, quick: bench/results-quick.json)")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else Sizes()
+    out = args.json or ROOT / "bench" / ("results-quick.json" if args.quick else "results.json")
+    rep = Report()
+    started = time.perf_counter()
+    info = machine()
+    print(f"turnout bench ({'quick' if args.quick else 'full'}) on {info['cpu']}, {info['cores']} cores, "
+          f"Python {info['python']}, openai {info['openai']}", flush=True)
+    timings: dict[str, float] = {}
+    with Server() as srv:
+        steps: list[tuple[str, Callable[[], Any]]] = [
+            ("1 latency", lambda: asyncio.run(fig_latency(srv, sizes, rep))),
+            ("2 streaming", lambda: asyncio.run(fig_stream(srv, sizes, rep))),
+            ("3 throughput", lambda: asyncio.run(fig_throughput(srv, sizes, rep))),
+            ("4 failover", lambda: asyncio.run(fig_failover(srv, sizes, rep))),
+            ("5 sync", lambda: fig_sync(srv, sizes, rep)),
+            ("6+8 start-up", lambda: fig_startup(sizes, rep)),
+            ("7 long conversation", lambda: asyncio.run(fig_long(srv, sizes, rep))),
+            ("9 memory", lambda: asyncio.run(fig_memory(srv, sizes, rep))),
+        ]
+        for label, step in steps:
+            begun = time.perf_counter()
+            step()
+            timings[label] = round(time.perf_counter() - begun, 2)
+    rep.extra["seconds_per_figure"] = timings
+    rep.rows.sort(key=lambda r: int(r.fig))
+    elapsed = time.perf_counter() - started
+    text = table(rep)
+    print()
+    print(text)
+    missed = [r for r in rep.rows if r.met is False]
+    print(f"\n{len(rep.rows)} figures, {sum(r.met is True for r in rep.rows)} targets met, {len(missed)} missed; "
+          f"{elapsed:.1f} s", flush=True)
+    payload = {"mode": "quick" if args.quick else "full", "machine": info, "seconds": elapsed,
+               "command": "python -m bench" + (" --quick" if args.quick else ""),
+               "figures": sorted({r.fig for r in rep.rows}, key=int), "rows": [asdict(r) for r in rep.rows],
+               "extra": rep.extra, "table": text}
+    out.write_text(json.dumps(payload, indent=2))
+    print(f"results: {out}")
+    return 0
+
+
+def rows_of(path: Path) -> Iterator[dict[str, Any]]:
+    """The rows of a results file (for tests and tools)."""
+    yield from json.loads(path.read_text())["rows"]
