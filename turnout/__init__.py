@@ -5,6 +5,7 @@ from __future__ import annotations
 from ._errors import AllBackendsFailedError, BrokenStreamError, ConfigError, TurnoutError
 from .adapters import Capabilities, OpenAICompatAdapter
 from .router import AsyncOpenAI, Backend, OpenAI, Router, RouterEvent, served_by
+from .settings import from_env
 
 __all__ = [
     "AllBackendsFailedError",
@@ -19,6 +20,7 @@ __all__ = [
     "ConfigError",
     "OpenAICompatAdapter",
     "TurnoutError",
+    "from_env",
 ]
 
 __version__ = "0.1.0"

@@ -75,9 +75,10 @@ _COMBINED: dict[type, type] = {}
 
 
 def _combined_class(base: type) -> type:
+    """``AllBackendsFailedError`` mixed into ``base``, keeping ``base``'s name so logs read as the SDK's."""
     if base not in _COMBINED:
-        name = f"AllBackendsFailedError[{base.__name__}]"
-        _COMBINED[base] = type(name, (AllBackendsFailedError, base), {"__module__": __name__})
+        _COMBINED[base] = type(base.__name__, (AllBackendsFailedError, base),
+                               {"__module__": "turnout", "__qualname__": base.__qualname__})
     return _COMBINED[base]
 
 

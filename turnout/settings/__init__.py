@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from ._build import build_adapter, build_backend, build_router, from_env
+from ._build import build_adapter, build_backend, build_router, from_env, router_for_client
 from ._models import ENV_FILE_VARIABLE, BackendSettings, TurnoutSettings
 from ._origin import Origin, Resolved, mask
 from ._resolve import AMBIENT_TOKENS, ResolvedBackend, ResolvedConfig, discovery_order, resolve
@@ -31,4 +31,5 @@ __all__ = [
     "from_env",
     "mask",
     "resolve",
+    "router_for_client",
 ]
