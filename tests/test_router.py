@@ -500,3 +500,13 @@ async def test_what_one_backend_cannot_do_fails_over_to_one_that_can(routers, ma
     reply = await router.chat(model="test-model", messages=MSG, n=2)
     assert served_by(reply) == "cloud", "Ollama refuses n > 1 before sending; the next backend can"
     assert ollama_server.requests == []
+
+
+async def test_a_stream_that_ends_before_its_first_chunk_fails_over(routers, make_openai_server, sleeps) -> None:
+    from tests.loopback import Fault
+
+    empty, fine = make_openai_server(), make_openai_server()
+    empty.fail(Fault(empty=True))
+    router = routers(backend(empty, "empty", max_retries=0), backend(fine, "fine"))
+    stream = await router.stream_chat(model="test-model", messages=MSG)
+    assert stream.backend == "fine" and [c async for c in stream]

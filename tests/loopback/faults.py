@@ -20,6 +20,7 @@ class Fault:
     malformed     answer 200 with a body that is not valid JSON
     hang          never answer (until the server stops, or 30 s)
     error_line    Ollama streams only: send an ``{"error": ...}`` line after ``cut_after`` chunks
+    empty         streams only: end cleanly (``[DONE]``) before any chunk
     """
 
     status: int | None = None
@@ -34,6 +35,7 @@ class Fault:
     malformed: bool = False
     hang: bool = False
     error_line: str | None = None
+    empty: bool = False
 
 
 @dataclass

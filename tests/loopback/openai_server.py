@@ -241,6 +241,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
+        if fault is not None and fault.empty:
+            deltas = []
         try:
             for i, delta in enumerate(deltas):
                 if fault is not None and fault.cut_after is not None and i >= fault.cut_after:
@@ -249,7 +251,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._event({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
                 if state.stream_delay:
                     state._stopping.wait(state.stream_delay)
-            self._event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls" if tool else "stop"}]})
+            if deltas:
+                self._event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls" if tool else "stop"}]})
             if (body.get("stream_options") or {}).get("include_usage"):
                 self._event({**base, "choices": [], "usage": usage})
             self._chunk(b"data: [DONE]\n\n")

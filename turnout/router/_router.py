@@ -19,7 +19,7 @@ import openai
 from openai.types import CreateEmbeddingResponse, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from .._errors import AllBackendsFailedError, describe, synthetic_request
+from .._errors import AllBackendsFailedError, BrokenStreamError, describe, synthetic_request
 from ..adapters import Adapter, Health
 from ._backend import Backend
 from ._classify import Verdict, classify
@@ -224,17 +224,21 @@ def _deadline_passed() -> bool:
     return end is not None and time.monotonic() >= end
 
 
-def _stream_opener(runner: Runner) -> Callable[..., Awaitable[tuple[AsyncIterator[ChatCompletionChunk], Optional[ChatCompletionChunk]]]]:
-    async def open_stream(**params: Any) -> tuple[AsyncIterator[ChatCompletionChunk], Optional[ChatCompletionChunk]]:
-        """Open the stream and read its first chunk: the part that may be retried and failed over."""
+def _stream_opener(runner: Runner) -> Callable[..., Awaitable[tuple[AsyncIterator[ChatCompletionChunk], ChatCompletionChunk]]]:
+    async def open_stream(**params: Any) -> tuple[AsyncIterator[ChatCompletionChunk], ChatCompletionChunk]:
+        """Open the stream and read its first chunk: the part that may be retried and failed over.
+
+        A stream that ends before its first chunk is a failure, not an empty answer:
+        llama.cpp's server does that when a prompt overflows its context.
+        """
         chunks = runner.adapter.stream_chat(**params)
         try:
-            first = await chunks.__anext__()
+            return chunks, await chunks.__anext__()
         except StopAsyncIteration:
-            return chunks, None
+            raise BrokenStreamError(f"backend {runner.name!r} ended the stream before its first chunk",
+                                    request=synthetic_request()) from None
         except BaseException:
             await chunks.aclose()  # type: ignore[attr-defined]
             raise
-        return chunks, first
 
     return open_stream

@@ -26,15 +26,15 @@ class RoutedStream:
     def __init__(
         self,
         chunks: AsyncIterator[ChatCompletionChunk],
-        first: Optional[ChatCompletionChunk],
+        first: ChatCompletionChunk,
         backend: str,
         on_break: Callable[[BaseException], None] = lambda err: None,
     ) -> None:
         self.backend = self._turnout_backend = backend
         self._chunks = chunks
-        self._first = first
+        self._first: Optional[ChatCompletionChunk] = first
         self._delivered = 0
-        self._done = first is None
+        self._done = False
         self._on_break = on_break
 
     def __aiter__(self) -> RoutedStream:
