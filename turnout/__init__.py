@@ -1,11 +1,20 @@
-"""turnout: many LLM backends behind one ``openai.AsyncOpenAI``-shaped client."""
+"""turnout: many LLM backends behind one ``openai.AsyncOpenAI``-shaped client.
+
+The public names are imported on first use (PEP 562), so ``import turnout``
+alone does not load the openai SDK: the ``turnout`` command answers
+``--help`` without it.
+"""
 
 from __future__ import annotations
 
-from ._errors import AllBackendsFailedError, BrokenStreamError, ConfigError, TurnoutError
-from .adapters import Capabilities, OpenAICompatAdapter
-from .router import AsyncOpenAI, Backend, OpenAI, Router, RouterEvent, served_by
-from .settings import from_env
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._errors import AllBackendsFailedError, BrokenStreamError, ConfigError, TurnoutError
+    from .adapters import Capabilities, OpenAICompatAdapter
+    from .router import AsyncOpenAI, Backend, OpenAI, Router, RouterEvent, served_by
+    from .settings import from_env
 
 __all__ = [
     "AllBackendsFailedError",
@@ -24,3 +33,26 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+_HOMES = {
+    **dict.fromkeys(["AllBackendsFailedError", "BrokenStreamError", "ConfigError", "TurnoutError"], "._errors"),
+    **dict.fromkeys(["Capabilities", "OpenAICompatAdapter"], ".adapters"),
+    **dict.fromkeys(["AsyncOpenAI", "Backend", "OpenAI", "Router", "RouterEvent", "served_by"], ".router"),
+    "from_env": ".settings",
+}
+_SUBPACKAGES = frozenset({"adapters", "router", "settings"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f".{name}", __name__)
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'turnout' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__, *_SUBPACKAGES})
