@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 from ..adapters import Adapter, OpenAICompatAdapter
 from ..router import Backend, Router
+from ..router._events import Hook
 from ._models import TurnoutSettings
 from ._resolve import ResolvedBackend, ResolvedConfig, resolve
 
@@ -47,14 +48,19 @@ def build_backend(backend: ResolvedBackend, default_headers: Mapping[str, str] |
     )
 
 
-def build_router(settings: TurnoutSettings | ResolvedConfig, default_headers: Mapping[str, str] | None = None) -> Router:
-    """A Router over every configured backend, in priority order; bad configuration raises ConfigError."""
+def build_router(settings: TurnoutSettings | ResolvedConfig, default_headers: Mapping[str, str] | None = None,
+                 *, on_event: Hook | None = None) -> Router:
+    """A Router over every configured backend, in priority order; bad configuration raises ConfigError.
+
+    ``on_event`` is the Router's hook (``turnout chat -v`` narrates the walk with it).
+    """
     config = settings.check() if isinstance(settings, ResolvedConfig) else resolve(settings)
     return Router(
         [build_backend(b, default_headers) for b in config.backends],
         timeout=config.deadline.value,
         retry_budget=config.retry_budget.value,
         retry_budget_min=config.retry_budget_min.value,
+        **({"on_event": on_event} if on_event is not None else {}),
     )
 
 
