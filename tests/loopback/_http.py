@@ -1,0 +1,235 @@
+"""What every loopback server shares: lifecycle on a free 127.0.0.1 port, requests
+recorded, faults taken per request, connection counting and the wire helpers.
+
+A protocol server subclasses :class:`LoopbackServer` (naming its handler) and
+:class:`LoopbackHandler` (routing requests and shaping error bodies).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+
+from .faults import Fault, FaultQueue, RecordedRequest
+
+HANG_LIMIT = 30.0
+"""A hung request is released after this long, or when the server stops."""
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 2048  # load tests open many connections at once
+    daemon_threads = True
+
+
+class LoopbackServer:
+    """Start on a free port (or use as a context manager), switch faults on, read what was received."""
+
+    handler: ClassVar[type[LoopbackHandler]]
+
+    def __post_init__(self) -> None:
+        self.requests: list[RecordedRequest] = []
+        self.faults = FaultQueue()
+        self.open_connections = 0
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self, port: int = 0) -> Any:
+        handler = type("Handler", (self.handler,), {"server_state": self})
+        self._httpd = _Server(("127.0.0.1", port), handler)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
+                                        name=f"{type(self).__name__}-{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(5)
+        self._httpd = self._thread = None
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        assert self._httpd is not None, "server not started"
+        return self._httpd.server_address[1]
+
+    def fail(self, fault: Fault, times: int | None = None) -> None:
+        """Apply ``fault`` to the next ``times`` requests (every request when ``None``)."""
+        self.faults.add(fault, times)
+
+    def heal(self) -> None:
+        self.faults.clear()
+
+    async def released(self, limit: float = 4.0) -> bool:
+        """Whether every client connection closes within ``limit`` seconds (the server notices a
+        closed socket only at its next read or write, so this polls)."""
+        for _ in range(int(limit / 0.02)):
+            if self.open_connections == 0:
+                return True
+            await asyncio.sleep(0.02)
+        return self.open_connections == 0
+
+    def wait(self, seconds: float) -> None:
+        """Sleep, but wake when the server stops."""
+        self._stopping.wait(seconds)
+
+    def serve_until_interrupted(self, port: int) -> None:
+        """For ``python -m``: print the port, serve until Ctrl-C."""
+        self.start(port)
+        print(self.port, flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
+
+class LoopbackHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_state: Any
+
+    def log_message(self, *args: Any) -> None:  # quiet
+        pass
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms delayed-ACK stalls
+        with self.server_state._lock:
+            self.server_state.open_connections += 1
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True  # the client went away: that is its right
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        except ConnectionError:
+            pass
+        finally:
+            with self.server_state._lock:
+                self.server_state.open_connections -= 1
+
+    # -- one request ------------------------------------------------------------
+    def do_GET(self) -> None:
+        self._receive(None)
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else {}
+        except ValueError:
+            body = {"_raw": raw.decode("utf-8", "replace")}
+        self._receive(body)
+
+    def _receive(self, body: dict[str, Any] | None) -> None:
+        state = self.server_state
+        path = self.path.split("?", 1)[0]
+        state.requests.append(RecordedRequest(self.command, path, dict(self.headers.items()), body))
+        fault = state.faults.take()
+        if fault is not None and self._apply_fault(fault, body):
+            return
+        self.route(path, body, fault)
+
+    def route(self, path: str, body: dict[str, Any] | None, fault: Fault | None) -> None:
+        raise NotImplementedError
+
+    def error_body(self, status: int, message: str, fault: Fault | None) -> dict[str, Any]:
+        """The protocol's error shape."""
+        raise NotImplementedError
+
+    def malformed_body(self, body: dict[str, Any] | None) -> tuple[bytes, str]:
+        """A 200 answer that is not valid JSON, with its content type."""
+        return b'{"id": "broken", "choices": [', "application/json"
+
+    def _apply_fault(self, fault: Fault, body: dict[str, Any] | None) -> bool:
+        """Carry out the fault's before-answer part; True when nothing more is to be sent."""
+        if fault.delay:
+            self.server_state.wait(fault.delay)
+        if fault.hang:
+            self.server_state.wait(HANG_LIMIT)
+            self.close_connection = True
+            return True
+        if fault.close:
+            self.drop()
+            return True
+        if fault.status is not None:
+            self.error(fault.status, fault.message or f"injected {fault.status}", fault)
+            return True
+        if fault.malformed:
+            self.raw(200, *self.malformed_body(body))
+            return True
+        return False
+
+    # -- wire helpers -------------------------------------------------------------
+    def start_chunked(self, ctype: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+    def chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        self.raw(status, json.dumps(payload).encode(), "application/json", headers)
+
+    def raw(self, status: int, data: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def error(self, status: int, message: str, fault: Fault | None = None) -> None:  # type: ignore[override]
+        headers = {}
+        if fault is not None and fault.retry_after is not None:
+            headers["Retry-After"] = fault.retry_after
+        if fault is not None and fault.retry_after_ms is not None:
+            headers["retry-after-ms"] = fault.retry_after_ms
+        self.json(status, self.error_body(status, message, fault), headers)
+
+    def drop(self) -> None:
+        """Close the socket at once, with a reset so the client sees no clean end."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def pieces(text: str, count: int | None) -> list[str]:
+    """A reply split for streaming: one piece per word, or exactly ``count`` pieces."""
+    if count is None:
+        words = text.split(" ")
+        return [w if i == 0 else " " + w for i, w in enumerate(words)]
+    size = max(1, -(-len(text) // count)) if text else 1
+    return [text[i * size:(i + 1) * size] or "." for i in range(count)]
+
+
+def vector(text: str, dim: int) -> list[float]:
+    """A deterministic embedding: the same text always gives the same vector."""
+    seed = sum(text.encode()) or 1
+    return [((seed * (i + 1)) % 97) / 97.0 for i in range(dim)]
