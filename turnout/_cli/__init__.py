@@ -1,0 +1,1 @@
+"""The ``turnout`` command's subcommands (see :mod:`turnout.cli`); imported only when one runs."""
