@@ -28,14 +28,11 @@ Hook = Callable[[RouterEvent], Awaitable[None]]
 Emit = Callable[[RouterEvent], Awaitable[None]]
 
 
-async def _ignore(event: RouterEvent) -> None:
-    return None
-
-
-def make_emit(hook: Hook | None) -> Emit:
-    """The router's event sink; a failing hook is logged and never breaks a request."""
+def make_emit(hook: Hook | None) -> Emit | None:
+    """The router's event sink (``None`` without a hook: no event is even built); a failing
+    hook is logged and never breaks a request."""
     if hook is None:
-        return _ignore
+        return None
 
     async def emit(event: RouterEvent) -> None:
         try:

@@ -56,7 +56,7 @@ class Counters:
 class Runner:
     """Calls one backend: attempts, retries with backoff, and the bookkeeping around them."""
 
-    def __init__(self, backend: Backend, *, budget_ratio: float, budget_min: int, emit: Emit) -> None:
+    def __init__(self, backend: Backend, *, budget_ratio: float, budget_min: int, emit: Emit | None) -> None:
         self.backend = backend
         self.name = backend.name
         self.adapter = backend.adapter
@@ -81,10 +81,12 @@ class Runner:
     # -- one attempt -----------------------------------------------------------
     async def _attempt(self, op: Callable[..., Awaitable[T]], params: dict[str, Any]) -> T:
         self.counters.attempts += 1
-        await self._emit(RouterEvent("attempt", self.name))
+        if self._emit:
+            await self._emit(RouterEvent("attempt", self.name))
         start = time.perf_counter()
+        left = remaining()
         try:
-            result = await _within_deadline(op(**params))
+            result = await (op(**params) if left is None else _within(op(**params), left))
         except openai.APIError as err:
             self._failed(err)
             raise
@@ -143,7 +145,8 @@ class Runner:
         self.counters.retries += 1
         err, wait = details["exception"], details["wait"]
         log.info("backend %s: %s; retry %d in %.2fs", self.name, describe(err), details["tries"], wait)
-        await self._emit(RouterEvent("retry", self.name, error=err, wait=wait))
+        if self._emit:
+            await self._emit(RouterEvent("retry", self.name, error=err, wait=wait))
 
     # -- reporting ---------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
@@ -159,10 +162,7 @@ class Runner:
         }
 
 
-async def _within_deadline(call: Awaitable[T]) -> T:
-    left = remaining()
-    if left is None:
-        return await call
+async def _within(call: Awaitable[T], left: float) -> T:
     try:
         return await asyncio.wait_for(call, max(left, 0.0))
     except asyncio.TimeoutError:

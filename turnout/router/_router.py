@@ -103,7 +103,7 @@ class Router:
         """A routed ``chat.completions.create`` (not streamed)."""
         params.pop("stream", None)
         runner, reply = await self._route("chat", params, lambda r: r.adapter.chat, timeout)
-        setattr(reply, _SERVED_BY, runner.name)
+        reply.__dict__[_SERVED_BY] = runner.name  # beside the model's fields: model_dump() never sees it
         return reply
 
     async def stream_chat(self, *, timeout: float | None = None, **params: Any) -> RoutedStream:
@@ -114,7 +114,7 @@ class Router:
 
     async def embeddings(self, *, timeout: float | None = None, **params: Any) -> CreateEmbeddingResponse:
         runner, reply = await self._route("embeddings", params, lambda r: r.adapter.embeddings, timeout)
-        setattr(reply, _SERVED_BY, runner.name)
+        reply.__dict__[_SERVED_BY] = runner.name
         return reply
 
     async def list_models(self) -> ModelList:
@@ -166,10 +166,10 @@ class Router:
         model = params.get("model")
         if not isinstance(model, str) or not model:
             raise TypeError("model is required: pass model=... as with the openai SDK")
-        candidates = self._select.candidates_for(model)
-        if not candidates:
+        choice = self._select.choice_for(model)
+        if not choice.candidates:
             raise self._select.not_found(model)
-        return self._select.order(self._select.capable(candidates, kind, params))
+        return self._select.order(self._select.capable(choice, kind, params))
 
     async def _walk(self, plan: list[Candidate], params: dict[str, Any],
                     op_of: Callable[[Runner], Callable[..., Awaitable[T]]]) -> tuple[Runner, T]:
@@ -201,7 +201,8 @@ class Router:
         if errors:
             last = next(reversed(errors))
             log.info("failing over from %s to %s", last, runner.name)
-            await self._emit(RouterEvent("failover", last, error=errors[last], to=runner.name))
+            if self._emit:
+                await self._emit(RouterEvent("failover", last, error=errors[last], to=runner.name))
         call_params = params if params.get("model") == model else {**params, "model": model}
         runner.counters.requests += 1
         runner.budget.request()
@@ -213,7 +214,8 @@ class Router:
                 raise
             errors[runner.name] = err
             log.info("backend %s failed: %s", runner.name, describe(err))
-            await self._emit(RouterEvent("failure", runner.name, error=err))
+            if self._emit:
+                await self._emit(RouterEvent("failure", runner.name, error=err))
             return None
         runner.counters.successes += 1
         return runner, result

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from itertools import groupby
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 import openai
 
@@ -23,8 +23,16 @@ __all__ = ["Selector", "Candidate"]
 
 Candidate = tuple[Runner, str]  # the backend, and the model name it knows the request's model by
 
+
+class Choice(NamedTuple):
+    """A model's candidates, with the capability flags some of them lack (worked out once per model)."""
+
+    candidates: tuple[Candidate, ...]
+    lacking: dict[str, tuple[str, ...]]  # kind of request -> flags to check
+
 _CACHE_SIZE = 256
-_CHAT_FLAGS = ("streaming", "tools", "vision", "json_mode", "json_schema")
+_CHAT_FLAGS = ("tools", "vision", "json_mode", "json_schema")
+_FLAGS = {"chat": _CHAT_FLAGS, "stream": ("streaming", *_CHAT_FLAGS), "embeddings": ("embeddings",)}
 
 
 class Selector:
@@ -41,7 +49,7 @@ class Selector:
                 self._add(target, r, target)
         ranks = [self._rank[id(r)] for r in self.runners]
         self._shares_load = len(set(ranks)) < len(ranks)
-        self._cache: dict[str, tuple[Candidate, ...]] = {}
+        self._cache: dict[str, Choice] = {}
 
     def _add(self, model: str, runner: Runner, target: str) -> None:
         entries = self._declared.setdefault(model, [])
@@ -49,13 +57,15 @@ class Selector:
             entries.append((runner, target))
 
     # -- model routing -------------------------------------------------------
-    def candidates_for(self, model: str) -> tuple[Candidate, ...]:
+    def choice_for(self, model: str) -> Choice:
         """The backends for ``model`` in rank order; remembered for the models last asked for."""
         found = self._cache.get(model)
         if found is None:
             if len(self._cache) >= _CACHE_SIZE:
                 self._cache.clear()
-            found = self._cache[model] = self._candidates_for(model)
+            candidates = self._candidates_for(model)
+            found = self._cache[model] = Choice(candidates, {kind: _lacking(candidates, flags)
+                                                              for kind, flags in _FLAGS.items()})
         return found
 
     def _candidates_for(self, model: str) -> tuple[Candidate, ...]:
@@ -91,19 +101,19 @@ class Selector:
         return ordered
 
     # -- capabilities ------------------------------------------------------------
-    def capable(self, candidates: Sequence[Candidate], kind: str, params: Mapping[str, Any]) -> Sequence[Candidate]:
-        """Drop backends lacking what the request needs; the needs are read only where backends differ."""
-        flags = ("embeddings",) if kind == "embeddings" else _CHAT_FLAGS
-        lacking = [f for f in flags if not all(getattr(r.adapter.capabilities, f) for r, _ in candidates)]
-        if not lacking:
-            return candidates
-        needs = [f for f in lacking if _needs(f, kind, params)]
+    def capable(self, choice: Choice, kind: str, params: Mapping[str, Any]) -> Sequence[Candidate]:
+        """Drop backends lacking what the request needs; needs are read only for flags some backend lacks."""
+        needs = [f for f in choice.lacking[kind] if _NEEDS[f](kind, params)]
         if not needs:
-            return candidates
-        kept = [c for c in candidates if all(getattr(c[0].adapter.capabilities, f) for f in needs)]
+            return choice.candidates
+        kept = [c for c in choice.candidates if all(getattr(c[0].adapter.capabilities, f) for f in needs)]
         if not kept:
-            raise _incapable(candidates, needs)
+            raise _incapable(choice.candidates, needs)
         return kept
+
+
+def _lacking(candidates: Sequence[Candidate], flags: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(f for f in flags if not all(getattr(r.adapter.capabilities, f) for r, _ in candidates))
 
 
 def _priority(runner: Runner, index: int) -> int:
@@ -118,27 +128,29 @@ def _weighted_shuffle(group: list[Candidate]) -> Iterable[Candidate]:
     return [c for _, c in sorted(keyed, key=lambda kc: kc[0], reverse=True)]
 
 
-def _needs(flag: str, kind: str, params: Mapping[str, Any]) -> bool:
-    if flag == "embeddings":
-        return kind == "embeddings"
-    if flag == "streaming":
-        return kind == "stream"
-    if flag == "tools":
-        return bool(params.get("tools") or params.get("functions"))
-    if flag in ("json_mode", "json_schema"):
-        fmt = params.get("response_format")
-        wanted = "json_object" if flag == "json_mode" else "json_schema"
-        return isinstance(fmt, Mapping) and fmt.get("type") == wanted
-    return flag == "vision" and _has_image(params.get("messages") or ())
+def _wants_format(params: Mapping[str, Any], wanted: str) -> bool:
+    fmt = params.get("response_format")
+    return fmt is not None and isinstance(fmt, (dict, Mapping)) and fmt.get("type") == wanted
+
+
+_NEEDS: dict[str, Callable[[str, Mapping[str, Any]], bool]] = {
+    "embeddings": lambda kind, params: kind == "embeddings",
+    "streaming": lambda kind, params: kind == "stream",
+    "tools": lambda kind, params: bool(params.get("tools") or params.get("functions")),
+    "json_mode": lambda kind, params: _wants_format(params, "json_object"),
+    "json_schema": lambda kind, params: _wants_format(params, "json_schema"),
+    "vision": lambda kind, params: _has_image(params.get("messages") or ()),
+}
+"""Does a request of this kind, with these parameters, need the flag?"""
 
 
 def _has_image(messages: Iterable[Any]) -> bool:
     for message in messages:
-        content = message.get("content") if isinstance(message, Mapping) else None
-        if isinstance(content, list) and any(
-            isinstance(part, Mapping) and part.get("type") in ("image_url", "input_image") for part in content
-        ):
-            return True
+        content = message.get("content") if isinstance(message, dict) else getattr(message, "content", None)
+        if type(content) is list:
+            for part in content:
+                if isinstance(part, dict) and part.get("type") in ("image_url", "input_image"):
+                    return True
     return False
 
 
