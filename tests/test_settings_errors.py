@@ -244,3 +244,15 @@ def test_no_secret_in_error_messages(monkeypatch: pytest.MonkeyPatch, variables:
     with pytest.raises(ConfigError) as caught:
         resolve(TurnoutSettings())
     assert SECRET not in str(caught.value) and SECRET not in repr(caught.value)
+
+
+def test_credentials_inside_a_base_url_are_never_shown(monkeypatch, tmp_path) -> None:
+    from turnout.adapters import OpenAICompatAdapter
+    from turnout.settings import TurnoutSettings, resolve
+
+    monkeypatch.chdir(tmp_path)
+    url = "https://bob:hunter2-token@proxy.example/v1"
+    settings = TurnoutSettings(_env_file=None, backends=["box"], backend={"box": {"provider": "vllm", "base_url": url}})
+    shown = str(resolve(settings, strict=False).describe())
+    assert "hunter2-token" not in shown and "https://bob:****@proxy.example/v1" in shown
+    assert "hunter2-token" not in repr(OpenAICompatAdapter("box", preset="vllm", base_url=url))

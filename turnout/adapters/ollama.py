@@ -47,6 +47,7 @@ from openai.types import CreateEmbeddingResponse, Embedding, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from .._errors import UNSUPPORTED, BrokenStreamError, ConfigError
+from .._redact import redact_url
 from ._base import Capabilities, Health
 from .presets import get_preset
 
@@ -142,7 +143,7 @@ class OllamaAdapter:
         self.host = str(self._client._client.base_url).rstrip("/")
 
     def __repr__(self) -> str:
-        return f"OllamaAdapter(name={self.name!r}, host={self.host!r})"
+        return f"OllamaAdapter(name={self.name!r}, host={redact_url(self.host)!r})"
 
     # -- the protocol ------------------------------------------------------
     async def chat(self, **params: Any) -> ChatCompletion:

@@ -19,6 +19,7 @@ from openai.types import CreateEmbeddingResponse, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from .._errors import ConfigError, describe
+from .._redact import redact_url
 from ._base import Capabilities, Health
 from .presets import Preset, get_preset
 
@@ -70,7 +71,7 @@ class OpenAICompatAdapter:
             _forget_openai_ambient(self._client, headers)
 
     def __repr__(self) -> str:
-        return f"OpenAICompatAdapter(name={self.name!r}, preset={self.preset.name!r}, base_url={self.base_url!r})"
+        return f"OpenAICompatAdapter(name={self.name!r}, preset={self.preset.name!r}, base_url={redact_url(self.base_url)!r})"
 
     async def chat(self, **params: Any) -> ChatCompletion:
         params.pop("stream", None)
@@ -148,7 +149,7 @@ def _resolve_base_url(name: str, preset: Preset, base_url: str | None) -> str:
     if not url:
         raise ConfigError(f"backend {name!r}: provider {preset.name!r} needs a base_url")
     if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"backend {name!r}: base_url {url!r} must start with http:// or https://")
+        raise ConfigError(f"backend {name!r}: base_url {redact_url(url)!r} must start with http:// or https://")
     return url
 
 

@@ -11,6 +11,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import SecretStr
 
+from .._redact import redact_url
 from ..adapters import Capabilities
 
 __all__ = ["Origin", "Resolved", "mask", "shown", "where", "problem_text", "DEFAULT"]
@@ -84,6 +85,8 @@ def shown(value: Any) -> Any:
     """A JSON-able copy of ``value`` with every :class:`SecretStr` masked."""
     if isinstance(value, SecretStr):
         return mask(value)
+    if isinstance(value, str):
+        return redact_url(value)
     if isinstance(value, Capabilities):
         return [name for name in value.names() if getattr(value, name)]
     if isinstance(value, dict):
