@@ -391,14 +391,14 @@ def fig_startup(n: Sizes, rep: Report) -> None:
     def med(kind: str, key: str) -> float:
         return statistics.median(r[key] for r in runs[kind])
 
-    rep.add("6", "import time (import openai / import turnout), median", "ms", ms(med("raw", "import_s")),
+    rep.add("6", "import time (from openai / from turnout import AsyncOpenAI), median", "ms", ms(med("raw", "import_s")),
             ms(med("turnout", "import_s")), kind="delta", target="≤ +60 ms", ok=lambda d: d <= 60)
     loaded = sorted({m for r in runs["turnout"] for m in r["optional_modules_loaded"]})
     on_import = sorted({m for r in runs["turnout"] for m in r["optional_modules_on_import"]})
     ollama = float("ollama" in loaded)
     rep.add("6", "ollama SDK loaded, with only OpenAI-compatible backends configured", "yes=1", None, ollama,
             kind="value", compare=ollama, target="0", ok=lambda v: v == 0,
-            note=f"optional modules loaded by `import turnout`: {', '.join(on_import) or 'none'}; "
+            note=f"optional modules loaded by `from turnout import AsyncOpenAI`: {', '.join(on_import) or 'none'}; "
                  f"after building routers: {', '.join(loaded) or 'none'}")
     rep.add("6", "extra RSS: 10 raw clients / router with 10 backends", "MiB", med("raw", "rss10_mib"),
             med("turnout", "rss10_mib"), kind="delta")
