@@ -92,17 +92,28 @@ class AsyncOpenAI:
         return f"turnout.AsyncOpenAI({self.router!r})"
 
 
-class _Chat:
-    def __init__(self, client: AsyncOpenAI) -> None:
-        self.completions = _Completions(client)
+class _Namespace:
+    """One SDK namespace (``chat``, ``embeddings``, ...): what it routes, and a clear word on the rest."""
 
-    def __getattr__(self, name: str) -> Any:
-        return _unrouted(f"chat.{name}")
+    path = ""
 
-
-class _Completions:
     def __init__(self, client: AsyncOpenAI) -> None:
         self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return _unrouted(f"{self.path}.{name}")
+
+
+class _Chat(_Namespace):
+    path = "chat"
+
+    def __init__(self, client: AsyncOpenAI) -> None:
+        super().__init__(client)
+        self.completions = _Completions(client)
+
+
+class _Completions(_Namespace):
+    path = "chat.completions"
 
     async def create(self, **params: Any) -> Any:
         """``chat.completions.create``: a ``ChatCompletion``, or with ``stream=True`` a stream of chunks."""
@@ -110,24 +121,16 @@ class _Completions:
         op = router.stream_chat if _given(params.pop("stream", None)) else router.chat
         return await self._client._call(op, params)
 
-    def __getattr__(self, name: str) -> Any:
-        return _unrouted(f"chat.completions.{name}")
 
-
-class _Embeddings:
-    def __init__(self, client: AsyncOpenAI) -> None:
-        self._client = client
+class _Embeddings(_Namespace):
+    path = "embeddings"
 
     async def create(self, **params: Any) -> Any:
         return await self._client._call(self._client.router.embeddings, params)
 
-    def __getattr__(self, name: str) -> Any:
-        return _unrouted(f"embeddings.{name}")
 
-
-class _Models:
-    def __init__(self, client: AsyncOpenAI) -> None:
-        self._client = client
+class _Models(_Namespace):
+    path = "models"
 
     def list(self) -> _ModelListing:
         """Awaitable (a page with ``.data``) and async-iterable without ``await``, as in the SDK."""
@@ -139,9 +142,6 @@ class _Models:
             if item.id == model or f"{item.owned_by}/{item.id}" == model:
                 return item
         raise status_error(openai.NotFoundError, 404, f"no backend lists model {model!r}", code="model_not_found")
-
-    def __getattr__(self, name: str) -> Any:
-        return _unrouted(f"models.{name}")
 
 
 class _ModelListing:
@@ -236,7 +236,7 @@ class _SyncNamespace:
 
 
 def _synced(value: Any) -> Any:
-    if isinstance(value, (_Chat, _Completions, _Embeddings, _Models)):
+    if isinstance(value, _Namespace):
         return _SyncNamespace(value)
     if callable(value) and not isinstance(value, _Unrouted):
         def call(*args: Any, **kwargs: Any) -> Any:
