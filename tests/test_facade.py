@@ -132,3 +132,13 @@ def test_sync_stream_closed_early(make_openai_server) -> None:
         first = next(iter(stream))
     assert first.choices[0].delta.role == "assistant"
     client.close()
+
+
+async def test_an_sdk_timeout_object_is_a_deadline_too(openai_server) -> None:
+    import httpx2
+
+    client = turnout.AsyncOpenAI(router=router_for(openai_server, max_retries=0))
+    openai_server.fail(Fault(hang=True), times=1)
+    with pytest.raises(openai.APITimeoutError):
+        await client.chat.completions.create(model="test-model", messages=MSG, timeout=httpx2.Timeout(0.2))
+    await client.close()

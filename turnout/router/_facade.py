@@ -13,6 +13,7 @@ import inspect
 from types import TracebackType
 from typing import Any, AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping, Optional
 
+import httpx2
 import openai
 from openai.types import Model
 
@@ -39,7 +40,7 @@ class AsyncOpenAI:
         *,
         api_key: str | None = None,
         base_url: str | None = None,
-        timeout: float | None = None,
+        timeout: float | httpx2.Timeout | None = None,
         max_retries: int | None = None,
         default_headers: Mapping[str, str] | None = None,
         router: Router | None = None,
@@ -48,7 +49,7 @@ class AsyncOpenAI:
         if router is None:
             from ..settings import router_for_client
 
-            router = router_for_client(api_key=api_key, base_url=base_url, timeout=timeout,
+            router = router_for_client(api_key=api_key, base_url=base_url, timeout=_seconds(timeout),
                                        max_retries=max_retries, default_headers=default_headers, **settings)
         self.router = router
         self._timeout: float | None = None
@@ -57,17 +58,18 @@ class AsyncOpenAI:
         self.embeddings = _Embeddings(self)
         self.models = _Models(self)
 
-    def with_options(self, *, timeout: float | None = None, max_retries: int | None = None) -> AsyncOpenAI:
+    def with_options(self, *, timeout: float | httpx2.Timeout | None = None,
+                     max_retries: int | None = None) -> AsyncOpenAI:
         """A client sharing this one's backends, with a total ``timeout`` or ``max_retries`` per call."""
         copy = object.__new__(type(self))
         copy.__dict__.update(self.__dict__)
-        copy._timeout = timeout if timeout is not None else self._timeout
+        copy._timeout = _seconds(timeout) if timeout is not None else self._timeout
         copy._max_retries = max_retries if max_retries is not None else self._max_retries
         copy.chat, copy.embeddings, copy.models = _Chat(copy), _Embeddings(copy), _Models(copy)
         return copy
 
     async def _call(self, op: Callable[..., Awaitable[Any]], params: dict[str, Any]) -> Any:
-        timeout = _given(params.pop("timeout", None)) or self._timeout
+        timeout = _seconds(_given(params.pop("timeout", None))) or self._timeout
         token = max_retries_override.set(self._max_retries) if self._max_retries is not None else None
         try:
             return await op(timeout=timeout, **{k: v for k, v in params.items() if _given(v) is not None})
@@ -154,6 +156,14 @@ class _ModelListing:
     async def __aiter__(self) -> AsyncIterator[Model]:
         for item in (await self._router.list_models()).data:
             yield item
+
+
+def _seconds(timeout: float | httpx2.Timeout | None) -> float | None:
+    """The SDK takes seconds or an ``httpx.Timeout``; turnout's deadline is the longest of its parts."""
+    if timeout is None or isinstance(timeout, (int, float)):
+        return timeout
+    parts = [getattr(timeout, k, None) for k in ("connect", "read", "write", "pool")]
+    return max((p for p in parts if p is not None), default=None)
 
 
 def _given(value: Any) -> Any:
