@@ -534,6 +534,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             ("9 memory", lambda: asyncio.run(fig_memory(srv, sizes, rep))),
         ]
         for label, step in steps:
+            gc.collect()  # each figure starts from a clean heap, not the previous figure's garbage
             begun = time.perf_counter()
             step()
             timings[label] = round(time.perf_counter() - begun, 2)
