@@ -142,3 +142,37 @@ async def test_an_sdk_timeout_object_is_a_deadline_too(openai_server) -> None:
     with pytest.raises(openai.APITimeoutError):
         await client.chat.completions.create(model="test-model", messages=MSG, timeout=httpx2.Timeout(0.2))
     await client.close()
+
+
+def test_the_sync_client_serves_many_threads_at_once(openai_server) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = turnout.OpenAI(router=router_for(openai_server))
+
+    def ask(i: int) -> str:
+        reply = client.chat.completions.create(model="test-model", messages=[{"role": "user", "content": f"n{i}"}])
+        return reply.choices[0].message.content
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(ask, range(100)))
+    assert answers == [f"echo: n{i}" for i in range(100)]
+    assert client.router.stats()["b0"]["successes"] == 100, "the counters add up across threads"
+    client.close()
+
+
+def test_a_forked_child_gets_its_own_portal(openai_server) -> None:
+    import os
+
+    client = turnout.OpenAI(router=router_for(openai_server))
+    client.chat.completions.create(model="test-model", messages=MSG)  # the parent's portal is running
+    pid = os.fork()
+    if pid == 0:  # the child: a fresh client must work rather than wait for a thread that was not forked
+        try:
+            child = turnout.OpenAI(router=router_for(openai_server))
+            ok = child.chat.completions.create(model="test-model", messages=MSG).choices[0].message.content
+            os._exit(0 if ok == "echo: hi there" else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    client.close()

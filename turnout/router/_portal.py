@@ -7,6 +7,7 @@ loop instead of a hand-copied sync router: one routing code path for both.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from typing import Any, Coroutine, Optional, TypeVar
 
@@ -15,16 +16,18 @@ __all__ = ["run"]
 T = TypeVar("T")
 
 _loop: Optional[asyncio.AbstractEventLoop] = None
+_pid = 0
 _lock = threading.Lock()
 
 
 def _portal() -> asyncio.AbstractEventLoop:
-    global _loop
+    """The portal loop, started on first use, and again in a forked child (whose copy has no thread)."""
+    global _loop, _pid
     with _lock:
-        if _loop is None or _loop.is_closed():
+        if _loop is None or _loop.is_closed() or _pid != os.getpid():
             loop = asyncio.new_event_loop()
             threading.Thread(target=loop.run_forever, name="turnout-sync-portal", daemon=True).start()
-            _loop = loop
+            _loop, _pid = loop, os.getpid()
         return _loop
 
 
