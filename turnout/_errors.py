@@ -25,7 +25,8 @@ UNSUPPORTED = "unsupported_by_backend"
 """The ``code`` of a 400 an adapter raises, before sending, for what its backend cannot do:
 another backend may, so the router fails over on it instead of raising."""
 
-__all__ = ["TurnoutError", "ConfigError", "BrokenStreamError", "AllBackendsFailedError", "status_error"]
+__all__ = ["TurnoutError", "ConfigError", "BrokenStreamError", "AllBackendsFailedError", "status_error",
+           "malformed_response", "describe"]
 
 
 class TurnoutError(Exception):
@@ -104,6 +105,15 @@ def status_error(cls: type[_E], status: int, message: str, *, url: str = "turnou
     response = httpx2.Response(status, request=request, headers=dict(headers or {}))
     body = {"message": message, "type": "invalid_request_error", "param": None, "code": code}
     return cls(message, response=response, body=body)
+
+
+def malformed_response(backend: str, url: str, err: BaseException) -> openai.APIResponseValidationError:
+    """A 200 whose body the SDK could not read: the openai class for it, naming the backend.
+
+    Retried like a server fault: the next answer may well be whole."""
+    response = httpx2.Response(200, request=httpx2.Request("POST", url))
+    message = f"backend {backend!r} sent a malformed response: {type(err).__name__}: {err}"
+    return openai.APIResponseValidationError(response, None, message=message)
 
 
 def synthetic_request(url: str = "turnout://router") -> httpx2.Request:

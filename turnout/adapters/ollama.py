@@ -46,7 +46,7 @@ import openai
 from openai.types import CreateEmbeddingResponse, Embedding, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from .._errors import UNSUPPORTED, BrokenStreamError, ConfigError
+from .._errors import UNSUPPORTED, BrokenStreamError, ConfigError, describe, malformed_response
 from .._redact import redact_url
 from ._base import Capabilities, Health
 from .presets import get_preset
@@ -198,7 +198,7 @@ class OllamaAdapter:
         try:
             models = len(await self.list_models())
         except openai.APIError as err:
-            return Health(False, time.perf_counter() - start, error=_describe(err))
+            return Health(False, time.perf_counter() - start, error=describe(err))
         return Health(True, time.perf_counter() - start, models=models)
 
     async def aclose(self) -> None:
@@ -276,9 +276,7 @@ class OllamaAdapter:
         return openai.BadRequestError(text, response=response, body=body)
 
     def _malformed_error(self, path: str, err: BaseException) -> openai.APIResponseValidationError:
-        response = httpx2.Response(200, request=self._request("POST", path))
-        message = f"backend {self.name!r} sent a malformed response: {type(err).__name__}: {err}"
-        return openai.APIResponseValidationError(response, None, message=message)
+        return malformed_response(self.name, self.host + path, err)
 
     @contextmanager
     def _malformed(self, path: str, state: _StreamState | None = None) -> Iterator[None]:
@@ -704,11 +702,6 @@ def _created(stamp: Any) -> int:
 
 def _completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
-
-
-def _describe(err: openai.APIError) -> str:
-    status = getattr(err, "status_code", None)
-    return f"{type(err).__name__}{f' {status}' if status else ''}: {err.message}"
 
 
 def _check_host(name: str, host: str | None) -> None:

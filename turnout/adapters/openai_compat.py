@@ -18,7 +18,7 @@ import openai
 from openai.types import CreateEmbeddingResponse, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from .._errors import ConfigError, describe
+from .._errors import ConfigError, describe, malformed_response
 from .._redact import redact_url
 from ._base import Capabilities, Health
 from .presets import Preset, get_preset
@@ -103,10 +103,7 @@ class OpenAICompatAdapter:
         try:
             yield
         except ValueError as err:
-            request = httpx2.Request("POST", self.base_url.rstrip("/") + path)
-            response = httpx2.Response(200, request=request)
-            message = f"backend {self.name!r} sent a malformed response: {err}"
-            raise openai.APIResponseValidationError(response, None, message=message) from err
+            raise malformed_response(self.name, self.base_url.rstrip("/") + path, err) from err
 
     async def health(self) -> Health:
         """Up when the server answers; a server without ``/models`` still counts as up."""
