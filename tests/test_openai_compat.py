@@ -211,3 +211,12 @@ async def test_a_stream_refused_before_its_first_chunk_raises_the_status_error(a
     openai_server.fail(Fault(status=503), times=1)
     with pytest.raises(openai.InternalServerError):
         await adapter.stream_chat(model="test-model", messages=MESSAGES).__anext__()
+
+
+async def test_prepared_messages_go_out_as_they_are_beside_the_callers_extra_body(adapter, openai_server) -> None:
+    from turnout.adapters._prepared import prepare
+
+    params = await prepare({"model": "test-model", "messages": MESSAGES, "extra_body": {"top_k": 3}})
+    reply = await adapter.chat(**params)
+    assert reply.choices[0].message.content == "echo: hello there"
+    assert openai_server.chat_requests()[-1].json == {"model": "test-model", "messages": MESSAGES, "top_k": 3}

@@ -502,3 +502,39 @@ async def test_a_stream_that_ends_before_its_first_chunk_fails_over(routers, mak
     router = routers(backend(empty, "empty", max_retries=0), backend(fine, "fine"))
     stream = await router.stream_chat(model="test-model", messages=MSG)
     assert stream.backend == "fine" and [c async for c in stream]
+
+
+async def test_a_long_conversation_is_put_in_wire_form_once_for_all_attempts(routers, make_openai_server, sleeps, mocker) -> None:
+    """The SDK's transform of messages costs ~85 ms for 500 messages: pay it once, not per retry or backend."""
+    import openai.resources.chat.completions.completions as sdk_completions
+
+    import turnout.adapters._prepared as prepared
+
+    flaky, spare = make_openai_server(), make_openai_server()
+    flaky.fail(Fault(status=503))
+    router = routers(backend(flaky, "flaky", max_retries=2, allowed_fails=10), backend(spare, "spare"))
+    ours = mocker.spy(prepared, "async_maybe_transform")
+    theirs = mocker.spy(sdk_completions, "async_maybe_transform")
+    messages = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i}"} for i in range(50)]
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    reply = await router.chat(model="test-model", messages=messages, tools=tools)
+    assert served_by(reply) == "spare" and len(flaky.chat_requests()) == 3
+    assert ours.call_count == 1, "transformed once for four attempts on two backends"
+    assert all(call.args[0]["messages"] == [] for call in theirs.call_args_list), "the SDK never re-transforms them"
+    for request in flaky.chat_requests() + spare.chat_requests():
+        assert request.json["messages"] == messages and request.json["tools"] == tools
+
+
+async def test_sdk_message_objects_from_an_earlier_reply_can_be_sent_back(routers, openai_server, make_ollama_server) -> None:
+    from turnout.adapters import OllamaAdapter
+
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
+    ollama_server = make_ollama_server()
+    for router in (routers(backend(openai_server, "openai")),
+                   routers(Backend(OllamaAdapter("ollama", host=ollama_server.host)))):
+        first = await router.chat(model="test-model", messages=[{"role": "user", "content": "look it up"}], tools=tools)
+        call = first.choices[0].message.tool_calls[0]
+        history = [{"role": "user", "content": "look it up"}, first.choices[0].message,  # the SDK object itself
+                   {"role": "tool", "tool_call_id": call.id, "content": "found"}]
+        second = await router.chat(model="test-model", messages=history, tools=tools)
+        assert "found" in second.choices[0].message.content

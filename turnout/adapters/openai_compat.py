@@ -21,6 +21,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from .._errors import ConfigError, describe, malformed_response
 from .._redact import redact_url
 from ._base import Capabilities, Health
+from ._prepared import split_prepared
 from .presets import Preset, get_preset
 
 __all__ = ["OpenAICompatAdapter", "LOCAL_PLACEHOLDER_KEY"]
@@ -76,12 +77,12 @@ class OpenAICompatAdapter:
     async def chat(self, **params: Any) -> ChatCompletion:
         params.pop("stream", None)
         with self._malformed_as_api_error("/chat/completions"):
-            return await self._client.chat.completions.create(**params)
+            return await self._client.chat.completions.create(**split_prepared(params))
 
     async def stream_chat(self, **params: Any) -> AsyncIterator[ChatCompletionChunk]:
         params.pop("stream", None)
         with self._malformed_as_api_error("/chat/completions"):
-            stream = await self._client.chat.completions.create(stream=True, **params)
+            stream = await self._client.chat.completions.create(stream=True, **split_prepared(params))
             try:
                 async for chunk in stream:
                     yield chunk

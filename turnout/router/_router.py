@@ -21,6 +21,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from .._errors import AllBackendsFailedError, BrokenStreamError, describe, synthetic_request
 from ..adapters import Adapter, Health
+from ..adapters._prepared import prepare
 from ._backend import Backend
 from ._classify import Verdict, classify
 from ._events import Hook, RouterEvent, make_emit
@@ -154,6 +155,8 @@ class Router:
     async def _route(self, kind: str, params: dict[str, Any], op_of: Callable[[Runner], Callable[..., Awaitable[T]]],
                      timeout: float | None) -> tuple[Runner, T]:
         plan = self._plan(kind, params)
+        if kind != "embeddings":
+            params = await prepare(params)  # the SDK's transform, once for every attempt and backend
         limit = timeout if timeout is not None else self.timeout
         token = deadline.set(time.monotonic() + limit) if limit is not None else None
         try:
