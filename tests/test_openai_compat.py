@@ -214,9 +214,8 @@ async def test_a_stream_refused_before_its_first_chunk_raises_the_status_error(a
 
 
 async def test_prepared_messages_go_out_as_they_are_beside_the_callers_extra_body(adapter, openai_server) -> None:
-    from turnout.adapters._prepared import prepare
+    from turnout.adapters._prepared import Prepared
 
-    params = await prepare({"model": "test-model", "messages": MESSAGES, "extra_body": {"top_k": 3}})
-    reply = await adapter.chat(**params)
+    reply = await adapter.chat(model="test-model", messages=Prepared(MESSAGES), extra_body={"top_k": 3})
     assert reply.choices[0].message.content == "echo: hello there"
     assert openai_server.chat_requests()[-1].json == {"model": "test-model", "messages": MESSAGES, "top_k": 3}
