@@ -251,7 +251,9 @@ def _synced(value: Any) -> Any:
     if callable(value) and not isinstance(value, _Unrouted):
         def call(*args: Any, **kwargs: Any) -> Any:
             result = value(*args, **kwargs)
-            if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result = run(result)
+            elif inspect.isawaitable(result):  # models.list(): awaitable, not a coroutine
                 result = run(_awaited(result))
             return SyncStream(result) if isinstance(result, RoutedStream) else result
         return call
