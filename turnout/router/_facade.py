@@ -198,42 +198,9 @@ class _Unrouted:
 
 # -- the synchronous twin --------------------------------------------------------
 
-class OpenAI:
-    """A drop-in for ``openai.OpenAI``: the same surface without ``await``, on the same async router."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        self._async = AsyncOpenAI(**kwargs)
-
-    @property
-    def router(self) -> Router:
-        return self._async.router
-
-    def with_options(self, **options: Any) -> OpenAI:
-        copy = object.__new__(type(self))
-        copy._async = self._async.with_options(**options)
-        return copy
-
-    def close(self) -> None:
-        run(self._async.close())
-
-    def __enter__(self) -> OpenAI:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        value = _synced(getattr(self._async, name))
-        setattr(self, name, value)  # build each wrapper once
-        return value
-
-    def __repr__(self) -> str:
-        return f"turnout.OpenAI({self.router!r})"
-
-
 class _SyncNamespace:
+    """The async namespace ``target`` without ``await``: each attribute wrapped once, on first use."""
+
     def __init__(self, target: Any) -> None:
         self._target = target
 
@@ -243,6 +210,34 @@ class _SyncNamespace:
         value = _synced(getattr(self._target, name))
         setattr(self, name, value)  # build each wrapper once
         return value
+
+
+class OpenAI(_SyncNamespace):
+    """A drop-in for ``openai.OpenAI``: the same surface without ``await``, on the same async router."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(AsyncOpenAI(**kwargs))
+
+    @property
+    def router(self) -> Router:
+        return self._target.router
+
+    def with_options(self, **options: Any) -> OpenAI:
+        copy = object.__new__(type(self))
+        _SyncNamespace.__init__(copy, self._target.with_options(**options))
+        return copy
+
+    def close(self) -> None:
+        run(self._target.close())
+
+    def __enter__(self) -> OpenAI:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"turnout.OpenAI({self.router!r})"
 
 
 def _synced(value: Any) -> Any:
