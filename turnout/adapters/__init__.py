@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import openai  # noqa: F401  before anything imports openai.types: that order is ~100 ms faster
+
 from ._base import Adapter, Capabilities, Health
 from .openai_compat import OpenAICompatAdapter
 from .presets import PRESETS, Preset, get_preset
