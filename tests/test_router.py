@@ -32,6 +32,23 @@ def sleeps(mocker) -> list[float]:
     return waits
 
 
+class Clock:
+    """The cooldowns' clock, moved by hand: a test skips 30 s without waiting them."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(mocker) -> Clock:
+    c = Clock()
+    mocker.patch("turnout.router._health.now", side_effect=lambda: c.now)
+    return c
+
+
 def backend(server: OpenAIServer | str, name: str, **knobs) -> Backend:
     url = server if isinstance(server, str) else server.base_url
     caps = knobs.pop("capabilities", None)
@@ -98,14 +115,12 @@ async def test_each_wait_reads_its_own_failures_retry_after(routers, openai_serv
     assert sleeps[:2] == [2.0, 0.3] and 0 <= sleeps[2] <= 4
 
 
-async def test_a_cancelled_probe_does_not_wedge_the_breaker(routers, make_openai_server, sleeps, mocker) -> None:
-    now = [1000.0]
-    mocker.patch("turnout.router._health.now", side_effect=lambda: now[0])
+async def test_a_cancelled_probe_does_not_wedge_the_breaker(routers, make_openai_server, sleeps, clock) -> None:
     flaky, spare = make_openai_server(), make_openai_server()
     flaky.fail(Fault(status=503), times=1)
     router = routers(backend(flaky, "flaky", max_retries=0, allowed_fails=1, cooldown=10), backend(spare, "spare"))
     await router.chat(model="test-model", messages=MSG)
-    now[0] += 11
+    clock.advance(11)
     flaky.fail(Fault(hang=True), times=1)
     probe = asyncio.ensure_future(router.chat(model="test-model", messages=MSG))
     while len(flaky.requests) < 2:
@@ -184,9 +199,7 @@ async def test_401_fails_over_and_cools_the_backend_down(routers, make_openai_se
     assert router.stats()["locked"]["state"] == "open" and router.stats()["locked"]["cooldowns"] == 1
 
 
-async def test_cooldown_skips_a_dead_backend_then_probes_it_once(routers, make_openai_server, sleeps, mocker) -> None:
-    now = [1000.0]
-    mocker.patch("turnout.router._health.now", side_effect=lambda: now[0])
+async def test_cooldown_skips_a_dead_backend_then_probes_it_once(routers, make_openai_server, sleeps, clock) -> None:
     flaky, spare = make_openai_server(), make_openai_server()
     flaky.fail(Fault(status=503))
     router = routers(backend(flaky, "flaky", max_retries=0, allowed_fails=2, cooldown=30), backend(spare, "spare"))
@@ -195,31 +208,27 @@ async def test_cooldown_skips_a_dead_backend_then_probes_it_once(routers, make_o
     assert len(flaky.requests) == 2 and router.stats()["flaky"]["state"] == "open"
     await router.chat(model="test-model", messages=MSG)
     assert len(flaky.requests) == 2, "skipped while cooling down"
-    now[0] += 31
+    clock.advance(31)
     flaky.heal()
     reply = await router.chat(model="test-model", messages=MSG)
     assert served_by(reply) == "flaky" and len(flaky.requests) == 3
     assert router.stats()["flaky"]["state"] == "closed"
 
 
-async def test_a_failed_probe_reopens_the_cooldown(routers, make_openai_server, sleeps, mocker) -> None:
-    now = [1000.0]
-    mocker.patch("turnout.router._health.now", side_effect=lambda: now[0])
+async def test_a_failed_probe_reopens_the_cooldown(routers, make_openai_server, sleeps, clock) -> None:
     flaky, spare = make_openai_server(), make_openai_server()
     flaky.fail(Fault(status=503))
     router = routers(backend(flaky, "flaky", max_retries=3, allowed_fails=1, cooldown=30), backend(spare, "spare"))
     await router.chat(model="test-model", messages=MSG)
     assert len(flaky.requests) == 1, "an opened breaker stops the retries"
-    now[0] += 31
+    clock.advance(31)
     await router.chat(model="test-model", messages=MSG)
     assert len(flaky.requests) == 2, "one probe, not retried"
     await router.chat(model="test-model", messages=MSG)
     assert len(flaky.requests) == 2 and router.stats()["flaky"]["cooldowns"] == 2
 
 
-async def test_when_all_cool_down_the_first_to_recover_is_tried(routers, make_openai_server, sleeps, mocker) -> None:
-    now = [1000.0]
-    mocker.patch("turnout.router._health.now", side_effect=lambda: now[0])
+async def test_when_all_cool_down_the_first_to_recover_is_tried(routers, make_openai_server, sleeps, clock) -> None:
     a, b = make_openai_server(), make_openai_server()
     a.fail(Fault(status=503), times=1)
     b.fail(Fault(status=503), times=1)

@@ -47,11 +47,6 @@ class Origin:
             return f"preset {self.variable}"
         return self.kind
 
-    @property
-    def is_set_by_user(self) -> bool:
-        """True when a variable or keyword set it (not a default or a preset)."""
-        return self.kind in ("dotenv", "environment", "code")
-
     def as_dict(self) -> dict[str, str | None]:
         return {"kind": self.kind, "variable": self.variable, "file": self.file, "text": str(self)}
 
