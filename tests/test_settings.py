@@ -292,7 +292,8 @@ def test_discovery_applies_backend_sections(monkeypatch: pytest.MonkeyPatch) -> 
 def test_a_section_for_an_unselected_backend_is_reported(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     env(monkeypatch, TURNOUT_BACKENDS="vllm", TURNOUT_BACKEND__VLM__TIMEOUT="3")
     config = resolve(TurnoutSettings())
-    assert config.notes == ("TURNOUT_BACKEND__VLM__TIMEOUT configures backend 'vlm', which is not in TURNOUT_BACKENDS: ignored",)
+    assert config.notes == ("TURNOUT_BACKEND__VLM__TIMEOUT configures backend 'vlm', which TURNOUT_BACKENDS does not list "
+                            "(vllm): ignored; did you mean VLLM?",)
     assert "TURNOUT_BACKEND__VLM__TIMEOUT" in caplog.text
 
 

@@ -7,17 +7,20 @@ the value with secrets masked, and what would be accepted.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from .._errors import ConfigError
 from ..adapters import Capabilities
-from ._origin import problem_text
+from ._origin import Origin, did_you_mean, problem_text
 from ._sources import Layer, origin_of
 
-__all__ = ["ACCEPTED", "translate", "join_problems"]
+if TYPE_CHECKING:
+    from ._names import Names
+
+__all__ = ["ACCEPTED", "translate", "join_problems", "unknown_field"]
 
 ACCEPTED: dict[str, str] = {
     "provider": "a preset name",
@@ -39,17 +42,17 @@ ACCEPTED: dict[str, str] = {
     "deadline": "seconds > 0",
     "retry_budget": "a share >= 0, like 0.2",
     "retry_budget_min": "a whole number >= 0",
+    "strict": "1 (a TURNOUT_ variable turnout does not read is an error) or 0 (a warning); "
+              "true/false, yes/no, on/off too",
     "backends": "a comma list of names (groq,openrouter) or a JSON list",
     "backend": "one TURNOUT_BACKEND__<NAME>__<FIELD> per field",
 }
 _SECRET = frozenset({"api_key", "headers"})
-_BACKEND_FIELDS = ", ".join(f.upper() for f in ACCEPTED if f not in ("deadline", "retry_budget", "retry_budget_min",
-                                                                      "backends", "backend"))
 
 
-def translate(err: ValidationError, layers: Sequence[Layer]) -> ConfigError:
+def translate(err: ValidationError, layers: Sequence[Layer], names: Names) -> ConfigError:
     """One ConfigError listing every problem; raise it ``from None`` (the original echoes secrets)."""
-    return ConfigError(join_problems([_problem(detail, layers) for detail in err.errors(include_url=False)]))
+    return ConfigError(join_problems([_problem(detail, layers, names) for detail in err.errors(include_url=False)]))
 
 
 def join_problems(problems: Sequence[str]) -> str:
@@ -58,15 +61,25 @@ def join_problems(problems: Sequence[str]) -> str:
     return f"{len(problems)} configuration problems:\n" + "\n".join(f"  - {p}" for p in problems)
 
 
-def _problem(detail: ErrorDetails, layers: Sequence[Layer]) -> str:
+def _problem(detail: ErrorDetails, layers: Sequence[Layer], names: Names) -> str:
     path = _variable_path(detail["loc"])
     field = path[2] if len(path) > 2 else path[0]
     origin = origin_of(layers, path)
-    if detail["type"] == "extra_forbidden":
-        return problem_text(origin, None, "is not a backend setting", _BACKEND_FIELDS)
+    setter = next((layer for layer in layers if layer.has(path)), None)
+    if detail["type"] == "extra_forbidden" and setter is not None:
+        return unknown_field(setter, path, names)
     message = detail["msg"].removeprefix("Value error, ")
     accepted = None if field == "provider" else ACCEPTED.get(field)  # its message lists the presets already
     return problem_text(origin, _input(detail, path), message, accepted, secret=field in _SECRET)
+
+
+def unknown_field(layer: Layer, path: tuple[str, ...], names: Names) -> str:
+    """A backend field no BackendSettings field reads, and the likely one, both named as ``layer``
+    names them (a variable, a JSON TURNOUT_BACKENDS entry, or a keyword argument)."""
+    origin = Origin(layer.kind, layer.display(path), layer.file)
+    accepted = ", ".join(f.upper() for f in names.backend_fields)
+    return (problem_text(origin, None, "is not a backend setting", accepted)
+            + did_you_mean(path[-1], names.backend_fields, lambda field: layer.display((*path[:-1], field))))
 
 
 def _variable_path(loc: tuple[int | str, ...]) -> tuple[str, ...]:

@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 from types import EllipsisType
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Optional, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -19,13 +19,13 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from .._errors import ConfigError
 from ..adapters.presets import get_preset
 from ._errors import translate
-from ._origin import DEFAULT, Origin, Resolved, problem_text
-from ._parse import parse_capabilities, parse_headers, parse_models
-from ._sources import Layer, lookup, make_layers, origin_of
+from ._names import ENV_FILE_VARIABLE, Names, check_variables
+from ._origin import DEFAULT, Origin, Resolved, did_you_mean, problem_text
+from ._parse import parse_capabilities, parse_flag, parse_headers, parse_models
+from ._sources import Layer, lookup, make_layers, origin_of, variable_name
 
 __all__ = ["BackendSettings", "TurnoutSettings", "ENV_FILE_VARIABLE"]
 
-ENV_FILE_VARIABLE = "TURNOUT_ENV_FILE"
 _DEFAULT_ENV_FILE = ".env"
 
 Retries = Annotated[int, Field(ge=0)]
@@ -92,7 +92,8 @@ class TurnoutSettings(BaseSettings):
     Build it with no arguments to read the environment and ``.env``, or pass
     fields as keyword arguments (they win over both); ``_env_file`` picks
     another file (``None``: read none). Invalid values raise ``ConfigError``
-    naming the variable.
+    naming the variable, and so does a ``TURNOUT_`` variable no field reads
+    (with ``strict=False``, ``TURNOUT_STRICT=0``: a warning).
     """
 
     model_config = SettingsConfigDict(
@@ -116,20 +117,33 @@ class TurnoutSettings(BaseSettings):
     deadline: Optional[PositiveSeconds] = None
     retry_budget: Annotated[float, Field(ge=0)] = 0.2
     retry_budget_min: Retries = 10
+    strict: bool = True
 
     _layers: tuple[Layer, ...] = PrivateAttr(default=())
     _env_file: Resolved[Optional[str]] = PrivateAttr(default=Resolved(None, DEFAULT))
+    _ignored: tuple[str, ...] = PrivateAttr(default=())
+
+    @field_validator("strict", mode="before")
+    @classmethod
+    def _flag(cls, value: Any) -> bool:
+        return parse_flag(value)  # the reading _strict() does ahead of validation: the two must agree
 
     def __init__(self, _env_file: str | os.PathLike[str] | None | EllipsisType = ..., **values: Any) -> None:
         _reject_unknown(values)
+        names = Names.of(type(self), BackendSettings)
         env_file = _choose_env_file(_env_file)
         layers = make_layers(type(self), values, None if env_file.value is None else Path(env_file.value).resolve())
+        strict = _strict(values, layers)
+        if not strict:
+            for layer in layers:
+                layer.lenient(names.backend_fields)
         try:
             super().__init__(_build_sources=(layers, values))
         except ValidationError as err:
-            raise translate(err, layers) from None
+            raise translate(err, layers, names) from None
         self._layers = layers
         self._env_file = env_file
+        self._ignored = check_variables(layers, names, [*(self.backends or ()), *self.backend], strict=strict)
 
     def origin(self, *path: str) -> Origin:
         """Where the value at ``path`` (``"backend", "groq", "max_retries"``) came from."""
@@ -144,12 +158,30 @@ class TurnoutSettings(BaseSettings):
         """The .env file read (``None`` if none), and what chose it."""
         return self._env_file
 
+    @property
+    def ignored(self) -> tuple[str, ...]:
+        """Warnings for TURNOUT_ variables no field reads, let pass because ``strict`` is off."""
+        return self._ignored
+
 
 def _reject_unknown(values: dict[str, Any]) -> None:
     """``extra='ignore'`` is for .env lines; a misspelt keyword argument is a mistake to report."""
     unknown = sorted(set(values) - set(TurnoutSettings.model_fields))
     if unknown:
-        raise ConfigError(f"unknown setting {', '.join(unknown)}; accepted: {', '.join(TurnoutSettings.model_fields)}")
+        accepted = ", ".join(TurnoutSettings.model_fields)
+        guess = did_you_mean(unknown[0], TurnoutSettings.model_fields) if len(unknown) == 1 else ""
+        raise ConfigError(f"unknown setting {', '.join(unknown)}; accepted: {accepted}{guess}")
+
+
+def _strict(values: dict[str, Any], layers: Sequence[Layer]) -> bool:
+    """TURNOUT_STRICT, read ahead of the other fields: when off, unknown backend fields must be
+    left out before pydantic sees them. A bad value counts as on; validation then reports it."""
+    found = lookup(layers, variable_name(("strict",)))
+    raw = values["strict"] if "strict" in values else found.value if found is not None else True
+    try:
+        return parse_flag(raw)
+    except ValueError:
+        return True
 
 
 def _choose_env_file(explicit: str | os.PathLike[str] | None | EllipsisType) -> Resolved[Optional[str]]:

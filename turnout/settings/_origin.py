@@ -7,14 +7,14 @@ names the variable to fix; both read the same :class:`Origin`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Callable, Generic, Iterable, Literal, TypeVar
 
 from pydantic import SecretStr
 
 from .._redact import redact_url
 from ..adapters import Capabilities
 
-__all__ = ["Origin", "Resolved", "mask", "shown", "where", "problem_text", "DEFAULT"]
+__all__ = ["Origin", "Resolved", "mask", "shown", "where", "problem_text", "did_you_mean", "DEFAULT"]
 
 T = TypeVar("T")
 
@@ -106,3 +106,14 @@ def problem_text(origin: Origin, value: Any, problem: str, accepted: str | None 
     if value is not None:
         head += "=" + repr(mask(value if isinstance(value, (str, SecretStr)) else str(value)) if secret else shown(value))
     return f"{head}: {problem}" + (f"; accepted: {accepted}" if accepted else "")
+
+
+def did_you_mean(word: str, candidates: Iterable[str], spell: Callable[[str], str] = str) -> str:
+    """``; did you mean X?`` for the candidate ``word`` most probably misspells (difflib), else nothing.
+
+    ``spell`` turns the candidate into the name the user should write.
+    """
+    import difflib  # only a failing configuration pays for it
+
+    found = difflib.get_close_matches(word, list(candidates), n=1)
+    return f"; did you mean {spell(found[0])}?" if found else ""

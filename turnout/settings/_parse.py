@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from ..adapters import Capabilities
 
-__all__ = ["parse_models", "parse_capabilities", "parse_headers", "parse_names", "check_url", "json_value"]
+__all__ = ["parse_models", "parse_capabilities", "parse_flag", "parse_headers", "parse_names", "check_url", "json_value"]
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -86,7 +86,7 @@ def parse_capabilities(value: Any) -> dict[str, bool] | None:
             value = {name: "true" if flag is None else flag for name, flag in _pairs(stripped)}
     if not isinstance(value, Mapping):
         raise ValueError("must be text like vision=false,tools=true")
-    return {_capability(name): _flag(name, flag) for name, flag in value.items()}
+    return {_capability(name): parse_flag(flag, name) for name, flag in value.items()}
 
 
 def _capability(name: Any) -> str:
@@ -95,13 +95,14 @@ def _capability(name: Any) -> str:
     return str(name)
 
 
-def _flag(name: str, flag: Any) -> bool:
+def parse_flag(flag: Any, name: str | None = None) -> bool:
+    """``1``, ``true``, ``yes``, ``on`` or ``0``, ``false``, ``no``, ``off``, in any case; ``name`` is for messages."""
     if isinstance(flag, bool):
         return flag
     text = str(flag).strip().lower()
     if text in _TRUE | _FALSE:
         return text in _TRUE
-    raise ValueError(f"{name}={flag!r} is not true or false")
+    raise ValueError(f"{name}={flag!r} is not true or false" if name else "is not true or false")
 
 
 def parse_headers(value: Any) -> dict[str, SecretStr] | None:

@@ -19,7 +19,8 @@ from ..adapters import Capabilities
 from ..adapters.presets import PRESETS, Preset, get_preset
 from ._errors import ACCEPTED, join_problems
 from ._models import BackendSettings, TurnoutSettings
-from ._origin import DEFAULT, Origin, Resolved, problem_text, where
+from ._names import warn_once
+from ._origin import DEFAULT, Origin, Resolved, did_you_mean, problem_text, where
 from ._parse import check_url
 from ._sources import variable_name
 
@@ -131,10 +132,10 @@ def resolve(settings: TurnoutSettings, *, strict: bool = True) -> ResolvedConfig
         retry_budget_min=_global(settings, "retry_budget_min"),
         env_file=settings.env_file,
         problems=tuple(problems),
-        notes=tuple(_orphans(settings, [name for name, _ in selected])),
+        notes=(*settings.ignored, *_orphans(settings, [name for name, _ in selected])),
     )
     for note in config.notes:
-        log.warning(note)
+        warn_once(note)
     for backend in backends:
         log.debug("backend %s: %s", backend.name,
                   ", ".join(f"{k}={r.shown()!r} ({r.origin})" for k, r in backend.fields().items()))
@@ -173,10 +174,15 @@ def _nothing_configured() -> str:
 
 
 def _orphans(settings: TurnoutSettings, selected: list[str]) -> list[str]:
-    """Sections for backends nobody selected: usually a misspelt name, so say so."""
-    how = "not in TURNOUT_BACKENDS" if settings.backends is not None else "not discovered (TURNOUT_BACKENDS is unset)"
-    return [f"{_setters(settings, name)} configures backend {name!r}, which is {how}: ignored"
-            for name in settings.backend if name not in selected]
+    """Sections for backends nobody selected: legal (unlisting a backend switches it off), but
+    often a misspelt name, so say so, and which selected name it is close to."""
+    names = ", ".join(selected) or "none"
+    if settings.backends is not None:
+        how = f"which {where(settings.origin('backends'))} does not list ({names})"
+    else:
+        how = f"which was not discovered (TURNOUT_BACKENDS is unset; discovered: {names})"
+    return [f"{_setters(settings, name)} configures backend {name!r}, {how}: ignored"
+            + did_you_mean(name, selected, str.upper) for name in settings.backend if name not in selected]
 
 
 def _setters(settings: TurnoutSettings, name: str) -> str:

@@ -53,6 +53,15 @@ class Layer(PydanticBaseSettingsSource):
         self.data: dict[str, Any] = {}
         self.lifted: dict[tuple[str, ...], str] = {}
         """Paths set by an object in a JSON TURNOUT_BACKENDS -> the name to show for them."""
+        self.fields: tuple[str, ...] | None = None
+        self.dropped: list[tuple[str, ...]] = []
+        """Paths of backend fields no model field reads, left out because the layer is lenient."""
+
+    def lenient(self, fields: Sequence[str]) -> None:
+        """Leave out backend fields not in ``fields`` (TURNOUT_STRICT=0: the environment may be
+        shared with a turnout that has more); keyword arguments stay checked, they are this program's."""
+        if self.kind != "code":
+            self.fields = tuple(fields)
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False  # unused: __call__ delegates to the wrapped source
@@ -63,7 +72,7 @@ class Layer(PydanticBaseSettingsSource):
         if "backends" in data:
             data["backends"] = self._lift(data["backends"], sections)
         if sections or "backend" in data:
-            data["backend"] = {name: _hide_secrets(section) for name, section in sections.items()}
+            data["backend"] = {name: _hide_secrets(self._known(name, section)) for name, section in sections.items()}
         self.data = data
         return data
 
@@ -108,6 +117,12 @@ class Layer(PydanticBaseSettingsSource):
             self.lifted[("backend", name)] = label
         return name
 
+    def _known(self, name: str, section: Any) -> Any:
+        if self.fields is None or not isinstance(section, Mapping):
+            return section
+        self.dropped += [("backend", name, str(k).lower()) for k in section if str(k).lower() not in self.fields]
+        return {k: v for k, v in section.items() if str(k).lower() in self.fields}
+
     def _attempt(self, path: tuple[str, ...], value: Any, parse: Callable[[], T], *, secret: bool = False) -> T:
         try:
             return parse()
@@ -142,6 +157,15 @@ class Layer(PydanticBaseSettingsSource):
             value = self.inner.env_vars.get(variable.lower())
             return value if value else None
         return None
+
+    def variables(self) -> list[str]:
+        """Every TURNOUT_ variable this layer holds, read or not, upper-cased (keyword arguments hold none).
+
+        pydantic-settings passes on only the ones a field reads; the rest are
+        kept here so a misspelt one can be reported instead of quietly ignored.
+        """
+        env_vars: Mapping[str, Any] = getattr(self.inner, "env_vars", {})
+        return sorted(name.upper() for name in env_vars if name.upper().startswith(PREFIX))
 
 
 def _set_variable(source: PydanticBaseSettingsSource, path: tuple[str, ...]) -> str:
