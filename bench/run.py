@@ -345,7 +345,7 @@ def fig_sync(srv: Server, n: Sizes, rep: Report) -> None:
     turnout's portal loop, without the router: the floor of that design, which
     splits turnout's cost into "async SDK + thread hop" and "router".
     """
-    from turnout.router._portal import run as portal_run
+    from turnout._portal import run as portal_run
 
     raw = openai.OpenAI(api_key=KEY, base_url=srv.ok, max_retries=0, timeout=TIMEOUT)
     tout = turnout.OpenAI(router=Router([Backend(adapter("a", srv.ok))]))

@@ -1,4 +1,4 @@
-"""turnout: many LLM backends behind one ``openai.AsyncOpenAI``-shaped client.
+"""turnout: many LLM backends behind the openai SDK's own clients.
 
 The public names are imported on first use (PEP 562), so ``import turnout``
 alone does not load the openai SDK: the ``turnout`` command answers
@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._errors import AllBackendsFailedError, BrokenStreamError, ConfigError, TurnoutError
     from .adapters import Capabilities, OpenAICompatAdapter
-    from .router import AsyncOpenAI, Backend, OpenAI, Router, RouterEvent, served_by
+    from .client import AsyncOpenAI, OpenAI, served_by
+    from .router import Backend, Router, RouterEvent
     from .settings import from_env
 
 __all__ = [
@@ -37,10 +38,11 @@ __version__ = "0.1.0"
 _HOMES = {
     **dict.fromkeys(["AllBackendsFailedError", "BrokenStreamError", "ConfigError", "TurnoutError"], "._errors"),
     **dict.fromkeys(["Capabilities", "OpenAICompatAdapter"], ".adapters"),
-    **dict.fromkeys(["AsyncOpenAI", "Backend", "OpenAI", "Router", "RouterEvent", "served_by"], ".router"),
+    **dict.fromkeys(["AsyncOpenAI", "OpenAI", "served_by"], ".client"),
+    **dict.fromkeys(["Backend", "Router", "RouterEvent"], ".router"),
     "from_env": ".settings",
 }
-_SUBPACKAGES = frozenset({"adapters", "router", "settings"})
+_SUBPACKAGES = frozenset({"adapters", "client", "router", "settings"})
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""``turnout chat``: one prompt through the Router, exactly as an application's request would go.
+"""``turnout chat``: one prompt through turnout's client, exactly as an application's request would go.
 
 The answer goes to stdout and nothing else does, so ``turnout chat ... > file``
 keeps only the answer; ``-v`` reports the walk (attempts, retries with their
@@ -12,7 +12,8 @@ import sys
 import time
 from collections import Counter
 
-from .. import RouterEvent, served_by
+from .. import RouterEvent
+from ..client import AsyncOpenAI, served_by
 from ..settings import ResolvedBackend, ResolvedConfig, build_router
 from .common import UsageError, describe, load, ranked, run, show_log
 from .probe import first_listed_model
@@ -35,9 +36,9 @@ async def _chat(config: ResolvedConfig, args: argparse.Namespace, messages: list
     say = _Narrator(args.verbose > 0)
     model = args.model or await _default_model(ranked(config), say)
     start = time.perf_counter()
-    async with build_router(config, on_event=say.event if say.on else None) as router:
+    async with AsyncOpenAI(router=build_router(config, on_event=say.event if say.on else None)) as client:
         if args.stream:
-            stream = await router.stream_chat(model=model, messages=messages)
+            stream = await client.chat.completions.create(model=model, messages=messages, stream=True)  # type: ignore[arg-type]
             async with stream:
                 ended_with_newline = True
                 async for chunk in stream:
@@ -48,9 +49,9 @@ async def _chat(config: ResolvedConfig, args: argparse.Namespace, messages: list
                         ended_with_newline = text.endswith("\n")
             if not ended_with_newline:
                 sys.stdout.write("\n")
-            backend = stream.backend
+            backend = served_by(stream)
         else:
-            reply = await router.chat(model=model, messages=messages)
+            reply = await client.chat.completions.create(model=model, messages=messages)  # type: ignore[arg-type]
             text = reply.choices[0].message.content or ""
             sys.stdout.write(text if text.endswith("\n") else text + "\n")
             backend = served_by(reply)

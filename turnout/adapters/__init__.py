@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import openai  # noqa: F401  before anything imports openai.types: that order is ~100 ms faster
 
-from ._base import Adapter, Capabilities, Health
+from ._base import Adapter, Call, Capabilities, Endpoint, Health, wire_response
 from .openai_compat import OpenAICompatAdapter
 from .presets import PRESETS, Preset, get_preset
 
@@ -19,13 +19,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Adapter",
+    "Call",
     "Capabilities",
+    "Endpoint",
     "Health",
     "OllamaAdapter",
     "OpenAICompatAdapter",
     "PRESETS",
     "Preset",
     "get_preset",
+    "wire_response",
 ]
 
 

@@ -1,21 +1,29 @@
 """The contract every backend keeps, so the router never asks which kind it holds.
 
-Adapters take the keyword arguments of the openai SDK's ``create`` methods
-(with ``model`` already resolved to the backend's own model name) and return
-the openai SDK's own types. Failures are raised as the openai SDK's own
-exception classes, whatever protocol the backend speaks.
+A backend serves a :class:`Call`: one request exactly as the caller's openai
+SDK built its options (``json_data`` already in wire form, ``model`` already
+renamed to the backend's own name), and answers with an ``httpx2.Response``
+in the OpenAI wire format, JSON or SSE. The caller's SDK client parses it, so
+every helper of the SDK (``parse``, raw responses, streams) works whatever
+served it. Failures are raised as the openai SDK's own exception classes,
+whatever protocol the backend speaks.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Protocol, runtime_checkable
+from typing import Any, Literal, Mapping, Optional, Protocol, runtime_checkable
 
-from openai.types import CreateEmbeddingResponse, Model
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
+import httpx2
+from openai._models import FinalRequestOptions
+from openai.types import Model
 
-__all__ = ["Adapter", "Capabilities", "Health"]
+__all__ = ["Adapter", "Call", "Capabilities", "Endpoint", "Health", "wire_response"]
+
+Flag = Optional[bool]
+"""A capability is yes (``True``), no (``False``) or unknown (``None``: tried, after the backends known to have it)."""
 
 
 @dataclass(frozen=True)
@@ -23,25 +31,82 @@ class Capabilities:
     """What a backend can do; the router skips backends that lack what a request needs.
 
     A flag that claims too much turns into a run-time failure on that backend,
-    so presets claim only what the provider documents.
+    so presets claim only what the provider documents; a generic endpoint says
+    ``None`` (unknown) and is tried after the backends known to have it.
     """
 
-    chat: bool = True
-    streaming: bool = True
-    tools: bool = True
-    vision: bool = False
-    embeddings: bool = False
-    json_mode: bool = True
-    json_schema: bool = False
-    audio_transcription: bool = False
+    chat: Flag = True
+    streaming: Flag = True
+    tools: Flag = True
+    vision: Flag = False
+    embeddings: Flag = False
+    json_mode: Flag = True
+    json_schema: Flag = False
+    audio_transcription: Flag = False
+    completions: Flag = False
+    moderations: Flag = False
+    image_generation: Flag = False
+    responses: Flag = False
 
-    def replace(self, **changes: bool) -> Capabilities:
+    def replace(self, **changes: Flag) -> Capabilities:
         """A copy with some flags changed; unknown names raise ``TypeError``."""
         return dataclasses.replace(self, **changes)
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def unknown(cls) -> Capabilities:
+        """A server whose software nobody named: what every OpenAI-compatible server does (chat, streams,
+        tools, JSON mode) is yes, the rest unknown."""
+        return cls(**{name: None for name in cls.names() if name not in _EVERY_SERVER})
+
+
+_EVERY_SERVER = frozenset({"chat", "streaming", "tools", "json_mode"})
+
+Mode = Literal["routed", "aggregated", "pinned"]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One kind of SDK request: how it is routed and the capability flag it needs.
+
+    ``routed``: stateless, tried on every capable backend with failover;
+    ``aggregated``: every backend answers and the answers are merged (models);
+    ``pinned``: stateful (files, batches, ...), one backend, never failed over.
+    """
+
+    name: str
+    mode: Mode = "routed"
+    need: str | None = None
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request for one backend: the SDK's own options, and whether the answer is an SSE stream."""
+
+    endpoint: Endpoint
+    options: FinalRequestOptions
+    stream: bool = False
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The JSON body (or the multipart fields), as the SDK built it."""
+        data = self.options.json_data
+        return data if isinstance(data, dict) else {}
+
+
+def wire_response(call: Call, base_url: str, *, content: bytes | None = None,
+                  stream: httpx2.AsyncByteStream | None = None) -> httpx2.Response:
+    """An answer made here (not by an OpenAI server) shaped as one would send it, so the caller's
+    SDK parses it like any other: a request id, and the request it answers (raw responses read it)."""
+    headers = {"content-type": "text/event-stream" if stream is not None else "application/json",
+               "x-request-id": f"req_{uuid.uuid4().hex}"}
+    sent = call.options.headers if isinstance(call.options.headers, Mapping) else {}
+    request = httpx2.Request(call.options.method.upper(), base_url.rstrip("/") + call.options.url,
+                             headers={k: v for k, v in sent.items() if isinstance(v, str)})
+    return httpx2.Response(200, headers=headers, content=content, stream=stream, request=request)
 
 
 @dataclass(frozen=True)
@@ -56,25 +121,19 @@ class Health:
 
 @runtime_checkable
 class Adapter(Protocol):
-    """One backend. ``name`` is the configured backend name (unique per router)."""
+    """One backend. ``name`` is the configured backend name (unique per router);
+    ``base_url`` is where its OpenAI-shaped API lives, for a client to report."""
 
     name: str
+    base_url: str
     capabilities: Capabilities
 
-    async def chat(self, **params: Any) -> ChatCompletion:
-        """A non-streamed chat completion."""
-        ...
+    async def send(self, call: Call) -> httpx2.Response:
+        """The backend's answer in the OpenAI wire format; for ``call.stream`` the body is not read yet.
 
-    def stream_chat(self, **params: Any) -> AsyncIterator[ChatCompletionChunk]:
-        """A streamed chat completion.
-
-        Nothing is sent until the first ``__anext__``, so the router can open the
-        stream and read its first chunk inside one retried call; ``aclose()``
-        releases the connection.
+        Raises the openai SDK's exceptions for failures (statuses, connection errors).
         """
         ...
-
-    async def embeddings(self, **params: Any) -> CreateEmbeddingResponse: ...
 
     async def list_models(self) -> list[Model]:
         """The models this backend serves, with ``owned_by`` set to the backend's name."""

@@ -48,7 +48,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from .._errors import UNSUPPORTED, BrokenStreamError, ConfigError, describe, malformed_response
 from .._redact import redact_url
-from ._base import Capabilities, Health
+from ._base import Call, Capabilities, Health, wire_response
 from .presets import get_preset
 
 __all__ = ["OllamaAdapter", "DEFAULT_TIMEOUT", "UNSUPPORTED"]
@@ -141,11 +141,27 @@ class OllamaAdapter:
             sent_headers["Authorization"] = f"Bearer {api_key}"
         self._client = ollama.AsyncClient(host=raw_host, timeout=timeout, headers=sent_headers)
         self.host = str(self._client._client.base_url).rstrip("/")
+        self.base_url = self.host + "/v1"  # what a client reports: Ollama's own OpenAI-shaped address
+
 
     def __repr__(self) -> str:
         return f"OllamaAdapter(name={self.name!r}, host={redact_url(self.host)!r})"
 
     # -- the protocol ------------------------------------------------------
+    async def send(self, call: Call) -> httpx2.Response:
+        """An OpenAI wire request served by Ollama's native API, answered in the OpenAI wire format."""
+        params = dict(call.body)
+        if call.options.extra_json:
+            params["extra_body"] = {**(params.get("extra_body") or {}), **call.options.extra_json}
+        if call.endpoint.name == "chat" and call.stream:
+            return wire_response(call, self.base_url, stream=_SSE(self.stream_chat(**params)))
+        if call.endpoint.name == "chat":
+            return wire_response(call, self.base_url, content=(await self.chat(**params)).to_json(indent=None).encode())
+        if call.endpoint.name == "embeddings":
+            return wire_response(call, self.base_url, content=(await self.embeddings(**params)).to_json(indent=None).encode())
+        raise self._status_error(404, f"Ollama's native API serves chat completions, embeddings and models, "
+                                      f"not {call.options.method.upper()} {call.options.url}", call.options.url)
+
     async def chat(self, **params: Any) -> ChatCompletion:
         call = await self._chat_call(params, stream=False)
         raw = await self._send("POST", "/api/chat", call.body, call.http)
@@ -512,6 +528,21 @@ class OllamaAdapter:
 
 
 # -- response conversion ----------------------------------------------------
+
+class _SSE(httpx2.AsyncByteStream):
+    """Chunks as the OpenAI wire's server-sent events, ``[DONE]`` last; closing it stops the Ollama stream."""
+
+    def __init__(self, chunks: AsyncIterator[ChatCompletionChunk]) -> None:
+        self._chunks = chunks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._chunks:
+            yield b"data: " + chunk.to_json(indent=None).encode() + b"\n\n"
+        yield b"data: [DONE]\n\n"
+
+    async def aclose(self) -> None:
+        await self._chunks.aclose()  # type: ignore[attr-defined]
+
 
 def _completion(raw: Mapping[str, Any], call: _ChatCall) -> ChatCompletion:
     message = raw["message"]

@@ -7,21 +7,19 @@ decides which address and key it talks to. A provider is a row in
 
 from __future__ import annotations
 
+import json
 import os
 import ssl
 import time
-from contextlib import contextmanager
-from typing import Any, AsyncIterator, Iterator, Mapping
+from typing import Any, Mapping
 
 import httpx2
 import openai
-from openai.types import CreateEmbeddingResponse, Model
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types import Model
 
 from .._errors import ConfigError, describe, malformed_response
 from .._redact import redact_url
-from ._base import Capabilities, Health
-from ._prepared import split_prepared
+from ._base import Call, Capabilities, Health
 from .presets import Preset, get_preset
 
 __all__ = ["OpenAICompatAdapter", "LOCAL_PLACEHOLDER_KEY"]
@@ -74,37 +72,33 @@ class OpenAICompatAdapter:
     def __repr__(self) -> str:
         return f"OpenAICompatAdapter(name={self.name!r}, preset={self.preset.name!r}, base_url={redact_url(self.base_url)!r})"
 
-    async def chat(self, **params: Any) -> ChatCompletion:
-        params.pop("stream", None)
-        with self._malformed_as_api_error("/chat/completions"):
-            return await self._client.chat.completions.create(**split_prepared(params))
+    @property
+    def api_key(self) -> str:
+        """The key this backend sends (only ever to its own host)."""
+        return self._client.api_key
 
-    async def stream_chat(self, **params: Any) -> AsyncIterator[ChatCompletionChunk]:
-        params.pop("stream", None)
-        with self._malformed_as_api_error("/chat/completions"):
-            stream = await self._client.chat.completions.create(stream=True, **split_prepared(params))
+    async def send(self, call: Call) -> httpx2.Response:
+        """The request through this backend's own SDK client, as the caller's SDK built it.
+
+        The SDK adds this backend's address, key and headers, raises its own
+        exceptions for failed statuses, and hands back the HTTP response
+        unparsed: the caller's SDK client parses it.
+        """
+        answer: Any = await self._client.request(httpx2.Response, call.options, stream=call.stream)
+        response: httpx2.Response = answer if isinstance(answer, httpx2.Response) else answer.http_response
+        if response.is_closed and _is_json(response) and response.content:  # read already: check it whole
             try:
-                async for chunk in stream:
-                    yield chunk
-            finally:
-                await stream.close()
-
-    async def embeddings(self, **params: Any) -> CreateEmbeddingResponse:
-        with self._malformed_as_api_error("/embeddings"):
-            return await self._client.embeddings.create(**params)
+                json.loads(response.content)
+            except ValueError as err:  # the SDK would let this escape as a bare ValueError, unretried
+                raise malformed_response(self.name, str(response.request.url), err) from err
+        return response
 
     async def list_models(self) -> list[Model]:
-        with self._malformed_as_api_error("/models"):
-            page = await self._client.models.list()
-        return [m.model_copy(update={"owned_by": self.name}) for m in page.data]
-
-    @contextmanager
-    def _malformed_as_api_error(self, path: str) -> Iterator[None]:
-        """The SDK lets a body that is not JSON escape as ``ValueError``; callers expect an ``openai.APIError``."""
         try:
-            yield
-        except ValueError as err:
-            raise malformed_response(self.name, self.base_url.rstrip("/") + path, err) from err
+            page = await self._client.models.list()
+        except ValueError as err:  # a body that is not JSON: callers expect an ``openai.APIError``
+            raise malformed_response(self.name, self.base_url.rstrip("/") + "/models", err) from err
+        return [m.model_copy(update={"owned_by": self.name}) for m in page.data]
 
     async def health(self) -> Health:
         """Up when the server answers; a server without ``/models`` still counts as up."""
@@ -140,6 +134,10 @@ def _shared_ssl_context() -> ssl.SSLContext:
     if ctx is None:
         ctx = _SSL_CONTEXTS[key] = httpx2.create_ssl_context()
     return ctx
+
+
+def _is_json(response: httpx2.Response) -> bool:
+    return response.headers.get("content-type", "").startswith("application/json")
 
 
 def _resolve_base_url(name: str, preset: Preset, base_url: str | None) -> str:

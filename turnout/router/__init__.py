@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from ._backend import Backend
+from ._endpoints import ENDPOINTS, endpoint_for
 from ._events import RouterEvent
-from ._facade import AsyncOpenAI, OpenAI
-from ._router import ModelList, Router, served_by
-from ._stream import RoutedStream
+from ._router import ModelList, Router
 
-__all__ = ["AsyncOpenAI", "OpenAI", "Backend", "ModelList", "RoutedStream", "Router", "RouterEvent", "served_by"]
+__all__ = ["Backend", "ENDPOINTS", "ModelList", "Router", "RouterEvent", "endpoint_for"]

@@ -22,9 +22,9 @@ from .._errors import describe, synthetic_request
 from ._backend import Backend
 from ._classify import Verdict, classify, retry_after
 from ._events import Emit, RouterEvent
-from ._health import Breaker, RetryBudget
+from ._health import Breaker, RetryBudget, now
 
-__all__ = ["Runner", "deadline", "remaining", "max_retries_override"]
+__all__ = ["Runner", "deadline", "remaining", "max_retries_override", "LEARNED_FOR"]
 
 log = logging.getLogger("turnout")
 T = TypeVar("T")
@@ -35,6 +35,10 @@ deadline: ContextVar[float | None] = ContextVar("turnout_deadline", default=None
 
 max_retries_override: ContextVar[int | None] = ContextVar("turnout_max_retries", default=None)
 """A per-call ``max_retries`` (``client.with_options(max_retries=...)``) for every backend."""
+
+
+LEARNED_FOR = 600.0
+"""Seconds a backend that answered it cannot do something is not asked to again (for that model)."""
 
 
 def remaining() -> float | None:
@@ -64,6 +68,7 @@ class Runner:
         self.budget = RetryBudget(budget_ratio, budget_min)
         self.counters = Counters()
         self._emit = emit
+        self._learned: dict[tuple[str, str], float] = {}
         self.call: Callable[..., Awaitable[Any]] = backoff.on_exception(
             self._waits,
             openai.APIError,
@@ -74,19 +79,36 @@ class Runner:
             logger=None,
         )(self._attempt)
 
+    # -- capabilities: declared, or learned from a refusal -----------------------
+    def has(self, flag: str, model: str) -> bool | None:
+        """Yes, no or unknown; an unknown this backend refused for ``model`` reads no for a while."""
+        value: bool | None = getattr(self.adapter.capabilities, flag)
+        if value is None and self._learned:
+            until = self._learned.get((flag, model))
+            if until is not None and now() < until:
+                return False
+        return value
+
+    def learn(self, flags: tuple[str, ...], model: str) -> None:
+        until = now() + LEARNED_FOR
+        for flag in flags:
+            self._learned[(flag, model)] = until
+        log.info("backend %s cannot do %s for model %s: not asked again for %.0fs", self.name,
+                 " and ".join(flags), model, LEARNED_FOR)
+
     def _max_tries(self) -> int:
         override = max_retries_override.get()
         return (self.backend.max_retries if override is None else override) + 1
 
     # -- one attempt -----------------------------------------------------------
-    async def _attempt(self, op: Callable[..., Awaitable[T]], params: dict[str, Any]) -> T:
+    async def _attempt(self, op: Callable[[Any], Awaitable[T]], arg: Any) -> T:
         self.counters.attempts += 1
         if self._emit:
             await self._emit(RouterEvent("attempt", self.name))
         start = time.perf_counter()
         left = remaining()
         try:
-            result = await (op(**params) if left is None else _within(op(**params), left))
+            result = await (op(arg) if left is None else _within(op(arg), left))
         except openai.APIError as err:
             self._failed(err)
             raise

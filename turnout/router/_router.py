@@ -1,45 +1,48 @@
-"""The Router: priority failover over backends, each retried on its own.
+"""The Router: where each SDK request goes, in what order, with what retries.
 
-A request walks its candidate backends in priority order. On each, the
-backend's own ``backoff`` decorator retries what is worth retrying; what is
-not, or what is still failing, fails over to the next. A bad request is
-raised at once. When every candidate fails, one error carries them all.
+A request arrives as the caller's SDK built it (its ``FinalRequestOptions``);
+the endpoint table says how it is routed. A routed request walks its
+candidate backends in priority order; on each, the backend's own ``backoff``
+decorator retries what is worth retrying; what is not, or what is still
+failing, fails over to the next. A bad request is raised at once. When
+every candidate fails, one error carries them all. The answer goes back as
+the backend's HTTP response, for the caller's SDK client to parse.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, AsyncIterator, Awaitable, Callable, Optional, Sequence, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, Optional, Sequence
 
+import httpx2
 import openai
-from openai.types import CreateEmbeddingResponse, Model
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai import NotGiven
+from openai._models import FinalRequestOptions
+from openai.types import Model
 
-from .._errors import AllBackendsFailedError, BrokenStreamError, describe, synthetic_request
-from ..adapters import Adapter, Health
-from ..adapters._prepared import prepare
+from .._errors import AllBackendsFailedError, describe, status_error, synthetic_request
+from ..adapters import Adapter, Call, Health, wire_response
 from ._backend import Backend
 from ._classify import Verdict, classify
+from ._endpoints import endpoint_for
 from ._events import Hook, RouterEvent, make_emit
 from ._retry import Runner, deadline
-from ._select import Candidate, Selector
-from ._stream import RoutedStream
+from ._select import Candidate, Selector, kind_of
+from ._stream import open_stream
 
-__all__ = ["Router", "ModelList", "served_by"]
+__all__ = ["Router", "ModelList"]
 
 log = logging.getLogger("turnout")
-T = TypeVar("T")
 
-_SERVED_BY = "_turnout_backend"
-
-
-def served_by(response: object) -> str | None:
-    """The name of the backend that produced ``response`` (a completion, embedding or stream)."""
-    return getattr(response, _SERVED_BY, None)
+Served = tuple[Optional[str], httpx2.Response]
+"""Who answered (``None`` for an aggregated answer), and the answer."""
 
 
 @dataclass
@@ -66,11 +69,13 @@ async def _aiter(items: list[Model]) -> AsyncIterator[Model]:
 class Router:
     """Backends in priority order. See README for the routing rules and every knob.
 
-    timeout        total deadline of one request, across all attempts and backends
-                   (seconds; ``None``: only each attempt's own timeout applies)
-    retry_budget   retries allowed as a share of each backend's requests in the
-                   last 10 seconds, besides ``retry_budget_min`` retries always allowed
-    on_event       optional async hook called with every attempt, retry, failure and failover
+    timeout           total deadline of one request, across all attempts and backends
+                      (seconds; ``None``: only each attempt's own timeout applies)
+    retry_budget      retries allowed as a share of each backend's requests in the
+                      last 10 seconds, besides ``retry_budget_min`` retries always allowed
+    stateful_backend  the backend that serves stateful endpoints (files, batches, ...);
+                      by default the first OpenAI backend, else the first backend
+    on_event          optional async hook called with every attempt, retry, failure and failover
     """
 
     def __init__(
@@ -80,6 +85,7 @@ class Router:
         timeout: float | None = None,
         retry_budget: float = 0.2,
         retry_budget_min: int = 10,
+        stateful_backend: str | None = None,
         on_event: Hook | None = None,
     ) -> None:
         if not backends:
@@ -95,41 +101,86 @@ class Router:
         self._runners = [Runner(b, budget_ratio=retry_budget, budget_min=retry_budget_min, emit=self._emit)
                          for b in self.backends]
         self._select = Selector(self._runners)
+        self._stateful = self._stateful_runner(stateful_backend)
 
     def __repr__(self) -> str:
         return f"Router(backends={[b.name for b in self.backends]!r}, timeout={self.timeout!r})"
 
-    # -- the SDK-shaped operations --------------------------------------------
-    async def chat(self, *, timeout: float | None = None, **params: Any) -> ChatCompletion:
-        """A routed ``chat.completions.create`` (not streamed)."""
-        params.pop("stream", None)
-        runner, reply = await self._route("chat", params, lambda r: r.adapter.chat, timeout)
-        reply.__dict__[_SERVED_BY] = runner.name  # beside the model's fields: model_dump() never sees it
-        return reply
+    @property
+    def primary(self) -> Backend:
+        """The backend requests try first (the lowest priority)."""
+        return self._select.runners[0].backend
 
-    async def stream_chat(self, *, timeout: float | None = None, **params: Any) -> RoutedStream:
-        """A routed streamed chat; failover happens only before the first chunk."""
-        params.pop("stream", None)
-        runner, (chunks, first) = await self._route("stream", params, _stream_opener, timeout)
-        return RoutedStream(chunks, first, runner.name, on_break=lambda err: runner.breaker.failed())
+    @property
+    def stateful(self) -> Adapter:
+        """The backend stateful endpoints are pinned to."""
+        return self._stateful.adapter
 
-    async def embeddings(self, *, timeout: float | None = None, **params: Any) -> CreateEmbeddingResponse:
-        runner, reply = await self._route("embeddings", params, lambda r: r.adapter.embeddings, timeout)
-        reply.__dict__[_SERVED_BY] = runner.name
-        return reply
+    def _stateful_runner(self, name: str | None) -> Runner:
+        ranked = self._select.runners
+        if name is not None:
+            found = next((r for r in ranked if r.name == name), None)
+            if found is None:
+                raise ValueError(f"stateful_backend {name!r} is not one of the backends {[r.name for r in ranked]}")
+            return found
+        return next((r for r in ranked if getattr(getattr(r.adapter, "preset", None), "name", None) == "openai"),
+                    ranked[0])
 
+    # -- the one entry point -------------------------------------------------
+    async def send(self, options: FinalRequestOptions, *, stream: bool = False, timeout: float | None = None) -> Served:
+        """Serve one SDK request: its backend's name and HTTP answer (a stream's first event already read).
+
+        ``timeout`` is this request's total deadline, else the router's.
+        """
+        endpoint = endpoint_for(options.method, options.url)
+        options = _for_backends(options)
+        limit = timeout if timeout is not None else self.timeout
+        token = deadline.set(time.monotonic() + limit) if limit is not None else None
+        try:
+            call = Call(endpoint, options, stream)
+            if endpoint.mode == "routed":
+                return await self._walk(self._plan(call), call)
+            if endpoint.mode == "pinned":
+                return await self._pinned(call)
+            return None, await self._aggregated(call)
+        finally:
+            if token is not None:
+                deadline.reset(token)
+
+    # -- aggregated: every backend's models ---------------------------------------
     async def list_models(self) -> ModelList:
         """Every backend's models; a backend that cannot answer is reported in ``errors``, not raised."""
+        models, errors = await self._gather_models()
+        return ModelList(models, {name: describe(err) for name, err in errors.items()})
+
+    async def _gather_models(self) -> tuple[list[Model], dict[str, Exception]]:
         results = await asyncio.gather(*(r.adapter.list_models() for r in self._runners), return_exceptions=True)
-        listing = ModelList([])
+        models: list[Model] = []
+        errors: dict[str, Exception] = {}
         for runner, result in zip(self._runners, results):
             if isinstance(result, BaseException):
                 if not isinstance(result, Exception):
                     raise result
-                listing.errors[runner.name] = describe(result)
+                errors[runner.name] = result
+                log.info("backend %s did not list its models: %s", runner.name, describe(result))
             else:
-                listing.data.extend(result)
-        return listing
+                models.extend(result)
+        return models, errors
+
+    async def _aggregated(self, call: Call) -> httpx2.Response:
+        models, errors = await self._gather_models()
+        if errors and not models:
+            raise AllBackendsFailedError.combine(errors, next(reversed(errors.values())))
+        if call.endpoint.name == "models":
+            body: Any = {"object": "list", "data": [m.model_dump(mode="json") for m in models]}
+        else:
+            wanted = urllib.parse.unquote(call.options.url.rstrip("/").rsplit("/models/", 1)[-1])
+            found = next((m for m in models if wanted in (m.id, f"{m.owned_by}/{m.id}")), None)
+            if found is None:
+                raise status_error(openai.NotFoundError, 404, f"no backend lists model {wanted!r}",
+                                   code="model_not_found")
+            body = found.model_dump(mode="json")
+        return wire_response(call, "turnout://router", content=json.dumps(body).encode())
 
     async def health(self) -> dict[str, Health]:
         """Each backend probed concurrently."""
@@ -151,53 +202,51 @@ class Router:
                         tb: Optional[TracebackType]) -> None:
         await self.aclose()
 
-    # -- the walk ------------------------------------------------------------------
-    async def _route(self, kind: str, params: dict[str, Any], op_of: Callable[[Runner], Callable[..., Awaitable[T]]],
-                     timeout: float | None) -> tuple[Runner, T]:
-        plan = self._plan(kind, params)
-        if kind != "embeddings":
-            params = await prepare(params)  # the SDK's transform, once for every attempt and backend
-        limit = timeout if timeout is not None else self.timeout
-        token = deadline.set(time.monotonic() + limit) if limit is not None else None
+    # -- pinned: one backend, never failed over -------------------------------------
+    async def _pinned(self, call: Call) -> Served:
+        runner = self._stateful
+        runner.counters.requests += 1
+        runner.budget.request()
         try:
-            return await self._walk(plan, params, op_of)
-        finally:
-            if token is not None:
-                deadline.reset(token)
+            response = await runner.call(_sender(runner, call.stream), call)
+        except openai.APIError:
+            runner.counters.failures += 1
+            raise
+        runner.counters.successes += 1
+        return runner.name, response
 
-    def _plan(self, kind: str, params: dict[str, Any]) -> list[Candidate]:
-        model = params.get("model")
+    # -- routed: the walk ----------------------------------------------------------
+    def _plan(self, call: Call) -> list[Candidate]:
+        model = call.body.get("model")
         if not isinstance(model, str) or not model:
             raise TypeError("model is required: pass model=... as with the openai SDK")
         choice = self._select.choice_for(model)
         if not choice.candidates:
             raise self._select.not_found(model)
-        return self._select.order(self._select.capable(choice, kind, params))
+        kind = kind_of(call.endpoint.name, call.endpoint.need, call.stream)
+        return self._select.order(self._select.capable(choice, kind, call.body))
 
-    async def _walk(self, plan: list[Candidate], params: dict[str, Any],
-                    op_of: Callable[[Runner], Callable[..., Awaitable[T]]]) -> tuple[Runner, T]:
+    async def _walk(self, plan: list[Candidate], call: Call) -> Served:
         errors: dict[str, BaseException] = {}
         cooling: list[Candidate] = []
         for candidate in plan:
-            if not candidate[0].breaker.admit():
+            if not candidate.runner.breaker.admit():
                 cooling.append(candidate)
                 continue
-            served = await self._try(candidate, params, op_of, errors)
+            served = await self._try(candidate, call, errors)
             if served is not None:
                 return served
         if cooling and len(errors) == 0:  # every candidate cools down: try the one that recovers first
-            first = min(cooling, key=lambda c: c[0].breaker.open_until)
-            log.info("every candidate is cooling down; trying %s", first[0].name)
-            served = await self._try(first, params, op_of, errors)
+            first = min(cooling, key=lambda c: c.runner.breaker.open_until)
+            log.info("every candidate is cooling down; trying %s", first.runner.name)
+            served = await self._try(first, call, errors)
             if served is not None:
                 return served
         raise AllBackendsFailedError.combine(errors, next(reversed(errors.values())))
 
-    async def _try(self, candidate: Candidate, params: dict[str, Any],
-                   op_of: Callable[[Runner], Callable[..., Awaitable[T]]],
-                   errors: dict[str, BaseException]) -> tuple[Runner, T] | None:
-        """One backend, with its retries: the result, or ``None`` after recording why it failed."""
-        runner, model = candidate
+    async def _try(self, candidate: Candidate, call: Call, errors: dict[str, BaseException]) -> Served | None:
+        """One backend, with its retries: the answer, or ``None`` after recording why it failed."""
+        runner, model, unsure = candidate
         if _deadline_passed():
             errors.setdefault("deadline", openai.APITimeoutError(request=synthetic_request()))
             return None
@@ -206,14 +255,15 @@ class Router:
             log.info("failing over from %s to %s", last, runner.name)
             if self._emit:
                 await self._emit(RouterEvent("failover", last, error=errors[last], to=runner.name))
-        call_params = params if params.get("model") == model else {**params, "model": model}
         runner.counters.requests += 1
         runner.budget.request()
         try:
-            result = await runner.call(op_of(runner), call_params)
+            response = await runner.call(_sender(runner, call.stream), _renamed(call, model))
         except openai.APIError as err:
             runner.counters.failures += 1
-            if classify(err) is Verdict.RAISE:
+            if unsure and _refused(err):
+                runner.learn(unsure, model)
+            elif classify(err) is Verdict.RAISE:
                 raise
             errors[runner.name] = err
             log.info("backend %s failed: %s", runner.name, describe(err))
@@ -221,29 +271,49 @@ class Router:
                 await self._emit(RouterEvent("failure", runner.name, error=err))
             return None
         runner.counters.successes += 1
-        return runner, result
+        return runner.name, response
+
+
+def _sender(runner: Runner, stream: bool) -> Callable[[Call], Awaitable[httpx2.Response]]:
+    """What one attempt runs: the backend's ``send``, and for a stream also reading up to its first event."""
+    if not stream:
+        return runner.adapter.send
+
+    async def open_and_read(call: Call) -> httpx2.Response:
+        response = await runner.adapter.send(call)
+        return await open_stream(response, runner.name, on_break=lambda: runner.breaker.failed())
+
+    return open_and_read
+
+
+def _for_backends(options: FinalRequestOptions) -> FinalRequestOptions:
+    """The caller's per-call timeout is the router's deadline, and the router does the retrying:
+    each backend gets its own per-attempt timeout and one try per attempt."""
+    if isinstance(options.timeout, NotGiven) and isinstance(options.max_retries, NotGiven):
+        return options
+    return options.model_copy(update={"timeout": NotGiven(), "max_retries": NotGiven()})
+
+
+def _renamed(call: Call, model: str) -> Call:
+    """The call with ``model`` as this backend knows it; the body is shared, not copied, when it already is."""
+    body = call.body
+    if body.get("model") == model:
+        return call
+    return Call(call.endpoint, call.options.model_copy(update={"json_data": {**body, "model": model}}), call.stream)
+
+
+_REFUSAL = re.compile(r"not (be )?supported|unsupported|does not support|not implemented|unknown (url|route|endpoint)"
+                      r"|no route|not found|unrecognized request", re.I)
+
+
+def _refused(err: openai.APIError) -> bool:
+    """Did a backend say it cannot do this at all (rather than that this request is wrong)?"""
+    status = getattr(err, "status_code", None)
+    if status in (404, 405, 501):
+        return True
+    return status in (400, 422) and bool(_REFUSAL.search(getattr(err, "message", "") or ""))
 
 
 def _deadline_passed() -> bool:
     end = deadline.get()
     return end is not None and time.monotonic() >= end
-
-
-def _stream_opener(runner: Runner) -> Callable[..., Awaitable[tuple[AsyncIterator[ChatCompletionChunk], ChatCompletionChunk]]]:
-    async def open_stream(**params: Any) -> tuple[AsyncIterator[ChatCompletionChunk], ChatCompletionChunk]:
-        """Open the stream and read its first chunk: the part that may be retried and failed over.
-
-        A stream that ends before its first chunk is a failure, not an empty answer:
-        llama.cpp's server does that when a prompt overflows its context.
-        """
-        chunks = runner.adapter.stream_chat(**params)
-        try:
-            return chunks, await chunks.__anext__()
-        except StopAsyncIteration:
-            raise BrokenStreamError(f"backend {runner.name!r} ended the stream before its first chunk",
-                                    request=synthetic_request()) from None
-        except BaseException:
-            await chunks.aclose()  # type: ignore[attr-defined]
-            raise
-
-    return open_stream

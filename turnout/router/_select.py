@@ -5,6 +5,12 @@ candidates are the backends that declare the model (as an alias or as their
 own name for it) plus those that declare no model list. Then backends lacking
 a capability the request needs are dropped, and backends of equal priority
 are put in a weighted random order so they share the load.
+
+Capabilities are yes, no or unknown: a backend that lacks what a request
+needs is skipped before anything is sent; one that may or may not have it is
+tried after those known to have it, and if it answers that it cannot (a 404,
+or a 400 saying so), the router remembers that for the backend and model for
+a while (``LEARNED_FOR`` seconds, in ``_retry``).
 """
 
 from __future__ import annotations
@@ -21,7 +27,12 @@ from ._retry import Runner
 
 __all__ = ["Selector", "Candidate"]
 
-Candidate = tuple[Runner, str]  # the backend, and the model name it knows the request's model by
+class Candidate(NamedTuple):
+    runner: Runner
+    model: str
+    """The name this backend knows the request's model by."""
+    unsure: tuple[str, ...] = ()
+    """Flags the request needs that this backend may not have (unknown): its refusal is a lesson, not an error."""
 
 
 class Choice(NamedTuple):
@@ -32,7 +43,18 @@ class Choice(NamedTuple):
 
 _CACHE_SIZE = 256
 _CHAT_FLAGS = ("tools", "vision", "json_mode", "json_schema")
-_FLAGS = {"chat": _CHAT_FLAGS, "stream": ("streaming", *_CHAT_FLAGS), "embeddings": ("embeddings",)}
+_CHAT = {"chat": _CHAT_FLAGS, "chat+stream": ("streaming", *_CHAT_FLAGS)}
+
+
+def kind_of(endpoint: str, need: str | None, stream: bool) -> str:
+    """The key of the flags a request checks: chat's depend on its parameters, other endpoints need one flag."""
+    if endpoint == "chat":
+        return "chat+stream" if stream else "chat"
+    return need or endpoint
+
+
+def _flags(kind: str) -> tuple[str, ...]:
+    return _CHAT.get(kind) or (kind,)
 
 
 class Selector:
@@ -63,9 +85,7 @@ class Selector:
         if found is None:
             if len(self._cache) >= _CACHE_SIZE:
                 self._cache.clear()
-            candidates = self._candidates_for(model)
-            found = self._cache[model] = Choice(candidates, {kind: _lacking(candidates, flags)
-                                                              for kind, flags in _FLAGS.items()})
+            found = self._cache[model] = Choice(self._candidates_for(model), {})
         return found
 
     def _candidates_for(self, model: str) -> tuple[Candidate, ...]:
@@ -74,14 +94,14 @@ class Selector:
             return (pinned,)
         chosen = {id(r) for r, _ in self._declared.get(model, ())}
         found = list(self._declared.get(model, ())) + [(r, model) for r in self._open if id(r) not in chosen]
-        return tuple(sorted(found, key=lambda c: self._rank[id(c[0])]))
+        return tuple(Candidate(r, m) for r, m in sorted(found, key=lambda c: self._rank[id(c[0])]))
 
     def _pinned(self, model: str) -> Candidate | None:
         prefix, sep, rest = model.partition("/")
         runner = self._by_name.get(normalize_name(prefix)) if sep and rest else None
         if runner is None:
             return None
-        return runner, (runner.backend.models or {}).get(rest, rest)
+        return Candidate(runner, (runner.backend.models or {}).get(rest, rest))
 
     def not_found(self, model: str) -> openai.NotFoundError:
         known = sorted(self._declared)
@@ -102,18 +122,33 @@ class Selector:
 
     # -- capabilities ------------------------------------------------------------
     def capable(self, choice: Choice, kind: str, params: Mapping[str, Any]) -> Sequence[Candidate]:
-        """Drop backends lacking what the request needs; needs are read only for flags some backend lacks."""
-        needs = [f for f in choice.lacking[kind] if _NEEDS[f](kind, params)]
+        """Those known to have what the request needs, then those that may; needs are read only for
+        flags some candidate is not known to have."""
+        lacking = choice.lacking.get(kind)
+        if lacking is None:
+            lacking = choice.lacking[kind] = _lacking(choice.candidates, _flags(kind))
+        needs = [f for f in lacking if _NEEDS.get(f, _always)(params)]
         if not needs:
             return choice.candidates
-        kept = [c for c in choice.candidates if all(getattr(c[0].adapter.capabilities, f) for f in needs)]
-        if not kept:
+        sure: list[Candidate] = []
+        unsure: list[Candidate] = []
+        for c in choice.candidates:
+            flags = [c.runner.has(f, c.model) for f in needs]
+            if all(flags):
+                sure.append(c)
+            elif False not in flags:
+                unsure.append(c._replace(unsure=tuple(f for f, v in zip(needs, flags) if v is None)))
+        if not sure and not unsure:
             raise _incapable(choice.candidates, needs)
-        return kept
+        return sure + unsure if unsure else sure
 
 
 def _lacking(candidates: Sequence[Candidate], flags: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(f for f in flags if not all(getattr(r.adapter.capabilities, f) for r, _ in candidates))
+    return tuple(f for f in flags if not all(getattr(c.runner.adapter.capabilities, f) for c in candidates))
+
+
+def _always(params: Mapping[str, Any]) -> bool:
+    return True
 
 
 def _priority(runner: Runner, index: int) -> int:
@@ -133,15 +168,13 @@ def _wants_format(params: Mapping[str, Any], wanted: str) -> bool:
     return fmt is not None and isinstance(fmt, (dict, Mapping)) and fmt.get("type") == wanted
 
 
-_NEEDS: dict[str, Callable[[str, Mapping[str, Any]], bool]] = {
-    "embeddings": lambda kind, params: kind == "embeddings",
-    "streaming": lambda kind, params: kind == "stream",
-    "tools": lambda kind, params: bool(params.get("tools") or params.get("functions")),
-    "json_mode": lambda kind, params: _wants_format(params, "json_object"),
-    "json_schema": lambda kind, params: _wants_format(params, "json_schema"),
-    "vision": lambda kind, params: _has_image(params.get("messages") or ()),
+_NEEDS: dict[str, Callable[[Mapping[str, Any]], bool]] = {
+    "tools": lambda params: bool(params.get("tools") or params.get("functions")),
+    "json_mode": lambda params: _wants_format(params, "json_object"),
+    "json_schema": lambda params: _wants_format(params, "json_schema"),
+    "vision": lambda params: _has_image(params.get("messages") or ()),
 }
-"""Does a request of this kind, with these parameters, need the flag?"""
+"""Does a chat request with these parameters need the flag? (Any other flag of a request's kind: always.)"""
 
 
 def _has_image(messages: Iterable[Any]) -> bool:
@@ -155,7 +188,7 @@ def _has_image(messages: Iterable[Any]) -> bool:
 
 
 def _incapable(candidates: Sequence[Candidate], needs: list[str]) -> openai.BadRequestError:
-    names = ", ".join(r.name for r, _ in candidates)
+    names = ", ".join(c.runner.name for c in candidates)
     return status_error(openai.BadRequestError, 400,
                         f"the request needs {' and '.join(needs)}, which no candidate backend ({names}) declares; "
                         f"add a backend that can, or set its capabilities", code="unsupported_capability")

@@ -1,86 +1,124 @@
-"""A routed stream: behaves like the SDK's ``AsyncStream[ChatCompletionChunk]``.
+"""Streams: open them inside the retried call, and never replay one once it has started.
 
-The router opened it and read its first chunk inside one retried call, so
-everything that can fail over already has. What fails after that is raised
-as :class:`~turnout.BrokenStreamError`: the chunks delivered stay delivered
-and nothing is replayed on another backend, where the caller would see a
-second, different answer glued to the first.
+The router reads a stream's bytes up to its first event (the part that may
+still be retried and failed over: a stream that ends or breaks before it,
+or opens with an error event, is a failure like any other), then hands the
+caller's SDK the same HTTP response, those bytes first. What breaks after
+that is raised as :class:`~turnout.BrokenStreamError`: the events delivered
+stay delivered, and no other backend's answer is glued to them.
 """
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import AsyncIterator, Callable, Optional
+import json
+from typing import AsyncIterator, Callable
 
+import httpx2
 import openai
-from openai.types.chat import ChatCompletionChunk
 
-from .._errors import BrokenStreamError, synthetic_request
+from .._errors import BrokenStreamError
 
-__all__ = ["RoutedStream"]
+__all__ = ["open_stream"]
 
 
-class RoutedStream:
-    """Async-iterate it, ``async with`` it, ``close()`` it; ``backend`` names who serves it."""
+async def open_stream(response: httpx2.Response, backend: str, on_break: Callable[[], None]) -> httpx2.Response:
+    """``response`` with its first SSE event read and checked; its body now relays the rest."""
+    chunks = response.stream.__aiter__()  # type: ignore[union-attr]
+    read: list[bytes] = []
+    try:
+        await _first_event(chunks, read, plain=response.headers.get("content-encoding") in (None, "identity"),
+                           backend=backend, request=response.request)
+    except BaseException:
+        await response.aclose()
+        raise
+    response.stream = _Relay(read, chunks, response.stream, backend, response.request, on_break)
+    return response
 
-    def __init__(
-        self,
-        chunks: AsyncIterator[ChatCompletionChunk],
-        first: ChatCompletionChunk,
-        backend: str,
-        on_break: Callable[[BaseException], None] = lambda err: None,
-    ) -> None:
-        self.backend = self._turnout_backend = backend
+
+async def _first_event(chunks: AsyncIterator[bytes], read: list[bytes], *, plain: bool, backend: str,
+                       request: httpx2.Request) -> None:
+    """Read until the first event with data; a compressed body is taken as started at its first bytes."""
+    pending = b""
+    while True:
+        try:
+            chunk = await chunks.__anext__()
+        except StopAsyncIteration:
+            raise BrokenStreamError(f"backend {backend!r} ended the stream before its first event",
+                                    request=request) from None
+        except httpx2.TransportError as err:
+            raise BrokenStreamError(f"backend {backend!r} broke the stream before its first event: "
+                                    f"{type(err).__name__}: {err}", request=request) from err
+        read.append(chunk)
+        if not plain:
+            return
+        pending += chunk
+        for event in _events(pending):
+            data = _data(event)
+            if data is not None:
+                _check_first(data, backend, request)
+                return
+
+
+def _events(buffer: bytes) -> list[bytes]:
+    """The complete events in ``buffer`` (the last, unterminated part is not one)."""
+    normalized = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return normalized.split(b"\n\n")[:-1]
+
+
+def _data(event: bytes) -> bytes | None:
+    lines = [line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
+    return b"\n".join(lines) if lines else None
+
+
+def _check_first(data: bytes, backend: str, request: httpx2.Request) -> None:
+    """``[DONE]`` first is an empty answer (llama.cpp does that on context overflow); an error event, a failure."""
+    if data.strip() == b"[DONE]":
+        raise BrokenStreamError(f"backend {backend!r} ended the stream before its first event", request=request)
+    if b'"error"' not in data[:200]:  # a chunk, as nearly always: no need to parse it
+        return
+    try:
+        body = json.loads(data)
+    except ValueError:
+        return
+    if isinstance(body, dict) and body.get("error"):
+        error = body["error"]
+        message = error.get("message") if isinstance(error, dict) else str(error)
+        raise openai.APIError(f"backend {backend!r} opened the stream with an error: {message}", request, body=error)
+
+
+class _Relay(httpx2.AsyncByteStream):
+    """The bytes already read, then the rest; a break after them is a :class:`BrokenStreamError`."""
+
+    def __init__(self, read: list[bytes], chunks: AsyncIterator[bytes], source: httpx2.AsyncByteStream,
+                 backend: str, request: httpx2.Request, on_break: Callable[[], None]) -> None:
+        self._read = read
         self._chunks = chunks
-        self._first: Optional[ChatCompletionChunk] = first
-        self._delivered = 0
-        self._done = False
+        self._source = source
+        self._backend = backend
+        self._request = request
         self._on_break = on_break
 
-    def __aiter__(self) -> RoutedStream:
-        return self
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        read, self._read = self._read, []
+        for chunk in read:
+            yield chunk
+        delivered = len(read)
+        while True:
+            try:
+                chunk = await self._chunks.__anext__()
+            except StopAsyncIteration:
+                return
+            except BrokenStreamError:
+                self._on_break()
+                raise
+            except (httpx2.TransportError, openai.APIError) as err:
+                self._on_break()
+                raise BrokenStreamError(
+                    f"stream from backend {self._backend!r} broke after {delivered} chunk(s): "
+                    f"{getattr(err, 'message', None) or f'{type(err).__name__}: {err}'}; not replayed on another backend",
+                    request=self._request, chunks=delivered) from err
+            delivered += 1
+            yield chunk
 
-    async def __anext__(self) -> ChatCompletionChunk:
-        if self._first is not None:
-            chunk, self._first = self._first, None
-        elif self._done:
-            raise StopAsyncIteration
-        else:
-            chunk = await self._next()
-        self._delivered += 1
-        return chunk
-
-    async def _next(self) -> ChatCompletionChunk:
-        try:
-            return await self._chunks.__anext__()
-        except StopAsyncIteration:
-            self._done = True
-            raise
-        except openai.APIError as err:
-            self._done = True
-            self._on_break(err)
-            raise self._broken(err) from err
-
-    def _broken(self, err: openai.APIError) -> BrokenStreamError:
-        message = (f"stream from backend {self.backend!r} broke after {self._delivered} chunk(s): "
-                   f"{getattr(err, 'message', err)}; not replayed on another backend")
-        request = getattr(err, "request", None) or synthetic_request()
-        return BrokenStreamError(message, request=request, chunks=self._delivered)
-
-    async def close(self) -> None:
-        """Stop reading and release the connection."""
-        self._done = True
-        self._first = None
-        await self._chunks.aclose()  # type: ignore[attr-defined]
-
-    aclose = close
-
-    async def __aenter__(self) -> RoutedStream:
-        return self
-
-    async def __aexit__(self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException],
-                        tb: Optional[TracebackType]) -> None:
-        await self.close()
-
-    def __repr__(self) -> str:
-        return f"RoutedStream(backend={self.backend!r}, delivered={self._delivered})"
+    async def aclose(self) -> None:
+        await self._source.aclose()

@@ -1,0 +1,297 @@
+"""turnout's clients: the openai SDK's own clients, whose requests a Router serves.
+
+``turnout.AsyncOpenAI`` is an ``openai.AsyncOpenAI`` (and ``turnout.OpenAI``
+an ``openai.OpenAI``): the SDK builds every request and parses every answer,
+so its whole surface works, helpers and raw responses included. The one
+seam is the SDK's ``request()`` method, which every call passes through:
+turnout's client hands the request's options to its Router, which sends
+them through the chosen backend's own SDK client and returns that
+backend's HTTP response; this client's SDK code parses it. The synchronous
+client runs the same async Router on a background loop.
+
+What a library may read off the client is safe to use: ``base_url`` is the
+primary backend's address; ``api_key`` is a real key only when the primary
+backend is OpenAI itself (at api.openai.com), else a placeholder, so no
+library can carry one provider's key to another host.
+"""
+
+from __future__ import annotations
+
+import inspect
+import urllib.parse
+from typing import Any, AsyncIterator, Iterator, Mapping, Optional, Type
+
+import httpx2
+import openai
+from openai import NotGiven
+from openai._models import FinalRequestOptions
+
+from ._portal import run
+from .adapters import OpenAICompatAdapter
+from .router import Backend, Router
+from .router._retry import max_retries_override
+
+__all__ = ["AsyncOpenAI", "OpenAI", "served_by", "BACKEND_HEADER", "PLACEHOLDER_KEY"]
+
+BACKEND_HEADER = "x-turnout-backend"
+"""Set on every answer's HTTP response: the backend that served it."""
+
+PLACEHOLDER_KEY = "turnout-routed"
+"""``client.api_key`` where the primary backend is not OpenAI's own host: never a real key."""
+
+_SERVED_BY = "_turnout_backend"
+_OPENAI_HOST = "api.openai.com"
+_NOT_COPIED = ("api_key", "admin_api_key", "workload_identity", "provider", "organization", "project",
+               "base_url", "websocket_base_url", "data_residency", "http_client", "default_query",
+               "set_default_query", "webhook_secret")
+
+
+def served_by(answer: object) -> str | None:
+    """The backend that produced ``answer``: a completion, embedding, stream, raw or HTTP response."""
+    name = getattr(answer, "__dict__", {}).get(_SERVED_BY)
+    if name is not None:
+        return name
+    for holder in (answer, getattr(answer, "response", None), getattr(answer, "http_response", None)):
+        headers = getattr(holder, "headers", None)
+        if isinstance(headers, httpx2.Headers):
+            return headers.get(BACKEND_HEADER)
+    return None
+
+
+class _Routed:
+    """What both clients share: building the router from the constructor's arguments, ``copy()``, routing."""
+
+    router: Router
+    _turnout_retries: int | None
+    _turnout_deadline: float | None
+    _turnout_headers: dict[str, str]
+
+    def _sdk_arguments(self, sdk: type, handle_type: type, router: Router | None,
+                       kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The SDK client's own keyword arguments; the rest build the router (unless ``router=`` is given)."""
+        handle = kwargs.get("http_client")
+        self._turnout_retries = self._turnout_deadline = None
+        self._turnout_headers = {}
+        if isinstance(handle, _Handle):  # copy(): share the original's router
+            self.router = handle.router
+            return kwargs
+        if handle is not None:
+            raise TypeError("turnout clients send each request through its backend's own SDK client; "
+                            "http_client cannot be set (a backend's address, key and timeout are settings)")
+        names = _sdk_names(sdk)
+        given = {k: v for k, v in kwargs.items() if k in names and _given(v) is not None}
+        settings = {k: v for k, v in kwargs.items() if k not in names}
+        if router is None:
+            from .settings import router_for_client
+
+            router = router_for_client(api_key=given.get("api_key"), base_url=_text(given.get("base_url")),
+                                       timeout=_seconds(given.get("timeout")), max_retries=given.get("max_retries"),
+                                       default_headers=given.get("default_headers"), **settings)
+        elif settings:
+            raise TypeError(f"settings {sorted(settings)} have no effect with router=...: set them on its backends")
+        self.router = router
+        primary = router.primary
+        return {**given, "api_key": _exposed_key(primary), "base_url": primary.adapter.base_url,
+                "max_retries": given.get("max_retries", primary.max_retries), "http_client": handle_type(router)}
+
+    def _copied(self, new: Any, timeout: Any, max_retries: Any, headers: Mapping[str, str] | None,
+                set_headers: Mapping[str, str] | None) -> Any:
+        new._turnout_retries = max_retries if _given(max_retries) is not None else self._turnout_retries
+        new._turnout_deadline = _seconds(timeout) if _given(timeout) is not None else self._turnout_deadline
+        new._turnout_headers = dict(set_headers) if set_headers is not None else {**self._turnout_headers,
+                                                                                  **(headers or {})}
+        return new
+
+    async def _route(self, options: FinalRequestOptions, stream: bool) -> tuple[str | None, httpx2.Response]:
+        if self._turnout_headers:
+            sent = options.headers if isinstance(options.headers, Mapping) else {}
+            options = options.model_copy(update={"headers": {**self._turnout_headers, **sent}})
+        deadline = _seconds(options.timeout) if not isinstance(options.timeout, NotGiven) else self._turnout_deadline
+        token = max_retries_override.set(self._turnout_retries) if self._turnout_retries is not None else None
+        try:
+            name, response = await self.router.send(options, stream=stream, timeout=deadline)
+        finally:
+            if token is not None:
+                max_retries_override.reset(token)
+        if name is not None:
+            response.headers[BACKEND_HEADER] = name
+        return name, response
+
+    def __repr__(self) -> str:
+        return f"turnout.{type(self).__name__}({self.router!r})"
+
+
+class AsyncOpenAI(_Routed, openai.AsyncOpenAI):
+    """An ``openai.AsyncOpenAI`` whose requests are served by the backends the environment configures.
+
+    ``api_key`` and/or ``base_url`` make the one backend the SDK would talk to;
+    ``timeout`` and ``max_retries`` set every backend's per-attempt timeout and
+    retries; ``default_headers`` go to every backend; ``router=`` serves with a
+    Router you built. Other keyword arguments are settings fields (README).
+    """
+
+    def __init__(self, *, router: Router | None = None, **kwargs: Any) -> None:
+        super().__init__(**self._sdk_arguments(openai.AsyncOpenAI, _Handle, router, kwargs))
+
+    def copy(self, *, timeout: Any = openai.NOT_GIVEN, max_retries: Any = openai.NOT_GIVEN,
+             default_headers: Mapping[str, str] | None = None, set_default_headers: Mapping[str, str] | None = None,
+             **kwargs: Any) -> AsyncOpenAI:
+        """A client sharing this one's backends (and their breakers), with a total ``timeout`` per call,
+        ``max_retries`` for every backend, or more ``default_headers``."""
+        _refuse_rerouting(kwargs)
+        new = super().copy(timeout=timeout, max_retries=max_retries, default_headers=default_headers,
+                           set_default_headers=set_default_headers, **kwargs)
+        return self._copied(new, timeout, max_retries, default_headers, set_default_headers)
+
+    with_options = copy
+
+    async def request(self, cast_to: Type[Any], options: FinalRequestOptions, *, stream: bool = False,
+                      stream_cls: Optional[type[Any]] = None) -> Any:
+        cast_to = self._maybe_override_cast_to(cast_to, options)
+        name, response = await self._route(options, stream)
+        answer = await self._process_response(cast_to=cast_to, options=options, response=response, stream=stream,
+                                              stream_cls=stream_cls)
+        return _tagged(answer, name)
+
+    async def close(self) -> None:
+        await self.router.aclose()
+
+
+class OpenAI(_Routed, openai.OpenAI):
+    """An ``openai.OpenAI`` served like :class:`AsyncOpenAI`, by the same async Router on a background loop."""
+
+    def __init__(self, *, router: Router | None = None, **kwargs: Any) -> None:
+        super().__init__(**self._sdk_arguments(openai.OpenAI, _SyncHandle, router, kwargs))
+
+    def copy(self, *, timeout: Any = openai.NOT_GIVEN, max_retries: Any = openai.NOT_GIVEN,
+             default_headers: Mapping[str, str] | None = None, set_default_headers: Mapping[str, str] | None = None,
+             **kwargs: Any) -> OpenAI:
+        """As :meth:`AsyncOpenAI.copy`."""
+        _refuse_rerouting(kwargs)
+        new = super().copy(timeout=timeout, max_retries=max_retries, default_headers=default_headers,
+                           set_default_headers=set_default_headers, **kwargs)
+        return self._copied(new, timeout, max_retries, default_headers, set_default_headers)
+
+    with_options = copy
+
+    def request(self, cast_to: Type[Any], options: FinalRequestOptions, *, stream: bool = False,
+                stream_cls: Optional[type[Any]] = None) -> Any:
+        cast_to = self._maybe_override_cast_to(cast_to, options)
+        name, response = run(self._route(options, stream))
+        response.stream = _SyncRelay(response.stream) if not response.is_closed else httpx2.ByteStream(response.content)
+        answer = self._process_response(cast_to=cast_to, options=options, response=response, stream=stream,
+                                        stream_cls=stream_cls)
+        return _tagged(answer, name)
+
+    def close(self) -> None:
+        run(self.router.aclose())
+
+
+# -- the SDK's http_client slot: carries the router through the SDK's copy() ----------
+
+class _Refuse(httpx2.AsyncBaseTransport, httpx2.BaseTransport):
+    """Nothing is sent from the outer client itself: every request goes through ``request()``."""
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        raise NotImplementedError(f"turnout routes requests made through the SDK's request methods; "
+                                  f"{request.method} {request.url} bypassed them (websocket and realtime APIs "
+                                  f"are not routed: use the openai SDK directly for them)")
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        return self.handle_request(request)
+
+
+class _Handle(httpx2.AsyncClient):
+    def __init__(self, router: Router) -> None:
+        super().__init__(transport=_Refuse(), trust_env=False)
+        self.router = router
+
+    async def aclose(self) -> None:
+        await self.router.aclose()
+        await super().aclose()
+
+
+class _SyncHandle(httpx2.Client):
+    def __init__(self, router: Router) -> None:
+        super().__init__(transport=_Refuse(), trust_env=False)
+        self.router = router
+
+    def close(self) -> None:
+        run(self.router.aclose())
+        super().close()
+
+
+class _SyncRelay(httpx2.SyncByteStream):
+    """An async response body read from synchronous code, one chunk at a time on the router's loop."""
+
+    def __init__(self, source: httpx2.AsyncByteStream) -> None:
+        self._source = source
+        self._chunks: AsyncIterator[bytes] = source.__aiter__()
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            try:
+                yield run(_next(self._chunks))
+            except StopAsyncIteration:
+                return
+
+    def close(self) -> None:
+        run(self._source.aclose())
+
+
+async def _next(chunks: AsyncIterator[bytes]) -> bytes:
+    return await chunks.__anext__()
+
+
+# -- small helpers ---------------------------------------------------------------
+
+def _tagged(answer: Any, name: str | None) -> Any:
+    """Mark who served an answer, beside its fields (``model_dump()`` never sees it)."""
+    if name is not None and hasattr(answer, "__dict__"):
+        answer.__dict__[_SERVED_BY] = name
+    return answer
+
+
+def _exposed_key(primary: Backend) -> str:
+    """A real key only where any library may send it: OpenAI's own, when OpenAI's own host is primary."""
+    adapter = primary.adapter
+    if isinstance(adapter, OpenAICompatAdapter) and adapter.preset.name == "openai" \
+            and urllib.parse.urlsplit(adapter.base_url).hostname == _OPENAI_HOST:
+        return adapter.api_key
+    return PLACEHOLDER_KEY
+
+
+def _refuse_rerouting(kwargs: Mapping[str, Any]) -> None:
+    changed = sorted(k for k in kwargs if k in _NOT_COPIED and _given(kwargs[k]) is not None)
+    if changed:
+        raise TypeError(f"copy() of a turnout client cannot change {', '.join(changed)}: its requests go to its "
+                        f"configured backends; build another turnout client for other backends")
+
+
+_SDK_NAMES: dict[type, frozenset[str]] = {}
+
+
+def _sdk_names(sdk: type) -> frozenset[str]:
+    """The SDK constructor's own keyword arguments, read off this installed version."""
+    names = _SDK_NAMES.get(sdk)
+    if names is None:
+        names = _SDK_NAMES[sdk] = frozenset(inspect.signature(sdk.__init__).parameters) - {"self"}
+    return names
+
+
+def _seconds(timeout: Any) -> float | None:
+    """The SDK takes seconds or an ``httpx.Timeout``; a turnout deadline is the longest of its parts."""
+    timeout = _given(timeout)
+    if timeout is None or isinstance(timeout, (int, float)):
+        return timeout
+    parts = [getattr(timeout, k, None) for k in ("connect", "read", "write", "pool")]
+    return max((p for p in parts if p is not None), default=None)
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _given(value: Any) -> Any:
+    """``None`` for the SDK's "not given" sentinels, so they mean what they mean to the SDK."""
+    return None if isinstance(value, (openai.NotGiven, openai.Omit)) else value
