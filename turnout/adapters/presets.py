@@ -55,6 +55,7 @@ def _local(name: str, port: int, doc_url: str, caps: Capabilities, **extra: Any)
 
 
 _ALL = Capabilities(vision=True, embeddings=True, json_schema=True)
+_CR = dict(completions=True, responses=True)  # legacy completions and the Responses API, both documented
 
 # Checked against each provider's documentation (the doc_url of its row) in
 # November 2026. Where sources disagree the choice is explained beside the row.
@@ -62,95 +63,103 @@ _ROWS: tuple[Preset, ...] = (
     # -- cloud -------------------------------------------------------------
     _cloud("openai", "https://api.openai.com/v1", "OPENAI_API_KEY",
            "https://platform.openai.com/docs/api-reference",
-           _ALL.replace(audio_transcription=True), url_env="OPENAI_BASE_URL"),
+           _ALL.replace(audio_transcription=True, moderations=True, image_generation=True, **_CR),
+           url_env="OPENAI_BASE_URL"),
     _cloud("openrouter", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY",
            "https://openrouter.ai/docs/quickstart",
-           _ALL),  # its transcription endpoint takes base64 JSON, not the SDK's multipart: off
+           _ALL.replace(**_CR)),  # transcription takes base64 JSON and images live at /images, not the SDK's shapes: off
     _cloud("groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY",
            "https://console.groq.com/docs/openai",
-           Capabilities(vision=True, json_schema=True, audio_transcription=True)),
+           Capabilities(vision=True, json_schema=True, audio_transcription=True, responses=True)),
     _cloud("xai", "https://api.x.ai/v1", "XAI_API_KEY",
            "https://docs.x.ai/docs/guides/chat-completions",
-           Capabilities(vision=True, json_schema=True), aliases=("grok",)),
+           Capabilities(vision=True, json_schema=True, image_generation=True, **_CR), aliases=("grok",)),
     _cloud("cerebras", "https://api.cerebras.ai/v1", "CEREBRAS_API_KEY",
            "https://inference-docs.cerebras.ai/resources/openai",
-           Capabilities(json_schema=True)),
+           Capabilities(json_schema=True, completions=True)),
     # api.together.ai is what current docs use; api.together.xyz still answers.
     _cloud("together", "https://api.together.ai/v1", "TOGETHER_API_KEY",
            "https://docs.together.ai/docs/inference/openai-compatibility",
-           _ALL.replace(audio_transcription=True), aliases=("togetherai",)),
-    # Whisper lives on other hosts (audio-prod.api.fireworks.ai): off here.
+           _ALL.replace(audio_transcription=True, image_generation=True, **_CR), aliases=("togetherai",)),
+    # Whisper's documented host has moved between audio-prod.* hosts and this one: off until it settles.
     _cloud("fireworks", "https://api.fireworks.ai/inference/v1", "FIREWORKS_API_KEY",
            "https://docs.fireworks.ai/tools-sdks/openai-compatibility",
-           _ALL, aliases=("fireworks_ai",)),
-    # The docs list the bare host first; /v1 is equivalent.
+           _ALL.replace(**_CR), aliases=("fireworks_ai",)),
+    # The docs list the bare host first; /v1 is equivalent. Its FIM completions need the /beta base URL: off.
     _cloud("deepseek", "https://api.deepseek.com", "DEEPSEEK_API_KEY",
            "https://api-docs.deepseek.com/",
            Capabilities()),
     _cloud("mistral", "https://api.mistral.ai/v1", "MISTRAL_API_KEY",
            "https://docs.mistral.ai/api/",
-           _ALL, aliases=("mistralai",)),
+           _ALL.replace(audio_transcription=True), aliases=("mistralai",)),  # its /moderations has its own shape: off
     _cloud("perplexity", "https://api.perplexity.ai", "PERPLEXITY_API_KEY",
            "https://docs.perplexity.ai/docs/sonar/openai-compatibility",
            Capabilities(vision=True, tools=False, json_mode=False, json_schema=True), aliases=("pplx", "sonar")),
     # DeepInfra's own examples say DEEPINFRA_TOKEN; most tools say DEEPINFRA_API_KEY: both read.
     _cloud("deepinfra", "https://api.deepinfra.com/v1/openai", ("DEEPINFRA_API_KEY", "DEEPINFRA_TOKEN"),
            "https://deepinfra.com/docs/openai_api",
-           _ALL.replace(audio_transcription=True)),
+           _ALL.replace(audio_transcription=True, completions=True, image_generation=True)),
     # Google's docs say GEMINI_API_KEY; its SDK also reads GOOGLE_API_KEY.
     _cloud("gemini", "https://generativelanguage.googleapis.com/v1beta/openai/", ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
            "https://ai.google.dev/gemini-api/docs/openai",
-           _ALL, aliases=("google",)),
+           _ALL.replace(image_generation=True), aliases=("google",)),
     _cloud("nvidia", "https://integrate.api.nvidia.com/v1", ("NVIDIA_API_KEY", "NVIDIA_NIM_API_KEY"),
            "https://docs.api.nvidia.com/nim/reference/llm-apis",
            _ALL, aliases=("nim", "nvidia_nim")),
     # Whisper is SambaStack-only, not SambaCloud: off.
     _cloud("sambanova", "https://api.sambanova.ai/v1", "SAMBANOVA_API_KEY",
            "https://docs.sambanova.ai/docs/en/features/openai-compatibility",
-           _ALL),
+           _ALL.replace(responses=True)),
     # The router's OpenAI-compatible side is chat only (no /embeddings).
     _cloud("huggingface", "https://router.huggingface.co/v1", ("HF_TOKEN", "HUGGINGFACE_HUB_TOKEN"),
            "https://huggingface.co/docs/inference-providers/tasks/chat-completion",
-           Capabilities(vision=True, json_schema=True), aliases=("hf", "hf_router")),
+           Capabilities(vision=True, json_schema=True, responses=True), aliases=("hf", "hf_router")),
     # models.inference.ai.azure.com was retired on 2025-10-17.
     _cloud("github", "https://models.github.ai/inference", "GITHUB_TOKEN",
            "https://docs.github.com/en/github-models/quickstart",
            _ALL, aliases=("github_models", "gh")),
     # -- local -------------------------------------------------------------
+    # llama-server's /v1/audio/transcriptions needs a multimodal audio model, and llama-cpp-python's server
+    # (tested here) has neither it nor /v1/responses: audio off.
     _local("llamacpp", 8080, "https://github.com/ggml-org/llama.cpp/blob/master/tools/server/README.md",
-           _ALL, aliases=("llama_cpp", "llama_server")),
+           _ALL.replace(**_CR), aliases=("llama_cpp", "llama_server")),
     _local("vllm", 8000, "https://docs.vllm.ai/en/latest/serving/openai_compatible_server.html",
-           _ALL.replace(audio_transcription=True)),
+           _ALL.replace(audio_transcription=True, **_CR)),
     # The bare launcher listens on 3000; the documented Docker run maps 8080, which most users run.
     _local("tgi", 8080, "https://huggingface.co/docs/text-generation-inference/messages_api",
-           Capabilities(vision=True, json_mode=False), aliases=("text_generation_inference",)),
+           Capabilities(vision=True, json_mode=False, completions=True), aliases=("text_generation_inference",)),
     _local("aphrodite", 2242, "https://github.com/PygmalionAI/aphrodite-engine",
-           _ALL, aliases=("aphrodite_engine",)),
+           _ALL.replace(completions=True), aliases=("aphrodite_engine",)),
     _local("localai", 8080, "https://localai.io/basics/try/",
-           _ALL.replace(audio_transcription=True), aliases=("local_ai",)),
+           _ALL.replace(audio_transcription=True, moderations=True, image_generation=True, **_CR),
+           aliases=("local_ai",)),
     _local("lmstudio", 1234, "https://lmstudio.ai/docs/api/openai-api",
-           _ALL.replace(json_mode=False), aliases=("lm_studio",)),
+           _ALL.replace(json_mode=False, **_CR), aliases=("lm_studio",)),
     _local("sglang", 30000, "https://docs.sglang.ai/",
-           _ALL),
-    _local("llamafile", 8080, "https://github.com/Mozilla-Ocho/llamafile",
-           Capabilities(vision=True, embeddings=True)),
+           _ALL.replace(**_CR)),
+    _local("llamafile", 8080, "https://github.com/mozilla-ai/llamafile",
+           Capabilities(vision=True, embeddings=True, completions=True)),
+    # Transcription only when started with --whispermodel: off.
     _local("koboldcpp", 5001, "https://github.com/LostRuins/koboldcpp/wiki",
-           Capabilities(vision=True, embeddings=True), aliases=("kobold",)),
+           Capabilities(vision=True, embeddings=True, completions=True), aliases=("kobold",)),
     # Don't confuse with TabbyML (a coding assistant on 8080). Auth is on by default: set a key.
     _local("tabbyapi", 5000, "https://github.com/theroyallab/tabbyAPI/wiki/03.-Usage",
-           Capabilities(embeddings=True, json_schema=True), aliases=("tabby_api",)),
+           Capabilities(embeddings=True, json_schema=True, completions=True), aliases=("tabby_api",)),
     _local("textgen_webui", 5000, "https://github.com/oobabooga/text-generation-webui/blob/main/docs/12%20-%20OpenAI%20API.md",
-           Capabilities(embeddings=True), aliases=("oobabooga", "text_generation_webui")),
+           Capabilities(embeddings=True, audio_transcription=True, completions=True, moderations=True,
+                        image_generation=True), aliases=("oobabooga", "text_generation_webui")),
     # Jan asks for a key (any string the user sets in its settings).
     _local("jan", 1337, "https://jan.ai/docs/local-api",
-           Capabilities()),
+           Capabilities(completions=True)),
+    # /v1/responses since Ollama 0.13.3 (stateless); /v1/images/generations was removed in 0.32.6; its
+    # /v1/audio/transcriptions is undocumented: off.
     _local("ollama_openai", 11434, "https://docs.ollama.com/api/openai-compatibility",
-           _ALL),
+           _ALL.replace(**_CR)),
     Preset("ollama", "http://localhost:11434", (), True, _ALL,
            "https://github.com/ollama/ollama/blob/main/docs/api.md",
            protocol="ollama", url_env="OLLAMA_HOST"),
     # -- generic -----------------------------------------------------------
-    Preset("openai_compat", None, (), False, Capabilities(),
+    Preset("openai_compat", None, (), False, Capabilities.unknown(),
            "https://platform.openai.com/docs/api-reference/chat",
            aliases=("custom", "openai_compatible")),
 )
