@@ -256,3 +256,9 @@ def test_credentials_inside_a_base_url_are_never_shown(monkeypatch, tmp_path) ->
     shown = str(resolve(settings, strict=False).describe())
     assert "hunter2-token" not in shown and "https://bob:****@proxy.example/v1" in shown
     assert "hunter2-token" not in repr(OpenAICompatAdapter("box", preset="vllm", base_url=url))
+
+
+def test_a_stateful_backend_that_is_not_listed_names_the_variable_and_the_backends(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = error(monkeypatch, TURNOUT_BACKENDS="vllm,llamacpp", TURNOUT_STATEFUL_BACKEND="vlm")
+    assert message == ("stateful_backend 'vlm' (environment TURNOUT_STATEFUL_BACKEND) is not a listed backend; "
+                       "accepted: one of vllm, llamacpp")

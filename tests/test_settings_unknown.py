@@ -120,7 +120,8 @@ def test_with_nothing_close_the_error_lists_what_turnout_reads(monkeypatch: pyte
     assert "TURNOUT_STRICT=0" in message  # the way out for an environment shared with another turnout version
     assert message.endswith("; accepted: TURNOUT_BACKENDS, TURNOUT_BACKEND, TURNOUT_MAX_RETRIES, TURNOUT_BACKOFF_BASE, "
                             "TURNOUT_BACKOFF_MAX, TURNOUT_TIMEOUT, TURNOUT_ALLOWED_FAILS, TURNOUT_COOLDOWN, "
-                            "TURNOUT_DEADLINE, TURNOUT_RETRY_BUDGET, TURNOUT_RETRY_BUDGET_MIN, TURNOUT_STRICT, "
+                            "TURNOUT_DEADLINE, TURNOUT_RETRY_BUDGET, TURNOUT_RETRY_BUDGET_MIN, TURNOUT_STATEFUL_BACKEND, "
+                            "TURNOUT_STRICT, "
                             "TURNOUT_ENV_FILE, TURNOUT_BACKEND__<NAME>__<FIELD>")
 
 

@@ -35,13 +35,14 @@ ACCEPTED: dict[str, str] = {
     "backoff_max": "seconds >= 0",
     "timeout": "seconds > 0",
     "headers": 'a JSON object, like {"X-Title": "my app"}',
-    "capabilities": "name=true|false pairs, like vision=false,tools=true, or a JSON object; names: "
+    "capabilities": "name=true|false|unknown pairs, like vision=false,tools=true, or a JSON object; names: "
                     + ", ".join(Capabilities.names()),
     "allowed_fails": "a whole number >= 1",
     "cooldown": "seconds >= 0",
     "deadline": "seconds > 0",
     "retry_budget": "a share >= 0, like 0.2",
     "retry_budget_min": "a whole number >= 0",
+    "stateful_backend": "the name of a listed backend (files, batches and other stateful calls go to it)",
     "strict": "1 (a TURNOUT_ variable turnout does not read is an error) or 0 (a warning); "
               "true/false, yes/no, on/off too",
     "backends": "a comma list of names (groq,openrouter) or a JSON list",

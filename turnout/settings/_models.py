@@ -54,7 +54,7 @@ class BackendSettings(BaseModel):
     backoff_max: Optional[Seconds] = None
     timeout: Optional[PositiveSeconds] = None
     headers: Annotated[Optional[dict[str, SecretStr]], NoDecode] = None
-    capabilities: Annotated[Optional[dict[str, bool]], NoDecode] = None
+    capabilities: Annotated[Optional[dict[str, Optional[bool]]], NoDecode] = None
     allowed_fails: Optional[Fails] = None
     cooldown: Optional[Seconds] = None
 
@@ -82,7 +82,7 @@ class BackendSettings(BaseModel):
 
     @field_validator("capabilities", mode="before")
     @classmethod
-    def _parse_capabilities(cls, value: Any) -> dict[str, bool] | None:
+    def _parse_capabilities(cls, value: Any) -> dict[str, bool | None] | None:
         return parse_capabilities(value)
 
 
@@ -117,6 +117,7 @@ class TurnoutSettings(BaseSettings):
     deadline: Optional[PositiveSeconds] = None
     retry_budget: Annotated[float, Field(ge=0)] = 0.2
     retry_budget_min: Retries = 10
+    stateful_backend: Optional[str] = None
     strict: bool = True
 
     _layers: tuple[Layer, ...] = PrivateAttr(default=())

@@ -83,7 +83,8 @@ def shown(value: Any) -> Any:
     if isinstance(value, str):
         return redact_url(value)
     if isinstance(value, Capabilities):
-        return [name for name in value.names() if getattr(value, name)]
+        flags = {name: getattr(value, name) for name in value.names()}  # yes, or unknown marked with "?"
+        return [name if flag else f"{name}?" for name, flag in flags.items() if flag is not False]
     if isinstance(value, dict):
         return {k: shown(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

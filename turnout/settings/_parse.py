@@ -74,8 +74,9 @@ def _object(value: Any) -> dict[str, Any]:
     return value
 
 
-def parse_capabilities(value: Any) -> dict[str, bool] | None:
-    """``vision=false,tools=true`` (a bare name means true), or a JSON object of booleans."""
+def parse_capabilities(value: Any) -> dict[str, bool | None] | None:
+    """``vision=false,tools=true,embeddings=unknown`` (a bare name means true), or a JSON object of
+    booleans (``null`` for unknown)."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -86,7 +87,14 @@ def parse_capabilities(value: Any) -> dict[str, bool] | None:
             value = {name: "true" if flag is None else flag for name, flag in _pairs(stripped)}
     if not isinstance(value, Mapping):
         raise ValueError("must be text like vision=false,tools=true")
-    return {_capability(name): parse_flag(flag, name) for name, flag in value.items()}
+    return {_capability(name): _tri_state(flag, name) for name, flag in value.items()}
+
+
+def _tri_state(flag: Any, name: str) -> bool | None:
+    """Yes, no, or unknown (tried after the backends known to have it)."""
+    if flag is None or (isinstance(flag, str) and flag.strip().lower() in ("unknown", "?")):
+        return None
+    return parse_flag(flag, name)
 
 
 def _capability(name: Any) -> str:

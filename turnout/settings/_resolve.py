@@ -92,6 +92,7 @@ class ResolvedConfig:
     deadline: Resolved[Optional[float]]
     retry_budget: Resolved[float]
     retry_budget_min: Resolved[int]
+    stateful_backend: Resolved[Optional[str]]
     env_file: Resolved[Optional[str]]
     problems: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
@@ -103,6 +104,7 @@ class ResolvedConfig:
             "deadline": _described(self.deadline),
             "retry_budget": _described(self.retry_budget),
             "retry_budget_min": _described(self.retry_budget_min),
+            "stateful_backend": _described(self.stateful_backend),
             "backends": [b.describe() for b in self.backends],
             "problems": list(self.problems),
             "notes": list(self.notes),
@@ -125,11 +127,16 @@ def resolve(settings: TurnoutSettings, *, strict: bool = True) -> ResolvedConfig
     selected = _attempt(problems, lambda: _selection(settings), [])
     backends = tuple(_backend(settings, name, origin) for name, origin in selected)
     problems += [p for b in backends for p in b.problems]
+    stateful = _global(settings, "stateful_backend")
+    if stateful.value is not None and stateful.value not in [b.name for b in backends]:
+        problems.append(f"stateful_backend {stateful.value!r} ({stateful.origin}) is not a listed backend; "
+                        f"accepted: one of {', '.join(b.name for b in backends) or 'the listed backends'}")
     config = ResolvedConfig(
         backends=backends,
         deadline=_global(settings, "deadline"),
         retry_budget=_global(settings, "retry_budget"),
         retry_budget_min=_global(settings, "retry_budget_min"),
+        stateful_backend=stateful,
         env_file=settings.env_file,
         problems=tuple(problems),
         notes=(*settings.ignored, *_orphans(settings, [name for name, _ in selected])),
