@@ -1,5 +1,6 @@
 """What every loopback server shares: lifecycle on a free 127.0.0.1 port, requests
-recorded, faults taken per request, connection counting and the wire helpers.
+recorded, faults taken per request, connection counting and the wire helpers
+(JSON and multipart/form-data bodies, chunked request bodies, request ids).
 
 A protocol server subclasses :class:`LoopbackServer` (naming its handler) and
 :class:`LoopbackHandler` (routing requests and shaping error bodies).
@@ -8,16 +9,23 @@ A protocol server subclasses :class:`LoopbackServer` (naming its handler) and
 from __future__ import annotations
 
 import asyncio
+import base64
+import itertools
 import json
 import socket
 import threading
+from email.parser import BytesHeaderParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
+from urllib.parse import parse_qsl
 
-from .faults import Fault, FaultQueue, RecordedRequest
+from .faults import Fault, FaultQueue, FormFile, RecordedRequest
 
 HANG_LIMIT = 30.0
 """A hung request is released after this long, or when the server stops."""
+
+_request_numbers = itertools.count(1)
+"""Process-wide, so a request id names one request of one server even with several servers running."""
 
 
 class _Server(ThreadingHTTPServer):
@@ -102,6 +110,10 @@ class LoopbackServer:
 class LoopbackHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_state: Any
+    request_id_prefix: ClassVar[str | None] = None
+    """When set, every answer carries ``x-request-id: <prefix><n>`` (n unique in the process)."""
+    request_id: str | None = None
+    query: dict[str, str]
 
     def log_message(self, *args: Any) -> None:  # quiet
         pass
@@ -128,28 +140,62 @@ class LoopbackHandler(BaseHTTPRequestHandler):
                 self.server_state.open_connections -= 1
 
     # -- one request ------------------------------------------------------------
+    def handle_one_request(self) -> None:
+        self.request_id = None  # a keep-alive connection's next request gets its own
+        super().handle_one_request()
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        super().send_response(code, message)
+        if self.request_id is not None:
+            self.send_header("x-request-id", self.request_id)
+
     def do_GET(self) -> None:
         self._receive(None)
 
+    def do_DELETE(self) -> None:
+        self._receive(None)
+
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        raw = self._read_body()
+        ctype = self.headers.get("Content-Type") or ""
+        if ctype.lower().startswith("multipart/form-data"):
+            form = parse_multipart(raw, ctype)
+            self._receive(form, form=form)
+            return
         try:
             body = json.loads(raw) if raw else {}
         except ValueError:
             body = {"_raw": raw.decode("utf-8", "replace")}
         self._receive(body)
 
-    def _receive(self, body: dict[str, Any] | None) -> None:
+    def _read_body(self) -> bytes:
+        """The request body, by ``Content-Length`` or chunked (clients streaming an upload send that)."""
+        if "chunked" not in (self.headers.get("Transfer-Encoding") or "").lower():
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length else b""
+        parts = []
+        while size := int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16):
+            parts.append(self.rfile.read(size))
+            self.rfile.readline()
+        while self.rfile.readline().strip():  # trailers, then the blank line
+            pass
+        return b"".join(parts)
+
+    def _receive(self, body: dict[str, Any] | None, form: dict[str, Any] | None = None) -> None:
         state = self.server_state
-        path = self.path.split("?", 1)[0]
-        state.requests.append(RecordedRequest(self.command, path, dict(self.headers.items()), body))
+        path, _, query = self.path.partition("?")
+        self.query = dict(parse_qsl(query))
+        if self.request_id_prefix is not None:
+            self.request_id = f"{self.request_id_prefix}{next(_request_numbers)}"
+        state.requests.append(RecordedRequest(self.command, path, dict(self.headers.items()),
+                                              None if form is not None else body, form, self.query, self.request_id))
         fault = state.faults.take()
         if fault is not None and self._apply_fault(fault, body):
             return
         self.route(path, body, fault)
 
     def route(self, path: str, body: dict[str, Any] | None, fault: Fault | None) -> None:
+        """Answer one request: ``body`` is the JSON body, or the multipart fields; ``self.query`` the query."""
         raise NotImplementedError
 
     def error_body(self, status: int, message: str, fault: Fault | None) -> dict[str, Any]:
@@ -220,6 +266,33 @@ class LoopbackHandler(BaseHTTPRequestHandler):
             pass
 
 
+def parse_multipart(raw: bytes, ctype: str) -> dict[str, Any]:
+    """multipart/form-data fields: text as ``str``, files as :class:`FormFile` (bytes exact),
+    a repeated name or one ending in ``[]`` as a list. Headers are parsed by the stdlib's
+    ``email`` (quoting, RFC 2231 filenames); the parts are cut by hand so binary data stays exact."""
+    boundary = BytesHeaderParser().parsebytes(f"Content-Type: {ctype}\r\n\r\n".encode()).get_param("boundary")
+    fields: dict[str, Any] = {}
+    if not isinstance(boundary, str):
+        return fields
+    for part in (b"\r\n" + raw).split(b"\r\n--" + boundary.encode())[1:]:  # a delimiter owns the CRLF before it
+        if part.startswith(b"--"):
+            break
+        head, _, data = part.removeprefix(b"\r\n").partition(b"\r\n\r\n")
+        headers = BytesHeaderParser().parsebytes(head + b"\r\n\r\n")
+        name = headers.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            continue
+        filename = headers.get_filename()
+        value: Any = FormFile(filename, headers.get_content_type() if "content-type" in headers else None, data) \
+            if filename is not None else data.decode("utf-8", "replace")
+        if name in fields or name.endswith("[]"):
+            previous = fields.get(name, [])
+            fields[name] = [*(previous if isinstance(previous, list) else [previous]), value]
+        else:
+            fields[name] = value
+    return fields
+
+
 def pieces(text: str, count: int | None) -> list[str]:
     """A reply split for streaming: one piece per word, or exactly ``count`` pieces."""
     if count is None:
@@ -227,6 +300,18 @@ def pieces(text: str, count: int | None) -> list[str]:
         return [w if i == 0 else " " + w for i, w in enumerate(words)]
     size = max(1, -(-len(text) // count)) if text else 1
     return [text[i * size:(i + 1) * size] or "." for i in range(count)]
+
+
+def split_even(text: str, count: int) -> list[str]:
+    """``text`` cut into at most ``count`` non-empty pieces that join back to it exactly (JSON, tool arguments)."""
+    count = max(1, min(count, len(text)))
+    cuts = [len(text) * i // count for i in range(count + 1)]
+    return [text[a:b] for a, b in itertools.pairwise(cuts)]
+
+
+def image_bytes() -> bytes:
+    """A tiny valid PNG (1x1), for image tests."""
+    return base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg==")
 
 
 def vector(text: str, dim: int) -> list[float]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -38,12 +38,28 @@ class Fault:
     empty: bool = False
 
 
+@dataclass(frozen=True)
+class FormFile:
+    """One file part of a multipart/form-data request."""
+
+    filename: str | None
+    content_type: str | None
+    data: bytes
+
+
 @dataclass
 class RecordedRequest:
+    """What a server received. ``json`` is the JSON body (``None`` for GET, DELETE and multipart);
+    ``form`` the multipart fields (text as ``str``, files as :class:`FormFile`, a repeated or ``[]``
+    name as a list); ``request_id`` the ``x-request-id`` the answer carried."""
+
     method: str
     path: str
     headers: dict[str, str]
     json: dict[str, Any] | None
+    form: dict[str, Any] | None = None
+    query: dict[str, str] = field(default_factory=dict)
+    request_id: str | None = None
 
     def header(self, name: str) -> str | None:
         lowered = name.lower()

@@ -6,7 +6,8 @@ Built from Ollama's API documentation (docs/api.md, api/types.go): it answers
 ``GET /api/version``, with errors as ``{"error": "..."}`` and real status
 codes. Answers are deterministic: the last user message is echoed, a request
 with tools gets a tool call (with a ``call_…`` id and an index, as Ollama
-≥ 0.12.10 sends), a tool result is acknowledged by tool name.
+≥ 0.12.10 sends), a tool result is acknowledged by tool name, a ``format``
+schema gets JSON that fits it (as Ollama's constrained decoding guarantees).
 
     server.fail(Fault(status=503, retry_after="1"), times=2)   # the next two requests
     server.fail(Fault(cut_after=2, error_line="boom"))          # an error line mid-stream
@@ -17,16 +18,16 @@ Run it standalone with ``python -m tests.loopback.ollama_server``.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ._http import LoopbackHandler, LoopbackServer, pieces, vector
+from ._http import LoopbackHandler, LoopbackServer, image_bytes, pieces, vector
+from ._schema import example
 from .faults import Fault, RecordedRequest
 
-__all__ = ["OllamaServer", "Fault"]
+__all__ = ["Fault", "OllamaServer", "image_bytes"]
 
 MODIFIED_AT = "2024-05-01T10:00:00.123456789-07:00"
 """Go's RFC 3339 with nanoseconds and an offset, as /api/tags sends it (= 1714582800 Unix seconds)."""
@@ -55,6 +56,9 @@ class OllamaServer(LoopbackServer):
     files: dict[str, bytes] = field(default_factory=dict)
     """Served at ``GET /files/<name>`` (images for the fetch-image-URL tests)."""
     version: str = "0.12.10"
+    fit_tool_arguments: bool = False
+    """Tool arguments that fit the tool's schema (as for the OpenAI loopback server); by default
+    ``{"text": <echo>}`` whatever the schema says, as a model that ignores it would send."""
 
     @property
     def host(self) -> str:
@@ -72,6 +76,8 @@ class OllamaServer(LoopbackServer):
         if last.get("role") == "tool":
             return f"tool {last.get('tool_name')} said: {last.get('content')}"
         text = str(last.get("content") or "")
+        if isinstance(body.get("format"), dict):
+            return json.dumps(example(body["format"], text))
         if body.get("format"):
             return json.dumps({"echo": text})
         return f"echo: {text}"
@@ -84,7 +90,9 @@ class OllamaServer(LoopbackServer):
         calls = []
         for i in range(self.tool_calls_per_reply):
             fn = tools[i % len(tools)]["function"]
-            call: dict[str, Any] = {"function": {"index": i, "name": fn["name"], "arguments": {"text": str(last.get("content") or "")}}}
+            text = str(last.get("content") or "")
+            arguments = example(fn.get("parameters") or {"type": "object"}, text) if self.fit_tool_arguments else {"text": text}
+            call: dict[str, Any] = {"function": {"index": i, "name": fn["name"], "arguments": arguments}}
             if self.send_tool_call_ids:
                 call = {"id": f"call_srv{i}", **call}
             calls.append(call)
@@ -240,11 +248,6 @@ def _tag(name: str) -> dict[str, Any]:
     return {"name": name, "model": name, "modified_at": MODIFIED_AT, "size": 1234, "digest": "0" * 64,
             "details": {"parent_model": "", "format": "gguf", "family": "llama", "families": ["llama"],
                         "parameter_size": "1B", "quantization_level": "Q4_0"}}
-
-
-def image_bytes() -> bytes:
-    """A tiny valid PNG (1x1), for image tests."""
-    return base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg==")
 
 
 def main() -> None:
