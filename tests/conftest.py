@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Iterator
+from typing import AsyncIterator, Iterator
 
 import pytest
 
@@ -106,3 +106,24 @@ def make_ollama_server(monkeypatch: pytest.MonkeyPatch) -> Iterator:
     yield make
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+async def client_over() -> AsyncIterator:
+    """``client_over(adapter)``: a ``turnout.AsyncOpenAI`` over that one adapter, as users reach it.
+
+    No router retries, so each request reaches its server exactly once; closed (with its adapter) afterwards.
+    """
+    import turnout
+
+    clients: list[turnout.AsyncOpenAI] = []
+
+    def make(adapter: object, **knobs: object) -> turnout.AsyncOpenAI:
+        backend = turnout.Backend(adapter, **{"max_retries": 0, **knobs})  # type: ignore[arg-type]
+        client = turnout.AsyncOpenAI(router=turnout.Router([backend]))
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
