@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+import turnout
 from tests.loopback import OpenAIServer
 from turnout import ConfigError
-from turnout.adapters import PRESETS, OpenAICompatAdapter, get_preset
+from turnout.adapters import PRESETS, Capabilities, OpenAICompatAdapter, get_preset
 
 OPENAI_ROWS = [p for p in PRESETS.values() if p.protocol == "openai"]
 REQUIRED = {
@@ -29,9 +30,33 @@ def test_rows_are_consistent() -> None:
             assert p.base_url.startswith("https://" if not p.local else "http://localhost:"), p.name
 
 
+def claiming(flag: str) -> set[str]:
+    return {p.name for p in PRESETS.values() if getattr(p.capabilities, flag) is True}
+
+
 def test_only_whisper_style_providers_claim_transcription() -> None:
-    claimed = {p.name for p in PRESETS.values() if p.capabilities.audio_transcription}
-    assert claimed == {"openai", "groq", "together", "deepinfra", "vllm", "localai"}
+    """A claim sends audio there; README: only a Whisper-style /audio/transcriptions on the row's base URL."""
+    assert claiming("audio_transcription") == {
+        "openai", "groq", "together", "mistral", "deepinfra", "vllm", "localai", "textgen_webui"}
+
+
+def test_only_documented_providers_claim_moderations_and_image_generation() -> None:
+    assert claiming("moderations") == {"openai", "localai", "textgen_webui"}
+    assert claiming("image_generation") == {
+        "openai", "xai", "together", "deepinfra", "gemini", "localai", "textgen_webui"}
+
+
+def test_provider_rows_say_yes_or_no_and_the_generic_row_is_unknown() -> None:
+    """A named provider's row is checked against its docs: no flag is left unknown. A server nobody named
+    does chat, streams, tools and JSON mode (every OpenAI-compatible server does); the rest is unknown."""
+    for p in PRESETS.values():
+        if p.name != "openai_compat":
+            assert None not in {getattr(p.capabilities, f) for f in Capabilities.names()}, p.name
+    every_server = {"chat", "streaming", "tools", "json_mode"}
+    generic = PRESETS["openai_compat"].capabilities
+    assert generic == Capabilities.unknown()
+    assert {f: getattr(generic, f) for f in Capabilities.names()} == {
+        f: True if f in every_server else None for f in Capabilities.names()}
 
 
 def test_aliases_and_spelling() -> None:
@@ -74,24 +99,24 @@ def test_openai_base_url_variable_is_honoured(monkeypatch) -> None:
 
 
 @pytest.mark.parametrize("preset", OPENAI_ROWS, ids=lambda p: p.name)
-async def test_every_row_resolves_to_a_working_adapter(preset, openai_server: OpenAIServer, monkeypatch) -> None:
+async def test_every_row_resolves_to_a_working_adapter(preset, openai_server: OpenAIServer, monkeypatch,
+                                                     client_over) -> None:
     for i, var in enumerate(preset.key_envs):
         monkeypatch.setenv(var, f"key-for-{preset.name}-{i}")
     adapter = OpenAICompatAdapter(preset=preset.name, base_url=openai_server.base_url)
     assert adapter.name == preset.name and adapter.capabilities == preset.capabilities
-    reply = await adapter.chat(model="test-model", messages=[{"role": "user", "content": "hi"}])
-    assert reply.choices[0].message.content == "echo: hi"
+    reply = await client_over(adapter).chat.completions.create(
+        model="test-model", messages=[{"role": "user", "content": "hi"}])
+    assert reply.choices[0].message.content == "echo: hi" and turnout.served_by(reply) == preset.name
     expected = f"key-for-{preset.name}-0" if preset.key_envs else "sk-no-key-required"
     assert openai_server.requests[-1].header("Authorization") == f"Bearer {expected}"
-    await adapter.aclose()
 
 
-async def test_a_fallback_key_variable_is_read(openai_server: OpenAIServer, monkeypatch) -> None:
+async def test_a_fallback_key_variable_is_read(openai_server: OpenAIServer, monkeypatch, client_over) -> None:
     monkeypatch.setenv("GOOGLE_API_KEY", "g-key")
-    adapter = OpenAICompatAdapter(preset="gemini", base_url=openai_server.base_url)
-    await adapter.chat(model="test-model", messages=[{"role": "user", "content": "hi"}])
+    client = client_over(OpenAICompatAdapter(preset="gemini", base_url=openai_server.base_url))
+    await client.chat.completions.create(model="test-model", messages=[{"role": "user", "content": "hi"}])
     assert openai_server.requests[-1].header("Authorization") == "Bearer g-key"
-    await adapter.aclose()
 
 
 def test_readme_matrix_lists_every_preset_with_its_address() -> None:
