@@ -1,4 +1,5 @@
-"""OllamaAdapter through the real ollama.AsyncClient against the loopback Ollama server: conversions both ways."""
+"""OllamaAdapter through the real ollama.AsyncClient against the loopback Ollama server: conversions both ways,
+and Ollama's answers reaching a caller's openai SDK (turnout's client) as OpenAI wire JSON and SSE."""
 
 from __future__ import annotations
 
@@ -6,13 +7,16 @@ import asyncio
 import base64
 import json
 import struct
+import warnings
 from typing import Any
 
 import openai
 import pytest
 from openai.types import CreateEmbeddingResponse, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from pydantic import BaseModel
 
+import turnout
 from tests.loopback import OllamaServer
 from tests.loopback.ollama_server import image_bytes
 from turnout import ConfigError
@@ -443,3 +447,87 @@ async def test_an_explicit_key_wins_over_ollama_api_key(ollama_server: OllamaSer
         await adapter.chat(model="test-model", messages=MESSAGES)
         await adapter.aclose()
     assert [r.header("Authorization") for r in ollama_server.chat_requests()] == ["Bearer ambient-key", "Bearer mine"]
+
+
+# -- through turnout's client: Ollama's answers on the OpenAI wire -----------------
+
+class Trip(BaseModel):
+    city: str
+    days: int
+
+
+@pytest.fixture
+def client(ollama_server: OllamaServer, client_over) -> turnout.AsyncOpenAI:
+    return client_over(OllamaAdapter("local", host=ollama_server.host, timeout=5))
+
+
+async def test_parse_fills_a_pydantic_model_from_ollamas_constrained_json(client: turnout.AsyncOpenAI,
+                                                                          ollama_server: OllamaServer) -> None:
+    reply = await client.chat.completions.parse(model="test-model", messages=MESSAGES, response_format=Trip)
+    assert reply.choices[0].message.parsed == Trip(city="hello there", days=0)
+    schema = sent(ollama_server)["format"]
+    assert set(schema["properties"]) == {"city", "days"} and schema["additionalProperties"] is False
+    assert turnout.served_by(reply) == "local"
+
+
+async def test_a_raw_response_has_ollamas_status_and_a_request_id(client: turnout.AsyncOpenAI) -> None:
+    raw = await client.chat.completions.with_raw_response.create(model="test-model", messages=MESSAGES)
+    again = await client.chat.completions.with_raw_response.create(model="test-model", messages=MESSAGES)
+    assert raw.status_code == 200 and raw.headers["content-type"].startswith("application/json")
+    assert raw.request_id and raw.request_id.startswith("req_") and raw.request_id != again.request_id
+    reply = raw.parse()
+    assert isinstance(reply, ChatCompletion) and reply.choices[0].message.content == "echo: hello there"
+    assert turnout.served_by(raw) == "local"
+    with pytest.raises(openai.NotFoundError, match="not found, try pulling it first") as caught:
+        await client.chat.completions.with_raw_response.create(model="no-such-model", messages=MESSAGES)
+    assert caught.value.status_code == 404
+
+
+async def test_the_stream_helper_gives_events_and_the_final_completion(client: turnout.AsyncOpenAI) -> None:
+    async with client.chat.completions.stream(model="test-model", messages=MESSAGES, response_format=Trip) as stream:
+        kinds = [event.type async for event in stream]
+        final = await stream.get_final_completion()
+    assert "content.delta" in kinds and kinds[-1] == "content.done"
+    assert final.choices[0].finish_reason == "stop"
+    assert final.choices[0].message.parsed == Trip(city="hello there", days=0)
+
+
+async def test_a_stream_through_the_client_has_its_response(client: turnout.AsyncOpenAI) -> None:
+    stream = await client.chat.completions.create(model="test-model", messages=MESSAGES, stream=True)
+    assert stream.response.status_code == 200 and stream.response.headers["x-request-id"].startswith("req_")
+    assert stream.response.headers["content-type"].startswith("text/event-stream")
+    text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert text == "echo: hello there" and turnout.served_by(stream) == "local"
+
+
+async def test_embeddings_through_the_client_decode_as_from_openai(client: turnout.AsyncOpenAI) -> None:
+    """The SDK asks for base64 by default and decodes it itself; asked for floats, it gets floats."""
+    default = await client.embeddings.create(model="test-model", input=["a", "b c"], dimensions=4)
+    floats = await client.embeddings.create(model="test-model", input=["a", "b c"], dimensions=4,
+                                            encoding_format="float")
+    assert isinstance(default, CreateEmbeddingResponse) and turnout.served_by(default) == "local"
+    assert [len(d.embedding) for d in default.data] == [4, 4]
+    assert [d.embedding for d in default.data] == [pytest.approx(d.embedding) for d in floats.data]
+    assert default.usage.prompt_tokens == 3
+
+
+async def test_embeddings_through_the_client_raise_no_warnings(client: turnout.AsyncOpenAI) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        await client.embeddings.create(model="test-model", input="b c")
+    assert [str(w.message) for w in caught] == []
+
+
+async def test_models_list_through_the_client(client: turnout.AsyncOpenAI, ollama_server: OllamaServer) -> None:
+    ollama_server.models = ["llama3.2:1b", "qwen3:4b"]
+    assert [(m.id, m.owned_by, m.created) async for m in client.models.list()] == [
+        ("llama3.2:1b", "local", 1714582800), ("qwen3:4b", "local", 1714582800)]
+    assert (await client.models.retrieve("qwen3:4b")).owned_by == "local"
+
+
+async def test_extra_headers_through_the_client_reach_ollama(client: turnout.AsyncOpenAI,
+                                                             ollama_server: OllamaServer) -> None:
+    await client.chat.completions.create(model="test-model", messages=MESSAGES, extra_headers={"X-Trace": "abc"})
+    await client.with_options(default_headers={"X-Team": "a"}).embeddings.create(model="test-model", input="b c")
+    assert ollama_server.chat_requests()[-1].header("X-Trace") == "abc"
+    assert ollama_server.requests[-1].path == "/api/embed" and ollama_server.requests[-1].header("X-Team") == "a"
