@@ -31,24 +31,21 @@ import base64
 import json
 import os
 import re
-import struct
 import time
-import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Iterable, Iterator, Mapping
 
 import httpx
 import httpx2
 import ollama
 import openai
-from openai.types import CreateEmbeddingResponse, Embedding, Model
+from openai.types import CreateEmbeddingResponse, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from .._errors import UNSUPPORTED, BrokenStreamError, ConfigError, describe, malformed_response
 from .._redact import redact_url
 from ._base import Call, Capabilities, Health, wire_response
+from ._ollama_answers import ChatCall, EventStream, StreamState, completion, embedding_response, model_of
 from .presets import get_preset
 
 __all__ = ["OllamaAdapter", "DEFAULT_TIMEOUT", "UNSUPPORTED"]
@@ -96,17 +93,6 @@ _KEPT_HEADERS = ("retry-after", "retry-after-ms", "x-request-id")
 _DATA_URI = re.compile(r"^data:(?P<mime>[^;,]*)(?P<params>(;[^;,]*)*?);base64,(?P<data>.*)$", re.S)
 
 
-@dataclass
-class _ChatCall:
-    """One chat request in Ollama's wire shape, plus what the answer's conversion needs to know."""
-
-    model: str
-    body: dict[str, Any]
-    http: dict[str, Any]
-    include_usage: bool = False
-    single_tool_call: bool = False
-
-
 class OllamaAdapter:
     """A backend reached through ``ollama.AsyncClient`` on Ollama's native API.
 
@@ -150,15 +136,15 @@ class OllamaAdapter:
     # -- the protocol ------------------------------------------------------
     async def send(self, call: Call) -> httpx2.Response:
         """An OpenAI wire request served by Ollama's native API, answered in the OpenAI wire format."""
-        params = dict(call.body)
+        params = {**call.body, **_http_options(call)}
         if call.options.extra_json:
             params["extra_body"] = {**(params.get("extra_body") or {}), **call.options.extra_json}
         if call.endpoint.name == "chat" and call.stream:
-            return wire_response(call, self.base_url, stream=_SSE(self.stream_chat(**params)))
+            return wire_response(call, self.base_url, stream=EventStream(self.stream_chat(**params)))
         if call.endpoint.name == "chat":
-            return wire_response(call, self.base_url, content=(await self.chat(**params)).to_json(indent=None).encode())
+            return wire_response(call, self.base_url, content=_wire(await self.chat(**params)))
         if call.endpoint.name == "embeddings":
-            return wire_response(call, self.base_url, content=(await self.embeddings(**params)).to_json(indent=None).encode())
+            return wire_response(call, self.base_url, content=_wire(await self.embeddings(**params)))
         raise self._status_error(404, f"Ollama's native API serves chat completions, embeddings and models, "
                                       f"not {call.options.method.upper()} {call.options.url}", call.options.url)
 
@@ -168,11 +154,11 @@ class OllamaAdapter:
         with self._malformed("/api/chat"):
             if raw.get("error"):
                 raise self._status_error(500, str(raw["error"]), "/api/chat")
-            return _completion(raw, call)
+            return completion(raw, call)
 
     async def stream_chat(self, **params: Any) -> AsyncIterator[ChatCompletionChunk]:
         call = await self._chat_call(params, stream=True)
-        state = _StreamState(call)
+        state = StreamState(call)
         parts = self._stream_parts(call, state)
         try:
             async for part in parts:
@@ -201,12 +187,12 @@ class OllamaAdapter:
             raise self._bad_request(f"encoding_format {encoding!r} is not supported; use 'float' or 'base64'")
         raw = await self._send("POST", "/api/embed", body, http)
         with self._malformed("/api/embed"):
-            return _embedding_response(raw, body["model"], encoding)
+            return embedding_response(raw, body["model"], encoding)
 
     async def list_models(self) -> list[Model]:
         raw = await self._send("GET", "/api/tags", None, {})
         with self._malformed("/api/tags"):
-            return [_model(entry, self.name) for entry in raw["models"]]
+            return [model_of(entry, self.name) for entry in raw["models"]]
 
     async def health(self) -> Health:
         """Up when ``/api/tags`` answers: it proves the server and its model store both work."""
@@ -232,7 +218,7 @@ class OllamaAdapter:
                 raise
             raise mapped from err
 
-    async def _stream_parts(self, call: _ChatCall, state: _StreamState) -> AsyncIterator[dict[str, Any]]:
+    async def _stream_parts(self, call: ChatCall, state: StreamState) -> AsyncIterator[dict[str, Any]]:
         """Ollama's NDJSON lines as dicts; nothing is sent before the first ``__anext__``."""
         lines: AsyncIterator[dict[str, Any]] | None = None
         try:
@@ -267,7 +253,7 @@ class OllamaAdapter:
             return self._malformed_error(path, err)
         return err
 
-    def _stream_error(self, err: Exception, state: _StreamState) -> Exception:
+    def _stream_error(self, err: Exception, state: StreamState) -> Exception:
         """A failure once the stream is open is a broken stream: the router must not replay delivered chunks."""
         if isinstance(err, ollama.ResponseError) and err.status_code == -1:
             message = f"backend {self.name!r}: Ollama stopped the stream with an error: {err.error}"
@@ -295,7 +281,7 @@ class OllamaAdapter:
         return malformed_response(self.name, self.host + path, err)
 
     @contextmanager
-    def _malformed(self, path: str, state: _StreamState | None = None) -> Iterator[None]:
+    def _malformed(self, path: str, state: StreamState | None = None) -> Iterator[None]:
         """An answer of the wrong shape is ``APIResponseValidationError``; a broken stream once chunks went out."""
         try:
             yield
@@ -308,7 +294,7 @@ class OllamaAdapter:
             raise mapped from err
 
     # -- request conversion -----------------------------------------------
-    async def _chat_call(self, params: dict[str, Any], *, stream: bool) -> _ChatCall:
+    async def _chat_call(self, params: dict[str, Any], *, stream: bool) -> ChatCall:
         params, http = _split_params(params)
         extra = params.pop("extra_body", None) or {}
         params.pop("stream", None)
@@ -330,7 +316,7 @@ class OllamaAdapter:
         self._refuse_leftovers(params, "chat")
         self._merge_extra(body, options, extra, _OLLAMA_CHAT_FIELDS)
         include_usage = bool(stream_options.get("include_usage"))
-        return _ChatCall(model, body, http, include_usage=include_usage, single_tool_call=single)
+        return ChatCall(model, body, http, include_usage=include_usage, single_tool_call=single)
 
     def _required(self, params: dict[str, Any], key: str) -> Any:
         value = params.pop(key, None)
@@ -529,155 +515,21 @@ class OllamaAdapter:
 
 # -- response conversion ----------------------------------------------------
 
-class _SSE(httpx2.AsyncByteStream):
-    """Chunks as the OpenAI wire's server-sent events, ``[DONE]`` last; closing it stops the Ollama stream."""
-
-    def __init__(self, chunks: AsyncIterator[ChatCompletionChunk]) -> None:
-        self._chunks = chunks
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._chunks:
-            yield b"data: " + chunk.to_json(indent=None).encode() + b"\n\n"
-        yield b"data: [DONE]\n\n"
-
-    async def aclose(self) -> None:
-        await self._chunks.aclose()  # type: ignore[attr-defined]
+def _http_options(call: Call) -> dict[str, Any]:
+    """The caller's own headers and query (``extra_headers``, ``default_headers`` of a copy, ``extra_query``),
+    less the SDK's bookkeeping headers, which are for the caller's client, not for Ollama."""
+    sent = call.options.headers if isinstance(call.options.headers, Mapping) else {}
+    headers = {k: v for k, v in sent.items() if isinstance(v, str) and not k.lower().startswith("x-stainless-")}
+    options: dict[str, Any] = {"extra_headers": headers} if headers else {}
+    if call.options.params:
+        options["extra_query"] = call.options.params
+    return options
 
 
-def _completion(raw: Mapping[str, Any], call: _ChatCall) -> ChatCompletion:
-    message = raw["message"]
-    calls = [_openai_call(c) for c in message.get("tool_calls") or []]
-    if call.single_tool_call:
-        calls = calls[:1]
-    content = message.get("content") or ""
-    reply: dict[str, Any] = {"role": "assistant", "content": content if content or not calls else None}
-    if calls:
-        reply["tool_calls"] = calls
-    if message.get("thinking"):
-        reply["reasoning_content"] = message["thinking"]
-    choice = {"index": 0, "message": reply, "finish_reason": _finish_reason(raw.get("done_reason"), bool(calls)),
-              "logprobs": _logprobs(raw.get("logprobs"))}
-    return ChatCompletion.model_validate({
-        "id": _completion_id(), "object": "chat.completion", "created": _created(raw.get("created_at")),
-        "model": raw.get("model") or call.model, "choices": [choice], "usage": _usage(raw),
-    })
+def _wire(answer: ChatCompletion | CreateEmbeddingResponse) -> bytes:
+    """The JSON an OpenAI server sends (base64 embeddings are strings there, whatever the type says)."""
+    return answer.to_json(indent=None, warnings=False).encode()
 
-
-def _openai_call(call: Mapping[str, Any], index: int | None = None) -> dict[str, Any]:
-    """An Ollama tool call in OpenAI's shape: the server's id kept (else a fresh ``call_…``), arguments as JSON text."""
-    function = call["function"]
-    arguments = function.get("arguments")
-    out = {"id": call.get("id") or f"call_{uuid.uuid4().hex[:24]}", "type": "function", "function": {
-        "name": function["name"],
-        "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments or {}, ensure_ascii=False),
-    }}
-    return out if index is None else {"index": index, **out}
-
-
-def _finish_reason(done_reason: Any, tool_calls: bool) -> str:
-    """OpenAI knows stop, length, tool_calls: Ollama reports tool calls as ``stop``, and has ``load``/``unload``."""
-    if tool_calls:
-        return "tool_calls"
-    return "length" if done_reason == "length" else "stop"
-
-
-def _usage(raw: Mapping[str, Any]) -> dict[str, int]:
-    prompt = int(raw.get("prompt_eval_count") or 0)
-    completion = int(raw.get("eval_count") or 0)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-
-
-def _logprobs(entries: Any) -> dict[str, Any] | None:
-    if not entries:
-        return None
-    return {"content": [_token_logprob(e) for e in entries], "refusal": None}
-
-
-def _token_logprob(entry: Mapping[str, Any]) -> dict[str, Any]:
-    top = [{"token": t["token"], "logprob": t["logprob"], "bytes": t.get("bytes")} for t in entry.get("top_logprobs") or []]
-    return {"token": entry["token"], "logprob": entry["logprob"], "bytes": entry.get("bytes"), "top_logprobs": top}
-
-
-@dataclass
-class _StreamState:
-    """What turns Ollama's NDJSON lines into one OpenAI chunk stream: one id, the role once, ordered tool indexes."""
-
-    call: _ChatCall
-    id: str = field(default_factory=lambda: _completion_id())
-    created: int = field(default_factory=lambda: int(time.time()))
-    sent: int = 0
-    done: bool = False
-    role_sent: bool = False
-    tool_calls: int = 0
-
-    def feed(self, part: Mapping[str, Any]) -> list[ChatCompletionChunk]:
-        message = part.get("message") or {}
-        delta = self._delta(message)
-        chunks: list[ChatCompletionChunk] = []
-        if delta or not self.role_sent:
-            if not self.role_sent:
-                delta = {"role": "assistant", "content": delta.pop("content", ""), **delta}
-                self.role_sent = True
-            chunks.append(self._chunk(part, delta, None, _logprobs(part.get("logprobs"))))
-        if part.get("done"):
-            self.done = True
-            chunks.append(self._chunk(part, {}, _finish_reason(part.get("done_reason"), self.tool_calls > 0)))
-            if self.call.include_usage:
-                chunks.append(self._usage_chunk(part))
-        return chunks
-
-    def _delta(self, message: Mapping[str, Any]) -> dict[str, Any]:
-        delta: dict[str, Any] = {}
-        if message.get("content"):
-            delta["content"] = message["content"]
-        if message.get("thinking"):
-            delta["reasoning_content"] = message["thinking"]
-        calls = []
-        for call in message.get("tool_calls") or []:
-            if self.call.single_tool_call and self.tool_calls:
-                break
-            calls.append(_openai_call(call, self.tool_calls))  # numbered in arrival order: what OpenAI accumulators need
-            self.tool_calls += 1
-        if calls:
-            delta["tool_calls"] = calls
-        return delta
-
-    def _chunk(self, part: Mapping[str, Any], delta: dict[str, Any], finish: str | None,
-               logprobs: dict[str, Any] | None = None) -> ChatCompletionChunk:
-        choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": logprobs}
-        return self._build(part, [choice])
-
-    def _usage_chunk(self, part: Mapping[str, Any]) -> ChatCompletionChunk:
-        return self._build(part, [], usage=_usage(part))
-
-    def _build(self, part: Mapping[str, Any], choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> ChatCompletionChunk:
-        return ChatCompletionChunk.model_validate({
-            "id": self.id, "object": "chat.completion.chunk", "created": self.created,
-            "model": part.get("model") or self.call.model, "choices": choices, "usage": usage,
-        })
-
-
-def _embedding_response(raw: Mapping[str, Any], model: str, encoding: str) -> CreateEmbeddingResponse:
-    vectors = raw["embeddings"]
-    tokens = int(raw.get("prompt_eval_count") or 0)
-    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
-    if encoding == "base64":  # the openai type says list[float]; a caller asking base64 gets what OpenAI sends
-        data = [Embedding.model_construct(object="embedding", index=i, embedding=_b64_floats(v)) for i, v in enumerate(vectors)]
-        return CreateEmbeddingResponse.model_construct(object="list", data=data, model=raw.get("model") or model, usage=usage)
-    data_raw = [{"object": "embedding", "index": i, "embedding": list(v)} for i, v in enumerate(vectors)]
-    return CreateEmbeddingResponse.model_validate({"object": "list", "data": data_raw, "model": raw.get("model") or model, "usage": usage})
-
-
-def _b64_floats(vector: Iterable[float]) -> str:
-    values = list(vector)
-    return base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode()
-
-
-def _model(entry: Mapping[str, Any], owner: str) -> Model:
-    return Model(id=entry.get("model") or entry["name"], object="model", created=_created(entry.get("modified_at")), owned_by=owner)
-
-
-# -- small helpers ------------------------------------------------------------
 
 def _split_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Request parameters apart from per-call HTTP options; NOT_GIVEN, omit and None mean "not set"."""
@@ -715,24 +567,6 @@ def _response_headers(err: ollama.ResponseError) -> dict[str, str]:
     if response is None:
         return {}
     return {k: response.headers[k] for k in _KEPT_HEADERS if k in response.headers}
-
-
-def _created(stamp: Any) -> int:
-    """Unix seconds from Ollama's RFC 3339 time (nanoseconds, ``Z`` or an offset); now when absent."""
-    if not isinstance(stamp, str) or not stamp:
-        return int(time.time())
-    text = re.sub(r"\.(\d+)", lambda m: "." + m.group(1)[:6].ljust(6, "0"), stamp.strip()).replace("Z", "+00:00")
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return int(time.time())
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp())
-
-
-def _completion_id() -> str:
-    return f"chatcmpl-{uuid.uuid4().hex}"
 
 
 def _check_host(name: str, host: str | None) -> None:
