@@ -119,8 +119,9 @@ _ROWS: tuple[Preset, ...] = (
            "https://docs.github.com/en/github-models/quickstart",
            _ALL, aliases=("github_models", "gh")),
     # -- local -------------------------------------------------------------
-    # llama-server's /v1/audio/transcriptions needs a multimodal audio model, and llama-cpp-python's server
-    # (tested here) has neither it nor /v1/responses: audio off.
+    # llama-server (the C++ server this row is for) has /v1/completions and /v1/responses; its
+    # /v1/audio/transcriptions needs a multimodal audio model: off. llama-cpp-python's server, which the
+    # tests run, has no /v1/responses: a request there is answered 404 and failed over.
     _local("llamacpp", 8080, "https://github.com/ggml-org/llama.cpp/blob/master/tools/server/README.md",
            _ALL.replace(**_CR), aliases=("llama_cpp", "llama_server")),
     _local("vllm", 8000, "https://docs.vllm.ai/en/latest/serving/openai_compatible_server.html",
