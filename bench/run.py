@@ -513,6 +513,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny samples: proves the harness runs (CI)")
     parser.add_argument("--json", type=Path, default=None,
                         help="where to write results (default bench/results.json, quick: bench/results-quick.json)")
+    parser.add_argument("--only", action="append", metavar="FIGURE", default=None,
+                        help="run only this figure (repeatable: --only 2 --only 7), while working on it")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else Sizes()
     out = args.json or ROOT / "bench" / ("results-quick.json" if args.quick else "results.json")
@@ -534,6 +536,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             ("9 memory", lambda: asyncio.run(fig_memory(srv, sizes, rep))),
         ]
         for label, step in steps:
+            if args.only and not set(args.only) & set(label.split()[0].split("+")):
+                continue
             gc.collect()  # each figure starts from a clean heap, not the previous figure's garbage
             begun = time.perf_counter()
             step()
