@@ -88,16 +88,109 @@ async def test_not_given_arguments_mean_what_they_mean_to_the_sdk(openai_server)
     await client.close()
 
 
-async def test_unrouted_methods_say_so(openai_server) -> None:
-    client = turnout.AsyncOpenAI(router=router_for(openai_server))
-    with pytest.raises(NotImplementedError, match="audio.speech.create"):
-        await client.audio.speech.create(model="tts-1", voice="alloy", input="hi")
-    with pytest.raises(NotImplementedError, match="files.list"):
-        client.files.list()
-    with pytest.raises(AttributeError):
-        client.no_such_namespace
-    assert not hasattr(client, "_private_probe")
+# -- a real SDK client: what libraries read off it, and copies ----------------------
+
+async def test_the_clients_are_the_sdks_own(openai_server) -> None:
+    """instructor and others refuse anything that fails ``isinstance(client, openai.AsyncOpenAI)``."""
+    async_client = turnout.AsyncOpenAI(router=router_for(openai_server))
+    sync_client = turnout.OpenAI(router=router_for(openai_server))
+    assert isinstance(async_client, openai.AsyncOpenAI) and isinstance(sync_client, openai.OpenAI)
+    assert isinstance(async_client.with_options(max_retries=1), openai.AsyncOpenAI)
+    await async_client.close()
+    sync_client.close()
+
+
+async def test_base_url_is_the_primarys_and_the_api_key_a_placeholder(make_openai_server) -> None:
+    """Libraries send ``client.api_key`` where they like (the Agents SDK to OpenAI's tracing host):
+    it is a real key only when OpenAI's own host is the primary backend."""
+    local, spare = make_openai_server(), make_openai_server()
+    openai_second = OpenAICompatAdapter("openai", preset="openai", api_key="sk-real-openai-0123456789")
+    client = turnout.AsyncOpenAI(router=Router([OpenAICompatAdapter("local", preset="vllm", base_url=local.base_url),
+                                                openai_second]))
+    assert client.api_key == turnout.client.PLACEHOLDER_KEY == "turnout-routed"
+    assert str(client.base_url) == local.base_url + "/"
+    await client.chat.completions.create(model="test-model", messages=MSG)
+    assert local.chat_requests()[0].header("Authorization") == "Bearer sk-no-key-required", "each backend its own key"
+    proxied = OpenAICompatAdapter("openai", preset="openai", api_key="sk-real-openai-0123456789",
+                                  base_url=spare.base_url)
+    other = turnout.AsyncOpenAI(router=Router([proxied]))
+    assert other.api_key == "turnout-routed", "OpenAI's key, another host"
+    await other.close()
     await client.close()
+
+
+async def test_the_api_key_is_real_when_openai_itself_is_primary(monkeypatch, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    key = "sk-real-openai-0123456789"
+    for client in (turnout.AsyncOpenAI(api_key=key),
+                   turnout.AsyncOpenAI(router=Router([OpenAICompatAdapter("openai", preset="openai", api_key=key)]))):
+        assert client.api_key == key and str(client.base_url) == "https://api.openai.com/v1/"
+        await client.close()
+    sync_client = turnout.OpenAI(api_key=key)
+    assert sync_client.api_key == key
+    sync_client.close()
+
+
+async def test_copies_share_the_router_and_its_cooldowns(make_openai_server) -> None:
+    flaky, spare = make_openai_server(), make_openai_server()
+    client = turnout.AsyncOpenAI(router=router_for(flaky, spare, max_retries=0, allowed_fails=1))
+    copies = [client.copy(), client.with_options(timeout=30), client.with_options(default_headers={"X-A": "1"})]
+    assert all(c.router is client.router for c in copies)
+    flaky.fail(Fault(status=503), times=1)
+    reply = await copies[0].chat.completions.create(model="test-model", messages=MSG)
+    assert turnout.served_by(reply) == "b1"
+    reply = await client.chat.completions.create(model="test-model", messages=MSG)
+    assert turnout.served_by(reply) == "b1" and len(flaky.requests) == 1, "the copy cooled b0 down for the original"
+    await copies[2].chat.completions.create(model="test-model", messages=MSG)
+    assert spare.chat_requests()[-1].header("X-A") == "1", "a copy's headers reach the backend"
+    assert client.router.stats()["b1"]["successes"] == 3
+    await client.close()
+
+
+@pytest.mark.parametrize(("configured", "per_call"), [(3, 0), (0, 2)])
+async def test_with_options_max_retries_sets_the_retries_on_every_backend(make_openai_server, no_sleep,
+                                                                          configured, per_call) -> None:
+    a, b = make_openai_server(), make_openai_server()
+    a.fail(Fault(status=500))
+    b.fail(Fault(status=500))
+    client = turnout.AsyncOpenAI(router=router_for(a, b, max_retries=configured, allowed_fails=10))
+    with pytest.raises(openai.InternalServerError) as caught:
+        await client.with_options(max_retries=per_call).chat.completions.create(model="test-model", messages=MSG)
+    assert isinstance(caught.value, turnout.AllBackendsFailedError)
+    assert (len(a.requests), len(b.requests)) == (per_call + 1, per_call + 1)
+    with pytest.raises(openai.InternalServerError):
+        await client.chat.completions.create(model="test-model", messages=MSG)
+    assert (len(a.requests), len(b.requests)) == (per_call + configured + 2,) * 2, "the client keeps its own"
+    await client.close()
+
+
+async def test_a_per_call_timeout_is_the_deadline_of_the_whole_request(make_openai_server) -> None:
+    """Were it each attempt's timeout, the healthy second backend would answer after the first timed out."""
+    hung, healthy = make_openai_server(), make_openai_server()
+    hung.fail(Fault(hang=True))
+    client = turnout.AsyncOpenAI(router=router_for(hung, healthy, max_retries=0))
+    with pytest.raises(openai.APITimeoutError) as caught:
+        await client.chat.completions.create(model="test-model", messages=MSG, timeout=0.3)
+    assert isinstance(caught.value, turnout.AllBackendsFailedError)
+    with pytest.raises(openai.APITimeoutError):
+        await client.with_options(timeout=0.3).chat.completions.create(model="test-model", messages=MSG)
+    assert healthy.requests == [], "no time was left for the next backend"
+    await client.close()
+
+
+@pytest.mark.parametrize("change", [{"base_url": "http://elsewhere.example/v1"}, {"api_key": "sk-other"},
+                                    {"organization": "org-x"}])
+async def test_a_copy_cannot_send_elsewhere(openai_server, change) -> None:
+    """A copy shares the router: a different address or key would be silently ignored, so it is refused."""
+    async_client, sync_client = (turnout.AsyncOpenAI(router=router_for(openai_server)),
+                                 turnout.OpenAI(router=router_for(openai_server)))
+    for client in (async_client, sync_client):
+        with pytest.raises(TypeError, match="cannot change"):
+            client.copy(**change)
+        with pytest.raises(TypeError, match="cannot change"):
+            client.with_options(**change)
+    await async_client.close()
+    sync_client.close()
 
 
 # -- sync ------------------------------------------------------------------------
@@ -115,6 +208,22 @@ def test_sync_chat_stream_embeddings_and_models(openai_server) -> None:
         assert [m.id for m in client.models.list().data] == ["test-model"]
         assert [m.id for m in client.models.list()] == ["test-model"]
     sdk.close()
+
+
+def test_sync_copies_share_the_router_and_set_retries_and_deadline(make_openai_server) -> None:
+    failing, healthy = make_openai_server(), make_openai_server()
+    client = turnout.OpenAI(router=router_for(failing, healthy, max_retries=0, allowed_fails=10))
+    copy = client.copy()
+    assert isinstance(copy, openai.OpenAI) and copy.router is client.router
+    failing.fail(Fault(status=500), times=1)
+    with pytest.raises(openai.InternalServerError):
+        client.with_options(max_retries=0).chat.completions.create(model="b0/test-model", messages=MSG)
+    assert len(failing.requests) == 1
+    failing.fail(Fault(hang=True), times=1)
+    with pytest.raises(openai.APITimeoutError):
+        client.with_options(timeout=0.3).chat.completions.create(model="test-model", messages=MSG)
+    assert healthy.requests == [], "the copy's timeout is the whole request's deadline"
+    client.close()
 
 
 def test_sync_errors_are_the_sdk_classes(openai_server) -> None:
