@@ -12,7 +12,8 @@ from tests.loopback import Fault
 
 SOURCE = (Path(__file__).parent / "examples" / "sdk_examples.py").read_text()
 IMPORT = "from openai import AsyncOpenAI, OpenAI"
-EXAMPLES = ["chat", "streaming", "tool_round_trip", "json_mode", "embeddings", "list_models", "error_handling",
+EXAMPLES = ["chat", "streaming", "tool_round_trip", "json_mode", "structured_output", "stream_helper", "raw_response",
+            "streaming_response", "legacy_completion", "embeddings", "list_models", "error_handling",
             "sync_chat_and_stream", "sync_error_handling"]
 
 

@@ -5,6 +5,7 @@ import json
 
 import openai
 from openai import AsyncOpenAI, OpenAI
+from pydantic import BaseModel
 
 MODEL = "test-model"
 TOOLS = [{
@@ -50,7 +51,7 @@ async def tool_round_trip():
     call = first.choices[0].message.tool_calls[0]
     args = json.loads(call.function.arguments)
     messages.append(first.choices[0].message.model_dump(exclude_none=True))
-    messages.append({"role": "tool", "tool_call_id": call.id, "content": f"sunny in {args['text'].split()[-1]}"})
+    messages.append({"role": "tool", "tool_call_id": call.id, "content": f"sunny in {args['city']}"})
     second = await client.chat.completions.create(model=MODEL, messages=messages, tools=TOOLS)
     await client.close()
     return call.function.name, first.choices[0].finish_reason, second.choices[0].message.content
@@ -64,6 +65,62 @@ async def json_mode():
     )
     await client.close()
     return json.loads(completion.choices[0].message.content)
+
+
+class CityWeather(BaseModel):
+    city: str
+    celsius: int
+
+
+async def structured_output():
+    client = AsyncOpenAI()
+    completion = await client.chat.completions.parse(
+        model=MODEL, messages=[{"role": "user", "content": "Weather in Oslo"}], response_format=CityWeather,
+    )
+    await client.close()
+    weather = completion.choices[0].message.parsed
+    return type(weather).__name__, weather.model_dump()
+
+
+async def stream_helper():
+    client = AsyncOpenAI()
+    text = ""
+    async with client.chat.completions.stream(
+        model=MODEL, messages=[{"role": "user", "content": "Stream with the helper"}],
+    ) as stream:
+        async for event in stream:
+            if event.type == "content.delta":
+                text += event.delta
+        final = await stream.get_final_completion()
+    await client.close()
+    return text, final.choices[0].message.content
+
+
+async def raw_response():
+    client = AsyncOpenAI()
+    raw = await client.chat.completions.with_raw_response.create(
+        model=MODEL, messages=[{"role": "user", "content": "Raw please"}],
+    )
+    completion = raw.parse()
+    await client.close()
+    return raw.status_code, raw.headers["content-type"], raw.request_id is not None, completion.choices[0].message.content
+
+
+async def streaming_response():
+    client = AsyncOpenAI()
+    async with client.chat.completions.with_streaming_response.create(
+        model=MODEL, messages=[{"role": "user", "content": "Stream the body"}], stream=True,
+    ) as response:
+        lines = [line async for line in response.iter_lines() if line.startswith("data:")]
+    await client.close()
+    return response.status_code, lines[-1], len(lines) > 1
+
+
+async def legacy_completion():
+    client = AsyncOpenAI()
+    completion = await client.completions.create(model=MODEL, prompt="Say this is a test", max_tokens=16)
+    await client.close()
+    return completion.choices[0].text
 
 
 async def embeddings():
