@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import turnout
 from tests.loopback import OpenAIServer
 from tests.test_settings import GROQ_KEY, OPENAI_KEY, dotenv, env, isolated  # noqa: F401  (autouse fixture)
 from turnout.adapters import OpenAICompatAdapter
@@ -35,7 +36,7 @@ def test_the_router_has_the_backends_in_order_with_their_knobs(monkeypatch: pyte
     router = from_env()
     assert isinstance(router, Router)
     assert [b.name for b in router.backends] == ["primary", "groq", "ollama"]
-    assert router_options == {"timeout": 45.0, "retry_budget": 0.3, "retry_budget_min": 4}
+    assert router_options == {"timeout": 45.0, "retry_budget": 0.3, "retry_budget_min": 4, "stateful_backend": None}
     primary, groq, ollama = router.backends
     assert primary.models == {"fast": "meta-llama/Llama-3.1-8B-Instruct"}
     assert (primary.priority, primary.weight, primary.max_retries) == (1, 3.0, 0)
@@ -63,12 +64,9 @@ async def test_a_backend_from_env_answers(monkeypatch: pytest.MonkeyPatch, opena
     env(monkeypatch, TURNOUT_BACKENDS="local", TURNOUT_BACKEND__LOCAL__PROVIDER="vllm",
         TURNOUT_BACKEND__LOCAL__BASE_URL=openai_server.base_url, TURNOUT_BACKEND__LOCAL__TIMEOUT="5",
         TURNOUT_BACKEND__LOCAL__HEADERS='{"X-Title": "turnout tests"}')
-    [backend] = from_env().backends
-    try:
-        reply = await backend.adapter.chat(model="test-model", messages=MESSAGES)
-    finally:
-        await backend.adapter.aclose()
-    assert reply.choices[0].message.content == "echo: hello there"
+    async with turnout.AsyncOpenAI(router=from_env()) as client:
+        reply = await client.chat.completions.create(model="test-model", messages=MESSAGES)
+    assert reply.choices[0].message.content == "echo: hello there" and turnout.served_by(reply) == "local"
     sent = openai_server.chat_requests()[-1]
     assert sent.header("X-Title") == "turnout tests"
     assert sent.header("Authorization") == "Bearer sk-no-key-required"
@@ -77,11 +75,8 @@ async def test_a_backend_from_env_answers(monkeypatch: pytest.MonkeyPatch, opena
 async def test_zero_config_openai_with_base_url_answers_with_its_own_key(monkeypatch: pytest.MonkeyPatch,
                                                                        openai_server: OpenAIServer) -> None:
     env(monkeypatch, OPENAI_API_KEY=OPENAI_KEY, OPENAI_BASE_URL=openai_server.base_url)
-    [backend] = from_env().backends
-    try:
-        await backend.adapter.chat(model="test-model", messages=MESSAGES)
-    finally:
-        await backend.adapter.aclose()
+    async with turnout.AsyncOpenAI(router=from_env()) as client:
+        await client.chat.completions.create(model="test-model", messages=MESSAGES)
     assert openai_server.chat_requests()[-1].header("Authorization") == f"Bearer {OPENAI_KEY}"
 
 
@@ -92,25 +87,19 @@ async def test_keys_from_dotenv_reach_their_own_backend_only(monkeypatch: pytest
                      f"TURNOUT_BACKENDS=groq,backup\nTURNOUT_BACKEND__GROQ__BASE_URL={groq_box.base_url}\n")
     env(monkeypatch, TURNOUT_BACKEND__BACKUP__PROVIDER="openrouter", TURNOUT_BACKEND__BACKUP__API_KEY_ENV="MY_OR_KEY",
         TURNOUT_BACKEND__BACKUP__BASE_URL=or_box.base_url)
-    router = from_env()
-    try:
-        for backend in router.backends:
-            await backend.adapter.chat(model="test-model", messages=MESSAGES)
-    finally:
-        for backend in router.backends:
-            await backend.adapter.aclose()
+    async with turnout.AsyncOpenAI(router=from_env()) as client:
+        for name in ("groq", "backup"):
+            await client.chat.completions.create(model=f"{name}/test-model", messages=MESSAGES)
+    assert len(groq_box.chat_requests()) == len(or_box.chat_requests()) == 1
     assert groq_box.chat_requests()[-1].header("Authorization") == f"Bearer {GROQ_KEY}"
     assert or_box.chat_requests()[-1].header("Authorization") == "Bearer or-secret-0123456789abcdef"
 
 
 async def test_an_ollama_backend_from_env_answers(monkeypatch: pytest.MonkeyPatch, ollama_server) -> None:
     env(monkeypatch, OLLAMA_HOST=ollama_server.host)
-    [backend] = from_env().backends
-    try:
-        reply = await backend.adapter.chat(model="test-model", messages=MESSAGES)
-    finally:
-        await backend.adapter.aclose()
-    assert reply.choices[0].message.content
+    async with turnout.AsyncOpenAI(router=from_env()) as client:
+        reply = await client.chat.completions.create(model="test-model", messages=MESSAGES)
+    assert reply.choices[0].message.content and turnout.served_by(reply) == "ollama"
 
 
 def test_importing_turnout_and_its_settings_loads_no_ollama_sdk() -> None:
