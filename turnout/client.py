@@ -72,7 +72,7 @@ class _Routed:
         handle = kwargs.get("http_client")
         self._turnout_retries = self._turnout_deadline = None
         self._turnout_headers = {}
-        if isinstance(handle, _Handle):  # copy(): share the original's router
+        if isinstance(handle, (_Handle, _SyncHandle)):  # copy(): share the original's router
             self.router = handle.router
             return kwargs
         if handle is not None:
