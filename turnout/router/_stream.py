@@ -51,7 +51,9 @@ async def _first_event(chunks: AsyncIterator[bytes], read: list[bytes], *, plain
         read.append(chunk)
         if not plain:
             return
-        pending += chunk
+        pending = pending + chunk if pending else chunk
+        if b"\n\n" not in pending and b"\r\r" not in pending and b"\n\r\n" not in pending:
+            continue  # no event is complete yet
         for event in _events(pending):
             data = _data(event)
             if data is not None:
