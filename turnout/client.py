@@ -92,6 +92,7 @@ class _Routed:
         self.router = router
         primary = router.primary
         return {**given, "api_key": _exposed_key(primary), "base_url": primary.adapter.base_url,
+                "timeout": given.get("timeout", getattr(primary.adapter, "timeout", openai.NOT_GIVEN)),
                 "max_retries": given.get("max_retries", primary.max_retries), "http_client": handle_type(router)}
 
     def _copied(self, new: Any, timeout: Any, max_retries: Any, headers: Mapping[str, str] | None,

@@ -126,6 +126,8 @@ class Adapter(Protocol):
 
     name: str
     base_url: str
+    timeout: float | None
+    """Seconds each attempt may take (``None``: no limit)."""
     capabilities: Capabilities
 
     async def send(self, call: Call) -> httpx2.Response:

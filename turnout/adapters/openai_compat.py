@@ -54,6 +54,7 @@ class OpenAICompatAdapter:
         self.name = name or self.preset.name
         self.capabilities = capabilities or self.preset.capabilities
         self.base_url = _resolve_base_url(self.name, self.preset, base_url)
+        self.timeout = timeout
         key = api_key or _preset_key(self.name, self.preset)
         if http_client is None:  # the SDK's own defaults, less the SSL context it would build for each client
             http_client = openai.DefaultAsyncHttpxClient(base_url=self.base_url, timeout=timeout,

@@ -22,7 +22,8 @@ from .._errors import describe, synthetic_request
 from ._backend import Backend
 from ._classify import Verdict, classify, retry_after
 from ._events import Emit, RouterEvent
-from ._health import Breaker, RetryBudget, now
+from . import _health
+from ._health import Breaker, RetryBudget
 
 __all__ = ["Runner", "deadline", "remaining", "max_retries_override", "LEARNED_FOR"]
 
@@ -85,12 +86,12 @@ class Runner:
         value: bool | None = getattr(self.adapter.capabilities, flag)
         if value is None and self._learned:
             until = self._learned.get((flag, model))
-            if until is not None and now() < until:
+            if until is not None and _health.now() < until:  # the module's clock, which tests move
                 return False
         return value
 
     def learn(self, flags: tuple[str, ...], model: str) -> None:
-        until = now() + LEARNED_FOR
+        until = _health.now() + LEARNED_FOR
         for flag in flags:
             self._learned[(flag, model)] = until
         log.info("backend %s cannot do %s for model %s: not asked again for %.0fs", self.name,
