@@ -11,6 +11,7 @@
 # by version and flags, install exactly that file, and repair a venv that holds
 # any other build.
 VENV="${TURNOUT_VENV:-.venv}"
+unset TURNOUT_VENV  # ours, not turnout's: its config refuses TURNOUT_* variables it does not know
 PYTHON="${PYTHON:-python3}"
 
 _turnout_pip() {  # _turnout_pip VENV ARGS...: that venv's pip, quietly
@@ -97,12 +98,12 @@ _turnout_llama_wheel() {  # sets TURNOUT_LLAMA_WHEEL to the portable wheel, buil
 
 _turnout_llama_repair() {  # _turnout_llama_repair VENV: unless its llama.cpp libraries are the wheel's, reinstall them
   if "$1/bin/python" - "$TURNOUT_LLAMA_WHEEL" <<'PY'
-import csv, io, sys, zipfile
+import csv, io, re, sys, zipfile
 from importlib import metadata
 
-def libraries(record):  # compiled files and their hashes, as RECORD lists them
+def libraries(record):  # compiled files (libggml-cpu.so, libggml-cpu.so.0, ...) and their hashes, as RECORD lists them
     rows = csv.reader(io.StringIO(record))
-    return {row[0]: row[1] for row in rows if len(row) > 1 and row[0].endswith((".so", ".dylib", ".dll"))}
+    return {row[0]: row[1] for row in rows if len(row) > 1 and re.search(r"\.(so[.0-9]*|dylib|dll|pyd)$", row[0])}
 
 with zipfile.ZipFile(sys.argv[1]) as wheel:
     want = libraries(next(wheel.read(n).decode() for n in wheel.namelist() if n.endswith(".dist-info/RECORD")))
