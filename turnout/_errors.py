@@ -91,7 +91,11 @@ def _summary(errors: Mapping[str, BaseException]) -> str:
 def describe(err: BaseException) -> str:
     """``ClassName 503: message``: one line naming what failed, for logs and summaries."""
     status = getattr(err, "status_code", None)
-    message = getattr(err, "message", None) or str(err)
+    body = getattr(err, "body", None)
+    if isinstance(body, dict) and isinstance(body.get("message"), str):  # the server's own words, on every SDK version
+        message = body["message"]
+    else:
+        message = getattr(err, "message", None) or str(err)
     if status:
         message = message.removeprefix(f"Error code: {status} - ")
         return f"{type(err).__name__} {status}: {message}"
