@@ -180,10 +180,10 @@ def test_health_gives_up_on_a_hanging_backend_at_its_timeout(turnout: Run, make_
     stuck.fail(Fault(hang=True))
     env = backends(("ok", backend("ok", ok.base_url)), ("stuck", backend("stuck", stuck.base_url)))
     start = time.monotonic()
-    done = turnout("health", "--timeout", "0.5", env=env)
+    done = turnout("health", "--timeout", "3", env=env)  # room for a loaded machine's first request; the hang is 30 s
     assert time.monotonic() - start < 15
     assert done.returncode == 0
-    assert "stuck: no answer within 0.5s" in done.stdout
+    assert "stuck: no answer within 3s" in done.stdout
 
 
 def test_health_with_bad_configuration_exits_2_without_traceback(turnout: Run) -> None:
