@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import inspect
 import urllib.parse
-from typing import Any, AsyncIterator, Iterator, Mapping, Optional, Type
+from typing import Any, AsyncIterator, Iterator, Mapping, Optional, Type, cast
 
 import httpx2
 import openai
@@ -179,7 +179,8 @@ class OpenAI(_Routed, openai.OpenAI):
                 stream_cls: Optional[type[Any]] = None) -> Any:
         cast_to = self._maybe_override_cast_to(cast_to, options)
         name, response = run(self._route(options, stream))
-        response.stream = _SyncRelay(response.stream) if not response.is_closed else httpx2.ByteStream(response.content)
+        body = cast(httpx2.AsyncByteStream, response.stream)  # the router's loop reads it: async
+        response.stream = _SyncRelay(body) if not response.is_closed else httpx2.ByteStream(response.content)
         answer = self._process_response(cast_to=cast_to, options=options, response=response, stream=stream,
                                         stream_cls=stream_cls)
         return _tagged(answer, name)
@@ -276,7 +277,7 @@ def _sdk_names(sdk: type) -> frozenset[str]:
     """The SDK constructor's own keyword arguments, read off this installed version."""
     names = _SDK_NAMES.get(sdk)
     if names is None:
-        names = _SDK_NAMES[sdk] = frozenset(inspect.signature(sdk.__init__).parameters) - {"self"}
+        names = _SDK_NAMES[sdk] = frozenset(inspect.signature(sdk).parameters)
     return names
 
 

@@ -64,7 +64,7 @@ class Selector:
         self._rank = {id(r): _priority(r, i) for i, r in ranked}
         self._by_name = {normalize_name(r.name): r for r in self.runners}
         self._open = [r for r in self.runners if r.backend.models is None]
-        self._declared: dict[str, list[Candidate]] = {}
+        self._declared: dict[str, list[tuple[Runner, str]]] = {}  # model -> (backend, its name for it)
         for r in self.runners:
             for alias, target in (r.backend.models or {}).items():
                 self._add(alias, r, target)

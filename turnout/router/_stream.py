@@ -11,7 +11,7 @@ stay delivered, and no other backend's answer is glued to them.
 from __future__ import annotations
 
 import json
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator, Callable, cast
 
 import httpx2
 import openai
@@ -31,7 +31,8 @@ async def open_stream(response: httpx2.Response, backend: str, on_break: Callabl
     except BaseException:
         await response.aclose()
         raise
-    response.stream = _Relay(read, chunks, response.stream, backend, response.request, on_break)
+    source = cast(httpx2.AsyncByteStream, response.stream)
+    response.stream = _Relay(read, chunks, source, backend, response.request, on_break)
     return response
 
 
