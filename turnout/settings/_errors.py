@@ -45,10 +45,15 @@ ACCEPTED: dict[str, str] = {
     "stateful_backend": "the name of a listed backend (files, batches and other stateful calls go to it)",
     "strict": "1 (a TURNOUT_ variable turnout does not read is an error) or 0 (a warning); "
               "true/false, yes/no, on/off too",
+    "serve_host": "the address `turnout serve` listens on, like 127.0.0.1 (without keys: a loopback address only)",
+    "serve_port": "a port number 1-65535 (0: any free port)",
+    "serve_api_keys": "a comma list of keys callers send as `Authorization: Bearer <key>`, or @/path/to/keyfile "
+                      "(one key per line)",
+    "serve_max_body": "the largest request body in bytes, like 33554432, or with a unit: 32MiB, 10MB",
     "backends": "a comma list of names (groq,openrouter) or a JSON list",
     "backend": "one TURNOUT_BACKEND__<NAME>__<FIELD> per field",
 }
-_SECRET = frozenset({"api_key", "headers"})
+_SECRET = frozenset({"api_key", "headers", "serve_api_keys"})
 
 
 def translate(err: ValidationError, layers: Sequence[Layer], names: Names) -> ConfigError:

@@ -119,6 +119,11 @@ class TurnoutSettings(BaseSettings):
     retry_budget_min: Retries = 10
     stateful_backend: Optional[str] = None
     strict: bool = True
+    # `turnout serve` (the extra turnout[serve]); read here so TURNOUT_SERVE_* are known variables
+    serve_host: str = "127.0.0.1"
+    serve_port: Annotated[int, Field(ge=0, le=65535)] = 8001
+    serve_api_keys: Annotated[Optional[tuple[SecretStr, ...]], NoDecode] = None
+    serve_max_body: Annotated[int, Field(gt=0)] = 32 * 2**20
 
     _layers: tuple[Layer, ...] = PrivateAttr(default=())
     _env_file: Resolved[Optional[str]] = PrivateAttr(default=Resolved(None, DEFAULT))
@@ -128,6 +133,16 @@ class TurnoutSettings(BaseSettings):
     @classmethod
     def _flag(cls, value: Any) -> bool:
         return parse_flag(value)  # the reading _strict() does ahead of validation: the two must agree
+
+    @field_validator("serve_api_keys", mode="before")
+    @classmethod
+    def _keys(cls, value: Any) -> tuple[SecretStr, ...] | None:
+        return _parse_keys(value)
+
+    @field_validator("serve_max_body", mode="before")
+    @classmethod
+    def _bytes(cls, value: Any) -> Any:
+        return _parse_bytes(value)
 
     def __init__(self, _env_file: str | os.PathLike[str] | None | EllipsisType = ..., **values: Any) -> None:
         _reject_unknown(values)
@@ -163,6 +178,50 @@ class TurnoutSettings(BaseSettings):
     def ignored(self) -> tuple[str, ...]:
         """Warnings for TURNOUT_ variables no field reads, let pass because ``strict`` is off."""
         return self._ignored
+
+
+def _parse_keys(value: Any) -> tuple[SecretStr, ...] | None:
+    """``key1,key2``, or ``@path`` to a file of keys (one per line or comma-separated; ``#`` comments).
+
+    A file keeps keys out of the process environment, which other processes of the same user can read.
+    Messages never repeat a key."""
+    if value is None:
+        return None
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if isinstance(value, str) and value.strip().startswith("@"):
+        path = Path(value.strip()[1:]).expanduser()
+        try:
+            value = path.read_text(encoding="utf-8")
+        except OSError as err:
+            raise ValueError(f"cannot read the key file {str(path)!r}: {err.strerror or err}") from None
+        value = ",".join(line.split("#", 1)[0] for line in value.splitlines())
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise ValueError("must be a comma list of keys or @file")
+    keys = [item.get_secret_value() if isinstance(item, SecretStr) else item for item in items]
+    if any(not isinstance(key, str) for key in keys):
+        raise ValueError("every key must be text")
+    keys = [key.strip() for key in keys if key.strip()]
+    if not keys:
+        raise ValueError("holds no key")
+    if any(len(key.split()) != 1 for key in keys):
+        raise ValueError("a key contains whitespace")
+    return tuple(SecretStr(key) for key in keys)
+
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 2**10, "m": 10**6, "mb": 10**6, "mib": 2**20,
+          "g": 10**9, "gb": 10**9, "gib": 2**30}
+
+
+def _parse_bytes(value: Any) -> Any:
+    """``33554432``, ``32MiB``, ``10MB`` (a number, then an optional unit) as bytes; the rest left to pydantic."""
+    if not isinstance(value, str):
+        return value
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", value)
+    if match is None or match.group(2).lower() not in _UNITS:
+        raise ValueError("is not a size")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
 def _reject_unknown(values: dict[str, Any]) -> None:
