@@ -78,6 +78,14 @@ def llamacpp() -> Iterator[LlamaCppServer]:
         yield server
 
 
+@pytest.fixture(autouse=True)
+def _llamacpp_alive(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The test during which the llama.cpp server dies names the death, not only the tests after it."""
+    yield
+    if "llamacpp" in request.fixturenames:
+        request.getfixturevalue("llamacpp").check()
+
+
 @pytest.fixture
 def ollama_server(monkeypatch: pytest.MonkeyPatch) -> Iterator:
     """A fresh Ollama-protocol server on a free loopback port; no ambient Ollama key reaches it."""
