@@ -4,6 +4,7 @@
     turnout health [--json]          every backend probed at once; exit 0 if any is up
     turnout models [--json]          every backend's models, with MODELS aliases
     turnout chat [PROMPT] [-v]       a routed completion, streamed
+    turnout serve [--port 8001]      the router as an OpenAI-compatible HTTP server (turnout[serve])
 
 Exit status: 0 done, 1 backends failed, 2 bad configuration or usage, 130 Ctrl-C.
 
@@ -64,6 +65,27 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("-v", "--verbose", action="count", default=0,
                       help="show each attempt, retry, wait, failover and who served (-vv: the router's log too)")
     chat.set_defaults(run="chat:main")
+
+    serve = commands.add_parser(
+        "serve", help="the router behind an OpenAI-compatible HTTP server (needs turnout[serve])",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Serve the OpenAI API under /v1 (chat/completions, completions, embeddings, models,\n"
+                    "audio, moderations, images) through the configured backends.",
+        epilog="TURNOUT_SERVE_API_KEYS (comma list or @file) makes every request need\n"
+               "`Authorization: Bearer <key>`; without keys only a loopback address is allowed.\n"
+               "SIGTERM finishes the requests in flight (up to --grace seconds), then exits 0.")
+    serve.add_argument("--host", default=None, help="address to listen on (default: TURNOUT_SERVE_HOST, else 127.0.0.1)")
+    serve.add_argument("--port", type=_port, default=None,
+                       help="port (default: TURNOUT_SERVE_PORT, else 8001; 0: any free port)")
+    serve.add_argument("--workers", type=_workers, default=1, metavar="N",
+                       help="worker processes, each with its own connections and breakers (default: 1)")
+    serve.add_argument("--grace", type=_seconds, default=30.0, metavar="SECONDS",
+                       help="on SIGTERM, how long requests in flight may take to finish (default: 30)")
+    serve.add_argument("--insecure", action="store_true",
+                       help="allow a non-loopback address without TURNOUT_SERVE_API_KEYS")
+    serve.add_argument("-v", "--verbose", action="count", default=0,
+                       help="also log the router's retries and failovers (single worker)")
+    serve.set_defaults(run="serve:main")
     return parser
 
 
@@ -124,6 +146,18 @@ def _seconds(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError("must be more than 0 seconds")
     return value
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
+    return int(text)
+
+
+def _workers(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers (1 or more)")
+    return int(text)
 
 
 def _version() -> str:

@@ -1,0 +1,93 @@
+"""One access line per request on the ``turnout.serve`` logger, and where the server's logs go.
+
+    POST /v1/chat/completions 200 good 41.7ms
+    POST /v1/chat/completions 200 good 1804.2ms stream, client left
+
+The path is logged without its query string, headers never: neither can
+then carry a key into the log. Every line, tracebacks included, passes
+through the :class:`~turnout.serve._scrub.Scrubber` before it is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Callable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ._wire import BACKEND_HEADER, NO_BACKEND
+
+__all__ = ["AccessLog", "log", "setup", "narrate", "NOTE"]
+
+log = logging.getLogger("turnout.serve")
+
+NOTE = "turnout.note"
+"""A scope key a handler sets to add a word to the access line (``stream, client left``)."""
+
+_HEADER = BACKEND_HEADER.encode()
+
+
+class AccessLog:
+    """ASGI middleware: method, path, status, backend and latency once the answer is complete."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 0
+        backend = NO_BACKEND
+
+        async def sending(message: Message) -> None:
+            nonlocal status, backend
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                backend = next((v.decode("latin-1") for k, v in message.get("headers", ()) if k == _HEADER),
+                               NO_BACKEND)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            note = scope.get(NOTE)
+            log.info("%s %s %d %s %.1fms%s", scope["method"], scope["path"], status, backend,
+                     (time.perf_counter() - start) * 1000, f" {note}" if note else "")
+
+
+class _Scrubbing(logging.Formatter):
+    def __init__(self, scrub: Callable[[str], str]) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self._scrub = scrub
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._scrub(super().format(record))
+
+
+_QUIET = ("turnout", "uvicorn.error")
+"""Warnings and errors only, unless :func:`narrate`: the router's info lines are one per retry and failover."""
+
+
+def setup(scrub: Callable[[str], str]) -> None:
+    """The server's log on stderr, scrubbed: access lines, turnout's and uvicorn's warnings and errors.
+
+    Once per process (a ``--workers`` process sets up its own): the first scrubber stays."""
+    if log.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Scrubbing(scrub))
+    for name in ("turnout.serve", *_QUIET):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(logging.INFO if name == "turnout.serve" else logging.WARNING)
+        logger.propagate = False
+
+
+def narrate() -> None:
+    """``turnout serve -v``: also the router's retries and failovers, and uvicorn's own notes."""
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(logging.INFO)
