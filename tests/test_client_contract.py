@@ -288,3 +288,24 @@ async def test_a_stream_broken_before_its_first_chunk_fails_over(make: Callable[
     text = "".join(c.choices[0].delta.content or "" for c in await drain(stream) if c.choices)
     assert text == "echo: hi there" and turnout.served_by(stream) == "second"
     assert (len(first.requests), len(second.requests)) == (1, 1)
+
+
+# -- who served what ---------------------------------------------------------------------
+
+async def test_served_by_names_the_backend_of_everything_parsed_from_an_answer(
+        make: Callable[..., Any], pair: tuple[OpenAIServer, OpenAIServer]) -> None:
+    first, second = pair
+    first.fail(Fault(status=503))
+    client = make()
+    raw = await settle(client.chat.completions.with_raw_response.create(model="test-model", messages=MSG))
+    assert turnout.served_by(raw) == "second" and turnout.served_by(raw.parse()) == "second"
+    chunks = await drain(await settle(client.chat.completions.create(model="test-model", messages=MSG, stream=True)))
+    assert {turnout.served_by(chunk) for chunk in chunks} == {"second"}
+    helper = client.chat.completions.stream(model="test-model", messages=MSG)
+    if hasattr(helper, "__aenter__"):
+        async with helper as stream:
+            await drain(stream)
+    else:
+        with helper as stream:
+            await drain(stream)
+    assert turnout.served_by(stream) == "second"

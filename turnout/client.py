@@ -47,11 +47,13 @@ _NOT_COPIED = ("api_key", "admin_api_key", "workload_identity", "provider", "org
 
 
 def served_by(answer: object) -> str | None:
-    """The backend that produced ``answer``: a completion, embedding, stream, raw or HTTP response."""
+    """The backend that produced ``answer``: a completion, embedding, stream chunk, stream (the
+    ``stream()`` helpers' too), raw or HTTP response."""
     name = getattr(answer, "__dict__", {}).get(_SERVED_BY)
     if name is not None:
         return name
-    for holder in (answer, getattr(answer, "response", None), getattr(answer, "http_response", None)):
+    for holder in (answer, getattr(answer, "response", None), getattr(answer, "http_response", None),
+                   getattr(answer, "_response", None)):  # the stream helpers keep the SDK stream's response here
         headers = getattr(holder, "headers", None)
         if isinstance(headers, httpx2.Headers):
             return headers.get(BACKEND_HEADER)
@@ -117,6 +119,12 @@ class _Routed:
         if name is not None:
             response.headers[BACKEND_HEADER] = name
         return name, response
+
+    def _process_response_data(self, *, data: object, cast_to: type[Any], response: httpx2.Response) -> Any:
+        """Everything the SDK parses (an answer, a raw response's ``parse()``, each stream chunk) is marked
+        with the backend whose response it came from."""
+        parsed = super()._process_response_data(data=data, cast_to=cast_to, response=response)  # type: ignore[misc]
+        return _tagged(parsed, response.headers.get(BACKEND_HEADER))
 
     def __repr__(self) -> str:
         return f"turnout.{type(self).__name__}({self.router!r})"
