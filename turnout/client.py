@@ -97,13 +97,24 @@ class _Routed:
                 "timeout": given.get("timeout", getattr(primary.adapter, "timeout", openai.NOT_GIVEN)),
                 "max_retries": given.get("max_retries", primary.max_retries), "http_client": handle_type(router)}
 
-    def _copied(self, new: Any, timeout: Any, max_retries: Any, headers: Mapping[str, str] | None,
-                set_headers: Mapping[str, str] | None) -> Any:
+    def copy(self, *, timeout: Any = openai.NOT_GIVEN, max_retries: Any = openai.NOT_GIVEN,
+             default_headers: Mapping[str, str] | None = None, set_default_headers: Mapping[str, str] | None = None,
+             **kwargs: Any) -> Any:
+        """A client sharing this one's backends (and their breakers), with a total ``timeout`` per call,
+        ``max_retries`` for every backend, or more ``default_headers``."""
+        changed = sorted(k for k in kwargs if k in _NOT_COPIED and _given(kwargs[k]) is not None)
+        if changed:
+            raise TypeError(f"copy() of a turnout client cannot change {', '.join(changed)}: its requests go to "
+                            f"its configured backends; build another turnout client for other backends")
+        new = super().copy(timeout=timeout, max_retries=max_retries,  # type: ignore[misc]
+                           default_headers=default_headers, set_default_headers=set_default_headers, **kwargs)
         new._turnout_retries = max_retries if _given(max_retries) is not None else self._turnout_retries
         new._turnout_deadline = _seconds(timeout) if _given(timeout) is not None else self._turnout_deadline
-        new._turnout_headers = dict(set_headers) if set_headers is not None else {**self._turnout_headers,
-                                                                                  **(headers or {})}
+        new._turnout_headers = (dict(set_default_headers) if set_default_headers is not None
+                                else {**self._turnout_headers, **(default_headers or {})})
         return new
+
+    with_options = copy
 
     async def _route(self, options: FinalRequestOptions, stream: bool) -> tuple[str | None, httpx2.Response]:
         if self._turnout_headers:
@@ -142,18 +153,6 @@ class AsyncOpenAI(_Routed, openai.AsyncOpenAI):
     def __init__(self, *, router: Router | None = None, **kwargs: Any) -> None:
         super().__init__(**self._sdk_arguments(openai.AsyncOpenAI, _Handle, router, kwargs))
 
-    def copy(self, *, timeout: Any = openai.NOT_GIVEN, max_retries: Any = openai.NOT_GIVEN,
-             default_headers: Mapping[str, str] | None = None, set_default_headers: Mapping[str, str] | None = None,
-             **kwargs: Any) -> AsyncOpenAI:
-        """A client sharing this one's backends (and their breakers), with a total ``timeout`` per call,
-        ``max_retries`` for every backend, or more ``default_headers``."""
-        _refuse_rerouting(kwargs)
-        new = super().copy(timeout=timeout, max_retries=max_retries, default_headers=default_headers,
-                           set_default_headers=set_default_headers, **kwargs)
-        return self._copied(new, timeout, max_retries, default_headers, set_default_headers)
-
-    with_options = copy
-
     async def request(self, cast_to: Type[Any], options: FinalRequestOptions, *, stream: bool = False,
                       stream_cls: Optional[type[Any]] = None) -> Any:
         cast_to = self._maybe_override_cast_to(cast_to, options)
@@ -171,17 +170,6 @@ class OpenAI(_Routed, openai.OpenAI):
 
     def __init__(self, *, router: Router | None = None, **kwargs: Any) -> None:
         super().__init__(**self._sdk_arguments(openai.OpenAI, _SyncHandle, router, kwargs))
-
-    def copy(self, *, timeout: Any = openai.NOT_GIVEN, max_retries: Any = openai.NOT_GIVEN,
-             default_headers: Mapping[str, str] | None = None, set_default_headers: Mapping[str, str] | None = None,
-             **kwargs: Any) -> OpenAI:
-        """As :meth:`AsyncOpenAI.copy`."""
-        _refuse_rerouting(kwargs)
-        new = super().copy(timeout=timeout, max_retries=max_retries, default_headers=default_headers,
-                           set_default_headers=set_default_headers, **kwargs)
-        return self._copied(new, timeout, max_retries, default_headers, set_default_headers)
-
-    with_options = copy
 
     def request(self, cast_to: Type[Any], options: FinalRequestOptions, *, stream: bool = False,
                 stream_cls: Optional[type[Any]] = None) -> Any:
@@ -269,13 +257,6 @@ def _exposed_key(primary: Backend) -> str:
             and urllib.parse.urlsplit(adapter.base_url).hostname == _OPENAI_HOST:
         return adapter.api_key
     return PLACEHOLDER_KEY
-
-
-def _refuse_rerouting(kwargs: Mapping[str, Any]) -> None:
-    changed = sorted(k for k in kwargs if k in _NOT_COPIED and _given(kwargs[k]) is not None)
-    if changed:
-        raise TypeError(f"copy() of a turnout client cannot change {', '.join(changed)}: its requests go to its "
-                        f"configured backends; build another turnout client for other backends")
 
 
 _SDK_NAMES: dict[type, frozenset[str]] = {}
