@@ -32,6 +32,7 @@ from typing import Any, Awaitable, Callable, Iterator, Optional
 import openai
 
 import turnout
+from bench.serve import fig_serve
 from turnout import Backend, OpenAICompatAdapter, Router
 
 MODEL = "bench-model"
@@ -534,6 +535,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             ("6+8 start-up", lambda: fig_startup(sizes, rep)),
             ("7 long conversation", lambda: asyncio.run(fig_long(srv, sizes, rep))),
             ("9 memory", lambda: asyncio.run(fig_memory(srv, sizes, rep))),
+            ("10 serve", lambda: fig_serve(srv, sizes, rep)),
         ]
         for label, step in steps:
             if args.only and not set(args.only) & set(label.split()[0].split("+")):
