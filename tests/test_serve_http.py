@@ -20,7 +20,7 @@ from typing import Any, Iterator
 import httpx2
 import pytest
 
-from tests.loopback import OpenAIServer
+from tests.loopback import Fault, OpenAIServer
 from tests.test_cli import backend, backends, clean_env
 from tests.test_serve import Served
 
@@ -165,6 +165,14 @@ def test_unknown_paths_and_methods_are_404_and_405(http: httpx2.Client) -> None:
     assert wrong.headers["allow"] == "POST"
 
 
+def test_a_backends_rate_limit_keeps_its_status_and_retry_after(http: httpx2.Client, good: OpenAIServer) -> None:
+    good.fail(Fault(status=429, retry_after="7", error_type="requests", code="rate_limit_exceeded"), times=1)
+    answer = http.post(CHAT, json=chat(model="good/test-model"))
+    assert answer.status_code == 429
+    assert answer.headers["retry-after"] == "7"
+    assert answer.json()["error"]["code"] == "rate_limit_exceeded"
+
+
 # -- access ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("authorization", [None, "", "Bearer", f"Basic {KEY}", "Bearer wrong-key-1234567890",
@@ -201,6 +209,18 @@ async def test_a_caller_hanging_up_mid_stream_releases_the_backends_connection(
                 break  # one chunk of 200, then hang up
     assert await slow.released()  # long before the stream's 10 s: the server closed it when the caller left
     assert any(line.rstrip().endswith("stream, client left") for line in server.access_lines(CHAT))
+
+
+def test_a_stream_breaking_after_its_first_event_ends_with_an_error_event(http: httpx2.Client,
+                                                                          good: OpenAIServer) -> None:
+    good.fail(Fault(cut_after=3), times=1)
+    with http.stream("POST", CHAT, json=chat("one two three four five six", stream=True)) as answer:
+        assert answer.status_code == 200
+        events = [json.loads(line[6:]) for line in answer.iter_lines() if line.startswith("data: ")]
+    assert [e["choices"][0]["delta"].get("content") for e in events[:3]] == ["", "echo:", " one"]
+    error = events[-1]["error"]
+    assert error["code"] == "stream_broken"
+    assert error["message"].startswith("stream from backend 'good' broke after 3 chunk(s)")
 
 
 async def test_200_concurrent_streams_each_arrive_whole(server: Served) -> None:
