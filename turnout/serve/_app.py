@@ -242,7 +242,12 @@ def _relay(response: httpx2.Response, stream: bool, scope: Scope, scrub: Scrubbe
 
 class _Stream(StreamingResponse):
     """An SSE answer relayed as its chunks arrive. However it ends (done, the caller gone, a shutdown
-    past its grace period), the backend's response is closed, so its connection is released."""
+    past its grace period), the backend's response is closed, so its connection is released.
+
+    It listens for the caller's disconnect itself while sending, whatever ASGI version the server
+    declares: Starlette leaves that to the server from ASGI 2.4 on, and some uvicorn versions
+    declare 2.4 yet drop a send to a closed connection silently, which would relay the whole
+    stream to nobody."""
 
     def __init__(self, upstream: httpx2.Response, chunks: AsyncIterator[bytes], **kwargs: Any) -> None:
         super().__init__(chunks, **kwargs)
@@ -251,13 +256,23 @@ class _Stream(StreamingResponse):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope[_log.NOTE] = "stream, client left"  # until the last chunk is sent
         try:
-            await super().__call__(scope, receive, send)
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._send_all, send, group.cancel_scope)
+                await self.listen_for_disconnect(receive)
+                group.cancel_scope.cancel()
         except anyio.get_cancelled_exc_class():  # from outside: a shutdown's grace period ran out
             scope[_log.NOTE] = "stream, cut at shutdown"
             raise
         finally:
             with anyio.CancelScope(shield=True):
                 await self.upstream.aclose()
+
+    async def _send_all(self, send: Send, scope: anyio.CancelScope) -> None:
+        try:
+            await self.stream_response(send)
+        except OSError:  # the caller is gone (ASGI 2.4 servers say so on send)
+            pass
+        scope.cancel()
 
 
 async def _chunks(upstream: httpx2.Response, scope: Scope, scrub: Scrubber) -> AsyncIterator[bytes]:

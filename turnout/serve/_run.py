@@ -8,6 +8,7 @@ every ``turnout`` command).
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 import signal
 import socket
@@ -65,7 +66,7 @@ def serve(settings: TurnoutSettings, *, host: str, port: int, workers: int = 1, 
     signal.signal(signal.SIGTERM, _stopped)  # uvicorn re-raises it after shutting down: exit 0, not -15
     if workers > 1:
         _log.log.info("listening on %s with %d workers (backends: %s; %s)", where, workers, backends, access)
-        Multiprocess(uvicorn.Config(FACTORY, factory=True, workers=workers, **options), sockets=[sock]).run()
+        _supervisor(uvicorn.Config(FACTORY, factory=True, workers=workers, **options), sock).run()
     else:
         _Server(uvicorn.Config(app, **options), f"listening on {where} (backends: {backends}; {access})").run(
             sockets=[sock])
@@ -90,6 +91,13 @@ class _Server(uvicorn.Server):
                       self.config.timeout_graceful_shutdown or 0)
         await super().shutdown(sockets)
         _log.log.info("stopped")
+
+
+def _supervisor(config: uvicorn.Config, sock: socket.socket) -> Multiprocess:
+    """uvicorn's worker supervisor (older uvicorn versions, 0.30 among them, also take the worker's ``target``)."""
+    if "target" in inspect.signature(Multiprocess).parameters:
+        return Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock])  # type: ignore[call-arg]
+    return Multiprocess(config, sockets=[sock])
 
 
 def _bind(host: str, port: int) -> socket.socket:
