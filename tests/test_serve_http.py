@@ -101,10 +101,13 @@ def raw_exchange(port: int, head: bytes, body: bytes = b"") -> bytes:
 
 # -- bad input ---------------------------------------------------------------------------
 
+NOT_JSON = "We could not parse the JSON body of your request: it is not valid JSON."
+
+
 @pytest.mark.parametrize("body, message", [
-    (b'{"model": "test-model", "messages": [', "We could not parse the JSON body of your request: it is not valid JSON."),
-    (b"\xff\xfe not text", "We could not parse the JSON body of your request: it is not valid JSON."),
-    (b"[" * 20000 + b"]" * 20000, "We could not parse the JSON body of your request: it is not valid JSON."),
+    (b'{"model": "test-model", "messages": [', NOT_JSON),
+    (b"\xff\xfe not text", NOT_JSON),
+    (b"[" * 20000 + b"]" * 20000, NOT_JSON),  # deeper than the parser recurses
     (b'["model", "test-model"]', "The request body must be a JSON object."),
 ])
 def test_a_body_that_is_not_a_json_object_is_a_400(http: httpx2.Client, body: bytes, message: str) -> None:

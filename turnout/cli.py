@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="TURNOUT_SERVE_API_KEYS (comma list or @file) makes every request need\n"
                "`Authorization: Bearer <key>`; without keys only a loopback address is allowed.\n"
                "SIGTERM finishes the requests in flight (up to --grace seconds), then exits 0.")
-    serve.add_argument("--host", default=None, help="address to listen on (default: TURNOUT_SERVE_HOST, else 127.0.0.1)")
+    serve.add_argument("--host", default=None,
+                       help="address to listen on (default: TURNOUT_SERVE_HOST, else 127.0.0.1)")
     serve.add_argument("--port", type=_port, default=None,
                        help="port (default: TURNOUT_SERVE_PORT, else 8001; 0: any free port)")
     serve.add_argument("--workers", type=_workers, default=1, metavar="N",

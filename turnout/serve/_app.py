@@ -142,7 +142,8 @@ async def _json(request: Request, state: _State, path: str, streams: bool) -> Re
 async def _multipart(request: Request, state: _State, path: str, streams: bool) -> Response:
     if _media_type(request) != "multipart/form-data":
         raise Refusal(415, f"{request.url.path} takes multipart/form-data (a file upload), "
-                           f"not {_media_type(request) or 'a body without Content-Type'}.", code="unsupported_media_type")
+                           f"not {_media_type(request) or 'a body without Content-Type'}.",
+                      code="unsupported_media_type")
     form = await request.form()
     try:
         fields: dict[str, Any] = {}
