@@ -217,8 +217,10 @@ def test_no_secret_in_repr_logs_errors_or_describe(monkeypatch: pytest.MonkeyPat
         TURNOUT_BACKENDS='["groq", "box", {"name": "json", "provider": "vllm", "api_key": "json-secret-0123456789abcdef"}]',
         TURNOUT_BACKEND__BOX__PROVIDER="vllm", TURNOUT_BACKEND__BOX__API_KEY=SECRET,
         TURNOUT_BACKEND__BOX__HEADERS=json.dumps({"Authorization": f"Bearer {header_secret}"}),
+        TURNOUT_SERVE_API_KEYS="serve-secret-0123456789abcdef,serve-other-0123456789abcdef",
         OPENAI_API_KEY=OPENAI_KEY)
-    secrets = [GROQ_KEY, SECRET, header_secret, "json-secret-0123456789abcdef", OPENAI_KEY]
+    secrets = [GROQ_KEY, SECRET, header_secret, "json-secret-0123456789abcdef", OPENAI_KEY,
+               "serve-secret-0123456789abcdef", "serve-other-0123456789abcdef"]
     caplog.set_level(logging.DEBUG)
     settings = TurnoutSettings()
     config = resolve(settings)

@@ -39,6 +39,7 @@ T = TypeVar("T")
 
 PREFIX = "TURNOUT_"
 _SECRET_FIELDS = ("api_key", "headers")
+_SECRET_SETTINGS = ("serve_api_keys",)  # router-wide fields that hold secrets
 
 
 class Layer(PydanticBaseSettingsSource):
@@ -68,6 +69,9 @@ class Layer(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         data = dict(self.inner())
+        for field in _SECRET_SETTINGS:
+            if isinstance(data.get(field), str):
+                data[field] = SecretStr(data[field])
         sections = self._sections(data.get("backend"))
         if "backends" in data:
             data["backends"] = self._lift(data["backends"], sections)
