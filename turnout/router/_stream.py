@@ -11,6 +11,7 @@ stay delivered, and no other backend's answer is glued to them.
 from __future__ import annotations
 
 import json
+import re
 from typing import AsyncIterator, Callable, cast
 
 import httpx2
@@ -53,24 +54,26 @@ async def _first_event(chunks: AsyncIterator[bytes], read: list[bytes], *, plain
         if not plain:
             return
         pending = pending + chunk if pending else chunk
-        if b"\n\n" not in pending and b"\r\r" not in pending and b"\n\r\n" not in pending:
-            continue  # no event is complete yet
-        for event in _events(pending):
-            data = _data(event)
-            if data is not None:
-                _check_first(data, backend, request)
-                return
+        data = _first_data(pending)
+        if data is not None:
+            _check_first(data, backend, request)
+            return
 
 
-def _events(buffer: bytes) -> list[bytes]:
-    """The complete events in ``buffer`` (the last, unterminated part is not one)."""
-    normalized = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    return normalized.split(b"\n\n")[:-1]
+_END_OF_EVENT = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 
 
-def _data(event: bytes) -> bytes | None:
-    lines = [line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
-    return b"\n".join(lines) if lines else None
+def _first_data(buffer: bytes) -> bytes | None:
+    """The data of the first complete event that has any (comments before it are skipped); the rest of
+    ``buffer``, often the whole stream from a fast server, is not even looked at."""
+    start = 0
+    for end in _END_OF_EVENT.finditer(buffer):
+        event = buffer[start:end.start()].replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lines = [line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
+        if lines:
+            return b"\n".join(lines)
+        start = end.end()
+    return None
 
 
 def _check_first(data: bytes, backend: str, request: httpx2.Request) -> None:
