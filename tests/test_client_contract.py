@@ -309,3 +309,13 @@ async def test_served_by_names_the_backend_of_everything_parsed_from_an_answer(
         with helper as stream:
             await drain(stream)
     assert turnout.served_by(stream) == "second"
+
+
+async def test_is_closed_says_whether_the_backends_were_closed(make: Callable[..., Any],
+                                                               pair: tuple[OpenAIServer, OpenAIServer]) -> None:
+    client = make()
+    await chat(client)
+    copy = client.with_options(max_retries=0)
+    assert not client.is_closed() and not copy.is_closed()
+    await settle(client.close())
+    assert client.is_closed() and copy.is_closed(), "a copy shares the original's backends, as the SDK's copies share its http client"

@@ -161,9 +161,6 @@ class AsyncOpenAI(_Routed, openai.AsyncOpenAI):
                                               stream_cls=stream_cls)
         return _tagged(answer, name)
 
-    async def close(self) -> None:
-        await self.router.aclose()
-
 
 class OpenAI(_Routed, openai.OpenAI):
     """An ``openai.OpenAI`` served like :class:`AsyncOpenAI`, by the same async Router on a background loop."""
@@ -181,9 +178,6 @@ class OpenAI(_Routed, openai.OpenAI):
                                         stream_cls=stream_cls)
         return _tagged(answer, name)
 
-    def close(self) -> None:
-        run(self.router.aclose())
-
 
 # -- the SDK's http_client slot: carries the router through the SDK's copy() ----------
 
@@ -200,6 +194,8 @@ class _Refuse(httpx2.AsyncBaseTransport, httpx2.BaseTransport):
 
 
 class _Handle(httpx2.AsyncClient):
+    """The SDK's ``close()`` closes its http client: for turnout's clients, that closes the backends."""
+
     def __init__(self, router: Router) -> None:
         super().__init__(transport=_Refuse(), trust_env=False)
         self.router = router
