@@ -129,3 +129,20 @@ def test_readme_matrix_lists_every_preset_with_its_address() -> None:
             assert f"`{p.base_url}`" in readme, p.name
         for var in p.key_envs:
             assert f"`{var}`" in readme, var
+
+
+def test_readme_matrix_says_what_each_preset_can_do_beyond_chat() -> None:
+    """The matrix's "can do" column names exactly the endpoints a preset claims, so README tells the truth."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    words = {"audio_transcription": "audio", "completions": "completions", "moderations": "moderations",
+             "image_generation": "images", "responses": "Responses"}
+    for p in PRESETS.values():
+        if p.name in ("ollama", "openai_compat"):
+            continue
+        row = next(line for line in readme.splitlines() if re.match(rf"^\| \[[^\]]*\]\([^)]*\) \| `{p.name}`", line))
+        said = {w.strip() for w in row.split(" | ")[4].split(" (")[0].split(",")}
+        claimed = {word for flag, word in words.items() if getattr(p.capabilities, flag)}
+        assert said & set(words.values()) == claimed, p.name
