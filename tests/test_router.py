@@ -502,8 +502,10 @@ async def test_1000_concurrent_requests_with_a_flaky_primary_are_all_answered(cl
     flaky, healthy = make_openai_server(), make_openai_server()
     rng = __import__("random").Random(7)
     flaky.faults.take = lambda: Fault(status=500) if rng.random() < 1 / 3 else None  # type: ignore[method-assign]
-    client = clients(backend(flaky, "flaky", max_retries=1, allowed_fails=10**6), backend(healthy, "healthy"),
-                     retry_budget_min=10**6)
+    # Attempts get a minute: on a loaded machine a 5 s timeout let a request time out in the server's queue,
+    # counted as an attempt here before the server had recorded it (the counts below would then differ).
+    client = clients(backend(flaky, "flaky", max_retries=1, allowed_fails=10**6, attempt_timeout=60),
+                     backend(healthy, "healthy", attempt_timeout=60), retry_budget_min=10**6)
     prompts = [f"request {i}" for i in range(1000)]
     replies = await asyncio.gather(*(chat(client, messages=[{"role": "user", "content": p}])
                                      for p in prompts))
