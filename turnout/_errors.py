@@ -62,7 +62,7 @@ class AllBackendsFailedError(TurnoutError):
     @classmethod
     def combine(cls, errors: Mapping[str, BaseException], decisive: BaseException) -> AllBackendsFailedError:
         combined = _combined_class(type(decisive))
-        err = combined.__new__(combined)
+        err: AllBackendsFailedError = combined.__new__(combined)  # type: ignore[call-overload]
         err.__dict__.update(decisive.__dict__)
         message = _summary(errors) if errors else str(decisive)
         Exception.__init__(err, message)

@@ -11,6 +11,7 @@ import argparse
 import sys
 import time
 from collections import Counter
+from typing import Any, cast
 
 from .. import RouterEvent
 from ..client import AsyncOpenAI, served_by
@@ -38,7 +39,7 @@ async def _chat(config: ResolvedConfig, args: argparse.Namespace, messages: list
     start = time.perf_counter()
     async with AsyncOpenAI(router=build_router(config, on_event=say.event if say.on else None)) as client:
         if args.stream:
-            stream = await client.chat.completions.create(model=model, messages=messages, stream=True)  # type: ignore[arg-type]
+            stream = await client.chat.completions.create(model=model, messages=cast(Any, messages), stream=True)
             async with stream:
                 ended_with_newline = True
                 async for chunk in stream:
@@ -51,7 +52,7 @@ async def _chat(config: ResolvedConfig, args: argparse.Namespace, messages: list
                 sys.stdout.write("\n")
             backend = served_by(stream)
         else:
-            reply = await client.chat.completions.create(model=model, messages=messages)  # type: ignore[arg-type]
+            reply = await client.chat.completions.create(model=model, messages=cast(Any, messages))
             text = reply.choices[0].message.content or ""
             sys.stdout.write(text if text.endswith("\n") else text + "\n")
             backend = served_by(reply)

@@ -33,7 +33,7 @@ import os
 import re
 import time
 from contextlib import contextmanager
-from typing import Any, AsyncIterator, Iterable, Iterator, Mapping
+from typing import Any, AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
 
 import httpx
 import httpx2
@@ -218,7 +218,7 @@ class OllamaAdapter:
                 raise
             raise mapped from err
 
-    async def _stream_parts(self, call: ChatCall, state: StreamState) -> AsyncIterator[dict[str, Any]]:
+    async def _stream_parts(self, call: ChatCall, state: StreamState) -> AsyncGenerator[dict[str, Any], None]:
         """Ollama's NDJSON lines as dicts; nothing is sent before the first ``__anext__``."""
         lines: AsyncIterator[dict[str, Any]] | None = None
         try:

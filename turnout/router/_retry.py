@@ -70,13 +70,15 @@ class Runner:
         self.counters = Counters()
         self._emit = emit
         self._learned: dict[tuple[str, str], float] = {}
+        # backoff's stubs expect a wait generator that yields floats and a sync handler; it also primes
+        # the generator with next() and accepts async handlers, which these are.
         self.call: Callable[..., Awaitable[Any]] = backoff.on_exception(
-            self._waits,
+            self._waits,  # type: ignore[arg-type]
             openai.APIError,
             max_tries=self._max_tries,
             jitter=None,  # _waits jitters the exponential waits itself and honours Retry-After exactly
             giveup=self._giveup,
-            on_backoff=self._on_backoff,
+            on_backoff=self._on_backoff,  # type: ignore[arg-type]
             logger=None,
         )(self._attempt)
 

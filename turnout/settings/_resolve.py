@@ -124,7 +124,7 @@ def _described(r: Resolved[Any]) -> dict[str, Any]:
 def resolve(settings: TurnoutSettings, *, strict: bool = True) -> ResolvedConfig:
     """Settings -> backends; ``strict=False`` collects problems instead of raising (for ``turnout config``)."""
     problems: list[str] = []
-    selected = _attempt(problems, lambda: _selection(settings), [])
+    selected: list[tuple[str, Origin]] = _attempt(problems, lambda: _selection(settings), [])
     backends = tuple(_backend(settings, name, origin) for name, origin in selected)
     problems += [p for b in backends for p in b.problems]
     stateful = _global(settings, "stateful_backend")
@@ -193,7 +193,7 @@ def _orphans(settings: TurnoutSettings, selected: list[str]) -> list[str]:
 
 
 def _setters(settings: TurnoutSettings, name: str) -> str:
-    fields = sorted(settings.backend[name].model_fields_set) or [None]
+    fields: list[str | None] = [*sorted(settings.backend[name].model_fields_set)] or [None]
     return ", ".join(where(settings.origin("backend", name, *([f] if f else []))) for f in fields)
 
 
