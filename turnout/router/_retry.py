@@ -82,6 +82,18 @@ class Runner:
             logger=None,
         )(self._attempt)
 
+    async def serve(self, op: Callable[[Any], Awaitable[T]], arg: Any) -> T:
+        """One request on this backend, its retries included, counted as a success or a failure."""
+        self.counters.requests += 1
+        self.budget.request()
+        try:
+            result = await self.call(op, arg)
+        except openai.APIError:
+            self.counters.failures += 1
+            raise
+        self.counters.successes += 1
+        return result
+
     # -- capabilities: declared, or learned from a refusal -----------------------
     def has(self, flag: str, model: str) -> bool | None:
         """Yes, no or unknown; an unknown this backend refused for ``model`` reads no for a while."""

@@ -111,11 +111,6 @@ class Router:
         """The backend requests try first (the lowest priority)."""
         return self._select.runners[0].backend
 
-    @property
-    def stateful(self) -> Adapter:
-        """The backend stateful endpoints are pinned to."""
-        return self._stateful.adapter
-
     def _stateful_runner(self, name: str | None) -> Runner:
         ranked = self._select.runners
         if name is not None:
@@ -205,15 +200,7 @@ class Router:
     # -- pinned: one backend, never failed over -------------------------------------
     async def _pinned(self, call: Call) -> Served:
         runner = self._stateful
-        runner.counters.requests += 1
-        runner.budget.request()
-        try:
-            response = await runner.call(_sender(runner, call.stream), call)
-        except openai.APIError:
-            runner.counters.failures += 1
-            raise
-        runner.counters.successes += 1
-        return runner.name, response
+        return runner.name, await runner.serve(_sender(runner, call.stream), call)
 
     # -- routed: the walk ----------------------------------------------------------
     def _plan(self, call: Call) -> list[Candidate]:
@@ -255,12 +242,9 @@ class Router:
             log.info("failing over from %s to %s", last, runner.name)
             if self._emit:
                 await self._emit(RouterEvent("failover", last, error=errors[last], to=runner.name))
-        runner.counters.requests += 1
-        runner.budget.request()
         try:
-            response = await runner.call(_sender(runner, call.stream), _renamed(call, model))
+            response = await runner.serve(_sender(runner, call.stream), _renamed(call, model))
         except openai.APIError as err:
-            runner.counters.failures += 1
             if unsure and _refused(err):
                 runner.learn(unsure, model)
             elif classify(err) is Verdict.RAISE:
@@ -270,7 +254,6 @@ class Router:
             if self._emit:
                 await self._emit(RouterEvent("failure", runner.name, error=err))
             return None
-        runner.counters.successes += 1
         return runner.name, response
 
 
