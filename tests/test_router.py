@@ -52,7 +52,7 @@ class Clock:
 @pytest.fixture
 def clock(mocker) -> Clock:
     c = Clock()
-    mocker.patch("turnout.router._health.now", side_effect=lambda: c.now)
+    mocker.patch("turnout.state._clock.now", side_effect=lambda: c.now)
     return c
 
 

@@ -25,6 +25,10 @@ UNSUPPORTED = "unsupported_by_backend"
 """The ``code`` of a 400 an adapter raises, before sending, for what its backend cannot do:
 another backend may, so the router fails over on it instead of raising."""
 
+RATE_LIMITED = "rate_limited_by_turnout"
+"""The ``code`` of the 429 the router raises itself, before sending, when rate limits leave no room:
+the backend is not at fault (no breaker counts it), and every other candidate may still be tried."""
+
 __all__ = ["TurnoutError", "ConfigError", "BrokenStreamError", "AllBackendsFailedError", "status_error",
            "malformed_response", "describe"]
 

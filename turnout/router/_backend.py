@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, Optional
 
 from ..adapters import Adapter
 
@@ -23,6 +23,9 @@ class Backend:
     backoff_max   cap on one wait, seconds; also the cap on an honoured Retry-After
     allowed_fails consecutive failed requests before the backend cools down
     cooldown      seconds a cooled-down backend is skipped before one probe request
+    rpm           requests per minute this backend may be sent (``None``: no limit), counted in
+                  the router's state: across processes when that is shared (Redis)
+    tpm           tokens per minute, estimated before each request and corrected from its answer
     """
 
     adapter: Adapter
@@ -34,6 +37,8 @@ class Backend:
     backoff_max: float = 30.0
     allowed_fails: int = 3
     cooldown: float = 30.0
+    rpm: Optional[int] = None
+    tpm: Optional[int] = None
 
     @property
     def name(self) -> str:

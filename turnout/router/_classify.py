@@ -8,6 +8,7 @@
 | context length exceeded                    | no                 | yes            |
 | a backend refuses what it cannot do (code "unsupported_by_backend") | no | yes        |
 | 400/422: the request itself is bad         | no                 | no: raise      |
+| the router's own 429 (code "rate_limited_by_turnout"): no room in a rate window | no | yes |
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 
 import openai
 
-from .._errors import UNSUPPORTED
+from .._errors import RATE_LIMITED, UNSUPPORTED
 
 __all__ = ["Verdict", "classify", "retry_after"]
 
@@ -52,6 +53,8 @@ def classify(err: BaseException) -> Verdict:
 
 def _classify_status(err: openai.APIStatusError) -> Verdict:
     status = err.status_code
+    if err.code == RATE_LIMITED:  # raised here, before sending: nothing to retry, nobody to blame
+        return Verdict.FAILOVER
     if status >= 500 or status in _RETRY_STATUS:
         return Verdict.RETRY
     if err.code == UNSUPPORTED or _is_context_length(err):

@@ -1,8 +1,10 @@
-"""One backend's call path: its own ``backoff`` decorator, breaker, budget and counters.
+"""One backend's call path: its own ``backoff`` decorator, its state (breaker, budget, rate windows) and counters.
 
 Each backend gets its decorator when the router is built, so one backend's
 retries never consume another's. The SDK clients retry nothing themselves
-(``max_retries=0``): this is the only retry layer.
+(``max_retries=0``): this is the only retry layer. The state lives in the
+router's store (``turnout.state``): this process's memory, or Redis shared by
+every process; each step on it is one call.
 """
 
 from __future__ import annotations
@@ -16,14 +18,16 @@ from dataclasses import asdict, dataclass
 from typing import Any, Awaitable, Callable, Generator, TypeVar
 
 import backoff
+import httpx2
 import openai
 
 from .._errors import describe, synthetic_request
+from ..adapters import Call
+from ..state import Admission, Limits, State, _clock
 from ._backend import Backend
 from ._classify import Verdict, classify, retry_after
 from ._events import Emit, RouterEvent
-from . import _health
-from ._health import Breaker, RetryBudget
+from ._quota import count_stream, error_headers, estimate_tokens, limit_text, provider_limit, retry_refused, tokens_used
 
 __all__ = ["Runner", "deadline", "remaining", "max_retries_override", "LEARNED_FOR"]
 
@@ -54,6 +58,7 @@ class Counters:
     failures: int = 0
     attempts: int = 0
     retries: int = 0
+    retries_denied: int = 0
     latency_total: float = 0.0
     latency_last: float = 0.0
 
@@ -61,15 +66,20 @@ class Counters:
 class Runner:
     """Calls one backend: attempts, retries with backoff, and the bookkeeping around them."""
 
-    def __init__(self, backend: Backend, *, budget_ratio: float, budget_min: int, emit: Emit | None) -> None:
+    def __init__(self, backend: Backend, *, state: State, budget_ratio: float, budget_min: int,
+                 emit: Emit | None) -> None:
         self.backend = backend
         self.name = backend.name
         self.adapter = backend.adapter
-        self.breaker = Breaker(backend.allowed_fails, backend.cooldown)
-        self.budget = RetryBudget(budget_ratio, budget_min)
+        timeout = getattr(backend.adapter, "timeout", None) or 60.0
+        self.limits = Limits(allowed_fails=max(1, backend.allowed_fails), cooldown=backend.cooldown, rpm=backend.rpm,
+                             tpm=backend.tpm, budget_ratio=budget_ratio, budget_min=budget_min,
+                             probe_lease=max(backend.cooldown, timeout * (backend.max_retries + 1)))
+        self.shared = state.backend(backend.name, self.limits)
         self.counters = Counters()
         self._emit = emit
         self._learned: dict[tuple[str, str], float] = {}
+        self._pending: set[asyncio.Future[Any]] = set()
         # backoff's stubs expect a wait generator that yields floats and a sync handler; it also primes
         # the generator with next() and accepts async handlers, which these are.
         self.call: Callable[..., Awaitable[Any]] = backoff.on_exception(
@@ -77,22 +87,39 @@ class Runner:
             openai.APIError,
             max_tries=self._max_tries,
             jitter=None,  # _waits jitters the exponential waits itself and honours Retry-After exactly
-            giveup=self._giveup,
+            giveup=self._giveup,  # type: ignore[arg-type]
             on_backoff=self._on_backoff,  # type: ignore[arg-type]
             logger=None,
         )(self._attempt)
 
-    async def serve(self, op: Callable[[Any], Awaitable[T]], arg: Any) -> T:
-        """One request on this backend, its retries included, counted as a success or a failure."""
+    async def admit(self, call: Call, *, hold: bool = True) -> Admission:
+        """May ``call`` go to this backend now? Counted in its windows if so (see ``BackendState.admit``)."""
+        return await self.shared.admit(estimate_tokens(call.body) if self.limits.tpm else 0, hold=hold)
+
+    def held(self, admission: Admission) -> str:
+        """What held a request back, in words."""
+        return limit_text(admission.why, self.limits.rpm, self.limits.tpm) if admission.full else admission.why
+
+    async def serve(self, op: Callable[[Any], Awaitable[T]], arg: Any, admission: Admission | None = None) -> T:
+        """One request on this backend, its retries included, counted as a success or a failure.
+
+        Without ``admission`` (a pinned request) it is counted, never held back."""
+        if admission is None:
+            admission = await self.admit(arg, hold=False) if isinstance(arg, Call) else await self.shared.admit(0, hold=False)
         self.counters.requests += 1
-        self.budget.request()
         try:
-            result = await self.call(op, arg)
+            result = await self.call(op, arg, admission)
         except openai.APIError:
             self.counters.failures += 1
             raise
         self.counters.successes += 1
         return result
+
+    def broke(self) -> None:
+        """A stream broke after its first event (told synchronously): counted as a failed attempt."""
+        step = asyncio.ensure_future(self.shared.failed())
+        self._pending.add(step)
+        step.add_done_callback(self._pending.discard)
 
     # -- capabilities: declared, or learned from a refusal -----------------------
     def has(self, flag: str, model: str) -> bool | None:
@@ -100,12 +127,12 @@ class Runner:
         value: bool | None = getattr(self.adapter.capabilities, flag)
         if value is None and self._learned:
             until = self._learned.get((flag, model))
-            if until is not None and _health.now() < until:  # the module's clock, which tests move
+            if until is not None and _clock.now() < until:  # the state's clock, which tests move
                 return False
         return value
 
     def learn(self, flags: tuple[str, ...], model: str) -> None:
-        until = _health.now() + LEARNED_FOR
+        until = _clock.now() + LEARNED_FOR
         for flag in flags:
             self._learned[(flag, model)] = until
         log.info("backend %s cannot do %s for model %s: not asked again for %.0fs", self.name,
@@ -116,7 +143,13 @@ class Runner:
         return (self.backend.max_retries if override is None else override) + 1
 
     # -- one attempt -----------------------------------------------------------
-    async def _attempt(self, op: Callable[[Any], Awaitable[T]], arg: Any) -> T:
+    async def _attempt(self, op: Callable[[Any], Awaitable[T]], arg: Any, admission: Admission) -> T:
+        if admission.attempts:  # a retry is one more request the provider counts: it needs room too
+            again = await self.shared.again(admission.tokens)
+            if not again.ok:
+                raise retry_refused(self.name, self.held(again), again.wait)
+            admission.second = again.second
+        admission.attempts += 1
         self.counters.attempts += 1
         if self._emit:
             await self._emit(RouterEvent("attempt", self.name))
@@ -125,26 +158,53 @@ class Runner:
         try:
             result = await (op(arg) if left is None else _within(op(arg), left))
         except openai.APIError as err:
-            self._failed(err)
+            await self._failed(err, admission)
             raise
         except BaseException:  # cancelled, or a bug: no verdict on the backend
-            self.breaker.release_probe()
+            await self.shared.release(admission)
             raise
         latency = time.perf_counter() - start
         self.counters.latency_last = latency
         self.counters.latency_total += latency
-        self.breaker.succeeded()
+        await self._answered(result, admission)
         return result
 
-    def _failed(self, err: openai.APIError) -> None:
+    async def _answered(self, result: Any, admission: Admission) -> None:
+        """A success: the breaker closes; the provider's headers and the answer's tokens are taken in."""
+        await self.shared.succeeded(admission)
+        if not isinstance(result, httpx2.Response):
+            return
+        await self._heard(result.headers)
+        if self.limits.tpm:
+            if result.is_closed:
+                used = tokens_used(result.content)
+                if used is not None:
+                    await self.shared.used(admission, used)
+            else:
+                count_stream(result, lambda used: self.shared.used(admission, used))
+
+    async def _heard(self, headers: Any) -> None:
+        limit = provider_limit(headers)
+        if limit is not None:
+            what, seconds = limit
+            log.info("backend %s: the provider's %s limit is used up; skipped for %.1fs", self.name, what, seconds)
+            await self.shared.full(seconds, what)
+
+    async def _failed(self, err: openai.APIError, admission: Admission) -> None:
         verdict = classify(err)
         log.debug("backend %s attempt failed: %s", self.name, describe(err))
         if verdict is Verdict.RETRY:
-            self.breaker.failed()
+            hint = retry_after(err)
+            if hint is not None and hint > self.backend.backoff_max:  # the provider says: not for a while
+                await self.shared.failed(open_for=hint)
+            else:
+                await self.shared.failed()
         elif verdict is Verdict.COOL:
-            self.breaker.failed(now_open=True)
+            await self.shared.failed(cool=True)
         else:  # it answered: alive, whatever it thought of the request
-            self.breaker.succeeded()
+            await self.shared.succeeded(admission)
+        if isinstance(err, openai.APIStatusError):
+            await self._heard(error_headers(err))
 
     # -- backoff's hooks ---------------------------------------------------------
     def _waits(self) -> Generator[float | None, BaseException, None]:
@@ -164,21 +224,21 @@ class Runner:
                 return
             err = yield wait
 
-    def _giveup(self, err: BaseException) -> bool:
-        if classify(err) is not Verdict.RETRY or self.breaker.is_open():
+    async def _giveup(self, err: BaseException) -> bool:
+        if classify(err) is not Verdict.RETRY or self.shared.is_open():
             return True
         hint = retry_after(err)
         if hint is not None and hint > self.backend.backoff_max:
             log.info("backend %s asks to wait %.1fs, over the %.1fs cap: failing over", self.name, hint,
                      self.backend.backoff_max)
             return True
-        if not self.budget.can_retry():
+        if not await self.shared.can_retry():
+            self.counters.retries_denied += 1
             log.info("backend %s: retry budget spent, failing over", self.name)
             return True
         return False
 
     async def _on_backoff(self, details: dict[str, Any]) -> None:
-        self.budget.retried()
         self.counters.retries += 1
         err, wait = details["exception"], details["wait"]
         log.info("backend %s: %s; retry %d in %.2fs", self.name, describe(err), details["tries"], wait)
@@ -192,10 +252,8 @@ class Runner:
         return {
             **asdict(c),
             "latency_mean": c.latency_total / c.successes if c.successes else None,
-            "retries_denied": self.budget.denied,
-            "cooldowns": self.breaker.openings,
-            "state": self.breaker.state,
             "completed": done,
+            **self.shared.view().as_dict(self.limits),
         }
 
 

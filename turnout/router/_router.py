@@ -29,10 +29,12 @@ from openai.types import Model
 
 from .._errors import AllBackendsFailedError, describe, status_error, synthetic_request
 from ..adapters import Adapter, Call, Health, wire_response
+from ..state import Admission, MemoryState, State
 from ._backend import Backend
 from ._classify import Verdict, classify
 from ._endpoints import endpoint_for
 from ._events import Hook, RouterEvent, make_emit
+from ._quota import MAX_WAIT, rate_limited
 from ._retry import Runner, deadline
 from ._select import Candidate, Selector, kind_of
 from ._stream import open_stream
@@ -75,6 +77,8 @@ class Router:
                       last 10 seconds, besides ``retry_budget_min`` retries always allowed
     stateful_backend  the backend that serves stateful endpoints (files, batches, ...);
                       by default the first OpenAI backend, else the first backend
+    state             where breakers, budgets and rate windows live (``turnout.state``): this
+                      process's memory by default, or Redis shared by many processes; closed with the router
     on_event          optional async hook called with every attempt, retry, failure and failover
     """
 
@@ -86,6 +90,7 @@ class Router:
         retry_budget: float = 0.2,
         retry_budget_min: int = 10,
         stateful_backend: str | None = None,
+        state: State | None = None,
         on_event: Hook | None = None,
     ) -> None:
         if not backends:
@@ -98,8 +103,9 @@ class Router:
         self.retry_budget = retry_budget
         self.retry_budget_min = retry_budget_min
         self._emit = make_emit(on_event)
-        self._runners = [Runner(b, budget_ratio=retry_budget, budget_min=retry_budget_min, emit=self._emit)
-                         for b in self.backends]
+        self.state: State = state if state is not None else MemoryState()
+        self._runners = [Runner(b, state=self.state, budget_ratio=retry_budget, budget_min=retry_budget_min,
+                                emit=self._emit) for b in self.backends]
         self._select = Selector(self._runners)
         self._stateful = self._stateful_runner(stateful_backend)
 
@@ -183,12 +189,19 @@ class Router:
         return {r.name: h for r, h in zip(self._runners, results)}
 
     def stats(self) -> dict[str, dict[str, Any]]:
-        """Per-backend counters (requests, failures, retries, cooldowns, latency) as plain dicts."""
+        """Per-backend counters (requests, failures, retries, latency) and state (breaker, cooldown left,
+        rate windows' use, a provider's limit) as plain dicts; shared state as this process last saw it."""
         return {r.name: r.stats() for r in self._runners}
+
+    async def shared_stats(self) -> dict[str, dict[str, Any]]:
+        """``stats()`` with each backend's state read from the store now (with Redis: what every process did)."""
+        await asyncio.gather(*(r.shared.refresh() for r in self._runners))
+        return self.stats()
 
     # -- lifecycle ---------------------------------------------------------------
     async def aclose(self) -> None:
         await asyncio.gather(*(b.adapter.aclose() for b in self.backends))
+        await self.state.aclose()
 
     async def __aenter__(self) -> Router:
         return self
@@ -215,26 +228,44 @@ class Router:
 
     async def _walk(self, plan: list[Candidate], call: Call) -> Served:
         errors: dict[str, BaseException] = {}
-        cooling: list[Candidate] = []
-        for candidate in plan:
-            if not candidate.runner.breaker.admit():
-                cooling.append(candidate)
+        end = deadline.get() or time.monotonic() + MAX_WAIT  # how long a full window may be waited for
+        while True:
+            held: list[tuple[Candidate, Admission]] = []  # cooling down, or no room in a rate limit
+            for candidate in plan:
+                admission = await candidate.runner.admit(call)
+                if not admission.ok:
+                    held.append((candidate, admission))
+                    continue
+                served = await self._try(candidate, call, errors, admission)
+                if served is not None:
+                    return served
+            if errors or not held:
+                break
+            wait = min((a.wait for _, a in held if a.full), default=None)
+            if wait is not None and time.monotonic() + wait < end:  # every candidate is full: the first to free up
+                log.info("every candidate is at a rate limit; waiting %.2fs for room", wait)
+                await asyncio.sleep(wait + 0.01)
                 continue
-            served = await self._try(candidate, call, errors)
-            if served is not None:
-                return served
-        if cooling and len(errors) == 0:  # every candidate cools down: try the one that recovers first
-            first = min(cooling, key=lambda c: c.runner.breaker.open_until)
+            cooling = [(c, a) for c, a in held if not a.full]
+            if not cooling:
+                raise rate_limited([(c.runner.name, c.runner.held(a), a.wait) for c, a in held])
+            first = min(cooling, key=lambda ca: ca[1].wait)[0]  # every candidate cools down: the first to recover
             log.info("every candidate is cooling down; trying %s", first.runner.name)
-            served = await self._try(first, call, errors)
+            served = await self._try(first, call, errors, await first.runner.admit(call, hold=False))
             if served is not None:
                 return served
+            break
+        if held:  # named beside the failures, after them as a cause
+            errors = {**{c.runner.name: rate_limited([(c.runner.name, c.runner.held(a), a.wait)]) for c, a in held
+                         if c.runner.name not in errors}, **errors}
         raise AllBackendsFailedError.combine(errors, next(reversed(errors.values())))
 
-    async def _try(self, candidate: Candidate, call: Call, errors: dict[str, BaseException]) -> Served | None:
+    async def _try(self, candidate: Candidate, call: Call, errors: dict[str, BaseException],
+                   admission: Admission) -> Served | None:
         """One backend, with its retries: the answer, or ``None`` after recording why it failed."""
         runner, model, unsure = candidate
         if _deadline_passed():
+            await runner.shared.release(admission)
             errors.setdefault("deadline", openai.APITimeoutError(request=synthetic_request()))
             return None
         if errors:
@@ -243,7 +274,7 @@ class Router:
             if self._emit:
                 await self._emit(RouterEvent("failover", last, error=errors[last], to=runner.name))
         try:
-            response = await runner.serve(_sender(runner, call.stream), _renamed(call, model))
+            response = await runner.serve(_sender(runner, call.stream), _renamed(call, model), admission)
         except openai.APIError as err:
             if unsure and _refused(err):
                 runner.learn(unsure, model)
@@ -264,7 +295,7 @@ def _sender(runner: Runner, stream: bool) -> Callable[[Call], Awaitable[httpx2.R
 
     async def open_and_read(call: Call) -> httpx2.Response:
         response = await runner.adapter.send(call)
-        return await open_stream(response, runner.name, on_break=lambda: runner.breaker.failed())
+        return await open_stream(response, runner.name, on_break=runner.broke)
 
     return open_and_read
 
