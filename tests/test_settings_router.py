@@ -13,6 +13,7 @@ from tests.loopback import OpenAIServer
 from tests.test_settings import GROQ_KEY, OPENAI_KEY, dotenv, env, isolated  # noqa: F401  (autouse fixture)
 from turnout.adapters import OpenAICompatAdapter
 from turnout.router import Backend, Router
+from turnout.state import MemoryState
 from turnout.settings import TurnoutSettings, _build, build_router, from_env, resolve
 
 MESSAGES = [{"role": "user", "content": "hello there"}]
@@ -25,7 +26,8 @@ def test_the_router_has_the_backends_in_order_with_their_knobs(monkeypatch: pyte
         TURNOUT_BACKEND__PRIMARY__WEIGHT="3", TURNOUT_BACKEND__PRIMARY__MAX_RETRIES="0",
         TURNOUT_BACKEND__GROQ__COOLDOWN="90", TURNOUT_BACKEND__GROQ__TIMEOUT="7",
         TURNOUT_MAX_RETRIES="4", TURNOUT_BACKOFF_BASE="1.5", TURNOUT_BACKOFF_MAX="8", TURNOUT_ALLOWED_FAILS="5",
-        TURNOUT_DEADLINE="45", TURNOUT_RETRY_BUDGET="0.3", TURNOUT_RETRY_BUDGET_MIN="4", OLLAMA_HOST="http://gpu-box:11434")
+        TURNOUT_DEADLINE="45", TURNOUT_RETRY_BUDGET="0.3", TURNOUT_RETRY_BUDGET_MIN="4", OLLAMA_HOST="http://gpu-box:11434",
+        TURNOUT_RPM="100", TURNOUT_BACKEND__GROQ__RPM="30", TURNOUT_BACKEND__GROQ__TPM="6000")
     router_options: dict[str, object] = {}
 
     def spy(backends: list[Backend], **options: object) -> Router:
@@ -36,8 +38,11 @@ def test_the_router_has_the_backends_in_order_with_their_knobs(monkeypatch: pyte
     router = from_env()
     assert isinstance(router, Router)
     assert [b.name for b in router.backends] == ["primary", "groq", "ollama"]
+    state = router_options.pop("state")
     assert router_options == {"timeout": 45.0, "retry_budget": 0.3, "retry_budget_min": 4, "stateful_backend": None}
+    assert isinstance(state, MemoryState), "without TURNOUT_STATE_URL, this process's memory"
     primary, groq, ollama = router.backends
+    assert (primary.rpm, primary.tpm, groq.rpm, groq.tpm) == (100, None, 30, 6000), "TURNOUT_RPM is every backend's default"
     assert primary.models == {"fast": "meta-llama/Llama-3.1-8B-Instruct"}
     assert (primary.priority, primary.weight, primary.max_retries) == (1, 3.0, 0)
     assert (groq.max_retries, groq.backoff_base, groq.backoff_max, groq.allowed_fails, groq.cooldown) == (4, 1.5, 8.0, 5, 90.0)

@@ -121,6 +121,7 @@ def test_with_nothing_close_the_error_lists_what_turnout_reads(monkeypatch: pyte
     assert message.endswith("; accepted: TURNOUT_BACKENDS, TURNOUT_BACKEND, TURNOUT_MAX_RETRIES, TURNOUT_BACKOFF_BASE, "
                             "TURNOUT_BACKOFF_MAX, TURNOUT_TIMEOUT, TURNOUT_ALLOWED_FAILS, TURNOUT_COOLDOWN, "
                             "TURNOUT_DEADLINE, TURNOUT_RETRY_BUDGET, TURNOUT_RETRY_BUDGET_MIN, TURNOUT_STATEFUL_BACKEND, "
+                            "TURNOUT_RPM, TURNOUT_TPM, TURNOUT_STATE_URL, TURNOUT_STATE_PREFIX, TURNOUT_STATE_TIMEOUT, "
                             "TURNOUT_STRICT, TURNOUT_SERVE_HOST, TURNOUT_SERVE_PORT, TURNOUT_SERVE_API_KEYS, "
                             "TURNOUT_SERVE_MAX_BODY, "
                             "TURNOUT_ENV_FILE, TURNOUT_BACKEND__<NAME>__<FIELD>")
@@ -197,18 +198,18 @@ def test_strict_off_warns_once_per_variable_and_carries_on(
     setenv(monkeypatch, TURNOUT_BACKENDS="box", TURNOUT_BACKEND__BOX__PROVIDER="vllm",
            TURNOUT_BACKEND__BOX__BASE_URL="http://127.0.0.1:8000/v1", TURNOUT_BACKEND__BOX__TIMEOUT="7")
     place = set_in(where, monkeypatch, isolated, TURNOUT_STRICT="0", TURNOUT_MAX_RETRYS="5",
-                   TURNOUT_BACKEND__BOX__RPM="60")  # RPM: a field of a newer turnout
+                   TURNOUT_BACKEND__BOX__BURST="60")  # BURST: a field of a newer turnout
     settings = [TurnoutSettings(), TurnoutSettings()]
     assert settings[0].max_retries == 2  # the misspelt value is not in force, and nothing pretends it is
     assert settings[0].backend["box"].timeout == 7  # the section's real fields are, beside the unknown one
     assert [b.name for b in from_env().backends] == ["box"]
-    rpm = "TURNOUT_BACKEND__BOX__RPM" + ("" if where == "environment" else f" ({place})")
+    rpm = "TURNOUT_BACKEND__BOX__BURST" + ("" if where == "environment" else f" ({place})")
     assert warnings(caplog) == [
         f"TURNOUT_MAX_RETRYS ({place}): is not a turnout variable; did you mean TURNOUT_MAX_RETRIES? "
         "(ignored: TURNOUT_STRICT is off)",
         f"{rpm}: is not a backend setting; accepted: PROVIDER, BASE_URL, API_KEY, API_KEY_ENV, MODELS, PRIORITY, "
-        "WEIGHT, MAX_RETRIES, BACKOFF_BASE, BACKOFF_MAX, TIMEOUT, HEADERS, CAPABILITIES, ALLOWED_FAILS, COOLDOWN "
-        "(ignored: TURNOUT_STRICT is off)",
+        "WEIGHT, MAX_RETRIES, BACKOFF_BASE, BACKOFF_MAX, TIMEOUT, HEADERS, CAPABILITIES, ALLOWED_FAILS, COOLDOWN, "
+        "RPM, TPM (ignored: TURNOUT_STRICT is off)",
     ]
     assert resolve(settings[0]).notes == tuple(warnings(caplog))  # what turnout config shows
 
@@ -221,8 +222,8 @@ def test_strict_off_as_a_keyword_argument(monkeypatch: pytest.MonkeyPatch, caplo
 
 def test_strict_off_still_checks_keyword_arguments() -> None:
     """They are this program's own, not an environment shared with another turnout."""
-    message = error_of(_env_file=None, strict=False, backends="box", backend={"box": {"provider": "vllm", "rpm": 60}})
-    assert message.startswith("keyword argument backend.box.rpm: is not a backend setting")
+    message = error_of(_env_file=None, strict=False, backends="box", backend={"box": {"provider": "vllm", "burst": 60}})
+    assert message.startswith("keyword argument backend.box.burst: is not a backend setting")
 
 
 def test_strict_takes_only_a_yes_or_no(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Mapping
 from ..adapters import Adapter, OpenAICompatAdapter
 from ..router import Backend, Router
 from ..router._events import Hook
+from ..state import open_state
 from ._models import TurnoutSettings
 from ._resolve import ResolvedBackend, ResolvedConfig, resolve
 
@@ -45,6 +46,8 @@ def build_backend(backend: ResolvedBackend, default_headers: Mapping[str, str] |
         backoff_max=backend.backoff_max.value,
         allowed_fails=backend.allowed_fails.value,
         cooldown=backend.cooldown.value,
+        rpm=backend.rpm.value,
+        tpm=backend.tpm.value,
     )
 
 
@@ -61,6 +64,7 @@ def build_router(settings: TurnoutSettings | ResolvedConfig, default_headers: Ma
         retry_budget=config.retry_budget.value,
         retry_budget_min=config.retry_budget_min.value,
         stateful_backend=config.stateful_backend.value,
+        state=open_state(config.state_url.value, prefix=config.state_prefix.value, timeout=config.state_timeout.value),
         **({"on_event": on_event} if on_event is not None else {}),
     )
 

@@ -39,6 +39,11 @@ ACCEPTED: dict[str, str] = {
                     + ", ".join(Capabilities.names()),
     "allowed_fails": "a whole number >= 1",
     "cooldown": "seconds >= 0",
+    "rpm": "requests per minute, a whole number >= 1 (unset: no limit)",
+    "tpm": "tokens per minute, a whole number >= 1 (unset: no limit)",
+    "state_url": "redis://host:6379/0, rediss:// for TLS, or unix:///path/to/redis.sock (unset: this process's memory)",
+    "state_prefix": "one word that starts every Redis key, like turnout or myapp",
+    "state_timeout": "seconds > 0 a Redis command may take before Redis counts as unreachable",
     "deadline": "seconds > 0",
     "retry_budget": "a share >= 0, like 0.2",
     "retry_budget_min": "a whole number >= 0",
@@ -53,7 +58,7 @@ ACCEPTED: dict[str, str] = {
     "backends": "a comma list of names (groq,openrouter) or a JSON list",
     "backend": "one TURNOUT_BACKEND__<NAME>__<FIELD> per field",
 }
-_SECRET = frozenset({"api_key", "headers", "serve_api_keys"})
+_SECRET = frozenset({"api_key", "headers", "serve_api_keys", "state_url"})
 
 
 def translate(err: ValidationError, layers: Sequence[Layer], names: Names) -> ConfigError:

@@ -33,8 +33,10 @@ Seconds = Annotated[float, Field(ge=0)]
 PositiveSeconds = Annotated[float, Field(gt=0)]
 Positive = Annotated[float, Field(gt=0)]
 Fails = Annotated[int, Field(ge=1)]
+PerMinute = Annotated[int, Field(ge=1)]
 
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_STATE_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 class BackendSettings(BaseModel):
@@ -57,6 +59,8 @@ class BackendSettings(BaseModel):
     capabilities: Annotated[Optional[dict[str, Optional[bool]]], NoDecode] = None
     allowed_fails: Optional[Fails] = None
     cooldown: Optional[Seconds] = None
+    rpm: Optional[PerMinute] = None
+    tpm: Optional[PerMinute] = None
 
     @field_validator("provider")
     @classmethod
@@ -118,6 +122,11 @@ class TurnoutSettings(BaseSettings):
     retry_budget: Annotated[float, Field(ge=0)] = 0.2
     retry_budget_min: Retries = 10
     stateful_backend: Optional[str] = None
+    rpm: Optional[PerMinute] = None
+    tpm: Optional[PerMinute] = None
+    state_url: Optional[str] = None
+    state_prefix: str = "turnout"
+    state_timeout: PositiveSeconds = 0.5
     strict: bool = True
     # `turnout serve` (the extra turnout[serve]); read here so TURNOUT_SERVE_* are known variables
     serve_host: str = "127.0.0.1"
@@ -133,6 +142,20 @@ class TurnoutSettings(BaseSettings):
     @classmethod
     def _flag(cls, value: Any) -> bool:
         return parse_flag(value)  # the reading _strict() does ahead of validation: the two must agree
+
+    @field_validator("state_url")
+    @classmethod
+    def _state_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip().lower().startswith(_STATE_SCHEMES):
+            raise ValueError("is not a Redis URL")
+        return None if value is None else value.strip()
+
+    @field_validator("state_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not value.strip() or any(c.isspace() for c in value.strip()):
+            raise ValueError("must be one word")
+        return value.strip()
 
     @field_validator("serve_api_keys", mode="before")
     @classmethod

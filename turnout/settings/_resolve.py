@@ -33,7 +33,7 @@ T = TypeVar("T")
 AMBIENT_TOKENS = frozenset({"GITHUB_TOKEN", "HF_TOKEN"})
 """Set by CI runners and model downloads for other reasons: they never make a backend by themselves."""
 
-_INHERITED = ("max_retries", "backoff_base", "backoff_max", "timeout", "allowed_fails", "cooldown")
+_INHERITED = ("max_retries", "backoff_base", "backoff_max", "timeout", "allowed_fails", "cooldown", "rpm", "tpm")
 
 
 def discovery_order() -> list[tuple[str, str]]:
@@ -64,6 +64,8 @@ class ResolvedBackend:
     timeout: Resolved[float]
     allowed_fails: Resolved[int]
     cooldown: Resolved[float]
+    rpm: Resolved[Optional[int]]
+    tpm: Resolved[Optional[int]]
     headers: Resolved[Optional[dict[str, SecretStr]]]
     capabilities: Resolved[Optional[Capabilities]]
     problems: tuple[str, ...] = ()
@@ -94,6 +96,9 @@ class ResolvedConfig:
     retry_budget_min: Resolved[int]
     stateful_backend: Resolved[Optional[str]]
     env_file: Resolved[Optional[str]]
+    state_url: Resolved[Optional[str]] = Resolved(None, DEFAULT)
+    state_prefix: Resolved[str] = Resolved("turnout", DEFAULT)
+    state_timeout: Resolved[float] = Resolved(0.5, DEFAULT)
     problems: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
 
@@ -105,6 +110,9 @@ class ResolvedConfig:
             "retry_budget": _described(self.retry_budget),
             "retry_budget_min": _described(self.retry_budget_min),
             "stateful_backend": _described(self.stateful_backend),
+            "state_url": _described(self.state_url),
+            "state_prefix": _described(self.state_prefix),
+            "state_timeout": _described(self.state_timeout),
             "backends": [b.describe() for b in self.backends],
             "problems": list(self.problems),
             "notes": list(self.notes),
@@ -138,6 +146,9 @@ def resolve(settings: TurnoutSettings, *, strict: bool = True) -> ResolvedConfig
         retry_budget_min=_global(settings, "retry_budget_min"),
         stateful_backend=stateful,
         env_file=settings.env_file,
+        state_url=_global(settings, "state_url"),
+        state_prefix=_global(settings, "state_prefix"),
+        state_timeout=_global(settings, "state_timeout"),
         problems=tuple(problems),
         notes=(*settings.ignored, *_orphans(settings, [name for name, _ in selected])),
     )
