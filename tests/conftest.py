@@ -135,3 +135,50 @@ async def client_over() -> AsyncIterator:
     yield make
     for client in clients:
         await client.close()
+
+
+# -- a real Redis server (tests/redis_server.py) -------------------------------------------------
+def _redis_or_skip() -> None:
+    import os
+
+    from tests.redis_server import redis_server_missing
+
+    reason = redis_server_missing()
+    if reason:
+        if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI=true but {reason}", pytrace=False)
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def _redis_session() -> Iterator:
+    _redis_or_skip()
+    from tests.redis_server import RedisServer
+
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_server(_redis_session) -> Iterator:
+    """One real Redis server for the session, emptied before each test that uses it."""
+    _redis_session.flush()
+    yield _redis_session
+
+
+@pytest.fixture
+def make_redis_server() -> Iterator:
+    """A factory for Redis servers of a test's own (to kill and start again); all stopped afterwards."""
+    _redis_or_skip()
+    from tests.redis_server import RedisServer
+
+    servers: list[RedisServer] = []
+
+    def make() -> RedisServer:
+        server = RedisServer().start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.__exit__()

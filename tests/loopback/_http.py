@@ -113,6 +113,7 @@ class LoopbackHandler(BaseHTTPRequestHandler):
     request_id_prefix: ClassVar[str | None] = None
     """When set, every answer carries ``x-request-id: <prefix><n>`` (n unique in the process)."""
     request_id: str | None = None
+    fault: Fault | None = None
     query: dict[str, str]
 
     def log_message(self, *args: Any) -> None:  # quiet
@@ -142,12 +143,15 @@ class LoopbackHandler(BaseHTTPRequestHandler):
     # -- one request ------------------------------------------------------------
     def handle_one_request(self) -> None:
         self.request_id = None  # a keep-alive connection's next request gets its own
+        self.fault = None
         super().handle_one_request()
 
     def send_response(self, code: int, message: str | None = None) -> None:
         super().send_response(code, message)
         if self.request_id is not None:
             self.send_header("x-request-id", self.request_id)
+        for name, value in (self.fault.headers if self.fault is not None else {}).items():
+            self.send_header(name, value)
 
     def do_GET(self) -> None:
         self._receive(None)
@@ -189,7 +193,7 @@ class LoopbackHandler(BaseHTTPRequestHandler):
             self.request_id = f"{self.request_id_prefix}{next(_request_numbers)}"
         state.requests.append(RecordedRequest(self.command, path, dict(self.headers.items()),
                                               None if form is not None else body, form, self.query, self.request_id))
-        fault = state.faults.take()
+        fault = self.fault = state.faults.take()
         if fault is not None and self._apply_fault(fault, body):
             return
         self.route(path, body, fault)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,7 @@ class Fault:
     hang          never answer (until the server stops, or 30 s)
     error_line    Ollama streams only: send an ``{"error": ...}`` line after ``cut_after`` chunks
     empty         streams only: end cleanly (``[DONE]``) before any chunk
+    headers       extra headers on the answer, whatever it is (a provider's ``x-ratelimit-*``)
     """
 
     status: int | None = None
@@ -36,6 +37,7 @@ class Fault:
     hang: bool = False
     error_line: str | None = None
     empty: bool = False
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

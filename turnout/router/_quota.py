@@ -91,28 +91,31 @@ def tokens_used(body: bytes) -> Optional[int]:
 
 
 class _Counted(httpx2.AsyncByteStream):
-    """A stream passed through as it is, keeping its last bytes to read the usage event at the end."""
+    """A stream passed through as it is, reading its usage event on the way (the SDK stops reading at
+    ``[DONE]``, so the end of the stream is never a place to wait for)."""
 
-    def __init__(self, source: httpx2.AsyncByteStream, on_end: Callable[[int], Awaitable[None]]) -> None:
+    def __init__(self, source: httpx2.AsyncByteStream, on_usage: Callable[[int], Awaitable[None]]) -> None:
         self._source = source
-        self._on_end = on_end
+        self._on_usage: Optional[Callable[[int], Awaitable[None]]] = on_usage
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         tail = b""
         async for chunk in self._source:
-            tail = (tail + chunk)[-4096:]
+            if self._on_usage is not None:
+                tail = (tail + chunk)[-4096:]
+                used = tokens_used(tail) if b'"total_tokens"' in tail else None
+                if used is not None:
+                    on_usage, self._on_usage = self._on_usage, None
+                    await on_usage(used)
             yield chunk
-        used = tokens_used(tail)
-        if used is not None:
-            await self._on_end(used)
 
     async def aclose(self) -> None:
         await self._source.aclose()
 
 
-def count_stream(response: httpx2.Response, on_end: Callable[[int], Awaitable[None]]) -> httpx2.Response:
-    """``response`` whose stream, once read to its end, reports the tokens its usage event names."""
-    response.stream = _Counted(response.stream, on_end)  # type: ignore[arg-type]
+def count_stream(response: httpx2.Response, on_usage: Callable[[int], Awaitable[None]]) -> httpx2.Response:
+    """``response`` whose stream reports the tokens its usage event names, as the event passes."""
+    response.stream = _Counted(response.stream, on_usage)  # type: ignore[arg-type]
     return response
 
 

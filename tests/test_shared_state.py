@@ -1,0 +1,204 @@
+"""Breakers, budgets and rate windows shared through a real Redis server, between routers that share nothing else.
+
+Each router here has its own store object, connection pool and clients, as two processes would
+(tests/test_many_processes.py runs real processes); a router over this process's memory is the
+control: what each would see alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import openai
+import pytest
+
+import turnout
+from tests.loopback import Fault, OpenAIServer
+from turnout import served_by
+from turnout.adapters import OpenAICompatAdapter
+from turnout.router import Backend, Router
+from turnout.state import MemoryState, RedisState
+
+MSG = [{"role": "user", "content": "hi"}]
+
+
+def backend(server: OpenAIServer, name: str, **knobs: Any) -> Backend:
+    return Backend(OpenAICompatAdapter(name, preset="vllm", base_url=server.base_url, timeout=10), **knobs)
+
+
+@pytest.fixture
+async def routers():
+    """``routers(state, *backends)``: a turnout client over a Router of its own; all closed afterwards."""
+    made: list[turnout.AsyncOpenAI] = []
+
+    def make(state: Any, *backends: Backend, **options: Any) -> turnout.AsyncOpenAI:
+        client = turnout.AsyncOpenAI(router=Router(list(backends), state=state, **options))
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        await client.close()
+
+
+def chat(client: openai.AsyncOpenAI, **kwargs: Any) -> Any:
+    return client.chat.completions.create(**{"model": "test-model", "messages": MSG, **kwargs})
+
+
+async def test_failures_are_counted_across_routers_and_the_cooldown_is_seen_by_all(
+        routers, make_openai_server, redis_server) -> None:
+    primary, backup = make_openai_server(), make_openai_server()
+    primary.fail(Fault(status=500))
+    knobs = dict(max_retries=0, allowed_fails=3, cooldown=60)
+    a, b = (routers(RedisState(redis_server.url), backend(primary, "primary", **knobs), backend(backup, "backup"))
+            for _ in range(2))
+    for client in (a, b, a, b, a, b):
+        assert served_by(await chat(client)) == "backup"
+    assert len(primary.chat_requests()) == 3, "the third failure, whoever saw it, opened the breaker for both"
+    seen = (await b.router.shared_stats())["primary"]
+    assert seen["state"] == "open" and 55 < seen["cooldown_remaining"] <= 60 and seen["cooldowns"] == 1
+    assert seen["shared"] is True
+
+    primary.requests.clear()  # the control: each router alone needs its own three failures
+    c, d = (routers(MemoryState(), backend(primary, "primary", **knobs), backend(backup, "backup")) for _ in range(2))
+    for client in (c, d, c, d, c, d):
+        await chat(client)
+    assert len(primary.chat_requests()) == 6
+
+
+async def test_a_half_open_backend_is_probed_by_one_request_while_the_others_skip_it(
+        routers, make_openai_server, redis_server) -> None:
+    primary, backup = make_openai_server(), make_openai_server()
+    knobs = dict(max_retries=0, allowed_fails=1, cooldown=0.3)
+    a, b = (routers(RedisState(redis_server.url), backend(primary, "primary", **knobs), backend(backup, "backup"))
+            for _ in range(2))
+    primary.fail(Fault(status=500), times=1)
+    assert served_by(await chat(a)) == "backup"  # opens the breaker
+    await asyncio.sleep(0.4)  # the cooldown ends: half-open
+    primary.fail(Fault(delay=1.0), times=1)  # the probe takes a while, and succeeds
+    probe = asyncio.ensure_future(chat(a))
+    while len(primary.chat_requests()) < 2:
+        await asyncio.sleep(0.01)
+    assert served_by(await chat(b)) == "backup", "another router's request skips the backend being probed"
+    assert len(primary.chat_requests()) == 2
+    assert served_by(await probe) == "primary"
+    assert served_by(await chat(b)) == "primary", "the probe's success closed the breaker for everyone"
+
+
+async def test_an_rpm_limit_is_one_count_for_every_router(routers, make_openai_server, redis_server) -> None:
+    primary, backup = make_openai_server(), make_openai_server()
+    a, b = (routers(RedisState(redis_server.url), backend(primary, "primary", rpm=5), backend(backup, "backup"))
+            for _ in range(2))
+    served = [served_by(await chat(client)) for client in (a, b) * 5]
+    assert served == ["primary"] * 5 + ["backup"] * 5
+    assert len(primary.chat_requests()) == 5
+    window = (await a.router.shared_stats())["primary"]["window"]
+    assert (window["rpm"], window["rpm_limit"]) == (5, 5)
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+async def test_tokens_are_estimated_before_and_corrected_from_the_answers_usage(
+        routers, make_openai_server, request, store: str) -> None:
+    primary, backup = make_openai_server(), make_openai_server()
+    state = MemoryState() if store == "memory" else RedisState(request.getfixturevalue("redis_server").url)
+    client = routers(state, backend(primary, "primary", tpm=200), backend(backup, "backup"))
+    first = await chat(client, max_tokens=150)  # counted as ~152 before it is sent: it fits
+    assert served_by(first) == "primary"
+    used = first.usage.total_tokens
+    assert used < 10
+    second = await chat(client, max_tokens=150)  # fits only because the first now counts its real tokens
+    assert served_by(second) == "primary"
+    assert served_by(await chat(client, max_tokens=195)) == "backup", "195 more would pass 200"
+    stats = await client.router.shared_stats()
+    assert stats["primary"]["window"]["tpm"] == used + second.usage.total_tokens
+
+
+async def test_a_stream_corrects_its_tokens_from_its_usage_event(routers, make_openai_server, redis_server) -> None:
+    primary = make_openai_server()
+    client = routers(RedisState(redis_server.url), backend(primary, "primary", tpm=1000))
+    stream = await chat(client, max_tokens=500, stream=True, stream_options={"include_usage": True})
+    usage = [chunk.usage async for chunk in stream if chunk.usage is not None]
+    assert (await client.router.shared_stats())["primary"]["window"]["tpm"] == usage[0].total_tokens
+
+
+async def test_a_long_retry_after_cools_the_backend_for_every_router(routers, make_openai_server, redis_server) -> None:
+    primary, backup = make_openai_server(), make_openai_server()
+    primary.fail(Fault(status=429, retry_after="120"), times=1)
+    knobs = dict(max_retries=2, backoff_max=5, allowed_fails=3)
+    a, b = (routers(RedisState(redis_server.url), backend(primary, "primary", **knobs), backend(backup, "backup"))
+            for _ in range(2))
+    assert served_by(await chat(a)) == "backup"
+    assert served_by(await chat(b)) == "backup"
+    assert len(primary.chat_requests()) == 1, "120 s is past backoff_max: no retry, and a cooldown that long"
+    seen = (await b.router.shared_stats())["primary"]
+    assert seen["state"] == "open" and 110 < seen["cooldown_remaining"] <= 120
+
+
+async def test_the_hosts_clocks_do_not_matter(routers, make_openai_server, redis_server, mocker) -> None:
+    """Every time in Redis is Redis's own: a router whose clock is a day ahead opens a 60 s cooldown that
+    another router sees as 60 s."""
+    primary, backup = make_openai_server(), make_openai_server()
+    primary.fail(Fault(status=401), times=1)
+    knobs = dict(max_retries=0, cooldown=60)
+    a, b = (routers(RedisState(redis_server.url), backend(primary, "primary", **knobs), backend(backup, "backup"))
+            for _ in range(2))
+    clock = mocker.patch("turnout.state._clock.now", return_value=10**6 + 86400.0)
+    assert served_by(await chat(a)) == "backup"
+    clock.return_value = 10**6
+    seen = (await b.router.shared_stats())["primary"]
+    assert seen["state"] == "open" and 55 < seen["cooldown_remaining"] <= 60
+
+
+async def test_redis_going_away_leaves_requests_flowing_with_one_warning_and_sharing_resumes(
+        routers, make_openai_server, make_redis_server, caplog) -> None:
+    redis = make_redis_server()
+    primary, backup = make_openai_server(), make_openai_server()
+    knobs = dict(max_retries=0, backoff_max=5)
+    a, b = (routers(RedisState(redis.url, timeout=2), backend(primary, "primary", **knobs), backend(backup, "backup"))
+            for _ in range(2))
+    for client in (a, b):
+        assert served_by(await chat(client)) == "primary"
+    redis.kill()
+    with caplog.at_level(logging.WARNING, logger="turnout"):
+        for client in (a, b) * 10:
+            assert served_by(await chat(client)) == "primary"
+        lost = [r.message for r in caplog.records if "unreachable" in r.message]
+        assert len(lost) == 2, "one warning per router (per process), not one per request"
+        assert all(f"127.0.0.1:{redis.port}" in m for m in lost)
+        redis.start()
+        for client in (a, b):
+            state = client.router.state
+            for _ in range(500):
+                if not state.down:
+                    break
+                await asyncio.sleep(0.01)
+            assert not state.down
+        assert len([r for r in caplog.records if "resumed" in r.message]) == 2
+    primary.fail(Fault(status=429, retry_after="120"), times=1)
+    primary.requests.clear()
+    assert served_by(await chat(a)) == "backup"
+    assert served_by(await chat(b)) == "backup", "the cooldown is shared again"
+    assert len(primary.chat_requests()) == 1
+
+
+async def test_stored_values_live_in_redis_with_their_expiry(redis_server) -> None:
+    state, other = RedisState(redis_server.url, prefix="app"), RedisState(redis_server.url, prefix="app")
+    try:
+        await state.put("resp_1", {"backend": "groq", "items": [1, 2]}, ttl=30)
+        assert await other.get("resp_1") == {"backend": "groq", "items": [1, 2]}
+        assert 29000 < int(redis_server.command("PTTL", "app:kv:resp_1")[1:]) <= 30000
+        assert await other.delete("resp_1") is True
+        assert await state.get("resp_1") is None and await state.delete("resp_1") is False
+    finally:
+        await state.aclose()
+        await other.aclose()
+
+
+async def test_prefixes_keep_apps_apart(routers, make_openai_server, redis_server) -> None:
+    primary = make_openai_server()
+    a = routers(RedisState(redis_server.url, prefix="one"), backend(primary, "primary", rpm=1))
+    b = routers(RedisState(redis_server.url, prefix="two"), backend(primary, "primary", rpm=1))
+    for client in (a, b):
+        assert served_by(await chat(client)) == "primary"

@@ -1,0 +1,297 @@
+"""The Redis store: breaker, budget, rate windows and stored conversations shared by every process.
+
+``TURNOUT_STATE_URL=redis://host:6379/0`` (``rediss://`` for TLS). redis-py's
+asyncio client, an optional extra: ``pip install 'turnout[redis]'``.
+
+Each step is one round trip (a Lua script, ``_scripts``). On the way of a
+request that goes well there is exactly one: the admission. A success writes
+only when there was something to reset; a backend with a TPM limit adds one
+more, the correction of the request's estimated tokens from its answer.
+
+When Redis cannot be reached, every step runs on this process's own state
+(``LocalBackend``) instead: requests keep flowing, with limits counted per
+process. One warning is logged per outage, not one per request; a background
+task pings Redis every second, and when it answers the shared state is used
+again (what was counted locally meanwhile is dropped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from typing import Any, Awaitable, Callable, Optional, TypeVar
+
+from .._errors import ConfigError
+from .._redact import redact_url
+from . import _clock, _scripts
+from ._base import COOLING, PROBING, SPAN, Admission, Limits, View
+from ._local import LocalBackend, Ring
+from ._memory import MemoryState
+
+__all__ = ["RedisState", "RECONNECT_EVERY"]
+
+log = logging.getLogger("turnout")
+T = TypeVar("T")
+
+RECONNECT_EVERY = 1.0
+"""Seconds between pings while Redis is unreachable."""
+
+_WHY = {"cooling down": COOLING, "probed by another request": PROBING}
+
+
+class RedisState:
+    """State in Redis at ``url``, under keys ``<prefix>:...``. ``timeout`` bounds every command (seconds):
+    a Redis slower than that counts as unreachable."""
+
+    shared = True
+
+    def __init__(self, url: str, *, prefix: str = "turnout", timeout: float = 0.5) -> None:
+        try:
+            import redis.asyncio as aioredis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+            from redis.exceptions import RedisError
+        except ImportError:
+            raise ConfigError("TURNOUT_STATE_URL names a Redis server, and the redis package is not installed: "
+                              "pip install 'turnout[redis]'") from None
+        self.url = url
+        self.prefix = prefix
+        self._errors: tuple[type[BaseException], ...] = (RedisError, OSError, asyncio.TimeoutError)
+        # no retries inside redis-py: a failed step falls back to local state at once, and the pings reconnect
+        self.client = aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                               retry=Retry(NoBackoff(), 0))
+        self._scripts = {name: self.client.register_script(getattr(_scripts, name))
+                         for name in ("ADMIT", "FAILED", "FULL", "USED", "BUDGET", "VIEW")}
+        self._backends: list[RedisBackend] = []
+        self._local_kv = MemoryState()  # while Redis is away: bounded, expiring, this process's own
+        self.down = False
+        self._pinging: Optional[asyncio.Task[None]] = None
+
+    def __repr__(self) -> str:
+        return f"RedisState(url={redact_url(self.url)!r}, prefix={self.prefix!r}, down={self.down})"
+
+    def backend(self, name: str, limits: Limits) -> RedisBackend:
+        made = RedisBackend(self, f"{self.prefix}:backend:{{{name}}}", limits)
+        self._backends.append(made)
+        return made
+
+    # -- one step, or the fallback ---------------------------------------------------------
+    async def run(self, script: str, key: str, args: list[Any], fallback: Callable[[], T]) -> Any:
+        """The script's answer, or ``fallback()``'s while Redis is unreachable."""
+        if self.down:
+            return fallback()
+        try:
+            return await self._scripts[script](keys=[key], args=args)
+        except self._errors as err:
+            self._lost(err)
+            return fallback()
+
+    async def command(self, step: Callable[[], Awaitable[Any]], fallback: Callable[[], Awaitable[T]]) -> Any:
+        """One plain command's answer, or the local store's while Redis is unreachable."""
+        if self.down:
+            return await fallback()
+        try:
+            return await step()
+        except self._errors as err:
+            self._lost(err)
+            return await fallback()
+
+    def _lost(self, err: BaseException) -> None:
+        if self.down:
+            return
+        self.down = True
+        log.warning("shared state: Redis at %s is unreachable (%s: %s); each process uses its own state "
+                    "meanwhile", redact_url(self.url), type(err).__name__, err)
+        self._pinging = asyncio.ensure_future(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        await self.client.connection_pool.disconnect()  # every pooled connection went to the server that left
+        while True:
+            await asyncio.sleep(RECONNECT_EVERY)
+            try:
+                await self.client.ping()
+            except self._errors:
+                await self.client.connection_pool.disconnect()
+                continue
+            for backend in self._backends:  # what was counted locally meanwhile is dropped
+                backend.local = LocalBackend(backend.limits)
+            self.down = False
+            log.warning("shared state: Redis at %s answers again; shared state resumed", redact_url(self.url))
+            return
+
+    # -- key-value: stored conversations ------------------------------------------------------
+    def _kv(self, key: str) -> str:
+        return f"{self.prefix}:kv:{key}"
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        raw = await self.command(lambda: self.client.get(self._kv(key)), lambda: self._local_kv.get(key))
+        return json.loads(raw) if isinstance(raw, (bytes, str)) else raw
+
+    async def put(self, key: str, value: dict[str, Any], ttl: float) -> None:
+        await self.command(lambda: self.client.set(self._kv(key), json.dumps(value), px=max(1, math.ceil(ttl * 1000))),
+                           lambda: self._local_kv.put(key, value, ttl))
+
+    async def delete(self, key: str) -> bool:
+        return bool(await self.command(lambda: self.client.delete(self._kv(key)), lambda: self._local_kv.delete(key)))
+
+    async def aclose(self) -> None:
+        if self._pinging is not None:
+            self._pinging.cancel()
+        await self.client.aclose()
+
+
+class RedisBackend:
+    """One backend's state in Redis, with a :class:`LocalBackend` for when Redis is away.
+
+    It remembers what the last answers said (the breaker, the window use, the probe this process
+    holds), so ``is_open`` and ``view`` need no round trip; ``refresh`` reads it all anew.
+    """
+
+    def __init__(self, store: RedisState, key: str, limits: Limits) -> None:
+        self.store = store
+        self.key = key
+        self.limits = limits
+        self.local = LocalBackend(limits)
+        self._probing = False
+        # as last seen; times on this process's clock
+        self._open_until = 0.0
+        self._half_open = False
+        self._fails = self._openings = self._used_r = self._used_t = 0
+        self._full_until = 0.0
+        self._full_what = ""
+
+    def _args(self, tokens: int, mode: str) -> list[Any]:
+        return [self.limits.rpm or 0, self.limits.tpm or 0, tokens, mode, self.limits.probe_lease, _scripts.KEEP_MS]
+
+    def _saw(self, answer: list[Any]) -> tuple[int, float, str]:
+        code, wait, why = int(answer[0]), float(answer[1]), _text(answer[2])
+        self._fails, self._openings = int(answer[3]), int(answer[4])
+        if len(answer) > 7 and int(answer[6]) >= 0:
+            self._used_r, self._used_t = int(answer[6]), int(answer[7])
+        self._half_open = code == 2 or why == "probed by another request"
+        self._open_until = _clock.now() + wait if why == "cooling down" else 0.0
+        if code == -1 and why not in ("rpm", "tpm"):
+            self._full_until, self._full_what = _clock.now() + wait, why
+        return code, wait, why
+
+    async def admit(self, tokens: int, *, hold: bool = True) -> Admission:
+        answer = await self.store.run("ADMIT", self.key, self._args(tokens, "hold" if hold else "count"),
+                                      lambda: self.local.admit_now(tokens, hold))
+        if isinstance(answer, Admission):
+            return answer
+        code, wait, why = self._saw(answer)
+        if code > 0:
+            self._probing = self._probing or code == 2
+            return Admission(True, probe=code == 2, tokens=tokens, second=int(answer[5]), fails=self._fails)
+        return Admission(False, wait=wait, why=_WHY.get(why, why), full=code < 0)
+
+    async def again(self, tokens: int) -> Admission:
+        answer = await self.store.run("ADMIT", self.key, self._args(tokens, "again"), lambda: self.local.again_now(tokens))
+        if isinstance(answer, Admission):
+            return answer
+        code, wait, why = self._saw(answer)
+        if code > 0:
+            return Admission(True, tokens=tokens, second=int(answer[5]), fails=self._fails)
+        return Admission(False, wait=wait, why=why, full=True)
+
+    async def succeeded(self, admission: Admission) -> None:
+        self._open_until, self._half_open = 0.0, False
+        if admission.probe:
+            self._probing = False
+        if admission.fails or admission.probe:  # a count that was 0 when the request went needs no reset
+            self._fails = 0
+            await self.store.command(lambda: self.store.client.hset(self.key, mapping={
+                "fails": 0, "open_until": 0, "probe_until": 0}), lambda: self.local.succeeded(admission))
+
+    async def failed(self, *, cool: bool = False, open_for: Optional[float] = None) -> bool:
+        self._probing = False
+        answer = await self.store.run(
+            "FAILED", self.key, [self.limits.allowed_fails, self.limits.cooldown, int(cool),
+                                 -1 if open_for is None else open_for, _scripts.KEEP_MS],
+            lambda: self.local.failed_now(cool, open_for))
+        if isinstance(answer, bool):
+            return answer
+        is_open = int(answer[0]) == 1
+        self._open_until = _clock.now() + float(answer[1]) if is_open else 0.0
+        self._half_open = False
+        self._fails, self._openings = int(answer[2]), int(answer[3])
+        return is_open
+
+    async def release(self, admission: Admission) -> None:
+        if admission.probe:
+            self._probing = False
+            await self.store.command(lambda: self.store.client.hset(self.key, "probe_until", 0),
+                                     lambda: self.local.release(admission))
+
+    async def full(self, seconds: float, what: str) -> None:
+        until = _clock.now() + seconds
+        if until > self._full_until:
+            self._full_until, self._full_what = until, what
+        await self.store.run("FULL", self.key, [seconds, what, _scripts.KEEP_MS],
+                             lambda: self.local.full_now(seconds, what))
+
+    async def used(self, admission: Admission, tokens: int) -> None:
+        if tokens != admission.tokens:
+            await self.store.run("USED", self.key, [admission.second, tokens - admission.tokens],
+                                 lambda: self.local.used_now(admission, tokens))
+
+    async def can_retry(self) -> bool:
+        answer = await self.store.run("BUDGET", self.key, [self.limits.budget_window], self.local.can_retry_now)
+        if isinstance(answer, bool):
+            return answer
+        requests, retries = int(answer[0]), int(answer[1])
+        return retries < self.limits.budget_min + self.limits.budget_ratio * requests
+
+    def is_open(self) -> bool:
+        if self.store.down:
+            return self.local.is_open()
+        return _clock.now() < self._open_until or self._probing
+
+    def view(self) -> View:
+        if self.store.down:
+            return self.local.view()
+        now = _clock.now()
+        if now < self._open_until:
+            state = "open"
+        else:
+            state = "half-open" if self._half_open else "closed"
+        full = now < self._full_until
+        return View(state, max(0.0, self._open_until - now), self._fails, self._openings, self._used_r,
+                    self._used_t, self._full_what if full else None, self._full_until - now if full else 0.0,
+                    shared=True)
+
+    async def refresh(self) -> View:
+        answer = await self.store.run("VIEW", self.key, [], lambda: None)
+        if answer is None:
+            return self.local.view()
+        redis_now = float(answer[0])
+        fields = {_text(answer[1][i]): _text(answer[1][i + 1]) for i in range(0, len(answer[1]), 2)}
+        number = _numbers(fields)
+        ring = Ring()
+        for i in range(SPAN):
+            if f"s{i}" in fields:
+                ring.slots[i] = [int(number(f"s{i}")), int(number(f"r{i}")), int(number(f"t{i}")),
+                                 int(number(f"x{i}"))]
+        self._used_r, self._used_t, _ = ring.totals(int(redis_now))
+        self._fails, self._openings = int(number("fails")), int(number("openings"))
+        open_until, full_until, now = number("open_until"), number("full_until"), _clock.now()
+        self._open_until = now + open_until - redis_now if open_until > redis_now else 0.0
+        self._half_open = 0 < open_until <= redis_now
+        self._full_until = now + full_until - redis_now if full_until > redis_now else 0.0
+        self._full_what = fields.get("full_what", "")
+        return self.view()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _numbers(fields: dict[str, str]) -> Callable[[str], float]:
+    def number(name: str) -> float:
+        try:
+            return float(fields.get(name) or 0)
+        except ValueError:
+            return 0.0
+    return number

@@ -1,0 +1,161 @@
+"""The Redis store's steps as Lua scripts: each check-and-count is one round trip, atomic on the server.
+
+One hash per backend holds everything (``_local.LocalBackend``'s fields, the
+same names): ``fails``, ``open_until``, ``probe_until``, ``openings``,
+``full_until``, ``full_what``, and the rate window's 61 one-second slots
+``s<i>`` (the second), ``r<i>`` (requests sent), ``t<i>`` (tokens),
+``x<i>`` (retries). Times are Redis's own clock (``TIME``), so the hosts'
+clocks never have to agree; scripts answer in seconds from now.
+
+The key expires a day after its last write (``KEEP_MS``), or later while a
+cooldown or a provider's limit lasts longer.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ADMIT", "FAILED", "FULL", "USED", "BUDGET", "VIEW", "KEEP_MS"]
+
+KEEP_MS = 86_400_000
+
+_PRELUDE = """
+if redis.replicate_commands then pcall(redis.replicate_commands) end
+local k = KEYS[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local function keep(ms)
+  if redis.call('PTTL', k) < ms then redis.call('PEXPIRE', k, ms) end
+end
+local function slots(names)
+  local fields = {}
+  for i = 0, 60 do
+    for _, n in ipairs(names) do fields[#fields + 1] = n .. i end
+  end
+  return redis.call('HMGET', k, unpack(fields))
+end
+"""
+
+ADMIT = _PRELUDE + """
+-- ARGV: rpm, tpm (0: none), tokens, mode (hold | count | again), probe lease (s), keep (ms)
+local rpm, tpm, tokens = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local mode = ARGV[4]
+local b = redis.call('HMGET', k, 'open_until', 'probe_until', 'full_until', 'full_what', 'fails', 'openings')
+local open_until, fails, openings = tonumber(b[1]) or 0, tonumber(b[5]) or 0, tonumber(b[6]) or 0
+local probe = false
+if mode == 'hold' then
+  if open_until > 0 then
+    if now < open_until then return {0, tostring(open_until - now), 'cooling down', fails, openings} end
+    if now < (tonumber(b[2]) or 0) then return {0, '0', 'probed by another request', fails, openings} end
+    probe = true
+  end
+  local full_until = tonumber(b[3]) or 0
+  if now < full_until then return {-1, tostring(full_until - now), b[4] or 'provider', fails, openings} end
+end
+local sec = math.floor(now)
+local used_r, used_t = -1, -1  -- unknown: only summed where a limit needs them
+if mode ~= 'count' and (rpm > 0 or tpm > 0) then
+  local v = slots({'s', 'r', 't'})
+  local live = {}
+  used_r, used_t = 0, 0
+  for i = 0, 60 do
+    local s = tonumber(v[3 * i + 1])
+    if s and s > sec - 61 and s <= sec then
+      local r, tk = tonumber(v[3 * i + 2]) or 0, tonumber(v[3 * i + 3]) or 0
+      used_r, used_t = used_r + r, used_t + tk
+      live[#live + 1] = {s, r, tk}
+    end
+  end
+  local need = tokens
+  if tpm > 0 and need > tpm then need = tpm end
+  if tpm == 0 then need = 0 end
+  local over_r = rpm > 0 and used_r + 1 > rpm
+  if over_r or (tpm > 0 and used_t + need > tpm) then
+    table.sort(live, function(x, y) return x[1] < y[1] end)
+    local fr, ft, wait = used_r, used_t, 61
+    for _, e in ipairs(live) do
+      fr, ft = fr - e[2], ft - e[3]
+      if (rpm == 0 or fr + 1 <= rpm) and (tpm == 0 or ft + need <= tpm) then wait = e[1] + 61 - now break end
+    end
+    return {-1, tostring(wait), over_r and 'rpm' or 'tpm', fails, openings, sec, used_r, used_t}
+  end
+  used_r, used_t = used_r + 1, used_t + tokens
+end
+local i = sec % 61
+local retry = 0
+if mode == 'again' then retry = 1 end
+if tonumber(redis.call('HGET', k, 's' .. i)) ~= sec then
+  redis.call('HSET', k, 's' .. i, sec, 'r' .. i, 1, 't' .. i, tokens, 'x' .. i, retry)
+else
+  redis.call('HINCRBY', k, 'r' .. i, 1)
+  if tokens > 0 then redis.call('HINCRBY', k, 't' .. i, tokens) end
+  if retry > 0 then redis.call('HINCRBY', k, 'x' .. i, 1) end
+end
+if probe then redis.call('HSET', k, 'probe_until', tostring(now + tonumber(ARGV[5]))) end
+keep(tonumber(ARGV[6]))
+if probe then return {2, '0', '', fails, openings, sec, used_r, used_t} end
+return {1, '0', '', fails, openings, sec, used_r, used_t}
+"""
+
+FAILED = _PRELUDE + """
+-- ARGV: allowed_fails, cooldown, cool (0|1), open_for (-1: none), keep (ms)
+local fails = redis.call('HINCRBY', k, 'fails', 1)
+local b = redis.call('HMGET', k, 'open_until', 'openings')
+local open_until, openings = tonumber(b[1]) or 0, tonumber(b[2]) or 0
+local open_for = tonumber(ARGV[4])
+local half_open = open_until > 0 and now >= open_until
+if open_for < 0 and (ARGV[3] == '1' or half_open or fails >= tonumber(ARGV[1])) then open_for = tonumber(ARGV[2]) end
+if open_for >= 0 then
+  local u = now + open_for
+  if now < open_until then
+    if u > open_until then
+      open_until = u
+      redis.call('HSET', k, 'open_until', tostring(u))
+    end
+  else
+    open_until = u
+    redis.call('HSET', k, 'open_until', tostring(u), 'probe_until', 0)
+    openings = redis.call('HINCRBY', k, 'openings', 1)
+  end
+end
+keep(math.max(tonumber(ARGV[5]), math.ceil((open_until - now) * 1000) + 61000))
+if now < open_until then return {1, tostring(open_until - now), fails, openings} end
+return {0, '0', fails, openings}
+"""
+
+FULL = _PRELUDE + """
+-- ARGV: seconds, what, keep (ms)
+local u = now + tonumber(ARGV[1])
+if u > (tonumber(redis.call('HGET', k, 'full_until')) or 0) then
+  redis.call('HSET', k, 'full_until', tostring(u), 'full_what', ARGV[2])
+end
+keep(math.max(tonumber(ARGV[3]), math.ceil(tonumber(ARGV[1]) * 1000) + 61000))
+return 1
+"""
+
+USED = _PRELUDE + """
+-- ARGV: the second the request was counted in, tokens to add (negative: take away)
+local sec = tonumber(ARGV[1])
+local i = sec % 61
+if tonumber(redis.call('HGET', k, 's' .. i)) == sec then
+  if redis.call('HINCRBY', k, 't' .. i, tonumber(ARGV[2])) < 0 then redis.call('HSET', k, 't' .. i, 0) end
+end
+return 1
+"""
+
+BUDGET = _PRELUDE + """
+-- ARGV: window (s). Requests (first attempts) and retries over it.
+local sec, window = math.floor(now), tonumber(ARGV[1])
+local v = slots({'s', 'r', 'x'})
+local requests, retries = 0, 0
+for i = 0, 60 do
+  local s = tonumber(v[3 * i + 1])
+  if s and s > sec - window and s <= sec then
+    local x = tonumber(v[3 * i + 3]) or 0
+    requests, retries = requests + (tonumber(v[3 * i + 2]) or 0) - x, retries + x
+  end
+end
+return {requests, retries}
+"""
+
+VIEW = _PRELUDE + """
+return {tostring(now), redis.call('HGETALL', k)}
+"""
