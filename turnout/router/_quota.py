@@ -38,7 +38,7 @@ import openai
 from .._errors import RATE_LIMITED, status_error
 
 __all__ = ["MAX_WAIT", "estimate_tokens", "tokens_used", "count_stream", "provider_limit", "reset_seconds", "rate_limited",
-           "retry_refused", "limit_text", "error_headers"]
+           "retry_refused", "limit_text"]
 
 MAX_WAIT = 60.0
 """Without a deadline, the longest a request waits for room when every candidate is at a rate limit."""
@@ -145,19 +145,6 @@ def provider_limit(headers: Mapping[str, str]) -> Optional[tuple[str, float]]:
         if found is None or seconds > found[1]:
             found = (what, seconds)
     return found
-
-
-def error_headers(err: BaseException) -> Mapping[str, str]:
-    """The headers a failed answer came with; for OpenRouter, also those it relays in the error's
-    ``metadata.headers`` (a rate limit of the provider behind it)."""
-    response = getattr(err, "response", None)
-    headers: Mapping[str, str] = response.headers if response is not None else {}
-    body = getattr(err, "body", None)
-    relayed = body.get("metadata", {}).get("headers") if isinstance(body, dict) and \
-        isinstance(body.get("metadata"), dict) else None
-    if isinstance(relayed, dict):
-        return {**{k.lower(): v for k, v in headers.items()}, **{str(k).lower(): str(v) for k, v in relayed.items()}}
-    return headers
 
 
 def _used_up(value: str) -> bool:

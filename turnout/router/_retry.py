@@ -27,7 +27,7 @@ from ..state import Admission, Limits, State, _clock
 from ._backend import Backend
 from ._classify import Verdict, classify, retry_after
 from ._events import Emit, RouterEvent
-from ._quota import count_stream, error_headers, estimate_tokens, limit_text, provider_limit, retry_refused, tokens_used
+from ._quota import count_stream, estimate_tokens, limit_text, provider_limit, retry_refused, tokens_used
 
 __all__ = ["Runner", "deadline", "remaining", "max_retries_override", "LEARNED_FOR"]
 
@@ -149,6 +149,7 @@ class Runner:
             if not again.ok:
                 raise retry_refused(self.name, self.held(again), again.wait)
             admission.second = again.second
+            self.counters.retries += 1
         admission.attempts += 1
         self.counters.attempts += 1
         if self._emit:
@@ -204,7 +205,7 @@ class Runner:
         else:  # it answered: alive, whatever it thought of the request
             await self.shared.succeeded(admission)
         if isinstance(err, openai.APIStatusError):
-            await self._heard(error_headers(err))
+            await self._heard(err.response.headers)
 
     # -- backoff's hooks ---------------------------------------------------------
     def _waits(self) -> Generator[float | None, BaseException, None]:
@@ -239,7 +240,6 @@ class Runner:
         return False
 
     async def _on_backoff(self, details: dict[str, Any]) -> None:
-        self.counters.retries += 1
         err, wait = details["exception"], details["wait"]
         log.info("backend %s: %s; retry %d in %.2fs", self.name, describe(err), details["tries"], wait)
         if self._emit:
