@@ -14,12 +14,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
 import urllib.parse
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, AsyncIterator, Awaitable, Callable, Optional, Sequence
+from typing import Any, AsyncIterator, Callable, Optional, Sequence
 
 import httpx2
 import openai
@@ -29,13 +28,15 @@ from openai.types import Model
 
 from .._errors import AllBackendsFailedError, describe, status_error, synthetic_request
 from ..adapters import Adapter, Call, Health, wire_response
+from ..state import MemoryState
 from ._backend import Backend
 from ._classify import Verdict, classify
 from ._endpoints import endpoint_for
 from ._events import Hook, RouterEvent, make_emit
 from ._retry import Runner, deadline
 from ._select import Candidate, Selector, kind_of
-from ._stream import open_stream
+from ._calls import Op, refused, renamed, sender
+from ._responses import Responses
 
 __all__ = ["Router", "ModelList"]
 
@@ -75,6 +76,9 @@ class Router:
                       last 10 seconds, besides ``retry_budget_min`` retries always allowed
     stateful_backend  the backend that serves stateful endpoints (files, batches, ...);
                       by default the first OpenAI backend, else the first backend
+    responses_ttl     seconds the router keeps a stored response: which backend made it, and a
+                      bridged one's whole conversation (see ``_responses``)
+    state             where that is kept (default: this process's memory, bounded)
     on_event          optional async hook called with every attempt, retry, failure and failover
     """
 
@@ -86,6 +90,8 @@ class Router:
         retry_budget: float = 0.2,
         retry_budget_min: int = 10,
         stateful_backend: str | None = None,
+        responses_ttl: float = 3600.0,
+        state: MemoryState | None = None,
         on_event: Hook | None = None,
     ) -> None:
         if not backends:
@@ -102,6 +108,8 @@ class Router:
                          for b in self.backends]
         self._select = Selector(self._runners)
         self._stateful = self._stateful_runner(stateful_backend)
+        self.state = state if state is not None else MemoryState()
+        self._responses = Responses(self, responses_ttl)
 
     def __repr__(self) -> str:
         return f"Router(backends={[b.name for b in self.backends]!r}, timeout={self.timeout!r})"
@@ -137,6 +145,10 @@ class Router:
                 return await self._walk(self._plan(call), call)
             if endpoint.mode == "pinned":
                 return await self._pinned(call)
+            if endpoint.mode == "responses":
+                return await self._responses.create(call)
+            if endpoint.mode == "held":
+                return await self._responses.held(call)
             return None, await self._aggregated(call)
         finally:
             if token is not None:
@@ -200,7 +212,7 @@ class Router:
     # -- pinned: one backend, never failed over -------------------------------------
     async def _pinned(self, call: Call) -> Served:
         runner = self._stateful
-        return runner.name, await runner.serve(_sender(runner, call.stream), call)
+        return runner.name, await runner.serve(sender(runner, call.stream), call)
 
     # -- routed: the walk ----------------------------------------------------------
     def _plan(self, call: Call) -> list[Candidate]:
@@ -213,25 +225,32 @@ class Router:
         kind = kind_of(call.endpoint.name, call.endpoint.need, call.stream)
         return self._select.order(self._select.capable(choice, kind, call.body))
 
-    async def _walk(self, plan: list[Candidate], call: Call) -> Served:
+    async def _walk(self, plan: list[Candidate], call: Call, op_for: OpFor | None = None,
+                    skipped: dict[str, BaseException] | None = None) -> Served:
+        """Each candidate in turn until one answers; ``op_for`` says what an attempt on it runs, and
+        ``skipped`` why some backends were not tried (named in the error if none answers)."""
+        op_for = op_for or _plain
         errors: dict[str, BaseException] = {}
         cooling: list[Candidate] = []
         for candidate in plan:
             if not candidate.runner.breaker.admit():
                 cooling.append(candidate)
                 continue
-            served = await self._try(candidate, call, errors)
+            served = await self._try(candidate, call, errors, op_for)
             if served is not None:
                 return served
         if cooling and len(errors) == 0:  # every candidate cools down: try the one that recovers first
             first = min(cooling, key=lambda c: c.runner.breaker.open_until)
             log.info("every candidate is cooling down; trying %s", first.runner.name)
-            served = await self._try(first, call, errors)
+            served = await self._try(first, call, errors, op_for)
             if served is not None:
                 return served
+        if skipped:
+            errors = {**skipped, **errors}
         raise AllBackendsFailedError.combine(errors, next(reversed(errors.values())))
 
-    async def _try(self, candidate: Candidate, call: Call, errors: dict[str, BaseException]) -> Served | None:
+    async def _try(self, candidate: Candidate, call: Call, errors: dict[str, BaseException],
+                   op_for: OpFor) -> Served | None:
         """One backend, with its retries: the answer, or ``None`` after recording why it failed."""
         runner, model, unsure = candidate
         if _deadline_passed():
@@ -243,9 +262,9 @@ class Router:
             if self._emit:
                 await self._emit(RouterEvent("failover", last, error=errors[last], to=runner.name))
         try:
-            response = await runner.serve(_sender(runner, call.stream), _renamed(call, model))
+            response = await runner.serve(*op_for(candidate, call))
         except openai.APIError as err:
-            if unsure and _refused(err):
+            if unsure and refused(err):
                 runner.learn(unsure, model)
             elif classify(err) is Verdict.RAISE:
                 raise
@@ -257,16 +276,12 @@ class Router:
         return runner.name, response
 
 
-def _sender(runner: Runner, stream: bool) -> Callable[[Call], Awaitable[httpx2.Response]]:
-    """What one attempt runs: the backend's ``send``, and for a stream also reading up to its first event."""
-    if not stream:
-        return runner.adapter.send
+OpFor = Callable[[Candidate, Call], tuple[Op, Call]]
+"""What an attempt on a candidate runs, and with which call."""
 
-    async def open_and_read(call: Call) -> httpx2.Response:
-        response = await runner.adapter.send(call)
-        return await open_stream(response, runner.name, on_break=lambda: runner.breaker.failed())
 
-    return open_and_read
+def _plain(candidate: Candidate, call: Call) -> tuple[Op, Call]:
+    return sender(candidate.runner, call.stream), renamed(call, candidate.model)
 
 
 def _for_backends(options: FinalRequestOptions) -> FinalRequestOptions:
@@ -275,26 +290,6 @@ def _for_backends(options: FinalRequestOptions) -> FinalRequestOptions:
     if isinstance(options.timeout, NotGiven) and isinstance(options.max_retries, NotGiven):
         return options
     return options.model_copy(update={"timeout": NotGiven(), "max_retries": NotGiven()})
-
-
-def _renamed(call: Call, model: str) -> Call:
-    """The call with ``model`` as this backend knows it; the body is shared, not copied, when it already is."""
-    body = call.body
-    if body.get("model") == model:
-        return call
-    return Call(call.endpoint, call.options.model_copy(update={"json_data": {**body, "model": model}}), call.stream)
-
-
-_REFUSAL = re.compile(r"not (be )?supported|unsupported|does not support|not implemented|unknown (url|route|endpoint)"
-                      r"|no route|not found|unrecognized request", re.I)
-
-
-def _refused(err: openai.APIError) -> bool:
-    """Did a backend say it cannot do this at all (rather than that this request is wrong)?"""
-    status = getattr(err, "status_code", None)
-    if status in (404, 405, 501):
-        return True
-    return status in (400, 422) and bool(_REFUSAL.search(getattr(err, "message", "") or ""))
 
 
 def _deadline_passed() -> bool:

@@ -10,7 +10,8 @@ import time
 import uuid
 from typing import Any, Mapping
 
-__all__ = ["new_id", "shell", "to_response", "message_item", "function_call_item", "usage_of", "finish"]
+__all__ = ["new_id", "shell", "to_response", "message_item", "function_call_item", "usage_of", "finish",
+           "input_items"]
 
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 """Chat ``finish_reason``s that leave a response incomplete, and the reason the Responses API names."""
@@ -109,3 +110,23 @@ def to_response(chat: Mapping[str, Any], body: Mapping[str, Any], *, response_id
                                                      function.get("arguments") or ""))
     response["usage"] = usage_of(chat.get("usage"))
     return finish(response, choice.get("finish_reason"))
+
+
+def input_items(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The request's input as the items ``responses.input_items.list`` shows: each with an id and a type."""
+    given = body.get("input")
+    if isinstance(given, str):
+        given = [{"role": "user", "content": [{"type": "input_text", "text": given}]}]
+    items: list[dict[str, Any]] = []
+    for item in given or ():
+        item = dict(item)
+        kind = item.setdefault("type", "message")
+        if kind == "message" and isinstance(item.get("content"), str):
+            part = "output_text" if item.get("role") == "assistant" else "input_text"
+            item["content"] = [{"type": part, "text": item["content"]}]
+        item.setdefault("id", new_id(_ID_PREFIX.get(kind, "item")))
+        items.append(item)
+    return items
+
+
+_ID_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
