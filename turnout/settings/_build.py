@@ -61,7 +61,8 @@ def build_router(settings: TurnoutSettings | ResolvedConfig, default_headers: Ma
         retry_budget=config.retry_budget.value,
         retry_budget_min=config.retry_budget_min.value,
         stateful_backend=config.stateful_backend.value,
-        **({"on_event": on_event} if on_event is not None else {}),
+        responses_ttl=config.responses_ttl.value,
+        on_event=on_event,
     )
 
 

@@ -118,6 +118,7 @@ class TurnoutSettings(BaseSettings):
     retry_budget: Annotated[float, Field(ge=0)] = 0.2
     retry_budget_min: Retries = 10
     stateful_backend: Optional[str] = None
+    responses_ttl: PositiveSeconds = 3600.0
     strict: bool = True
     # `turnout serve` (the extra turnout[serve]); read here so TURNOUT_SERVE_* are known variables
     serve_host: str = "127.0.0.1"

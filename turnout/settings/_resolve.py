@@ -93,6 +93,7 @@ class ResolvedConfig:
     retry_budget: Resolved[float]
     retry_budget_min: Resolved[int]
     stateful_backend: Resolved[Optional[str]]
+    responses_ttl: Resolved[float]
     env_file: Resolved[Optional[str]]
     problems: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
@@ -105,6 +106,7 @@ class ResolvedConfig:
             "retry_budget": _described(self.retry_budget),
             "retry_budget_min": _described(self.retry_budget_min),
             "stateful_backend": _described(self.stateful_backend),
+            "responses_ttl": _described(self.responses_ttl),
             "backends": [b.describe() for b in self.backends],
             "problems": list(self.problems),
             "notes": list(self.notes),
@@ -137,6 +139,7 @@ def resolve(settings: TurnoutSettings, *, strict: bool = True) -> ResolvedConfig
         retry_budget=_global(settings, "retry_budget"),
         retry_budget_min=_global(settings, "retry_budget_min"),
         stateful_backend=stateful,
+        responses_ttl=_global(settings, "responses_ttl"),
         env_file=settings.env_file,
         problems=tuple(problems),
         notes=(*settings.ignored, *_orphans(settings, [name for name, _ in selected])),
