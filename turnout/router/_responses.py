@@ -21,7 +21,8 @@ anyway.
 - A bridged backend keeps nothing, so the router keeps the conversation
   (bounded and expiring, ``responses_ttl``). A follow-up replays it through
   the bridge to any chat backend, with failover. ``retrieve``, ``delete`` and
-  ``input_items`` are answered from the store.
+  ``input_items`` are answered from the store. A deleted response is
+  remembered as deleted: asking for it again is a 404.
 - An id the store does not know (expired, or made by another process) goes
   to the stateful backend, like other stateful endpoints.
 """
@@ -186,13 +187,13 @@ class Responses:
         runner = self._holder(held, ident)
         response = await runner.serve(sender(runner, call.stream), call)
         if call.options.method.lower() == "delete":
-            await self.state.delete(_key(ident))
+            await self._forget(ident)
         return runner.name, response
 
     async def _from_store(self, call: Call, ident: str, held: Mapping[str, Any], rest: str) -> httpx2.Response:
         method = call.options.method.lower()
         if method == "delete":
-            await self.state.delete(_key(ident))
+            await self._forget(ident)
             body: Any = {"id": ident, "object": "response", "deleted": True}
         elif rest == "input_items":
             body = _page(held["input"], _query(call))
@@ -208,7 +209,16 @@ class Responses:
         return wire_response(call, "turnout://router", content=json.dumps(body).encode())
 
     async def _held(self, ident: str) -> Optional[dict[str, Any]]:
-        return await self.state.get(_key(ident))
+        held = await self.state.get(_key(ident))
+        if held and held.get("deleted"):
+            raise status_error(openai.NotFoundError, 404, f"response {ident!r} was deleted",
+                               code="response_not_found")
+        return held
+
+    async def _forget(self, ident: str) -> None:
+        """A deleted response stays known as deleted (for ``responses_ttl``), so asking for it again is a 404
+        here, not a question to whichever backend gets unknown ids."""
+        await self.state.put(_key(ident), {"deleted": True}, self.ttl)
 
     def _holder(self, held: Optional[Mapping[str, Any]], ident: str) -> Runner:
         """The backend that made a stored response; for an id not in the store, the stateful backend,
