@@ -259,7 +259,7 @@ def _chat_body(call: Call, history: list[Any]) -> tuple[dict[str, Any] | None, o
 def _wants_completion_tokens(runner: Runner) -> bool:
     """OpenAI's own chat API refuses ``max_tokens`` for reasoning models; every other server takes it."""
     preset = getattr(getattr(runner.adapter, "preset", None), "name", None)
-    return preset in ("openai", "azure")
+    return preset == "openai"
 
 
 def _made_id(response: httpx2.Response, stream: bool) -> str | None:

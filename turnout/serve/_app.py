@@ -20,6 +20,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import anyio
 import httpx2
 import openai
+from openai._types import RequestOptions
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -177,9 +178,15 @@ async def _multipart(request: Request, state: _State, path: str, streams: bool) 
 
 async def _stored(request: Request, state: _State) -> Response:
     """Retrieve, delete, list input items or cancel: the router sends it where the response is kept."""
-    send = {"GET": state.client.get, "DELETE": state.client.delete, "POST": state.client.post}[request.method]
-    answer = await send(request.url.path.removeprefix("/v1"), cast_to=httpx2.Response,
-                        options={"params": dict(request.query_params)})
+    path = request.url.path.removeprefix("/v1")
+    options: RequestOptions = {"params": dict(request.query_params)}
+    client = state.client
+    if request.method == "DELETE":
+        answer = await client.delete(path, cast_to=httpx2.Response, options=options)
+    elif request.method == "POST":
+        answer = await client.post(path, cast_to=httpx2.Response, options=options)
+    else:
+        answer = await client.get(path, cast_to=httpx2.Response, options=options)
     return _relay(answer, False, request.scope, state.scrub)
 
 

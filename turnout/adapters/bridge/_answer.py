@@ -10,8 +10,8 @@ import time
 import uuid
 from typing import Any, Mapping
 
-__all__ = ["new_id", "shell", "to_response", "message_item", "function_call_item", "usage_of", "finish",
-           "input_items"]
+__all__ = ["new_id", "shell", "to_response", "message_item", "content_part", "function_call_item", "usage_of",
+           "finish", "input_items"]
 
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 """Chat ``finish_reason``s that leave a response incomplete, and the reason the Responses API names."""
@@ -55,13 +55,16 @@ def shell(body: Mapping[str, Any], *, response_id: str, model: str, created_at: 
 def message_item(text: str | None, refusal: str | None = None, *, item_id: str | None = None,
                  status: str = "completed") -> dict[str, Any]:
     """The assistant's message as an output item: its text, or its refusal."""
-    content: list[dict[str, Any]] = []
-    if text:
-        content.append({"type": "output_text", "text": text, "annotations": [], "logprobs": []})
-    if refusal:
-        content.append({"type": "refusal", "refusal": refusal})
+    content = [content_part(kind, part) for kind, part in (("output_text", text), ("refusal", refusal)) if part]
     return {"type": "message", "id": item_id or new_id("msg"), "role": "assistant", "status": status,
             "content": content}
+
+
+def content_part(kind: str, text: str) -> dict[str, Any]:
+    """One part of the assistant's message: its text (``output_text``) or its refusal (``refusal``)."""
+    if kind == "refusal":
+        return {"type": "refusal", "refusal": text}
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
 def function_call_item(call_id: str | None, name: str, arguments: str, *, item_id: str | None = None,

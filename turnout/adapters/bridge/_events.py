@@ -17,18 +17,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterable, AsyncIterator, Iterator, Mapping
 
-from ._answer import finish, function_call_item, message_item, new_id, shell, usage_of
+from ._answer import content_part, finish, function_call_item, message_item, new_id, shell, usage_of
 
 __all__ = ["response_events", "sse"]
 
 _KINDS = {"content": "output_text", "refusal": "refusal"}
 """The chat delta fields that carry a message's text, and the content part each becomes."""
-
-_EMPTY_PART: dict[str, dict[str, Any]] = {
-    "output_text": {"type": "output_text", "text": "", "annotations": [], "logprobs": []},
-    "refusal": {"type": "refusal", "refusal": ""},
-}
-"""Each content part as ``response.content_part.added`` announces it, before its first delta."""
 
 _DONE_FIELD = {"output_text": "text", "refusal": "refusal"}
 """The field naming a part's whole text in its ``….done`` event."""
@@ -149,7 +143,7 @@ class _Stream:
         if kind not in message.texts:
             message.texts[kind] = ""
             yield self._event("response.content_part.added", **where, content_index=len(message.texts) - 1,
-                              part=dict(_EMPTY_PART[kind]))
+                              part=content_part(kind, ""))
         message.texts[kind] += text
         yield self._event(f"response.{kind}.delta", **where, content_index=list(message.texts).index(kind),
                           delta=text, **_logprobs(kind))
