@@ -131,3 +131,23 @@ async def test_a_burst_of_50_concurrent_requests_is_all_answered(local_env, free
     assert len(replies) == 50 and all(r.choices[0].message.content for r in replies)
     assert {turnout.served_by(r) for r in replies} == {"local"}
     assert stats["local"]["successes"] == 50 and stats["primary"]["state"] == "open"
+
+
+async def test_the_responses_api_through_the_bridge(local_env) -> None:
+    """llama-cpp-python's server has no /v1/responses: the llamacpp preset's unknown flag asks it once (404),
+    then the request is bridged to chat; the answer is the model's own tokens, as a Response."""
+    async with turnout.AsyncOpenAI() as client:
+        reply = await client.responses.create(model=MODEL_ALIAS, input=QUESTION[0]["content"], temperature=0,
+                                              max_output_tokens=12)
+        again = await client.responses.create(model=MODEL_ALIAS, input="And of Italy? One word.", temperature=0,
+                                              max_output_tokens=12, previous_response_id=reply.id)
+        async with client.responses.stream(model=MODEL_ALIAS, input=QUESTION[0]["content"], temperature=0,
+                                           max_output_tokens=12) as stream:
+            deltas = [e.delta async for e in stream if e.type == "response.output_text.delta"]
+            streamed = await stream.get_final_response()
+    assert "paris" in reply.output_text.lower() and turnout.served_by(reply) == "local"
+    assert reply.status == "completed"  # the one-word answer ends well inside 12 tokens
+    assert reply.usage is not None and reply.usage.input_tokens > 0 and reply.usage.output_tokens > 0
+    assert again.output_text and again.previous_response_id == reply.id
+    assert len(deltas) > 1 and "".join(deltas) == reply.output_text  # temperature 0: the same tokens, streamed
+    assert streamed.output_text == reply.output_text and streamed.status == "completed"

@@ -375,11 +375,6 @@ def test_a_disabled_family_answers_404_like_a_missing_route() -> None:
         assert len(sdk.embeddings.create(model="test-model", input="x").data) == 1
 
 
-def test_responses_are_not_served_yet(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.NotFoundError, match="not found"):
-        client.responses.create(model="test-model", input="hi")
-
-
 def test_an_unknown_family_is_refused_at_once() -> None:
     with pytest.raises(ValueError, match="embedings"):
         OpenAIServer(disabled={"embedings"})

@@ -47,8 +47,7 @@ def chat(client: openai.AsyncOpenAI, **kwargs: Any) -> Any:
 
 # -- what providers announce ---------------------------------------------------------------------
 
-def _in(seconds: float) -> str:
-    return str(int((time.time() + seconds) * 1000))
+IN_45_S = "<Unix milliseconds 45 s from now>"  # filled in when the test runs, not when it is collected
 
 
 PROVIDERS = [  # headers as each provider sends them (see turnout/router/_quota.py), and what they mean
@@ -64,7 +63,7 @@ PROVIDERS = [  # headers as each provider sends them (see turnout/router/_quota.
                   "x-ratelimit-reset-requests": "2m59.56s", "x-ratelimit-remaining-tokens": "5000",
                   "x-ratelimit-reset-tokens": "7.66s", "retry-after": "2"},
                  "requests", 179.56, id="groq"),
-    pytest.param({"X-RateLimit-Limit": "20", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": _in(45)},
+    pytest.param({"X-RateLimit-Limit": "20", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": IN_45_S},
                  "requests", 45, id="openrouter"),
     pytest.param({"x-ratelimit-limit": "10", "x-ratelimit-remaining": "0", "x-ratelimit-reset": "30"},
                  "requests", 30, id="together-requests"),
@@ -79,7 +78,8 @@ async def test_a_provider_announcing_a_used_up_limit_is_skipped_until_it_resets(
         clients, make_openai_server, headers: dict[str, str], what: str, seconds: float) -> None:
     primary, backup = make_openai_server(), make_openai_server()
     client = clients(backend(primary, "primary"), backend(backup, "backup"))
-    primary.fail(Fault(headers=headers), times=1)
+    in_45_s = str(int((time.time() + 45) * 1000))
+    primary.fail(Fault(headers={k: in_45_s if v == IN_45_S else v for k, v in headers.items()}), times=1)
     assert served_by(await chat(client)) == "primary", "the answer that announced it is delivered"
     assert served_by(await chat(client)) == "backup"
     assert len(primary.chat_requests()) == 1

@@ -376,3 +376,23 @@ def test_keys_can_come_from_a_file(tmp_path: Path) -> None:
     settings = TurnoutSettings(_env_file=None, serve_api_keys=f"@{keys}")
     assert [k.get_secret_value() for k in settings.serve_api_keys or ()] == ["first-key-0123456789",
                                                                             "second-key-0123456789"]
+
+
+# -- the Responses API ------------------------------------------------------------------------
+
+def test_responses_are_created_streamed_followed_up_retrieved_and_deleted(sdk: openai.OpenAI) -> None:
+    raw = sdk.responses.with_raw_response.create(model="test-model", input="hello there")
+    made = raw.parse()
+    assert raw.headers["x-turnout-backend"] == "good" and made.output_text == "echo: hello there"
+    with sdk.responses.stream(model="test-model", input="streamed") as stream:
+        types = [event.type for event in stream]
+        streamed = stream.get_final_response()
+    assert types[0] == "response.created" and types[-1] == "response.completed"
+    assert streamed.output_text == "echo: streamed"
+    follow = sdk.responses.create(model="test-model", input="again", previous_response_id=made.id)
+    assert follow.previous_response_id == made.id
+    assert sdk.responses.retrieve(made.id).output_text == "echo: hello there"
+    assert [item.type for item in sdk.responses.input_items.list(made.id).data] == ["message"]
+    sdk.responses.delete(made.id)
+    with pytest.raises(openai.NotFoundError):
+        sdk.responses.retrieve(made.id)

@@ -26,8 +26,9 @@ def test_the_router_has_the_backends_in_order_with_their_knobs(monkeypatch: pyte
         TURNOUT_BACKEND__PRIMARY__WEIGHT="3", TURNOUT_BACKEND__PRIMARY__MAX_RETRIES="0",
         TURNOUT_BACKEND__GROQ__COOLDOWN="90", TURNOUT_BACKEND__GROQ__TIMEOUT="7",
         TURNOUT_MAX_RETRIES="4", TURNOUT_BACKOFF_BASE="1.5", TURNOUT_BACKOFF_MAX="8", TURNOUT_ALLOWED_FAILS="5",
-        TURNOUT_DEADLINE="45", TURNOUT_RETRY_BUDGET="0.3", TURNOUT_RETRY_BUDGET_MIN="4", OLLAMA_HOST="http://gpu-box:11434",
-        TURNOUT_RPM="100", TURNOUT_BACKEND__GROQ__RPM="30", TURNOUT_BACKEND__GROQ__TPM="6000")
+        TURNOUT_DEADLINE="45", TURNOUT_RETRY_BUDGET="0.3", TURNOUT_RETRY_BUDGET_MIN="4", TURNOUT_RESPONSES_TTL="120",
+        OLLAMA_HOST="http://gpu-box:11434", TURNOUT_RPM="100", TURNOUT_BACKEND__GROQ__RPM="30",
+        TURNOUT_BACKEND__GROQ__TPM="6000")
     router_options: dict[str, object] = {}
 
     def spy(backends: list[Backend], **options: object) -> Router:
@@ -39,7 +40,8 @@ def test_the_router_has_the_backends_in_order_with_their_knobs(monkeypatch: pyte
     assert isinstance(router, Router)
     assert [b.name for b in router.backends] == ["primary", "groq", "ollama"]
     state = router_options.pop("state")
-    assert router_options == {"timeout": 45.0, "retry_budget": 0.3, "retry_budget_min": 4, "stateful_backend": None}
+    assert router_options == {"timeout": 45.0, "retry_budget": 0.3, "retry_budget_min": 4, "stateful_backend": None,
+                              "responses_ttl": 120.0, "on_event": None}
     assert isinstance(state, MemoryState), "without TURNOUT_STATE_URL, this process's memory"
     primary, groq, ollama = router.backends
     assert (primary.rpm, primary.tpm, groq.rpm, groq.tpm) == (100, None, 30, 6000), "TURNOUT_RPM is every backend's default"

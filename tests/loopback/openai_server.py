@@ -5,13 +5,16 @@ chat completions (JSON and SSE with ``[DONE]`` and a usage chunk; JSON that
 fits ``response_format``'s schema; a tool call whose arguments fit the tool's
 schema when ``tools`` are sent), legacy completions, embeddings, models (list
 and retrieve), audio transcriptions and translations (multipart), moderations,
-image generation, files and batches (kept in memory). Every answer, errors
+image generation, files and batches (kept in memory), and the Responses API
+(create, streamed as OpenAI streams it; stored responses with ``previous_response_id``,
+retrieve, delete, input items and cancel; see ``_responses.py``). Every answer, errors
 included, carries a unique ``x-request-id``. It records every request it
 receives, and can misbehave on demand:
 
     server.fail(Fault(status=503, retry_after="1"), times=2)   # the next two requests
     server.fail(Fault(close=True))                             # every request from now on
     OpenAIServer(disabled={"embeddings", "audio"})             # 404 there, like a server without them
+    OpenAIServer(disabled={"responses"})                       # a chat-only server, as most local ones are
 
 Run it standalone (for benchmarks) with ``python -m tests.loopback.openai_server``.
 """
@@ -25,6 +28,7 @@ import itertools
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +39,15 @@ from ._http import (
     pieces,
     split_even,
     vector,
+)
+from ._responses import (
+    StoredResponse,
+    chat_view,
+    finished,
+    input_items,
+    shell,
+    sse,
+    stream_events,
 )
 from ._schema import example
 from .faults import Fault, FormFile, RecordedRequest
@@ -60,7 +73,11 @@ _ROUTES: list[tuple[str, str, str, str | None]] = [  # method, path after any pr
     ("GET", "/batches", "batches", "_list_batches"),
     ("GET", "/batches/(?P<ident>[^/]+)", "batches", "_retrieve_batch"),
     ("POST", "/batches/(?P<ident>[^/]+)/cancel", "batches", "_cancel_batch"),
-    ("POST", "/responses", "responses", None),  # not built yet: answered like a route the server lacks
+    ("POST", "/responses", "responses", "_create_response"),
+    ("GET", "/responses/(?P<ident>[^/]+)", "responses", "_retrieve_response"),
+    ("DELETE", "/responses/(?P<ident>[^/]+)", "responses", "_delete_response"),
+    ("GET", "/responses/(?P<ident>[^/]+)/input_items", "responses", "_response_input_items"),
+    ("POST", "/responses/(?P<ident>[^/]+)/cancel", "responses", "_cancel_response"),
 ]
 ROUTES = [(method, re.compile(".*?" + path), family, handler) for method, path, family, handler in _ROUTES]
 """In order: ``/chat/completions`` before ``/completions``, since a prefix may come before either."""
@@ -69,7 +86,11 @@ FAMILIES = frozenset(family for _, _, family, _ in _ROUTES)
 """What ``disabled`` may name."""
 
 _ids = itertools.count(1)
-"""Process-wide, so a file or batch id from one server is unknown to every other."""
+"""Process-wide, so a file, batch or response id from one server is unknown to every other."""
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}loopback{next(_ids)}"
 
 
 @dataclass(eq=False)
@@ -97,6 +118,8 @@ class OpenAIServer(LoopbackServer):
         self.stored_files: dict[str, tuple[dict[str, Any], bytes]] = {}
         """Uploaded files by id: the FileObject JSON and the content."""
         self.batches: dict[str, dict[str, Any]] = {}
+        self.stored_responses: dict[str, StoredResponse] = {}
+        """Responses made with ``store`` (the default) by id, with the input items they were made from."""
 
     @property
     def base_url(self) -> str:
@@ -104,6 +127,10 @@ class OpenAIServer(LoopbackServer):
 
     def chat_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path.endswith("/chat/completions")]
+
+    def responses_requests(self) -> list[RecordedRequest]:
+        """Every Responses API request: creates, and retrieve, delete, input items and cancel of stored ones."""
+        return [r for r in self.requests if re.search(r"/responses(/|$)", r.path)]
 
     # -- answers -----------------------------------------------------------
     def answer_text(self, body: dict[str, Any]) -> str:
@@ -200,10 +227,8 @@ class _Handler(LoopbackHandler):
         tool = state.wants_tool_call(body)
         text = None if tool else state.answer_text(body)
         usage = _usage(body, text or json.dumps(tool))
-        finish = "tool_calls" if tool else "stop"
-        limit = body.get("max_completion_tokens", body.get("max_tokens"))
-        if text is not None and limit is not None and limit < len(text.split()):
-            text, finish = " ".join(text.split()[:limit]), "length"
+        text, cut_short = _limited(text, body.get("max_completion_tokens", body.get("max_tokens")))
+        finish = "tool_calls" if tool else "length" if cut_short else "stop"
         if body.get("stream"):
             self._stream_chat(body, model, text, tool, finish, usage, fault)
             return
@@ -218,51 +243,59 @@ class _Handler(LoopbackHandler):
 
     def _stream_chat(self, body: dict[str, Any], model: str, text: str | None, tool: dict[str, Any] | None,
                      finish: str, usage: dict[str, int], fault: Fault | None) -> None:
-        """Content in pieces (JSON in a few even pieces, so a partial parser sees it grow); a tool call
-        as OpenAI streams one: id, name and empty arguments first, then the arguments in pieces."""
-        chunks = self.server_state.stream_chunks
+        """Content in pieces; a tool call as OpenAI streams one: id, name and empty arguments first, then the
+        arguments in pieces."""
         base = {"id": "chatcmpl-loopback", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
         deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
+        cut = self._cutter(body, tool)
         if tool:
             deltas.append({"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
                                            "function": {"name": tool["name"], "arguments": ""}}]})
             deltas.extend({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
-                          for piece in split_even(tool["arguments"], chunks or 3))
-        elif (body.get("response_format") or {}).get("type") in ("json_object", "json_schema"):
-            deltas.extend({"content": piece} for piece in split_even(text or "", chunks or 4))
+                          for piece in cut(tool["arguments"]))
         else:
-            deltas.extend({"content": piece} for piece in pieces(text or "", chunks))
+            deltas.extend({"content": piece} for piece in cut(text or ""))
         events = [{**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]} for delta in deltas]
         ending = [{**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}]
         self._sse(body, events, ending, {**base, "choices": [], "usage": usage}, fault)
 
+    def _cutter(self, body: dict[str, Any], tool: dict[str, Any] | None) -> Callable[[str], list[str]]:
+        """How a streamed answer is cut, alike on both APIs: tool arguments and JSON in a few even pieces (so
+        a partial parser sees them grow), prose a word a piece; exactly ``stream_chunks`` pieces when set."""
+        chunks = self.server_state.stream_chunks
+        if tool:
+            return lambda text: split_even(text, chunks or 3)
+        if (body.get("response_format") or {}).get("type") in ("json_object", "json_schema"):
+            return lambda text: split_even(text, chunks or 4)
+        return lambda text: pieces(text, chunks)
+
     def _sse(self, body: dict[str, Any], events: list[dict[str, Any]], ending: list[dict[str, Any]],
              usage: dict[str, Any], fault: Fault | None) -> None:
-        """An SSE stream: ``events`` (cut by ``cut_after``, paced by ``stream_delay``), ``ending``, the usage
-        event when ``stream_options.include_usage`` asks, ``[DONE]``. An ``empty`` fault sends no events."""
+        """Chat and legacy completions' SSE: data-only events, then the usage event when
+        ``stream_options.include_usage`` asks, and ``[DONE]``."""
+        closing = [_data(usage)] if (body.get("stream_options") or {}).get("include_usage") else []
+        self._stream([_data(e) for e in events], [_data(e) for e in ending], [*closing, b"data: [DONE]\n\n"], fault)
+
+    def _stream(self, frames: list[bytes], ending: list[bytes], closing: list[bytes], fault: Fault | None) -> None:
+        """An SSE stream: ``frames`` (cut by ``cut_after``, paced by ``stream_delay``), ``ending``, ``closing``.
+        An ``empty`` fault sends only ``closing``: a clean end before any event."""
         state = self.server_state
         if fault is not None and fault.empty:
-            events = ending = []
+            frames = ending = []
         self.start_chunked("text/event-stream")
         try:
-            for i, payload in enumerate(events):
+            for i, frame in enumerate(frames):
                 if fault is not None and fault.cut_after is not None and i >= fault.cut_after:
                     self.drop()
                     return
-                self.event(payload)
+                self.chunk(frame)
                 if state.stream_delay:
                     state.wait(state.stream_delay)
-            for payload in ending:
-                self.event(payload)
-            if (body.get("stream_options") or {}).get("include_usage"):
-                self.event(usage)
-            self.chunk(b"data: [DONE]\n\n")
+            for frame in [*ending, *closing]:
+                self.chunk(frame)
             self.chunk(b"")
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
-
-    def event(self, payload: dict[str, Any]) -> None:
-        self.chunk(b"data: " + json.dumps(payload).encode() + b"\n\n")
 
     # -- legacy completions --------------------------------------------------
     def _completions(self, body: dict[str, Any], fault: Fault | None) -> None:
@@ -274,12 +307,10 @@ class _Handler(LoopbackHandler):
         limit = body.get("max_tokens")
         texts, finishes = [], []
         for p in prompts:
-            text = self.server_state.reply if self.server_state.reply is not None else f"echo: {p}"
-            finish = "stop"
-            if limit is not None and limit < len(text.split()):
-                text, finish = " ".join(text.split()[:limit]), "length"
-            texts.append(p + text if body.get("echo") else text)
-            finishes.append(finish)
+            text, cut_short = _limited(self.server_state.reply if self.server_state.reply is not None else f"echo: {p}",
+                                       limit)
+            texts.append(p + (text or "") if body.get("echo") else text or "")
+            finishes.append("length" if cut_short else "stop")
         prompt_tokens = sum(len(p.split()) for p in prompts)
         completion_tokens = sum(len(t.split()) for t in texts)
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
@@ -294,6 +325,80 @@ class _Handler(LoopbackHandler):
         ending = [{**base, "choices": [{"index": i, "text": "", "finish_reason": f, "logprobs": None}]}
                   for i, f in enumerate(finishes)]
         self._sse(body, events, ending, {**base, "choices": [], "usage": usage}, fault)
+
+    # -- responses (stateful: a stored response is what a router pins to one backend) ------------------
+    def _create_response(self, body: dict[str, Any], fault: Fault | None) -> None:
+        """Answered as chat is (see ``_responses.chat_view``), after the stored conversation a
+        ``previous_response_id`` names; kept unless ``store`` is false. ``background`` (not streamed) answers
+        ``queued`` and is done by the first retrieve, so it can be cancelled before that."""
+        state = self.server_state
+        if self._missing(body, "input") or not self._known_model(body):
+            return
+        history: list[dict[str, Any]] = []
+        if (previous := body.get("previous_response_id")) is not None:
+            if (earlier := state.stored_responses.get(previous)) is None:
+                self._refuse(404, f"Previous response with id '{previous}' not found.",
+                             "previous_response_id", "previous_response_not_found")
+                return
+            history = earlier.conversation()
+        store = body.get("store") is not False
+        background = bool(body.get("background")) and not body.get("stream")
+        if background and not store:
+            self._refuse(400, "Background mode requires store=true.", "background", "invalid_value")
+            return
+        items = [*history, *input_items(body["input"], _new_id)]
+        view = chat_view(body, items)
+        tool = state.wants_tool_call(view)
+        text, cut_short = _limited(None if tool else state.answer_text(view), body.get("max_output_tokens"))
+        start = shell(body, response_id=_new_id("resp_"), created_at=int(time.time()))
+        response = finished(start, text=text, tool=tool, chat_usage=_usage(view, text or json.dumps(tool)),
+                            cut_short=cut_short, new_id=_new_id)
+        if background:
+            state.stored_responses[start["id"]] = StoredResponse({**start, "status": "queued"}, items, finished=response)
+            response = state.stored_responses[start["id"]].response
+        elif store:
+            state.stored_responses[start["id"]] = StoredResponse(response, items)
+        if not body.get("stream"):
+            self.json(200, response)
+            return
+        frames = [sse(event) for event in stream_events(response, self._cutter(view, tool))]
+        self._stream(frames[:-1], frames[-1:], [], fault)
+
+    def _retrieve_response(self, body: dict[str, Any], fault: Fault | None, ident: str) -> None:
+        if stored := self._stored_response(ident):
+            if stored.finished is not None:
+                stored.response, stored.finished = stored.finished, None
+            self.json(200, stored.response)
+
+    def _delete_response(self, body: dict[str, Any], fault: Fault | None, ident: str) -> None:
+        if self._stored_response(ident):
+            del self.server_state.stored_responses[ident]
+            self.json(200, {"id": ident, "object": "response", "deleted": True})
+
+    def _response_input_items(self, body: dict[str, Any], fault: Fault | None, ident: str) -> None:
+        if stored := self._stored_response(ident):
+            self.json(200, _page(stored.items, self.query))
+
+    def _cancel_response(self, body: dict[str, Any], fault: Fault | None, ident: str) -> None:
+        """Only a background response can be cancelled; once it has finished, cancelling returns it as it is."""
+        if (stored := self._stored_response(ident)) is None:
+            return
+        if not stored.response.get("background"):
+            self._refuse(400, "Cannot cancel a synchronous response.")
+            return
+        if stored.finished is not None:
+            stored.response, stored.finished = {**stored.response, "status": "cancelled"}, None
+        self.json(200, stored.response)
+
+    def _stored_response(self, ident: str) -> StoredResponse | None:
+        stored = self.server_state.stored_responses.get(ident)
+        if stored is None:
+            self._refuse(404, f"Response with id '{ident}' not found.")
+        return stored
+
+    def _refuse(self, status: int, message: str, param: str | None = None, code: str | None = None) -> None:
+        """An error naming the parameter at fault, as OpenAI's Responses API does (a ``Fault`` names none)."""
+        self.json(status, {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}})
 
     # -- embeddings ----------------------------------------------------------
     def _embeddings(self, body: dict[str, Any], fault: Fault | None) -> None:
@@ -466,6 +571,17 @@ def _page(items: list[dict[str, Any]], query: dict[str, str]) -> dict[str, Any]:
     page = items[:limit]
     return {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
             "last_id": page[-1]["id"] if page else None, "has_more": len(items) > limit}
+
+
+def _limited(text: str | None, limit: int | None) -> tuple[str | None, bool]:
+    """``text`` cut to ``limit`` words (the server's tokens), and whether it was cut."""
+    if text is None or limit is None or limit >= len(text.split()):
+        return text, False
+    return " ".join(text.split()[:limit]), True
+
+
+def _data(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
 
 
 def _last_message(body: dict[str, Any]) -> dict[str, Any]:

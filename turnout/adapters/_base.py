@@ -65,7 +65,7 @@ class Capabilities:
 
 _EVERY_SERVER = frozenset({"chat", "streaming", "tools", "json_mode"})
 
-Mode = Literal["routed", "aggregated", "pinned"]
+Mode = Literal["routed", "aggregated", "pinned", "responses", "held"]
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,9 @@ class Endpoint:
 
     ``routed``: stateless, tried on every capable backend with failover;
     ``aggregated``: every backend answers and the answers are merged (models);
-    ``pinned``: stateful (files, batches, ...), one backend, never failed over.
+    ``pinned``: stateful (files, batches, ...), one backend, never failed over;
+    ``responses``: routed, natively or through the chat bridge; ``held``: a stored
+    response, served by the backend (or the router's state) that made it.
     """
 
     name: str

@@ -119,11 +119,12 @@ _ROWS: tuple[Preset, ...] = (
            "https://docs.github.com/en/github-models/quickstart",
            _ALL, aliases=("github_models", "gh")),
     # -- local -------------------------------------------------------------
-    # llama-server (the C++ server this row is for) has /v1/completions and /v1/responses; its
-    # /v1/audio/transcriptions needs a multimodal audio model: off. llama-cpp-python's server, which the
-    # tests run, has no /v1/responses: a request there is answered 404 and failed over.
+    # llama-server (the C++ server this row is for) has /v1/completions, and /v1/responses in recent
+    # builds only; llama-cpp-python's server, which the tests run, has none: unknown, so it is asked
+    # natively once and bridged to chat from then on if it answers 404. Its /v1/audio/transcriptions
+    # needs a multimodal audio model: off.
     _local("llamacpp", 8080, "https://github.com/ggml-org/llama.cpp/blob/master/tools/server/README.md",
-           _ALL.replace(**_CR), aliases=("llama_cpp", "llama_server")),
+           _ALL.replace(completions=True, responses=None), aliases=("llama_cpp", "llama_server")),
     _local("vllm", 8000, "https://docs.vllm.ai/en/latest/serving/openai_compatible_server.html",
            _ALL.replace(audio_transcription=True, **_CR)),
     # The bare launcher listens on 3000; the documented Docker run maps 8080, which most users run.

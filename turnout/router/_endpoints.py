@@ -2,7 +2,9 @@
 
 One row per endpoint, matched on the method and the path the SDK built
 (relative to the client's base URL). A new endpoint is a row here, never a
-new code path. What no row matches is pinned: stateful APIs (files,
+new code path. The Responses API has two modes of its own (``router._responses``):
+creating a response is routed, natively or through the bridge; a stored response
+is *held*, served where it was made. What no row matches is pinned: stateful APIs (files,
 batches, uploads, vector stores, fine-tuning, conversations, containers,
 stored responses, ...) go to one backend and are never failed over, so their
 state is never split across providers.
@@ -26,7 +28,10 @@ ENDPOINTS: tuple[tuple[str, str, Endpoint], ...] = (
     ("post", r"/audio/(transcriptions|translations)", Endpoint("audio", need="audio_transcription")),
     ("post", r"/moderations", Endpoint("moderations", need="moderations")),
     ("post", r"/images/generations", Endpoint("images", need="image_generation")),
-    ("post", r"/responses", Endpoint("responses", need="responses")),
+    ("post", r"/responses", Endpoint("responses", mode="responses", need="responses")),
+    ("get", r"/responses/[^/]+(/input_items)?", Endpoint("response", mode="held")),
+    ("delete", r"/responses/[^/]+", Endpoint("response", mode="held")),
+    ("post", r"/responses/[^/]+/cancel", Endpoint("response", mode="held")),
     ("get", r"/models", Endpoint("models", mode="aggregated")),
     ("get", r"/models/[^/]+", Endpoint("model", mode="aggregated")),
 )

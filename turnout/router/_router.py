@@ -14,12 +14,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
 import urllib.parse
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, AsyncIterator, Awaitable, Callable, Optional, Sequence
+from typing import Any, AsyncIterator, Callable, Optional, Sequence
 
 import httpx2
 import openai
@@ -37,7 +36,8 @@ from ._events import Hook, RouterEvent, make_emit
 from ._quota import MAX_WAIT, rate_limited
 from ._retry import Runner, deadline
 from ._select import Candidate, Selector, kind_of
-from ._stream import open_stream
+from ._calls import Op, refused, renamed, sender
+from ._responses import Responses
 
 __all__ = ["Router", "ModelList"]
 
@@ -77,8 +77,10 @@ class Router:
                       last 10 seconds, besides ``retry_budget_min`` retries always allowed
     stateful_backend  the backend that serves stateful endpoints (files, batches, ...);
                       by default the first OpenAI backend, else the first backend
-    state             where breakers, budgets and rate windows live (``turnout.state``): this
-                      process's memory by default, or Redis shared by many processes; closed with the router
+    responses_ttl     seconds the router keeps a stored response: which backend made it, and a
+                      bridged one's whole conversation (see ``_responses``)
+    state             where breakers, budgets, rate windows and stored responses live (``turnout.state``):
+                      this process's memory by default, or Redis shared by many processes; closed with the router
     on_event          optional async hook called with every attempt, retry, failure and failover
     """
 
@@ -90,6 +92,7 @@ class Router:
         retry_budget: float = 0.2,
         retry_budget_min: int = 10,
         stateful_backend: str | None = None,
+        responses_ttl: float = 3600.0,
         state: State | None = None,
         on_event: Hook | None = None,
     ) -> None:
@@ -108,6 +111,7 @@ class Router:
                                 emit=self._emit) for b in self.backends]
         self._select = Selector(self._runners)
         self._stateful = self._stateful_runner(stateful_backend)
+        self._responses = Responses(self, responses_ttl)
 
     def __repr__(self) -> str:
         return f"Router(backends={[b.name for b in self.backends]!r}, timeout={self.timeout!r})"
@@ -143,6 +147,10 @@ class Router:
                 return await self._walk(self._plan(call), call)
             if endpoint.mode == "pinned":
                 return await self._pinned(call)
+            if endpoint.mode == "responses":
+                return await self._responses.create(call)
+            if endpoint.mode == "held":
+                return await self._responses.held(call)
             return None, await self._aggregated(call)
         finally:
             if token is not None:
@@ -213,7 +221,7 @@ class Router:
     # -- pinned: one backend, never failed over -------------------------------------
     async def _pinned(self, call: Call) -> Served:
         runner = self._stateful
-        return runner.name, await runner.serve(_sender(runner, call.stream), call)
+        return runner.name, await runner.serve(sender(runner, call.stream), call)
 
     # -- routed: the walk ----------------------------------------------------------
     def _plan(self, call: Call) -> list[Candidate]:
@@ -226,7 +234,11 @@ class Router:
         kind = kind_of(call.endpoint.name, call.endpoint.need, call.stream)
         return self._select.order(self._select.capable(choice, kind, call.body))
 
-    async def _walk(self, plan: list[Candidate], call: Call) -> Served:
+    async def _walk(self, plan: list[Candidate], call: Call, op_for: OpFor | None = None,
+                    skipped: dict[str, BaseException] | None = None) -> Served:
+        """Each candidate in turn until one answers; ``op_for`` says what an attempt on it runs, and
+        ``skipped`` why some backends were not tried (named in the error if none answers)."""
+        op_for = op_for or _plain
         errors: dict[str, BaseException] = {}
         end = deadline.get() or time.monotonic() + MAX_WAIT  # how long a full window may be waited for
         while True:
@@ -236,7 +248,7 @@ class Router:
                 if not admission.ok:
                     held.append((candidate, admission))
                     continue
-                served = await self._try(candidate, call, errors, admission)
+                served = await self._try(candidate, call, errors, op_for, admission)
                 if served is not None:
                     return served
             if errors or not held:
@@ -251,16 +263,18 @@ class Router:
                 raise rate_limited([(c.runner.name, c.runner.held(a), a.wait) for c, a in held])
             first = min(cooling, key=lambda ca: ca[1].wait)[0]  # every candidate cools down: the first to recover
             log.info("every candidate is cooling down; trying %s", first.runner.name)
-            served = await self._try(first, call, errors, await first.runner.admit(call, hold=False))
+            served = await self._try(first, call, errors, op_for, await first.runner.admit(call, hold=False))
             if served is not None:
                 return served
             break
         if held:  # named beside the failures, after them as a cause
             errors = {**{c.runner.name: rate_limited([(c.runner.name, c.runner.held(a), a.wait)]) for c, a in held
                          if c.runner.name not in errors}, **errors}
+        if skipped:
+            errors = {**skipped, **errors}
         raise AllBackendsFailedError.combine(errors, next(reversed(errors.values())))
 
-    async def _try(self, candidate: Candidate, call: Call, errors: dict[str, BaseException],
+    async def _try(self, candidate: Candidate, call: Call, errors: dict[str, BaseException], op_for: OpFor,
                    admission: Admission) -> Served | None:
         """One backend, with its retries: the answer, or ``None`` after recording why it failed."""
         runner, model, unsure = candidate
@@ -274,9 +288,10 @@ class Router:
             if self._emit:
                 await self._emit(RouterEvent("failover", last, error=errors[last], to=runner.name))
         try:
-            response = await runner.serve(_sender(runner, call.stream), _renamed(call, model), admission)
+            op, arg = op_for(candidate, call)
+            response = await runner.serve(op, arg, admission)
         except openai.APIError as err:
-            if unsure and _refused(err):
+            if unsure and refused(err):
                 runner.learn(unsure, model)
             elif classify(err) is Verdict.RAISE:
                 raise
@@ -288,16 +303,12 @@ class Router:
         return runner.name, response
 
 
-def _sender(runner: Runner, stream: bool) -> Callable[[Call], Awaitable[httpx2.Response]]:
-    """What one attempt runs: the backend's ``send``, and for a stream also reading up to its first event."""
-    if not stream:
-        return runner.adapter.send
+OpFor = Callable[[Candidate, Call], tuple[Op, Call]]
+"""What an attempt on a candidate runs, and with which call."""
 
-    async def open_and_read(call: Call) -> httpx2.Response:
-        response = await runner.adapter.send(call)
-        return await open_stream(response, runner.name, on_break=runner.broke)
 
-    return open_and_read
+def _plain(candidate: Candidate, call: Call) -> tuple[Op, Call]:
+    return sender(candidate.runner, call.stream), renamed(call, candidate.model)
 
 
 def _for_backends(options: FinalRequestOptions) -> FinalRequestOptions:
@@ -306,26 +317,6 @@ def _for_backends(options: FinalRequestOptions) -> FinalRequestOptions:
     if isinstance(options.timeout, NotGiven) and isinstance(options.max_retries, NotGiven):
         return options
     return options.model_copy(update={"timeout": NotGiven(), "max_retries": NotGiven()})
-
-
-def _renamed(call: Call, model: str) -> Call:
-    """The call with ``model`` as this backend knows it; the body is shared, not copied, when it already is."""
-    body = call.body
-    if body.get("model") == model:
-        return call
-    return Call(call.endpoint, call.options.model_copy(update={"json_data": {**body, "model": model}}), call.stream)
-
-
-_REFUSAL = re.compile(r"not (be )?supported|unsupported|does not support|not implemented|unknown (url|route|endpoint)"
-                      r"|no route|not found|unrecognized request", re.I)
-
-
-def _refused(err: openai.APIError) -> bool:
-    """Did a backend say it cannot do this at all (rather than that this request is wrong)?"""
-    status = getattr(err, "status_code", None)
-    if status in (404, 405, 501):
-        return True
-    return status in (400, 422) and bool(_REFUSAL.search(getattr(err, "message", "") or ""))
 
 
 def _deadline_passed() -> bool:

@@ -19,7 +19,7 @@ import openai
 
 from .._errors import BrokenStreamError
 
-__all__ = ["open_stream"]
+__all__ = ["open_stream", "first_event"]
 
 
 async def open_stream(response: httpx2.Response, backend: str, on_break: Callable[[], None]) -> httpx2.Response:
@@ -27,19 +27,26 @@ async def open_stream(response: httpx2.Response, backend: str, on_break: Callabl
     chunks = response.stream.__aiter__()  # type: ignore[union-attr]
     read: list[bytes] = []
     try:
-        await _first_event(chunks, read, plain=response.headers.get("content-encoding") in (None, "identity"),
-                           backend=backend, request=response.request)
+        first = await _first_event(chunks, read, plain=response.headers.get("content-encoding") in (None, "identity"),
+                                   backend=backend, request=response.request)
     except BaseException:
         await response.aclose()
         raise
     source = cast(httpx2.AsyncByteStream, response.stream)
-    response.stream = _Relay(read, chunks, source, backend, response.request, on_break)
+    response.stream = _Relay(read, chunks, source, backend, response.request, on_break, first)
     return response
 
 
+def first_event(response: httpx2.Response) -> bytes | None:
+    """The data of the first event of a stream :func:`open_stream` opened (``None`` if compressed)."""
+    stream = response.stream
+    return stream.first if isinstance(stream, _Relay) else None
+
+
 async def _first_event(chunks: AsyncIterator[bytes], read: list[bytes], *, plain: bool, backend: str,
-                       request: httpx2.Request) -> None:
-    """Read until the first event with data; a compressed body is taken as started at its first bytes."""
+                       request: httpx2.Request) -> bytes | None:
+    """Read until the first event with data, and return that; a compressed body is taken as started
+    at its first bytes."""
     pending = b""
     while True:
         try:
@@ -52,12 +59,12 @@ async def _first_event(chunks: AsyncIterator[bytes], read: list[bytes], *, plain
                                     f"{type(err).__name__}: {err}", request=request) from err
         read.append(chunk)
         if not plain:
-            return
+            return None
         pending = pending + chunk if pending else chunk
         data = _first_data(pending)
         if data is not None:
             _check_first(data, backend, request)
-            return
+            return data
 
 
 _END_OF_EVENT = re.compile(rb"\r\n\r\n|\n\n|\r\r")
@@ -96,7 +103,8 @@ class _Relay(httpx2.AsyncByteStream):
     """The bytes already read, then the rest; a break after them is a :class:`BrokenStreamError`."""
 
     def __init__(self, read: list[bytes], chunks: AsyncIterator[bytes], source: httpx2.AsyncByteStream,
-                 backend: str, request: httpx2.Request, on_break: Callable[[], None]) -> None:
+                 backend: str, request: httpx2.Request, on_break: Callable[[], None], first: bytes | None) -> None:
+        self.first = first
         self._read = read
         self._chunks = chunks
         self._source = source

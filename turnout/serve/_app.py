@@ -20,6 +20,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import anyio
 import httpx2
 import openai
+from openai._types import RequestOptions
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -49,8 +50,16 @@ ENDPOINTS: tuple[tuple[str, str, bool], ...] = (
     ("/images/generations", "json", False),
     ("/audio/transcriptions", "multipart", True),
     ("/audio/translations", "multipart", False),
+    ("/responses", "json", True),
 )
 """The routed endpoints the server answers, each sent on through the router's endpoint table."""
+
+STORED: tuple[tuple[str, tuple[str, ...]], ...] = (
+    # a stored response, served where it was made (path under /v1, methods)
+    ("/responses/{ident}", ("GET", "DELETE")),
+    ("/responses/{ident}/input_items", ("GET",)),
+    ("/responses/{ident}/cancel", ("POST",)),
+)
 
 _RELAYED = ("x-request-id",)
 """Answer headers passed on from the backend besides the content type (its request id, for its support)."""
@@ -94,6 +103,7 @@ def create_app(settings: TurnoutSettings | None = None) -> Starlette:
 
     routes = [Route(f"/v1{path}", _answering(_multipart if body == "multipart" else _json, path, streams),
                     methods=["POST"]) for path, body, streams in ENDPOINTS]
+    routes += [Route(f"/v1{path}", _answering(_stored), methods=list(methods)) for path, methods in STORED]
     routes += [
         Route("/v1/models", _answering(_models), methods=["GET"]),
         Route("/v1/models/{model:path}", _answering(_model), methods=["GET"]),
@@ -166,6 +176,20 @@ async def _multipart(request: Request, state: _State, path: str, streams: bool) 
     return _relay(response, stream, request.scope, state.scrub)
 
 
+async def _stored(request: Request, state: _State) -> Response:
+    """Retrieve, delete, list input items or cancel: the router sends it where the response is kept."""
+    path = request.url.path.removeprefix("/v1")
+    options: RequestOptions = {"params": dict(request.query_params)}
+    client = state.client
+    if request.method == "DELETE":
+        answer = await client.delete(path, cast_to=httpx2.Response, options=options)
+    elif request.method == "POST":
+        answer = await client.post(path, cast_to=httpx2.Response, options=options)
+    else:
+        answer = await client.get(path, cast_to=httpx2.Response, options=options)
+    return _relay(answer, False, request.scope, state.scrub)
+
+
 async def _models(request: Request, state: _State) -> Response:
     return _relay(await state.client.get("/models", cast_to=httpx2.Response), False, request.scope, state.scrub)
 
@@ -191,7 +215,8 @@ async def _http_error(request: Request, err: Exception) -> Response:
     assert isinstance(err, HTTPException)
     if err.status_code == 404:
         message = (f"Unknown path {request.method} {request.url.path}: turnout serve answers the OpenAI API under "
-                   f"/v1 (" + ", ".join(f"POST /v1{p}" for p, _, _ in ENDPOINTS) + ", GET /v1/models) and GET /health.")
+                   f"/v1 (" + ", ".join(f"POST /v1{p}" for p, _, _ in ENDPOINTS) + ", GET /v1/models, stored "
+                   f"responses at /v1/responses/{{id}}) and GET /health.")
         return error_response(404, message, code="unknown_url")
     if err.status_code == 405:
         return error_response(405, f"{request.method} is not allowed on {request.url.path}.",

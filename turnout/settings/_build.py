@@ -64,8 +64,9 @@ def build_router(settings: TurnoutSettings | ResolvedConfig, default_headers: Ma
         retry_budget=config.retry_budget.value,
         retry_budget_min=config.retry_budget_min.value,
         stateful_backend=config.stateful_backend.value,
+        responses_ttl=config.responses_ttl.value,
         state=open_state(config.state_url.value, prefix=config.state_prefix.value, timeout=config.state_timeout.value),
-        **({"on_event": on_event} if on_event is not None else {}),
+        on_event=on_event,
     )
 
 

@@ -47,6 +47,7 @@ ACCEPTED: dict[str, str] = {
     "deadline": "seconds > 0",
     "retry_budget": "a share >= 0, like 0.2",
     "retry_budget_min": "a whole number >= 0",
+    "responses_ttl": "seconds > 0",
     "stateful_backend": "the name of a listed backend (files, batches and other stateful calls go to it)",
     "strict": "1 (a TURNOUT_ variable turnout does not read is an error) or 0 (a warning); "
               "true/false, yes/no, on/off too",

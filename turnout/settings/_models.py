@@ -122,6 +122,7 @@ class TurnoutSettings(BaseSettings):
     retry_budget: Annotated[float, Field(ge=0)] = 0.2
     retry_budget_min: Retries = 10
     stateful_backend: Optional[str] = None
+    responses_ttl: PositiveSeconds = 3600.0
     rpm: Optional[PerMinute] = None
     tpm: Optional[PerMinute] = None
     state_url: Optional[str] = None

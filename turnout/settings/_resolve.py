@@ -95,6 +95,7 @@ class ResolvedConfig:
     retry_budget: Resolved[float]
     retry_budget_min: Resolved[int]
     stateful_backend: Resolved[Optional[str]]
+    responses_ttl: Resolved[float]
     env_file: Resolved[Optional[str]]
     state_url: Resolved[Optional[str]] = Resolved(None, DEFAULT)
     state_prefix: Resolved[str] = Resolved("turnout", DEFAULT)
@@ -110,6 +111,7 @@ class ResolvedConfig:
             "retry_budget": _described(self.retry_budget),
             "retry_budget_min": _described(self.retry_budget_min),
             "stateful_backend": _described(self.stateful_backend),
+            "responses_ttl": _described(self.responses_ttl),
             "state_url": _described(self.state_url),
             "state_prefix": _described(self.state_prefix),
             "state_timeout": _described(self.state_timeout),
@@ -145,6 +147,7 @@ def resolve(settings: TurnoutSettings, *, strict: bool = True) -> ResolvedConfig
         retry_budget=_global(settings, "retry_budget"),
         retry_budget_min=_global(settings, "retry_budget_min"),
         stateful_backend=stateful,
+        responses_ttl=_global(settings, "responses_ttl"),
         env_file=settings.env_file,
         state_url=_global(settings, "state_url"),
         state_prefix=_global(settings, "state_prefix"),

@@ -3,19 +3,14 @@
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from typing import Any
 
 from ._base import Limits
+from ._clock import now
 from ._local import LocalBackend
 
 __all__ = ["MemoryState", "now"]
-
-
-def now() -> float:
-    """The store's clock (tests move it instead of waiting)."""
-    return time.monotonic()
 
 
 class MemoryState:

@@ -10,7 +10,8 @@ import time
 import uuid
 from typing import Any, Mapping
 
-__all__ = ["new_id", "shell", "to_response", "message_item", "function_call_item", "usage_of", "finish"]
+__all__ = ["new_id", "shell", "to_response", "message_item", "content_part", "function_call_item", "usage_of",
+           "finish", "input_items"]
 
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 """Chat ``finish_reason``s that leave a response incomplete, and the reason the Responses API names."""
@@ -54,13 +55,16 @@ def shell(body: Mapping[str, Any], *, response_id: str, model: str, created_at: 
 def message_item(text: str | None, refusal: str | None = None, *, item_id: str | None = None,
                  status: str = "completed") -> dict[str, Any]:
     """The assistant's message as an output item: its text, or its refusal."""
-    content: list[dict[str, Any]] = []
-    if text:
-        content.append({"type": "output_text", "text": text, "annotations": [], "logprobs": []})
-    if refusal:
-        content.append({"type": "refusal", "refusal": refusal})
+    content = [content_part(kind, part) for kind, part in (("output_text", text), ("refusal", refusal)) if part]
     return {"type": "message", "id": item_id or new_id("msg"), "role": "assistant", "status": status,
             "content": content}
+
+
+def content_part(kind: str, text: str) -> dict[str, Any]:
+    """One part of the assistant's message: its text (``output_text``) or its refusal (``refusal``)."""
+    if kind == "refusal":
+        return {"type": "refusal", "refusal": text}
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
 def function_call_item(call_id: str | None, name: str, arguments: str, *, item_id: str | None = None,
@@ -109,3 +113,23 @@ def to_response(chat: Mapping[str, Any], body: Mapping[str, Any], *, response_id
                                                      function.get("arguments") or ""))
     response["usage"] = usage_of(chat.get("usage"))
     return finish(response, choice.get("finish_reason"))
+
+
+def input_items(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The request's input as the items ``responses.input_items.list`` shows: each with an id and a type."""
+    given = body.get("input")
+    if isinstance(given, str):
+        given = [{"role": "user", "content": [{"type": "input_text", "text": given}]}]
+    items: list[dict[str, Any]] = []
+    for item in given or ():
+        item = dict(item)
+        kind = item.setdefault("type", "message")
+        if kind == "message" and isinstance(item.get("content"), str):
+            part = "output_text" if item.get("role") == "assistant" else "input_text"
+            item["content"] = [{"type": part, "text": item["content"]}]
+        item.setdefault("id", new_id(_ID_PREFIX.get(kind, "item")))
+        items.append(item)
+    return items
+
+
+_ID_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}

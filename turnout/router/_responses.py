@@ -1,0 +1,303 @@
+"""The Responses API: passed through where a backend has it, bridged to chat where it does not, and
+what is kept so a follow-up finds its conversation.
+
+Where a request goes. The candidates are the model's backends in priority
+order, as for chat. A backend with the Responses API gets the request as the
+caller's SDK built it. One without it gets it through the bridge
+(``adapters.bridge``), as a chat completion. One that may have it (unknown)
+is asked natively; if it answers that it lacks the endpoint, it is bridged in
+the same attempt, and remembered as lacking it. What a chat backend cannot
+do (built-in tools, ``background``) is refused before anything is sent, so
+such a request goes only to backends with the Responses API.
+
+State: a map, not ids that encode the backend. The router keeps, in its
+state store, which backend made each response (``response:<id>``). Ids stay
+the provider's own, so they match its dashboard and logs, and pass-through
+answers are never rewritten. The same store must hold bridged conversations
+anyway.
+- A response made natively stays at its backend. Follow-ups
+  (``previous_response_id``), ``retrieve``, ``delete``, ``input_items`` and
+  ``cancel`` go to that backend, never failed over.
+- A bridged backend keeps nothing, so the router keeps the conversation
+  (bounded and expiring, ``responses_ttl``). A follow-up replays it through
+  the bridge to any chat backend, with failover. ``retrieve``, ``delete`` and
+  ``input_items`` are answered from the store. A deleted response is
+  remembered as deleted: asking for it again is a 404.
+- An id the store does not know (expired, or made by another process) goes
+  to the stateful backend, like other stateful endpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Optional
+
+import httpx2
+import openai
+
+from .._errors import status_error
+from ..adapters import Call, bridge, wire_response
+from ._calls import Op, refused, renamed, sender
+from ._retry import Runner
+from ._select import Candidate
+from ._stream import first_event
+
+if TYPE_CHECKING:
+    from ._router import Router, Served
+
+__all__ = ["Responses"]
+
+
+class Responses:
+    """The Responses endpoints of one router, and the state they keep."""
+
+    def __init__(self, router: Router, ttl: float) -> None:
+        self.router = router
+        self.state = router.state
+        self.ttl = ttl
+
+    # -- create --------------------------------------------------------------------
+    async def create(self, call: Call) -> Served:
+        previous = call.body.get("previous_response_id")
+        held = await self._held(previous) if isinstance(previous, str) and previous else None
+        if previous and not (held and held.get("bridged")):  # the conversation lives at one backend
+            runner = self._holder(held, previous)
+            return runner.name, await runner.serve(self._native(runner, call), self._for(runner, call))
+        replay = held is not None
+        history = held["messages"] if held else []
+        chat_body, refusal = _chat_body(call, history)
+        plan, left_out = self._plan(call, chat_body, replay=replay)
+        if not plan:
+            raise refusal or self.router._select.not_found(str(call.body.get("model")))
+        skipped: dict[str, BaseException] = {c.runner.name: refusal for c in left_out} if refusal else {}
+        return await self.router._walk(plan, call, lambda c, call: self._op(c, call, chat_body, history, replay),
+                                       skipped)
+
+    def _plan(self, call: Call, chat_body: dict[str, Any] | None, *,
+              replay: bool) -> tuple[list[Candidate], list[Candidate]]:
+        """Each candidate once, in priority order: natively when it may have the Responses API (never for a
+        replayed conversation, which only the router holds), else bridged when it can serve the chat body;
+        and the candidates that can do neither."""
+        model = call.body.get("model")
+        if not isinstance(model, str) or not model:
+            raise TypeError("model is required: pass model=... as with the openai SDK")
+        select = self.router._select
+        choice = select.choice_for(model)
+        bridgeable: dict[int, Candidate] = {}
+        if chat_body is not None and choice.candidates:
+            kind = "chat+stream" if call.stream else "chat"
+            try:
+                bridgeable = {id(c.runner): c for c in select.capable(choice, kind, chat_body)}
+            except openai.BadRequestError:  # no backend can serve it as chat: only natively, if at all
+                if replay:
+                    raise
+        plan: list[Candidate] = []
+        left_out: list[Candidate] = []
+        for candidate in select.order(choice.candidates):
+            if not replay and candidate.runner.has("responses", candidate.model) is not False:
+                plan.append(candidate)
+            elif id(candidate.runner) in bridgeable:
+                plan.append(bridgeable[id(candidate.runner)])
+            else:
+                left_out.append(candidate)
+        return plan, left_out
+
+    def _op(self, candidate: Candidate, call: Call, chat_body: dict[str, Any] | None, history: list[Any],
+            replay: bool) -> tuple[Op, Call]:
+        runner, model, _ = candidate
+        call = renamed(call, model)
+        flag = runner.has("responses", model)
+        if chat_body is None:
+            return self._native(runner, call), call
+        if replay or flag is False:
+            return self._bridged(runner, model, chat_body, history), call
+        if flag is None:
+            return self._native_else_bridged(runner, model, chat_body, history, call), call
+        return self._native(runner, call), call
+
+    # -- the two ways to serve it --------------------------------------------------------
+    def _native(self, runner: Runner, call: Call) -> Op:
+        """The request as built, through the backend's own Responses API; its id is remembered."""
+        send = sender(runner, call.stream)
+
+        async def native(call: Call) -> httpx2.Response:
+            response = await send(call)
+            if call.body.get("store") is not False or call.body.get("background"):
+                made = _made_id(response, call.stream)
+                if made:
+                    await self.state.put(_key(made), {"backend": runner.name}, self.ttl)
+            return response
+
+        return native
+
+    def _bridged(self, runner: Runner, model: str, chat_body: dict[str, Any], history: list[Any]) -> Op:
+        """The request as a chat completion; the conversation is kept here, for follow-ups."""
+        chat_body = {**chat_body, "model": model}
+        if "max_tokens" in chat_body and _wants_completion_tokens(runner):
+            chat_body["max_completion_tokens"] = chat_body.pop("max_tokens")
+        send = sender(runner, bool(chat_body.get("stream")))
+
+        async def bridged(call: Call) -> httpx2.Response:
+            response_id = bridge.new_id("resp")
+            keep = self._keeper(runner, call, history, response_id)
+            chat = await send(bridge.chat_call(call, chat_body))
+            if call.stream:
+                return bridge.event_stream(chat, call, response_id, keep)
+            return await bridge.answer(chat, call, response_id, keep)
+
+        return bridged
+
+    def _native_else_bridged(self, runner: Runner, model: str, chat_body: dict[str, Any], history: list[Any],
+                             call: Call) -> Op:
+        """A backend that may have the Responses API: asked natively, bridged if it says it has not."""
+        native = self._native(runner, call)
+        bridged = self._bridged(runner, model, chat_body, history)
+
+        async def either(call: Call) -> httpx2.Response:
+            try:
+                return await native(call)
+            except openai.APIStatusError as err:
+                if not refused(err):
+                    raise
+                runner.learn(("responses",), model)
+            return await bridged(call)
+
+        return either
+
+    def _keeper(self, runner: Runner, call: Call, history: list[Any],
+                response_id: str) -> Callable[[dict[str, Any]], Awaitable[None]]:
+        async def keep(response: dict[str, Any]) -> None:
+            if call.body.get("store") is False:
+                return
+            messages = [*history, *bridge.messages_of(call.body.get("input") or ()),
+                        *bridge.messages_of(response.get("output") or ())]
+            await self.state.put(_key(response_id), {
+                "backend": runner.name, "bridged": True, "messages": messages, "response": response,
+                "input": bridge.input_items(call.body)}, self.ttl)
+
+        return keep
+
+    # -- stored responses: retrieve, delete, input_items, cancel ---------------------------
+    async def held(self, call: Call) -> Served:
+        ident, rest = _ident(call.options.url)
+        held = await self._held(ident)
+        if held and held.get("bridged"):
+            return held["backend"], await self._from_store(call, ident, held, rest)
+        runner = self._holder(held, ident)
+        response = await runner.serve(sender(runner, call.stream), call)
+        if call.options.method.lower() == "delete":
+            await self._forget(ident)
+        return runner.name, response
+
+    async def _from_store(self, call: Call, ident: str, held: Mapping[str, Any], rest: str) -> httpx2.Response:
+        method = call.options.method.lower()
+        if method == "delete":
+            await self._forget(ident)
+            body: Any = {"id": ident, "object": "response", "deleted": True}
+        elif rest == "input_items":
+            body = _page(held["input"], _query(call))
+        elif rest == "cancel":
+            raise status_error(openai.BadRequestError, 400, "only background responses can be cancelled; "
+                               f"response {ident!r} was made by the chat bridge, which does not run in the background",
+                               code="unsupported_by_backend")
+        elif call.stream:
+            raise status_error(openai.BadRequestError, 400, f"response {ident!r} was made by the chat bridge; "
+                               "it can be retrieved, but not streamed again", code="unsupported_by_backend")
+        else:
+            body = held["response"]
+        return wire_response(call, "turnout://router", content=json.dumps(body).encode())
+
+    async def _held(self, ident: str) -> Optional[dict[str, Any]]:
+        held = await self.state.get(_key(ident))
+        if held and held.get("deleted"):
+            raise status_error(openai.NotFoundError, 404, f"response {ident!r} was deleted",
+                               code="response_not_found")
+        return held
+
+    async def _forget(self, ident: str) -> None:
+        """A deleted response stays known as deleted (for ``responses_ttl``), so asking for it again is a 404
+        here, not a question to whichever backend gets unknown ids."""
+        await self.state.put(_key(ident), {"deleted": True}, self.ttl)
+
+    def _holder(self, held: Optional[Mapping[str, Any]], ident: str) -> Runner:
+        """The backend that made a stored response; for an id not in the store, the stateful backend,
+        if it can hold responses at all."""
+        name = held.get("backend") if held else None
+        found = next((r for r in self.router._runners if r.name == name), None) if name else None
+        if found is not None:
+            return found
+        runner = self.router._stateful
+        if runner.adapter.capabilities.responses is False:
+            raise status_error(openai.NotFoundError, 404,
+                               f"response {ident!r} is not known here: bridged responses are kept "
+                               f"{self.ttl:.0f}s in the router's state, and backend {runner.name!r} (the stateful "
+                               "backend, which gets ids the router does not know) has no Responses API to hold it",
+                               code="response_not_found")
+        return runner
+
+    def _for(self, runner: Runner, call: Call) -> Call:
+        """``call`` with the model named as ``runner`` knows it."""
+        model = call.body.get("model")
+        if isinstance(model, str):
+            choice = self.router._select.choice_for(model)
+            found = next((c.model for c in choice.candidates if c.runner is runner), None)
+            if found:
+                return renamed(call, found)
+        return call
+
+
+
+def _chat_body(call: Call, history: list[Any]) -> tuple[dict[str, Any] | None, openai.BadRequestError | None]:
+    """The chat body that would bridge ``call``, or why there is none (a bad request: no backend can)."""
+    try:
+        return bridge.to_chat(call.body, history=history, stream=call.stream), None
+    except bridge.Unsupported as err:
+        return None, err
+
+
+def _wants_completion_tokens(runner: Runner) -> bool:
+    """OpenAI's own chat API refuses ``max_tokens`` for reasoning models; every other server takes it."""
+    preset = getattr(getattr(runner.adapter, "preset", None), "name", None)
+    return preset == "openai"
+
+
+def _made_id(response: httpx2.Response, stream: bool) -> str | None:
+    """The id of the response a backend just made: in the JSON, or in a stream's first event."""
+    try:
+        data = json.loads(first_event(response) or b"null") if stream else json.loads(response.content)
+    except ValueError:
+        return None
+    if isinstance(data, dict) and stream:
+        data = data.get("response")
+    ident = data.get("id") if isinstance(data, dict) else None
+    return ident if isinstance(ident, str) else None
+
+
+def _key(ident: str) -> str:
+    return f"response:{ident}"
+
+
+def _ident(url: str) -> tuple[str, str]:
+    """``/responses/<id>[/<rest>]`` → (id, rest)."""
+    tail = url.split("?", 1)[0].split("/responses/", 1)[-1].strip("/")
+    ident, _, rest = tail.partition("/")
+    return urllib.parse.unquote(ident), rest
+
+
+def _query(call: Call) -> Mapping[str, Any]:
+    params = call.options.params
+    return params if isinstance(params, Mapping) else {}
+
+
+def _page(items: list[dict[str, Any]], query: Mapping[str, Any]) -> dict[str, Any]:
+    """A list page as the API sends one: ``order`` (newest first by default), ``after``, ``limit``."""
+    ordered = list(items) if query.get("order") == "asc" else list(reversed(items))
+    after = query.get("after")
+    if after:
+        ids = [i.get("id") for i in ordered]
+        ordered = ordered[ids.index(after) + 1:] if after in ids else []
+    limit = int(query.get("limit") or 20)
+    page = ordered[:limit]
+    return {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None, "has_more": len(ordered) > limit}
