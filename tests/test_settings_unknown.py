@@ -121,7 +121,7 @@ def test_with_nothing_close_the_error_lists_what_turnout_reads(monkeypatch: pyte
     assert message.endswith("; accepted: TURNOUT_BACKENDS, TURNOUT_BACKEND, TURNOUT_MAX_RETRIES, TURNOUT_BACKOFF_BASE, "
                             "TURNOUT_BACKOFF_MAX, TURNOUT_TIMEOUT, TURNOUT_ALLOWED_FAILS, TURNOUT_COOLDOWN, "
                             "TURNOUT_DEADLINE, TURNOUT_RETRY_BUDGET, TURNOUT_RETRY_BUDGET_MIN, TURNOUT_STATEFUL_BACKEND, "
-                            "TURNOUT_STRICT, TURNOUT_SERVE_HOST, TURNOUT_SERVE_PORT, TURNOUT_SERVE_API_KEYS, "
+                            "TURNOUT_RESPONSES_TTL, TURNOUT_STRICT, TURNOUT_SERVE_HOST, TURNOUT_SERVE_PORT, TURNOUT_SERVE_API_KEYS, "
                             "TURNOUT_SERVE_MAX_BODY, "
                             "TURNOUT_ENV_FILE, TURNOUT_BACKEND__<NAME>__<FIELD>")
 
