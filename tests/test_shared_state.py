@@ -202,3 +202,17 @@ async def test_prefixes_keep_apps_apart(routers, make_openai_server, redis_serve
     b = routers(RedisState(redis_server.url, prefix="two"), backend(primary, "primary", rpm=1))
     for client in (a, b):
         assert served_by(await chat(client)) == "primary"
+
+
+async def test_a_bridged_conversation_stored_by_one_router_is_continued_by_another(routers, redis_server) -> None:
+    chat_only = OpenAIServer(disabled={"responses"}).start()
+    try:
+        a, b = (routers(RedisState(redis_server.url), Backend(OpenAICompatAdapter(
+            "local", preset="openai_compat", base_url=chat_only.base_url, timeout=10), max_retries=0)) for _ in range(2))
+        one = await a.responses.create(model="test-model", input="my name is Ada")
+        two = await b.responses.create(model="test-model", input="what is my name?", previous_response_id=one.id)
+        assert two.previous_response_id == one.id
+        messages = chat_only.chat_requests()[-1].json["messages"]
+        assert [m["content"] for m in messages] == ["my name is Ada", "echo: my name is Ada", "what is my name?"]
+    finally:
+        chat_only.stop()
