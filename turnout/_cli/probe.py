@@ -15,8 +15,9 @@ import sys
 import time
 from typing import Any, Awaitable, Callable, TypeVar
 
+from .._redact import redact_url
 from ..adapters import Adapter, Health
-from ..settings import ResolvedBackend, build_adapter
+from ..settings import ResolvedBackend, ResolvedConfig, build_adapter
 from .common import BackendsDown, describe, dump_json, load, ranked, run
 
 T = TypeVar("T")
@@ -24,21 +25,63 @@ T = TypeVar("T")
 
 # -- health -------------------------------------------------------------------------
 def health(args: argparse.Namespace) -> int:
-    backends = ranked(load())
+    config = load()
+    backends = ranked(config)
     live = not args.json and _is_terminal(sys.stdout)
     results = run(_check_all(backends, args.timeout, _LiveTable(backends) if live else _ProgressLines()))
+    shared = run(_shared_state(config, backends)) if config.state_url.value else None
     up = sum(h.up for h in results.values())
     if args.json:
         dump_json({"up": up, "total": len(backends),
-                   "backends": [_health_json(b, results[b.name]) for b in backends]})
+                   "backends": [_health_json(b, results[b.name]) for b in backends],
+                   **({"shared": shared} if shared is not None else {})})
     else:
         if not live:
             print("\n".join(_health_rows(backends, results)))
         for name, result in results.items():
             if result.error:
                 print(f"{name}: {result.error}")
+        if shared is not None:
+            print("\n".join(_shared_rows(shared)))
         print(f"{up} of {len(backends)} backend{'s' if len(backends) != 1 else ''} up")
     return 0 if up else 1
+
+
+async def _shared_state(config: ResolvedConfig, backends: list[ResolvedBackend]) -> dict[str, Any]:
+    """Each backend's breaker, windows and provider limit as every process sharing the Redis store sees them."""
+    from ..state import Limits, open_state
+
+    state: Any = open_state(config.state_url.value, prefix=config.state_prefix.value, timeout=config.state_timeout.value)
+    try:
+        views = {}
+        for b in backends:
+            limits = Limits(rpm=b.rpm.value, tpm=b.tpm.value)
+            views[b.name] = (await state.backend(b.name, limits).refresh()).as_dict(limits)
+        reachable = not state.down
+    finally:
+        await state.aclose()
+    return {"url": redact_url(config.state_url.value or ""), "prefix": config.state_prefix.value,
+            "reachable": reachable, "backends": views if reachable else {}}
+
+
+def _shared_rows(shared: dict[str, Any]) -> list[str]:
+    head = f"shared state in {shared['url']} (prefix {shared['prefix']})"
+    if not shared["reachable"]:
+        return [f"{head}: unreachable"]
+    width = max(len(name) for name in shared["backends"])
+    return [f"{head}:"] + [f"  {name:<{width}}  {_shared_text(view)}" for name, view in shared["backends"].items()]
+
+
+def _shared_text(view: dict[str, Any]) -> str:
+    parts = [view["state"] + (f", {view['cooldown_remaining']:.0f}s of cooldown left" if view["state"] == "open" else "")]
+    window = view["window"]
+    for unit in ("rpm", "tpm"):
+        if window[f"{unit}_limit"]:
+            parts.append(f"{unit.upper()} {window[unit]}/{window[f'{unit}_limit']}")
+    if view["provider_limit"]:
+        parts.append(f"the provider's {view['provider_limit']['limit']} limit used up, "
+                     f"{view['provider_limit']['remaining']:.0f}s left")
+    return "; ".join(parts)
 
 
 async def _check_all(backends: list[ResolvedBackend], timeout: float,
