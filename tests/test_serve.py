@@ -334,6 +334,8 @@ def test_health_reports_each_backends_breaker_and_last_error(sdk: openai.OpenAI,
     assert health["dead"]["last_error"] == "APIConnectionError: Connection error."
     assert health["dead"]["failures"] >= 1
     assert health["good"]["state"] == "closed" and health["good"]["last_error"] is None
+    assert health["good"]["cooldown_remaining"] == 0 and health["good"]["provider_limit"] is None
+    assert health["good"]["window"] == {"rpm": None, "rpm_limit": None, "tpm": None, "tpm_limit": None}
     probed = httpx2.get(f"{server.url}/health/backends?probe=1", headers={"Authorization": f"Bearer {SERVE_KEY}"})
     assert {e["name"]: e["probe"]["up"] for e in probed.json()["data"]} == {"dead": False, "good": True, "leaky": False}
     assert httpx2.get(f"{server.url}/health").json() == {"status": "ok"}  # liveness needs no key

@@ -1,4 +1,5 @@
-"""``GET /health/backends``: each backend's breaker state, counters and last error, without a request to any.
+"""``GET /health/backends``: each backend's breaker state, rate windows, counters and last error, without a
+request to any (with TURNOUT_STATE_URL, the state as every process sharing it sees it).
 
 The router counts requests and keeps each breaker; the last error of each
 backend is remembered here from the router's events. ``?probe=1`` also asks
@@ -31,7 +32,7 @@ class LastErrors:
 async def report(router: Router, errors: LastErrors, scrub: Callable[[str], str], *, probe: bool,
                  timeout: float = 10.0) -> dict[str, Any]:
     """JSON-able, in the order requests try the backends; nothing in it is a secret or an address."""
-    stats = router.stats()
+    stats = await router.shared_stats() if router.state.shared else router.stats()
     probed: dict[str, Any] = {}
     if probe:
         try:
@@ -50,6 +51,9 @@ async def report(router: Router, errors: LastErrors, scrub: Callable[[str], str]
             "failures": counters["failures"],
             "retries": counters["retries"],
             "cooldowns": counters["cooldowns"],
+            "cooldown_remaining": counters["cooldown_remaining"],
+            "window": counters["window"],
+            "provider_limit": counters["provider_limit"],
             "last_error": scrub(error) if error else None,
             "last_error_at": at,
         }

@@ -80,7 +80,8 @@ class View:
             "state": self.state,
             "cooldown_remaining": round(self.cooldown_remaining, 3),
             "cooldowns": self.openings,
-            "window": {"rpm": self.rpm_used, "rpm_limit": limits.rpm, "tpm": self.tpm_used, "tpm_limit": limits.tpm},
+            "window": {"rpm": self.rpm_used if limits.rpm else None, "rpm_limit": limits.rpm,
+                       "tpm": self.tpm_used if limits.tpm else None, "tpm_limit": limits.tpm},
             "provider_limit": None if self.provider_limit is None else
             {"limit": self.provider_limit, "remaining": round(self.provider_remaining, 3)},
             "shared": self.shared,
