@@ -33,6 +33,7 @@ import openai
 
 import turnout
 from bench.serve import fig_serve
+from bench.state import fig_state
 from turnout import Backend, OpenAICompatAdapter, Router
 
 MODEL = "bench-model"
@@ -536,6 +537,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             ("7 long conversation", lambda: asyncio.run(fig_long(srv, sizes, rep))),
             ("9 memory", lambda: asyncio.run(fig_memory(srv, sizes, rep))),
             ("10 serve", lambda: fig_serve(srv, sizes, rep)),
+            ("12 state", lambda: fig_state(srv, sizes, rep)),
         ]
         for label, step in steps:
             if args.only and not set(args.only) & set(label.split()[0].split("+")):

@@ -5,8 +5,10 @@ asyncio client, an optional extra: ``pip install 'turnout[redis]'``.
 
 Each step is one round trip (a Lua script, ``_scripts``). On the way of a
 request that goes well there is exactly one: the admission. A success writes
-only when there was something to reset; a backend with a TPM limit adds one
-more, the correction of the request's estimated tokens from its answer.
+only when there was something to reset. With a TPM limit, the correction of
+the request's estimated tokens from its answer is one more, sent while the
+answer goes back to the caller; this process's next admission (and
+``refresh``) waits for it, so the process never reads its own count stale.
 
 When Redis cannot be reached, every step runs on this process's own state
 (``LocalBackend``) instead: requests keep flowing, with limits counted per
@@ -139,6 +141,7 @@ class RedisState:
     async def aclose(self) -> None:
         if self._pinging is not None:
             self._pinging.cancel()
+        await asyncio.gather(*(b._corrected() for b in self._backends))
         await self.client.aclose()
 
 
@@ -155,6 +158,7 @@ class RedisBackend:
         self.limits = limits
         self.local = LocalBackend(limits)
         self._probing = False
+        self._correcting: set[asyncio.Future[Any]] = set()
         # as last seen; times on this process's clock
         self._open_until = 0.0
         self._half_open = False
@@ -176,7 +180,13 @@ class RedisBackend:
             self._full_until, self._full_what = _clock.now() + wait, why
         return code, wait, why
 
+    async def _corrected(self) -> None:
+        """This process's token corrections still on their way, waited for."""
+        if self._correcting:
+            await asyncio.gather(*self._correcting)
+
     async def admit(self, tokens: int, *, hold: bool = True) -> Admission:
+        await self._corrected()
         answer = await self.store.run("ADMIT", self.key, self._args(tokens, "hold" if hold else "count"),
                                       lambda: self.local.admit_now(tokens, hold))
         if isinstance(answer, Admission):
@@ -188,6 +198,7 @@ class RedisBackend:
         return Admission(False, wait=wait, why=_WHY.get(why, why), full=code < 0)
 
     async def again(self, tokens: int) -> Admission:
+        await self._corrected()
         answer = await self.store.run("ADMIT", self.key, self._args(tokens, "again"), lambda: self.local.again_now(tokens))
         if isinstance(answer, Admission):
             return answer
@@ -234,8 +245,10 @@ class RedisBackend:
 
     async def used(self, admission: Admission, tokens: int) -> None:
         if tokens != admission.tokens:
-            await self.store.run("USED", self.key, [admission.second, tokens - admission.tokens],
-                                 lambda: self.local.used_now(admission, tokens))
+            step = asyncio.ensure_future(self.store.run("USED", self.key, [admission.second, tokens - admission.tokens],
+                                                        lambda: self.local.used_now(admission, tokens)))
+            self._correcting.add(step)
+            step.add_done_callback(self._correcting.discard)
 
     async def can_retry(self) -> bool:
         answer = await self.store.run("BUDGET", self.key, [self.limits.budget_window], self.local.can_retry_now)
@@ -263,6 +276,7 @@ class RedisBackend:
                     shared=True)
 
     async def refresh(self) -> View:
+        await self._corrected()
         answer = await self.store.run("VIEW", self.key, [], lambda: None)
         if answer is None:
             return self.local.view()

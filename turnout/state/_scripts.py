@@ -4,8 +4,11 @@ One hash per backend holds everything (``_local.LocalBackend``'s fields, the
 same names): ``fails``, ``open_until``, ``probe_until``, ``openings``,
 ``full_until``, ``full_what``, and the rate window's 61 one-second slots
 ``s<i>`` (the second), ``r<i>`` (requests sent), ``t<i>`` (tokens),
-``x<i>`` (retries). Times are Redis's own clock (``TIME``), so the hosts'
-clocks never have to agree; scripts answer in seconds from now.
+``x<i>`` (retries), with running totals ``wr`` and ``wt`` of the seconds from
+``wlo`` on, so an admission reads a few fields, not the whole window (a
+second's counts leave the totals once, when the window passes it). Times are
+Redis's own clock (``TIME``), so the hosts' clocks never have to agree;
+scripts answer in seconds from now.
 
 The key expires a day after its last write (``KEEP_MS``), or later while a
 cooldown or a provider's limit lasts longer.
@@ -38,7 +41,10 @@ ADMIT = _PRELUDE + """
 -- ARGV: rpm, tpm (0: none), tokens, mode (hold | count | again), probe lease (s), keep (ms)
 local rpm, tpm, tokens = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local mode = ARGV[4]
-local b = redis.call('HMGET', k, 'open_until', 'probe_until', 'full_until', 'full_what', 'fails', 'openings')
+local sec = math.floor(now)
+local i = sec % 61
+local b = redis.call('HMGET', k, 'open_until', 'probe_until', 'full_until', 'full_what', 'fails', 'openings',
+                     'wr', 'wt', 'wlo', 's' .. i, 'r' .. i, 't' .. i, 'x' .. i)
 local open_until, fails, openings = tonumber(b[1]) or 0, tonumber(b[5]) or 0, tonumber(b[6]) or 0
 local probe = false
 if mode == 'hold' then
@@ -50,46 +56,50 @@ if mode == 'hold' then
   local full_until = tonumber(b[3]) or 0
   if now < full_until then return {-1, tostring(full_until - now), b[4] or 'provider', fails, openings} end
 end
-local sec = math.floor(now)
-local used_r, used_t = -1, -1  -- unknown: only summed where a limit needs them
-if mode ~= 'count' and (rpm > 0 or tpm > 0) then
-  local v = slots({'s', 'r', 't'})
-  local live = {}
+-- the window's running totals (wr requests, wt tokens) count the seconds from wlo on: take out those that left
+local used_r, used_t, lo = tonumber(b[7]) or 0, tonumber(b[8]) or 0, tonumber(b[9])
+if lo == nil or lo <= sec - 121 then
   used_r, used_t = 0, 0
-  for i = 0, 60 do
-    local s = tonumber(v[3 * i + 1])
-    if s and s > sec - 61 and s <= sec then
-      local r, tk = tonumber(v[3 * i + 2]) or 0, tonumber(v[3 * i + 3]) or 0
-      used_r, used_t = used_r + r, used_t + tk
-      live[#live + 1] = {s, r, tk}
-    end
+else
+  for s = lo, sec - 61 do
+    local v = redis.call('HMGET', k, 's' .. (s % 61), 'r' .. (s % 61), 't' .. (s % 61))
+    if tonumber(v[1]) == s then used_r, used_t = used_r - (tonumber(v[2]) or 0), used_t - (tonumber(v[3]) or 0) end
   end
+end
+if mode ~= 'count' and (rpm > 0 or tpm > 0) then
   local need = tokens
   if tpm > 0 and need > tpm then need = tpm end
   if tpm == 0 then need = 0 end
   local over_r = rpm > 0 and used_r + 1 > rpm
   if over_r or (tpm > 0 and used_t + need > tpm) then
+    local v = slots({'s', 'r', 't'})
+    local live = {}
+    for j = 0, 60 do
+      local s = tonumber(v[3 * j + 1])
+      if s and s > sec - 61 and s <= sec then live[#live + 1] = {s, tonumber(v[3 * j + 2]) or 0, tonumber(v[3 * j + 3]) or 0} end
+    end
     table.sort(live, function(x, y) return x[1] < y[1] end)
     local fr, ft, wait = used_r, used_t, 61
     for _, e in ipairs(live) do
       fr, ft = fr - e[2], ft - e[3]
       if (rpm == 0 or fr + 1 <= rpm) and (tpm == 0 or ft + need <= tpm) then wait = e[1] + 61 - now break end
     end
+    redis.call('HSET', k, 'wr', used_r, 'wt', used_t, 'wlo', sec - 60)
     return {-1, tostring(wait), over_r and 'rpm' or 'tpm', fails, openings, sec, used_r, used_t}
   end
-  used_r, used_t = used_r + 1, used_t + tokens
 end
-local i = sec % 61
-local retry = 0
-if mode == 'again' then retry = 1 end
-if tonumber(redis.call('HGET', k, 's' .. i)) ~= sec then
-  redis.call('HSET', k, 's' .. i, sec, 'r' .. i, 1, 't' .. i, tokens, 'x' .. i, retry)
+-- count it: this second's slot (started afresh if it still holds a second that left) and the totals, one write
+local r, t, x = 1, tokens, 0
+if tonumber(b[10]) == sec then r, t, x = (tonumber(b[11]) or 0) + 1, (tonumber(b[12]) or 0) + tokens, tonumber(b[13]) or 0 end
+if mode == 'again' then x = x + 1 end
+used_r, used_t = used_r + 1, used_t + tokens
+if probe then
+  redis.call('HSET', k, 's' .. i, sec, 'r' .. i, r, 't' .. i, t, 'x' .. i, x, 'wr', used_r, 'wt', used_t,
+             'wlo', sec - 60, 'probe_until', tostring(now + tonumber(ARGV[5])))
 else
-  redis.call('HINCRBY', k, 'r' .. i, 1)
-  if tokens > 0 then redis.call('HINCRBY', k, 't' .. i, tokens) end
-  if retry > 0 then redis.call('HINCRBY', k, 'x' .. i, 1) end
+  redis.call('HSET', k, 's' .. i, sec, 'r' .. i, r, 't' .. i, t, 'x' .. i, x, 'wr', used_r, 'wt', used_t,
+             'wlo', sec - 60)
 end
-if probe then redis.call('HSET', k, 'probe_until', tostring(now + tonumber(ARGV[5]))) end
 keep(tonumber(ARGV[6]))
 if probe then return {2, '0', '', fails, openings, sec, used_r, used_t} end
 return {1, '0', '', fails, openings, sec, used_r, used_t}
@@ -132,11 +142,14 @@ return 1
 """
 
 USED = _PRELUDE + """
--- ARGV: the second the request was counted in, tokens to add (negative: take away)
-local sec = tonumber(ARGV[1])
+-- ARGV: the second the request was counted in, tokens to add (negative: take away), in the slot and the total
+local sec, delta = tonumber(ARGV[1]), tonumber(ARGV[2])
 local i = sec % 61
-if tonumber(redis.call('HGET', k, 's' .. i)) == sec then
-  if redis.call('HINCRBY', k, 't' .. i, tonumber(ARGV[2])) < 0 then redis.call('HSET', k, 't' .. i, 0) end
+local v = redis.call('HMGET', k, 's' .. i, 't' .. i, 'wlo')
+if tonumber(v[1]) == sec then
+  delta = math.max(delta, -(tonumber(v[2]) or 0))
+  redis.call('HINCRBY', k, 't' .. i, delta)
+  if sec >= (tonumber(v[3]) or sec) then redis.call('HINCRBY', k, 'wt', delta) end
 end
 return 1
 """
