@@ -216,3 +216,55 @@ async def test_a_bridged_conversation_stored_by_one_router_is_continued_by_anoth
         assert [m["content"] for m in messages] == ["my name is Ada", "echo: my name is Ada", "what is my name?"]
     finally:
         chat_only.stop()
+
+
+def age(url: str, key: str, seconds: int) -> None:
+    """Make a backend's state in Redis ``seconds`` older, as if that much time had passed (Redis's clock
+    cannot be moved): every time it holds moves back, and each second's slot to where that second goes."""
+    import redis
+
+    client = redis.Redis.from_url(url, decode_responses=True)
+    fields = client.hgetall(key)
+    moved: dict[str, Any] = {f: v for f, v in fields.items() if f[0] not in "srtx" or not f[1:].isdigit()}
+    for name in ("open_until", "probe_until", "full_until", "wlo"):
+        if name in moved and float(moved[name]):
+            moved[name] = float(moved[name]) - seconds
+    for i in range(61):
+        if f"s{i}" in fields:
+            second = int(fields[f"s{i}"]) - seconds
+            j = second % 61
+            moved.update({f"s{j}": second, f"r{j}": fields[f"r{i}"], f"t{j}": fields[f"t{i}"], f"x{j}": fields[f"x{i}"]})
+    client.delete(key)
+    client.hset(key, mapping=moved)
+    client.close()
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+async def test_a_window_forgets_what_is_older_than_a_minute(routers, make_openai_server, request, mocker,
+                                                             store: str) -> None:
+    primary, backup = make_openai_server(), make_openai_server()
+    if store == "memory":
+        clock = mocker.patch("turnout.state._clock.now", return_value=5000.2)
+        state: Any = MemoryState()
+
+        def later(seconds: int) -> None:
+            clock.return_value += seconds
+    else:
+        url = request.getfixturevalue("redis_server").url
+        state = RedisState(url)
+
+        def later(seconds: int) -> None:
+            age(url, "turnout:backend:{primary}", seconds)
+    client = routers(state, backend(primary, "primary", rpm=3, tpm=1000), backend(backup, "backup"))
+    for _ in range(3):
+        assert served_by(await chat(client)) == "primary"
+    later(20)
+    assert served_by(await chat(client, max_tokens=900)) == "backup", "three requests in the last minute"
+    later(20)
+    with pytest.raises(openai.RateLimitError) as caught:
+        await client.chat.completions.create(model="primary/test-model", messages=MSG, timeout=5)
+    assert "RPM 3 (room in 21" in caught.value.message or "RPM 3 (room in 20" in caught.value.message
+    later(21)  # 61 s after the first three: gone from the window
+    assert served_by(await chat(client, max_tokens=900)) == "primary"
+    window = (await client.router.shared_stats())["primary"]["window"]
+    assert window["rpm"] == 1 and window["tpm"] < 50, "only the last request, its tokens corrected"
