@@ -68,9 +68,9 @@ def estimate_tokens(body: Mapping[str, Any]) -> int:
     messages = body.get("messages") or body.get("input")
     if isinstance(messages, list):
         extra += MESSAGE_TOKENS * len(messages)
-    completion = next((body[k] for k in _COMPLETION_KEYS if isinstance(body.get(k), int)), 0)
-    choices = body.get("n") if isinstance(body.get("n"), int) else 1
-    return math.ceil(chars / CHARS_PER_TOKEN) + extra + completion * max(1, choices)
+    completion: int = next((body[k] for k in _COMPLETION_KEYS if isinstance(body.get(k), int)), 0)
+    choices = body.get("n")
+    return math.ceil(chars / CHARS_PER_TOKEN) + extra + completion * (max(1, choices) if isinstance(choices, int) else 1)
 
 
 _TOTAL = re.compile(rb'"total_tokens"\s*:\s*(\d+)')
