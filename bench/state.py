@@ -55,7 +55,8 @@ async def _measure(srv: Any, url: str, n: Any, rep: Any) -> None:
                "memory+limits": client(None, **LIMITS), "redis+limits": client(RedisState(url), **LIMITS)}
     try:
         # with limits, max_tokens makes the estimate differ from the answer's usage: every request is corrected
-        calls = {name: h.chat_call(c, **({"max_tokens": 50} if "limits" in name else {})) for name, c in clients.items()}
+        calls = {name: h.chat_call(c, **({"max_tokens": 50} if "limits" in name else {}))
+                 for name, c in clients.items()}
         s = await h.interleaved(calls, n.latency_rounds, n.warmup)
         for label, mem, red, trips in (("no limits", "memory", "redis", "one round trip"),
                                        ("RPM and TPM limits", "memory+limits", "redis+limits",

@@ -117,6 +117,24 @@ def make_ollama_server(monkeypatch: pytest.MonkeyPatch) -> Iterator:
 
 
 @pytest.fixture
+async def clients() -> AsyncIterator:
+    """``clients(*backends, **router_options)``: a ``turnout.AsyncOpenAI`` over a Router of its own (its
+    own state, unless ``state=`` shares one); all closed afterwards."""
+    import turnout
+
+    made: list[turnout.AsyncOpenAI] = []
+
+    def make(*backends: object, **kwargs: object) -> turnout.AsyncOpenAI:
+        client = turnout.AsyncOpenAI(router=turnout.Router(list(backends), **kwargs))  # type: ignore[arg-type]
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        await client.close()
+
+
+@pytest.fixture
 async def client_over() -> AsyncIterator:
     """``client_over(adapter)``: a ``turnout.AsyncOpenAI`` over that one adapter, as users reach it.
 

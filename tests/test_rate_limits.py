@@ -14,35 +14,10 @@ import openai
 import pytest
 
 import turnout
-from tests.loopback import Fault, OpenAIServer
+from tests.loopback import Fault
+from tests.test_router import backend, chat
 from turnout import served_by
-from turnout.adapters import OpenAICompatAdapter
-from turnout.router import Backend, Router
 from turnout.router._quota import estimate_tokens, reset_seconds
-
-MSG = [{"role": "user", "content": "hi"}]
-
-
-def backend(server: OpenAIServer, name: str, **knobs: Any) -> Backend:
-    return Backend(OpenAICompatAdapter(name, preset="vllm", base_url=server.base_url, timeout=10), **knobs)
-
-
-@pytest.fixture
-async def clients():
-    made: list[turnout.AsyncOpenAI] = []
-
-    def make(*backends: Backend, **options: Any) -> turnout.AsyncOpenAI:
-        client = turnout.AsyncOpenAI(router=Router(list(backends), **options))
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        await client.close()
-
-
-def chat(client: openai.AsyncOpenAI, **kwargs: Any) -> Any:
-    return client.chat.completions.create(**{"model": "test-model", "messages": MSG, **kwargs})
 
 
 # -- what providers announce ---------------------------------------------------------------------

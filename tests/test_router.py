@@ -63,21 +63,6 @@ def backend(server: OpenAIServer | str, name: str, **knobs) -> Backend:
                                        capabilities=caps), **knobs)
 
 
-@pytest.fixture
-async def clients():
-    """turnout clients, each over a Router of the given backends; all closed afterwards."""
-    made: list[turnout.AsyncOpenAI] = []
-
-    def make(*backends: Backend, **kwargs) -> turnout.AsyncOpenAI:
-        client = turnout.AsyncOpenAI(router=Router(list(backends), **kwargs))
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        await client.close()
-
-
 def chat(client: openai.AsyncOpenAI, **kwargs: Any) -> Awaitable[Any]:
     """A chat completion as SDK code asks for one (``model`` and ``messages`` unless given)."""
     return client.chat.completions.create(**{"model": "test-model", "messages": MSG, **kwargs})

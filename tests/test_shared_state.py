@@ -16,43 +16,19 @@ import pytest
 
 import turnout
 from tests.loopback import Fault, OpenAIServer
+from tests.test_router import MSG, backend, chat
 from turnout import served_by
 from turnout.adapters import OpenAICompatAdapter
 from turnout.router import Backend, Router
 from turnout.state import MemoryState, RedisState
 
-MSG = [{"role": "user", "content": "hi"}]
-
-
-def backend(server: OpenAIServer, name: str, **knobs: Any) -> Backend:
-    return Backend(OpenAICompatAdapter(name, preset="vllm", base_url=server.base_url, timeout=10), **knobs)
-
-
-@pytest.fixture
-async def routers():
-    """``routers(state, *backends)``: a turnout client over a Router of its own; all closed afterwards."""
-    made: list[turnout.AsyncOpenAI] = []
-
-    def make(state: Any, *backends: Backend, **options: Any) -> turnout.AsyncOpenAI:
-        client = turnout.AsyncOpenAI(router=Router(list(backends), state=state, **options))
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        await client.close()
-
-
-def chat(client: openai.AsyncOpenAI, **kwargs: Any) -> Any:
-    return client.chat.completions.create(**{"model": "test-model", "messages": MSG, **kwargs})
-
 
 async def test_failures_are_counted_across_routers_and_the_cooldown_is_seen_by_all(
-        routers, make_openai_server, redis_server) -> None:
+        clients, make_openai_server, redis_server) -> None:
     primary, backup = make_openai_server(), make_openai_server()
     primary.fail(Fault(status=500))
     knobs = dict(max_retries=0, allowed_fails=3, cooldown=60)
-    a, b = (routers(RedisState(redis_server.url), backend(primary, "primary", **knobs), backend(backup, "backup"))
+    a, b = (clients(backend(primary, "primary", **knobs), backend(backup, "backup"), state=RedisState(redis_server.url))
             for _ in range(2))
     for client in (a, b, a, b, a, b):
         assert served_by(await chat(client)) == "backup"
@@ -62,17 +38,17 @@ async def test_failures_are_counted_across_routers_and_the_cooldown_is_seen_by_a
     assert seen["shared"] is True
 
     primary.requests.clear()  # the control: each router alone needs its own three failures
-    c, d = (routers(MemoryState(), backend(primary, "primary", **knobs), backend(backup, "backup")) for _ in range(2))
+    c, d = (clients(backend(primary, "primary", **knobs), backend(backup, "backup"), state=MemoryState()) for _ in range(2))
     for client in (c, d, c, d, c, d):
         await chat(client)
     assert len(primary.chat_requests()) == 6
 
 
 async def test_a_half_open_backend_is_probed_by_one_request_while_the_others_skip_it(
-        routers, make_openai_server, redis_server) -> None:
+        clients, make_openai_server, redis_server) -> None:
     primary, backup = make_openai_server(), make_openai_server()
     knobs = dict(max_retries=0, allowed_fails=1, cooldown=0.3)
-    a, b = (routers(RedisState(redis_server.url), backend(primary, "primary", **knobs), backend(backup, "backup"))
+    a, b = (clients(backend(primary, "primary", **knobs), backend(backup, "backup"), state=RedisState(redis_server.url))
             for _ in range(2))
     primary.fail(Fault(status=500), times=1)
     assert served_by(await chat(a)) == "backup"  # opens the breaker
@@ -87,9 +63,9 @@ async def test_a_half_open_backend_is_probed_by_one_request_while_the_others_ski
     assert served_by(await chat(b)) == "primary", "the probe's success closed the breaker for everyone"
 
 
-async def test_an_rpm_limit_is_one_count_for_every_router(routers, make_openai_server, redis_server) -> None:
+async def test_an_rpm_limit_is_one_count_for_every_router(clients, make_openai_server, redis_server) -> None:
     primary, backup = make_openai_server(), make_openai_server()
-    a, b = (routers(RedisState(redis_server.url), backend(primary, "primary", rpm=5), backend(backup, "backup"))
+    a, b = (clients(backend(primary, "primary", rpm=5), backend(backup, "backup"), state=RedisState(redis_server.url))
             for _ in range(2))
     served = [served_by(await chat(client)) for client in (a, b) * 5]
     assert served == ["primary"] * 5 + ["backup"] * 5
@@ -100,10 +76,10 @@ async def test_an_rpm_limit_is_one_count_for_every_router(routers, make_openai_s
 
 @pytest.mark.parametrize("store", ["memory", "redis"])
 async def test_tokens_are_estimated_before_and_corrected_from_the_answers_usage(
-        routers, make_openai_server, request, store: str) -> None:
+        clients, make_openai_server, request, store: str) -> None:
     primary, backup = make_openai_server(), make_openai_server()
     state = MemoryState() if store == "memory" else RedisState(request.getfixturevalue("redis_server").url)
-    client = routers(state, backend(primary, "primary", tpm=200), backend(backup, "backup"))
+    client = clients(backend(primary, "primary", tpm=200), backend(backup, "backup"), state=state)
     first = await chat(client, max_tokens=150)  # counted as ~152 before it is sent: it fits
     assert served_by(first) == "primary"
     used = first.usage.total_tokens
@@ -115,19 +91,19 @@ async def test_tokens_are_estimated_before_and_corrected_from_the_answers_usage(
     assert stats["primary"]["window"]["tpm"] == used + second.usage.total_tokens
 
 
-async def test_a_stream_corrects_its_tokens_from_its_usage_event(routers, make_openai_server, redis_server) -> None:
+async def test_a_stream_corrects_its_tokens_from_its_usage_event(clients, make_openai_server, redis_server) -> None:
     primary = make_openai_server()
-    client = routers(RedisState(redis_server.url), backend(primary, "primary", tpm=1000))
+    client = clients(backend(primary, "primary", tpm=1000), state=RedisState(redis_server.url))
     stream = await chat(client, max_tokens=500, stream=True, stream_options={"include_usage": True})
     usage = [chunk.usage async for chunk in stream if chunk.usage is not None]
     assert (await client.router.shared_stats())["primary"]["window"]["tpm"] == usage[0].total_tokens
 
 
-async def test_a_long_retry_after_cools_the_backend_for_every_router(routers, make_openai_server, redis_server) -> None:
+async def test_a_long_retry_after_cools_the_backend_for_every_router(clients, make_openai_server, redis_server) -> None:
     primary, backup = make_openai_server(), make_openai_server()
     primary.fail(Fault(status=429, retry_after="120"), times=1)
     knobs = dict(max_retries=2, backoff_max=5, allowed_fails=3)
-    a, b = (routers(RedisState(redis_server.url), backend(primary, "primary", **knobs), backend(backup, "backup"))
+    a, b = (clients(backend(primary, "primary", **knobs), backend(backup, "backup"), state=RedisState(redis_server.url))
             for _ in range(2))
     assert served_by(await chat(a)) == "backup"
     assert served_by(await chat(b)) == "backup"
@@ -136,13 +112,13 @@ async def test_a_long_retry_after_cools_the_backend_for_every_router(routers, ma
     assert seen["state"] == "open" and 110 < seen["cooldown_remaining"] <= 120
 
 
-async def test_the_hosts_clocks_do_not_matter(routers, make_openai_server, redis_server, mocker) -> None:
+async def test_the_hosts_clocks_do_not_matter(clients, make_openai_server, redis_server, mocker) -> None:
     """Every time in Redis is Redis's own: a router whose clock is a day ahead opens a 60 s cooldown that
     another router sees as 60 s."""
     primary, backup = make_openai_server(), make_openai_server()
     primary.fail(Fault(status=401), times=1)
     knobs = dict(max_retries=0, cooldown=60)
-    a, b = (routers(RedisState(redis_server.url), backend(primary, "primary", **knobs), backend(backup, "backup"))
+    a, b = (clients(backend(primary, "primary", **knobs), backend(backup, "backup"), state=RedisState(redis_server.url))
             for _ in range(2))
     clock = mocker.patch("turnout.state._clock.now", return_value=10**6 + 86400.0)
     assert served_by(await chat(a)) == "backup"
@@ -152,11 +128,11 @@ async def test_the_hosts_clocks_do_not_matter(routers, make_openai_server, redis
 
 
 async def test_redis_going_away_leaves_requests_flowing_with_one_warning_and_sharing_resumes(
-        routers, make_openai_server, make_redis_server, caplog) -> None:
+        clients, make_openai_server, make_redis_server, caplog) -> None:
     redis = make_redis_server()
     primary, backup = make_openai_server(), make_openai_server()
     knobs = dict(max_retries=0, backoff_max=5)
-    a, b = (routers(RedisState(redis.url, timeout=2), backend(primary, "primary", **knobs), backend(backup, "backup"))
+    a, b = (clients(backend(primary, "primary", **knobs), backend(backup, "backup"), state=RedisState(redis.url, timeout=2))
             for _ in range(2))
     for client in (a, b):
         assert served_by(await chat(client)) == "primary"
@@ -196,19 +172,19 @@ async def test_stored_values_live_in_redis_with_their_expiry(redis_server) -> No
         await other.aclose()
 
 
-async def test_prefixes_keep_apps_apart(routers, make_openai_server, redis_server) -> None:
+async def test_prefixes_keep_apps_apart(clients, make_openai_server, redis_server) -> None:
     primary = make_openai_server()
-    a = routers(RedisState(redis_server.url, prefix="one"), backend(primary, "primary", rpm=1))
-    b = routers(RedisState(redis_server.url, prefix="two"), backend(primary, "primary", rpm=1))
+    a = clients(backend(primary, "primary", rpm=1), state=RedisState(redis_server.url, prefix="one"))
+    b = clients(backend(primary, "primary", rpm=1), state=RedisState(redis_server.url, prefix="two"))
     for client in (a, b):
         assert served_by(await chat(client)) == "primary"
 
 
-async def test_a_bridged_conversation_stored_by_one_router_is_continued_by_another(routers, redis_server) -> None:
+async def test_a_bridged_conversation_stored_by_one_router_is_continued_by_another(clients, redis_server) -> None:
     chat_only = OpenAIServer(disabled={"responses"}).start()
     try:
-        a, b = (routers(RedisState(redis_server.url), Backend(OpenAICompatAdapter(
-            "local", preset="openai_compat", base_url=chat_only.base_url, timeout=10), max_retries=0)) for _ in range(2))
+        local = OpenAICompatAdapter("local", preset="openai_compat", base_url=chat_only.base_url, timeout=10)
+        a, b = (clients(Backend(local, max_retries=0), state=RedisState(redis_server.url)) for _ in range(2))
         one = await a.responses.create(model="test-model", input="my name is Ada")
         two = await b.responses.create(model="test-model", input="what is my name?", previous_response_id=one.id)
         assert two.previous_response_id == one.id
@@ -240,7 +216,7 @@ def age(url: str, key: str, seconds: int) -> None:
 
 
 @pytest.mark.parametrize("store", ["memory", "redis"])
-async def test_a_window_forgets_what_is_older_than_a_minute(routers, make_openai_server, request, mocker,
+async def test_a_window_forgets_what_is_older_than_a_minute(clients, make_openai_server, request, mocker,
                                                              store: str) -> None:
     primary, backup = make_openai_server(), make_openai_server()
     if store == "memory":
@@ -255,7 +231,7 @@ async def test_a_window_forgets_what_is_older_than_a_minute(routers, make_openai
 
         def later(seconds: int) -> None:
             age(url, "turnout:backend:{primary}", seconds)
-    client = routers(state, backend(primary, "primary", rpm=3, tpm=1000), backend(backup, "backup"))
+    client = clients(backend(primary, "primary", rpm=3, tpm=1000), backend(backup, "backup"), state=state)
     for _ in range(3):
         assert served_by(await chat(client)) == "primary"
     later(20)

@@ -51,7 +51,8 @@ async def _shared_state(config: ResolvedConfig, backends: list[ResolvedBackend])
     """Each backend's breaker, windows and provider limit as every process sharing the Redis store sees them."""
     from ..state import Limits, open_state
 
-    state: Any = open_state(config.state_url.value, prefix=config.state_prefix.value, timeout=config.state_timeout.value)
+    state: Any = open_state(config.state_url.value, prefix=config.state_prefix.value,
+                            timeout=config.state_timeout.value)
     try:
         views = {}
         for b in backends:
@@ -73,7 +74,8 @@ def _shared_rows(shared: dict[str, Any]) -> list[str]:
 
 
 def _shared_text(view: dict[str, Any]) -> str:
-    parts = [view["state"] + (f", {view['cooldown_remaining']:.0f}s of cooldown left" if view["state"] == "open" else "")]
+    cooling = f", {view['cooldown_remaining']:.0f}s of cooldown left" if view["state"] == "open" else ""
+    parts = [view["state"] + cooling]
     window = view["window"]
     for unit in ("rpm", "tpm"):
         if window[f"{unit}_limit"]:

@@ -14,12 +14,12 @@ one with ``stream_options``).
 **Providers' headers.** Once a provider says a limit is used up, the backend
 is skipped until it resets, in every process that shares the state:
 
-| provider   | remaining                                   | reset                                                |
-|------------|---------------------------------------------|------------------------------------------------------|
-| OpenAI     | x-ratelimit-remaining-requests / -tokens    | x-ratelimit-reset-requests / -tokens: ``6m0s``, ``1.5s``, ``20ms`` |
-| Groq       | the same names                              | the same form (``2m59.56s``, ``7.66s``)              |
-| OpenRouter | x-ratelimit-remaining                       | x-ratelimit-reset: Unix time in milliseconds         |
-| Together   | x-ratelimit-remaining, x-tokenlimit-remaining | x-ratelimit-reset: seconds from now                |
+| provider   | remaining                                     | reset                                           |
+|------------|-----------------------------------------------|-------------------------------------------------|
+| OpenAI     | x-ratelimit-remaining-requests / -tokens      | x-ratelimit-reset-requests / -tokens: ``6m0s``  |
+| Groq       | the same names                                | the same form (``2m59.56s``, ``7.66s``)         |
+| OpenRouter | x-ratelimit-remaining                         | x-ratelimit-reset: Unix time in milliseconds    |
+| Together   | x-ratelimit-remaining, x-tokenlimit-remaining | x-ratelimit-reset: seconds from now             |
 
 A reset that is missing counts as ``Retry-After``, else one second.
 """
@@ -37,8 +37,8 @@ import openai
 
 from .._errors import RATE_LIMITED, status_error
 
-__all__ = ["MAX_WAIT", "estimate_tokens", "tokens_used", "count_stream", "provider_limit", "reset_seconds", "rate_limited",
-           "retry_refused", "limit_text"]
+__all__ = ["MAX_WAIT", "estimate_tokens", "tokens_used", "count_stream", "provider_limit", "reset_seconds",
+           "rate_limited", "retry_refused", "limit_text"]
 
 MAX_WAIT = 60.0
 """Without a deadline, the longest a request waits for room when every candidate is at a rate limit."""
@@ -70,7 +70,8 @@ def estimate_tokens(body: Mapping[str, Any]) -> int:
         extra += MESSAGE_TOKENS * len(messages)
     completion: int = next((body[k] for k in _COMPLETION_KEYS if isinstance(body.get(k), int)), 0)
     choices = body.get("n")
-    return math.ceil(chars / CHARS_PER_TOKEN) + extra + completion * (max(1, choices) if isinstance(choices, int) else 1)
+    completion *= max(1, choices) if isinstance(choices, int) else 1
+    return math.ceil(chars / CHARS_PER_TOKEN) + extra + completion
 
 
 _TOTAL = re.compile(rb'"total_tokens"\s*:\s*(\d+)')

@@ -92,9 +92,10 @@ class Runner:
             logger=None,
         )(self._attempt)
 
-    async def admit(self, call: Call, *, hold: bool = True) -> Admission:
+    async def admit(self, call: Any, *, hold: bool = True) -> Admission:
         """May ``call`` go to this backend now? Counted in its windows if so (see ``BackendState.admit``)."""
-        return await self.shared.admit(estimate_tokens(call.body) if self.limits.tpm else 0, hold=hold)
+        tokens = estimate_tokens(call.body) if self.limits.tpm and isinstance(call, Call) else 0
+        return await self.shared.admit(tokens, hold=hold)
 
     def held(self, admission: Admission) -> str:
         """What held a request back, in words."""
@@ -105,7 +106,7 @@ class Runner:
 
         Without ``admission`` (a pinned request) it is counted, never held back."""
         if admission is None:
-            admission = await self.admit(arg, hold=False) if isinstance(arg, Call) else await self.shared.admit(0, hold=False)
+            admission = await self.admit(arg, hold=False)
         self.counters.requests += 1
         try:
             result = await self.call(op, arg, admission)

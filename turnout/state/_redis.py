@@ -199,7 +199,8 @@ class RedisBackend:
 
     async def again(self, tokens: int) -> Admission:
         await self._corrected()
-        answer = await self.store.run("ADMIT", self.key, self._args(tokens, "again"), lambda: self.local.again_now(tokens))
+        answer = await self.store.run("ADMIT", self.key, self._args(tokens, "again"),
+                                      lambda: self.local.again_now(tokens))
         if isinstance(answer, Admission):
             return answer
         code, wait, why = self._saw(answer)

@@ -76,7 +76,9 @@ if mode ~= 'count' and (rpm > 0 or tpm > 0) then
     local live = {}
     for j = 0, 60 do
       local s = tonumber(v[3 * j + 1])
-      if s and s > sec - 61 and s <= sec then live[#live + 1] = {s, tonumber(v[3 * j + 2]) or 0, tonumber(v[3 * j + 3]) or 0} end
+      if s and s > sec - 61 and s <= sec then
+        live[#live + 1] = {s, tonumber(v[3 * j + 2]) or 0, tonumber(v[3 * j + 3]) or 0}
+      end
     end
     table.sort(live, function(x, y) return x[1] < y[1] end)
     local fr, ft, wait = used_r, used_t, 61
@@ -90,7 +92,9 @@ if mode ~= 'count' and (rpm > 0 or tpm > 0) then
 end
 -- count it: this second's slot (started afresh if it still holds a second that left) and the totals, one write
 local r, t, x = 1, tokens, 0
-if tonumber(b[10]) == sec then r, t, x = (tonumber(b[11]) or 0) + 1, (tonumber(b[12]) or 0) + tokens, tonumber(b[13]) or 0 end
+if tonumber(b[10]) == sec then
+  r, t, x = (tonumber(b[11]) or 0) + 1, (tonumber(b[12]) or 0) + tokens, tonumber(b[13]) or 0
+end
 if mode == 'again' then x = x + 1 end
 used_r, used_t = used_r + 1, used_t + tokens
 if probe then
