@@ -132,9 +132,11 @@ _SCALE = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6,
 DEFAULT_RESET = 1.0
 
 
-def provider_limit(headers: Mapping[str, str]) -> Optional[tuple[str, float]]:
+def provider_limit(headers: httpx2.Headers) -> Optional[tuple[str, float]]:
     """The limit a provider says is used up (``"requests"`` or ``"tokens"``) and the seconds until it
-    resets; ``None`` while every limit it reports has room (the usual answer: four header lookups)."""
+    resets; ``None`` while every limit it reports has room (the usual answer: one pass over the headers)."""
+    if not any(b"remaining" in name.lower() and _used_up(value) for name, value in headers.raw):
+        return None
     found: Optional[tuple[str, float]] = None
     for remaining, resets, what in _LIMITS:
         value = headers.get(remaining)
@@ -148,7 +150,7 @@ def provider_limit(headers: Mapping[str, str]) -> Optional[tuple[str, float]]:
     return found
 
 
-def _used_up(value: str) -> bool:
+def _used_up(value: str | bytes) -> bool:
     try:
         return float(value) <= 0
     except ValueError:
