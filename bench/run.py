@@ -32,6 +32,7 @@ from typing import Any, Awaitable, Callable, Iterator, Optional
 import openai
 
 import turnout
+from bench.responses import fig_responses
 from bench.serve import fig_serve
 from bench.state import fig_state
 from turnout import Backend, OpenAICompatAdapter, Router
@@ -197,21 +198,31 @@ def chat_call(client: Any, **extra: Any) -> Callable[[], Awaitable[Any]]:
     return call
 
 
-async def interleaved(variants: dict[str, Callable[[], Awaitable[Any]]], rounds: int,
-                      warmup: int) -> dict[str, list[float]]:
-    """Per-request seconds for each variant, taking turns request by request, rotating who goes first."""
+async def interleaved(variants: dict[str, Callable[[], Awaitable[Any]]], rounds: int, warmup: int,
+                      cpu: Optional[dict[str, list[float]]] = None) -> dict[str, list[float]]:
+    """Per-request seconds for each variant, taking turns request by request, rotating who goes first.
+
+    With ``cpu``, each request's CPU seconds in this process go there too: on a
+    loaded machine wall time waits for the CPU, while CPU time is what the
+    client itself spent.
+    """
     names = list(variants)
     for _ in range(warmup):
         for name in names:
             await variants[name]()
     out: dict[str, list[float]] = {n: [] for n in names}
-    clock = time.perf_counter
+    if cpu is not None:
+        cpu.update({n: [] for n in names})
+    clock, cpu_clock = time.perf_counter, time.process_time
     for i in range(rounds):
         k = i % len(names)
         for name in names[k:] + names[:k]:
+            used = cpu_clock() if cpu is not None else 0.0
             start = clock()
             await variants[name]()
             out[name].append(clock() - start)
+            if cpu is not None:
+                cpu[name].append(cpu_clock() - used)
     return out
 
 
@@ -537,6 +548,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             ("7 long conversation", lambda: asyncio.run(fig_long(srv, sizes, rep))),
             ("9 memory", lambda: asyncio.run(fig_memory(srv, sizes, rep))),
             ("10 serve", lambda: fig_serve(srv, sizes, rep)),
+            ("11 responses", lambda: asyncio.run(fig_responses(srv, sizes, rep))),
             ("12 state", lambda: fig_state(srv, sizes, rep)),
         ]
         for label, step in steps:

@@ -178,6 +178,17 @@ async def test_a_streamed_tool_call(client: Any, kind: str) -> None:
     assert calls and calls[0].name == "get_weather" and calls[0].call_id and calls[0].arguments
 
 
+@pytest.mark.parametrize("kind", ["chat-only"], indirect=True)
+async def test_bridged_streams_reuse_the_backends_connection(kind: str) -> None:
+    """The chat stream behind a bridged one is read to its end, so its connection goes back to the pool."""
+    with OpenAIServer(disabled={"responses"}) as server:
+        async with turnout.AsyncOpenAI(router=Router([live(kind, server)])) as client:
+            for _ in range(4):
+                async with client.responses.stream(model="test-model", input="again") as stream:
+                    assert (await stream.get_final_response()).output_text == "echo: again"
+        assert server.connections_made == 1
+
+
 async def test_create_with_stream_true(client: Any) -> None:
     stream = await client.responses.create(model="test-model", input="hi", stream=True)
     events = [event async for event in stream]

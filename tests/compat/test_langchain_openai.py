@@ -81,12 +81,18 @@ async def test_astream(via) -> None:
 
 
 def test_bind_tools_round_trip(via) -> None:
-    llm = chat_for(via).bind_tools([shout])
+    bind_tools_round_trip(chat_for(via), via)
+
+
+def bind_tools_round_trip(chat: ChatOpenAI, via) -> None:
+    """The tool is called with the prompt, its result sent back, and the answer acknowledges it
+    (tests/compat/test_responses_compat.py runs it over the Responses API)."""
+    llm = chat.bind_tools([shout])
     messages: list = [HumanMessage("remember the milk")]
     asked = llm.invoke(messages)
     assert [(c["name"], c["args"]) for c in asked.tool_calls] == [("shout", {"text": "remember the milk"})]
     messages += [asked, *(ToolMessage(shout.invoke(c["args"]), tool_call_id=c["id"]) for c in asked.tool_calls)]
-    assert llm.invoke(messages).content == "tool said: REMEMBER THE MILK"
+    assert llm.invoke(messages).text == "tool said: REMEMBER THE MILK"
     via.assert_served()
 
 

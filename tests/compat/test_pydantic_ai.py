@@ -7,6 +7,7 @@ string being the prompt; ``NativeOutput`` gets a fixed ``reply``.
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -86,7 +87,13 @@ async def test_tool_round_trip(via) -> None:
 
 
 async def test_run_stream_text(via) -> None:
-    async with Agent(model_for(via)).run_stream("one two three four") as result:
+    await run_stream_text(model_for(via), via)
+
+
+async def run_stream_text(model: Any, via) -> None:
+    """The text arrives in pieces that add up to the answer (tests/compat/test_responses_compat.py runs it
+    over the Responses API)."""
+    async with Agent(model).run_stream("one two three four") as result:
         deltas = [d async for d in result.stream_text(delta=True, debounce_by=None)]
     assert "".join(deltas) == "echo: one two three four"
     assert len(deltas) > 1, "the text arrives in pieces"

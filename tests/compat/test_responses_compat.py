@@ -34,12 +34,13 @@ from tests.loopback import OpenAIServer
 need("pydantic_ai")
 need("langchain_openai")
 
-from langchain_core.messages import HumanMessage, ToolMessage  # noqa: E402
-from langchain_core.tools import tool  # noqa: E402
 from langchain_openai import ChatOpenAI  # noqa: E402
 from pydantic_ai import Agent, NativeOutput  # noqa: E402
 from pydantic_ai.models.openai import OpenAIResponsesModel  # noqa: E402
 from pydantic_ai.providers.openai import OpenAIProvider  # noqa: E402
+
+from tests.compat.test_langchain_openai import bind_tools_round_trip, shout  # noqa: E402
+from tests.compat.test_pydantic_ai import run_stream_text  # noqa: E402
 
 pytestmark = pytest.mark.compat
 
@@ -122,11 +123,7 @@ async def test_pydantic_ai_native_output(via) -> None:
 
 
 async def test_pydantic_ai_run_stream_text(via) -> None:
-    async with Agent(responses_model(via)).run_stream("one two three four") as result:
-        deltas = [d async for d in result.stream_text(delta=True, debounce_by=None)]
-    assert "".join(deltas) == "echo: one two three four"
-    assert len(deltas) > 1, "the text arrives in pieces"
-    via.assert_served()
+    await run_stream_text(responses_model(via), via)
 
 
 # -- langchain-openai --------------------------------------------------------
@@ -137,12 +134,6 @@ class Joke(BaseModel):
 
     setup: str = Field(description="The setup of the joke")
     punchline: str = Field(description="The punchline to the joke")
-
-
-@tool
-def shout(text: str) -> str:
-    """Shout the text back."""
-    return text.upper()
 
 
 def chat_for(via: ResponsesVia) -> ChatOpenAI:
@@ -174,13 +165,7 @@ def test_langchain_stream(via) -> None:
 
 
 def test_langchain_bind_tools_round_trip(via) -> None:
-    llm = chat_for(via).bind_tools([shout])
-    messages: list = [HumanMessage("remember the milk")]
-    asked = llm.invoke(messages)
-    assert [(c["name"], c["args"]) for c in asked.tool_calls] == [("shout", {"text": "remember the milk"})]
-    messages += [asked, *(ToolMessage(shout.invoke(c["args"]), tool_call_id=c["id"]) for c in asked.tool_calls)]
-    assert llm.invoke(messages).text == "tool said: REMEMBER THE MILK"
-    via.assert_served()
+    bind_tools_round_trip(chat_for(via), via)
 
 
 async def test_langchain_bind_tools_astream(via) -> None:

@@ -42,6 +42,8 @@ class LoopbackServer:
         self.requests: list[RecordedRequest] = []
         self.faults = FaultQueue()
         self.open_connections = 0
+        self.connections_made = 0
+        """Every connection ever accepted: a client that reuses its connections makes few."""
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
@@ -124,6 +126,7 @@ class LoopbackHandler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms delayed-ACK stalls
         with self.server_state._lock:
             self.server_state.open_connections += 1
+            self.server_state.connections_made += 1
 
     def handle(self) -> None:
         try:

@@ -20,7 +20,7 @@ import httpx2
 from openai._models import FinalRequestOptions
 from openai.types import Model
 
-__all__ = ["Adapter", "Call", "Capabilities", "Endpoint", "Health", "wire_response"]
+__all__ = ["Adapter", "Call", "Capabilities", "Endpoint", "Health", "made_response", "wire_response"]
 
 Flag = Optional[bool]
 """A capability is yes (``True``), no (``False``) or unknown (``None``: tried, after the backends known to have it)."""
@@ -108,7 +108,20 @@ def wire_response(call: Call, base_url: str, *, content: bytes | None = None,
     sent = call.options.headers if isinstance(call.options.headers, Mapping) else {}
     request = httpx2.Request(call.options.method.upper(), base_url.rstrip("/") + call.options.url,
                              headers={k: v for k, v in sent.items() if isinstance(v, str)})
-    return httpx2.Response(200, headers=headers, content=content, stream=stream, request=request)
+    return made_response(200, headers, request, content=content, stream=stream)
+
+
+def made_response(status: int, headers: dict[str, str], request: httpx2.Request, *, content: bytes | None = None,
+                  stream: httpx2.AsyncByteStream | None = None) -> httpx2.Response:
+    """An HTTP response for a body in hand (already read, as the SDK expects of a non-streamed answer), or for
+    a stream. Built without httpx's read of ``content=`` through its decoders: a sixth of the cost."""
+    if stream is not None:
+        return httpx2.Response(status, headers=headers, stream=stream, request=request)
+    body = content or b""
+    response = httpx2.Response(status, headers={**headers, "content-length": str(len(body))},
+                               stream=httpx2.ByteStream(body), request=request)
+    response._content = body  # what read() would set
+    return response
 
 
 @dataclass(frozen=True)

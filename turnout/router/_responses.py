@@ -65,7 +65,7 @@ class Responses:
             runner = self._holder(held, previous)
             return runner.name, await runner.serve(self._native(runner, call), self._for(runner, call))
         replay = held is not None
-        history = held["messages"] if held else []
+        history = _conversation(held) if held else []
         chat_body, refusal = _chat_body(call, history)
         plan, left_out = self._plan(call, chat_body, replay=replay)
         if not plan:
@@ -170,11 +170,10 @@ class Responses:
         async def keep(response: dict[str, Any]) -> None:
             if call.body.get("store") is False:
                 return
-            messages = [*history, *bridge.messages_of(call.body.get("input") or ()),
-                        *bridge.messages_of(response.get("output") or ())]
+            # kept as given; made into messages only if a follow-up comes
             await self.state.put(_key(response_id), {
-                "backend": runner.name, "bridged": True, "messages": messages, "response": response,
-                "input": bridge.input_items(call.body)}, self.ttl)
+                "backend": runner.name, "bridged": True, "history": history, "input": call.body.get("input"),
+                "response": response}, self.ttl)
 
         return keep
 
@@ -196,7 +195,7 @@ class Responses:
             await self._forget(ident)
             body: Any = {"id": ident, "object": "response", "deleted": True}
         elif rest == "input_items":
-            body = _page(held["input"], _query(call))
+            body = _page(bridge.input_items(held["input"], ident), _query(call))
         elif rest == "cancel":
             raise status_error(openai.BadRequestError, 400, "only background responses can be cancelled; "
                                f"response {ident!r} was made by the chat bridge, which does not run in the background",
@@ -246,6 +245,12 @@ class Responses:
                 return renamed(call, found)
         return call
 
+
+
+def _conversation(held: Mapping[str, Any]) -> list[Any]:
+    """A bridged response's whole conversation as chat messages: what came before it, its input, its output."""
+    return [*held["history"], *bridge.messages_of(held["input"] or ()),
+            *bridge.messages_of(held["response"].get("output") or ())]
 
 
 def _chat_body(call: Call, history: list[Any]) -> tuple[dict[str, Any] | None, openai.BadRequestError | None]:

@@ -6,8 +6,8 @@ same helpers here, so a bridged answer reads the same streamed or not.
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from typing import Any, Mapping
 
 __all__ = ["new_id", "shell", "to_response", "message_item", "content_part", "function_call_item", "usage_of",
@@ -23,7 +23,7 @@ _ECHOED = ("instructions", "max_output_tokens", "previous_response_id", "reasoni
 
 def new_id(prefix: str) -> str:
     """An id shaped like OpenAI's (``resp_``, ``msg_``, ``fc_`` and 48 hex digits)."""
-    return f"{prefix}_{uuid.uuid4().hex}{uuid.uuid4().hex[:16]}"
+    return f"{prefix}_{os.urandom(24).hex()}"
 
 
 def shell(body: Mapping[str, Any], *, response_id: str, model: str, created_at: float | None = None,
@@ -115,19 +115,20 @@ def to_response(chat: Mapping[str, Any], body: Mapping[str, Any], *, response_id
     return finish(response, choice.get("finish_reason"))
 
 
-def input_items(body: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The request's input as the items ``responses.input_items.list`` shows: each with an id and a type."""
-    given = body.get("input")
+def input_items(given: Any, response_id: str) -> list[dict[str, Any]]:
+    """A request's ``input`` as ``responses.input_items.list`` shows it: each item with a type, and an id
+    (made from the response's, so every listing shows the same ones)."""
     if isinstance(given, str):
         given = [{"role": "user", "content": [{"type": "input_text", "text": given}]}]
     items: list[dict[str, Any]] = []
-    for item in given or ():
+    stem = response_id.partition("_")[2][:40]
+    for index, item in enumerate(given or ()):
         item = dict(item)
         kind = item.setdefault("type", "message")
         if kind == "message" and isinstance(item.get("content"), str):
             part = "output_text" if item.get("role") == "assistant" else "input_text"
             item["content"] = [{"type": part, "text": item["content"]}]
-        item.setdefault("id", new_id(_ID_PREFIX.get(kind, "item")))
+        item.setdefault("id", f"{_ID_PREFIX.get(kind, 'item')}_{stem}{index:08x}")
         items.append(item)
     return items
 

@@ -13,7 +13,7 @@ import httpx2
 import openai
 from openai._streaming import SSEDecoder
 
-from .._base import Call, Endpoint
+from .._base import Call, Endpoint, made_response
 from ._answer import to_response
 from ._events import response_events, sse
 
@@ -49,7 +49,7 @@ def _reply(chat: httpx2.Response, *, content: bytes | None = None,
     for name in ("x-request-id", "request-id"):
         if name in chat.headers:
             headers[name] = chat.headers[name]
-    return httpx2.Response(chat.status_code, headers=headers, content=content, stream=stream, request=chat.request)
+    return made_response(chat.status_code, headers, chat.request, content=content, stream=stream)
 
 
 class _Events(httpx2.AsyncByteStream):
@@ -70,12 +70,17 @@ class _Events(httpx2.AsyncByteStream):
 
 
 async def _chunks(chat: httpx2.Response) -> AsyncIterator[dict[str, Any]]:
-    """The chat stream's chunks; an error event in it is raised, as the SDK's own stream does."""
+    """The chat stream's chunks; an error event in it is raised, as the SDK's own stream does.
+
+    After ``[DONE]`` the body is read to its end, as the SDK does: a body closed unread costs the
+    connection, and the next request a new one."""
+    done = False
     async for event in SSEDecoder().aiter_bytes(chat.aiter_bytes()):
-        if not event.data:
+        if done or not event.data:
             continue
         if event.data.startswith("[DONE]"):
-            return
+            done = True
+            continue
         data = json.loads(event.data)
         if isinstance(data, dict) and data.get("error"):
             error = data["error"]
