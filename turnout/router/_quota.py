@@ -135,7 +135,10 @@ DEFAULT_RESET = 1.0
 def provider_limit(headers: httpx2.Headers) -> Optional[tuple[str, float]]:
     """The limit a provider says is used up (``"requests"`` or ``"tokens"``) and the seconds until it
     resets; ``None`` while every limit it reports has room (the usual answer: one pass over the headers)."""
-    if not any(b"remaining" in name.lower() and _used_up(value) for name, value in headers.raw):
+    for name, value in headers.raw:
+        if b"remaining" in name.lower() and _used_up(value):
+            break
+    else:
         return None
     found: Optional[tuple[str, float]] = None
     for remaining, resets, what in _LIMITS:

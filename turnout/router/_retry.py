@@ -176,7 +176,8 @@ class Runner:
         await self.shared.succeeded(admission)
         if not isinstance(result, httpx2.Response):
             return
-        await self._heard(result.headers)
+        if provider_limit(result.headers) is not None:
+            await self._heard(result.headers)
         if self.limits.tpm:
             if result.is_closed:
                 used = tokens_used(result.content)
