@@ -135,8 +135,8 @@ DEFAULT_RESET = 1.0
 def provider_limit(headers: httpx2.Headers) -> Optional[tuple[str, float]]:
     """The limit a provider says is used up (``"requests"`` or ``"tokens"``) and the seconds until it
     resets; ``None`` while every limit it reports has room (the usual answer: one pass over the headers)."""
-    for name, value in headers.raw:
-        if b"remaining" in name.lower() and _used_up(value):
+    for name, raw in headers.raw:
+        if b"remaining" in name.lower() and _used_up(raw):
             break
     else:
         return None

@@ -6,9 +6,10 @@ asyncio client, an optional extra: ``pip install 'turnout[redis]'``.
 Each step is one round trip (a Lua script, ``_scripts``). On the way of a
 request that goes well there is exactly one: the admission. A success writes
 only when there was something to reset. With a TPM limit, the correction of
-the request's estimated tokens from its answer is one more, sent while the
-answer goes back to the caller; this process's next admission (and
-``refresh``) waits for it, so the process never reads its own count stale.
+a request's estimated tokens from its answer rides with this process's next
+admission to that backend, or goes alone after ``OWED_FOR`` seconds if none
+comes first: other processes see it that much later, this one never reads its
+own count stale.
 
 When Redis cannot be reached, every step runs on this process's own state
 (``LocalBackend``) instead: requests keep flowing, with limits counted per
@@ -39,6 +40,9 @@ T = TypeVar("T")
 
 RECONNECT_EVERY = 1.0
 """Seconds between pings while Redis is unreachable."""
+
+OWED_FOR = 0.05
+"""Seconds a token correction waits for an admission to ride with before it is sent alone."""
 
 _WHY = {"cooling down": COOLING, "probed by another request": PROBING}
 
@@ -141,7 +145,7 @@ class RedisState:
     async def aclose(self) -> None:
         if self._pinging is not None:
             self._pinging.cancel()
-        await asyncio.gather(*(b._corrected() for b in self._backends))
+        await asyncio.gather(*(b._settled() for b in self._backends))
         await self.client.aclose()
 
 
@@ -158,6 +162,8 @@ class RedisBackend:
         self.limits = limits
         self.local = LocalBackend(limits)
         self._probing = False
+        self._owed: list[int] = []  # token corrections not sent yet: second, tokens, second, tokens, ...
+        self._sending: Optional[asyncio.TimerHandle] = None
         self._correcting: set[asyncio.Future[Any]] = set()
         # as last seen; times on this process's clock
         self._open_until = 0.0
@@ -167,7 +173,24 @@ class RedisBackend:
         self._full_what = ""
 
     def _args(self, tokens: int, mode: str) -> list[Any]:
-        return [self.limits.rpm or 0, self.limits.tpm or 0, tokens, mode, self.limits.probe_lease, _scripts.KEEP_MS]
+        return [self.limits.rpm or 0, self.limits.tpm or 0, tokens, mode, self.limits.probe_lease, _scripts.KEEP_MS,
+                *self._take_owed()]
+
+    def _take_owed(self) -> list[int]:
+        owed, self._owed = self._owed, []
+        if self._sending is not None:
+            self._sending.cancel()
+            self._sending = None
+        return owed
+
+    def _send_owed(self) -> None:
+        """No admission came to carry the corrections: they go alone (kept referenced until sent)."""
+        self._sending = None
+        owed = self._take_owed()
+        if owed:
+            step = asyncio.ensure_future(self.store.run("USED", self.key, owed, lambda: None))
+            self._correcting.add(step)
+            step.add_done_callback(self._correcting.discard)
 
     def _saw(self, answer: list[Any]) -> tuple[int, float, str]:
         code, wait, why = int(answer[0]), float(answer[1]), _text(answer[2])
@@ -184,6 +207,11 @@ class RedisBackend:
         """This process's token corrections still on their way, waited for."""
         if self._correcting:
             await asyncio.gather(*self._correcting)
+
+    async def _settled(self) -> None:
+        """Every correction this process owes, sent and landed."""
+        self._send_owed()
+        await self._corrected()
 
     async def admit(self, tokens: int, *, hold: bool = True) -> Admission:
         await self._corrected()
@@ -245,11 +273,14 @@ class RedisBackend:
                              lambda: self.local.full_now(seconds, what))
 
     async def used(self, admission: Admission, tokens: int) -> None:
-        if tokens != admission.tokens:
-            step = asyncio.ensure_future(self.store.run("USED", self.key, [admission.second, tokens - admission.tokens],
-                                                        lambda: self.local.used_now(admission, tokens)))
-            self._correcting.add(step)
-            step.add_done_callback(self._correcting.discard)
+        if tokens == admission.tokens:
+            return
+        if self.store.down:
+            self.local.used_now(admission, tokens)
+            return
+        self._owed += [admission.second, tokens - admission.tokens]
+        if self._sending is None:
+            self._sending = asyncio.get_running_loop().call_later(OWED_FOR, self._send_owed)
 
     async def can_retry(self) -> bool:
         answer = await self.store.run("BUDGET", self.key, [self.limits.budget_window], self.local.can_retry_now)
@@ -277,7 +308,7 @@ class RedisBackend:
                     shared=True)
 
     async def refresh(self) -> View:
-        await self._corrected()
+        await self._settled()
         answer = await self.store.run("VIEW", self.key, [], lambda: None)
         if answer is None:
             return self.local.view()

@@ -28,6 +28,17 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local function keep(ms)
   if redis.call('PTTL', k) < ms then redis.call('PEXPIRE', k, ms) end
 end
+local function correct(from)  -- ARGV[from..]: (second, tokens) pairs, estimates replaced by what answers used
+  for a = from, #ARGV - 1, 2 do
+    local sec, delta = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+    local v = redis.call('HMGET', k, 's' .. (sec % 61), 't' .. (sec % 61), 'wlo')
+    if tonumber(v[1]) == sec then
+      delta = math.max(delta, -(tonumber(v[2]) or 0))
+      redis.call('HINCRBY', k, 't' .. (sec % 61), delta)
+      if sec >= (tonumber(v[3]) or sec) then redis.call('HINCRBY', k, 'wt', delta) end
+    end
+  end
+end
 local function slots(names)
   local fields = {}
   for i = 0, 60 do
@@ -38,7 +49,9 @@ end
 """
 
 ADMIT = _PRELUDE + """
--- ARGV: rpm, tpm (0: none), tokens, mode (hold | count | again), probe lease (s), keep (ms)
+-- ARGV: rpm, tpm (0: none), tokens, mode (hold | count | again), probe lease (s), keep (ms), then
+-- token corrections this process owes (see USED), applied first
+correct(7)
 local rpm, tpm, tokens = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local mode = ARGV[4]
 local sec = math.floor(now)
@@ -146,15 +159,8 @@ return 1
 """
 
 USED = _PRELUDE + """
--- ARGV: the second the request was counted in, tokens to add (negative: take away), in the slot and the total
-local sec, delta = tonumber(ARGV[1]), tonumber(ARGV[2])
-local i = sec % 61
-local v = redis.call('HMGET', k, 's' .. i, 't' .. i, 'wlo')
-if tonumber(v[1]) == sec then
-  delta = math.max(delta, -(tonumber(v[2]) or 0))
-  redis.call('HINCRBY', k, 't' .. i, delta)
-  if sec >= (tonumber(v[3]) or sec) then redis.call('HINCRBY', k, 'wt', delta) end
-end
+-- ARGV: (second a request was counted in, tokens to add or, negative, take away) pairs
+correct(1)
 return 1
 """
 
