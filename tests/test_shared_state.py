@@ -244,3 +244,18 @@ async def test_a_window_forgets_what_is_older_than_a_minute(clients, make_openai
     assert served_by(await chat(client, max_tokens=900)) == "primary"
     window = (await client.router.shared_stats())["primary"]["window"]
     assert window["rpm"] == 1 and window["tpm"] < 50, "only the last request, its tokens corrected"
+
+
+async def test_a_correction_reaches_the_other_routers_without_a_next_request(
+        clients, make_openai_server, redis_server) -> None:
+    """It rides with this router's next admission; with none coming, it goes alone soon after."""
+    primary = make_openai_server()
+    a, b = (clients(backend(primary, "primary", tpm=1000), state=RedisState(redis_server.url)) for _ in range(2))
+    reply = await chat(a, max_tokens=900)
+    used = reply.usage.total_tokens
+    for _ in range(200):
+        window = (await b.router.shared_stats())["primary"]["window"]
+        if window["tpm"] == used:
+            break
+        await asyncio.sleep(0.01)
+    assert window["tpm"] == used
