@@ -171,10 +171,10 @@ class RedisBackend:
         self._fails = self._openings = self._used_r = self._used_t = 0
         self._full_until = 0.0
         self._full_what = ""
+        self._limits = f"{limits.rpm or 0} {limits.tpm or 0} {limits.probe_lease:.3f} {_scripts.KEEP_MS}".encode()
 
     def _args(self, tokens: int, mode: str) -> list[Any]:
-        return [self.limits.rpm or 0, self.limits.tpm or 0, tokens, mode, self.limits.probe_lease, _scripts.KEEP_MS,
-                *self._take_owed()]
+        return [tokens, mode, self._limits, *self._take_owed()]
 
     def _take_owed(self) -> list[int]:
         owed, self._owed = self._owed, []
@@ -192,8 +192,9 @@ class RedisBackend:
             self._correcting.add(step)
             step.add_done_callback(self._correcting.discard)
 
-    def _saw(self, answer: list[Any]) -> tuple[int, float, str]:
-        code, wait, why = int(answer[0]), float(answer[1]), _text(answer[2])
+    def _saw(self, reply: bytes) -> tuple[int, float, str, list[bytes]]:
+        answer = reply.split(b"|")
+        code, wait, why = int(answer[0]), float(answer[1]), answer[2].decode()
         self._fails, self._openings = int(answer[3]), int(answer[4])
         if len(answer) > 7 and int(answer[6]) >= 0:
             self._used_r, self._used_t = int(answer[6]), int(answer[7])
@@ -201,7 +202,7 @@ class RedisBackend:
         self._open_until = _clock.now() + wait if why == "cooling down" else 0.0
         if code == -1 and why not in ("rpm", "tpm"):
             self._full_until, self._full_what = _clock.now() + wait, why
-        return code, wait, why
+        return code, wait, why, answer
 
     async def _corrected(self) -> None:
         """This process's token corrections still on their way, waited for."""
@@ -219,10 +220,10 @@ class RedisBackend:
                                       lambda: self.local.admit_now(tokens, hold))
         if isinstance(answer, Admission):
             return answer
-        code, wait, why = self._saw(answer)
+        code, wait, why, fields = self._saw(answer)
         if code > 0:
             self._probing = self._probing or code == 2
-            return Admission(True, probe=code == 2, tokens=tokens, second=int(answer[5]), fails=self._fails)
+            return Admission(True, probe=code == 2, tokens=tokens, second=int(fields[5]), fails=self._fails)
         return Admission(False, wait=wait, why=_WHY.get(why, why), full=code < 0)
 
     async def again(self, tokens: int) -> Admission:
@@ -231,9 +232,9 @@ class RedisBackend:
                                       lambda: self.local.again_now(tokens))
         if isinstance(answer, Admission):
             return answer
-        code, wait, why = self._saw(answer)
+        code, wait, why, fields = self._saw(answer)
         if code > 0:
-            return Admission(True, tokens=tokens, second=int(answer[5]), fails=self._fails)
+            return Admission(True, tokens=tokens, second=int(fields[5]), fails=self._fails)
         return Admission(False, wait=wait, why=why, full=True)
 
     async def succeeded(self, admission: Admission) -> None:

@@ -25,8 +25,8 @@ if redis.replicate_commands then pcall(redis.replicate_commands) end
 local k = KEYS[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local function keep(ms)
-  if redis.call('PTTL', k) < ms then redis.call('PEXPIRE', k, ms) end
+local function keep(ms, slack)  -- the key lives at least ms - slack more
+  if redis.call('PTTL', k) < ms - (slack or 0) then redis.call('PEXPIRE', k, ms) end
 end
 local function correct(from)  -- ARGV[from..]: (second, tokens) pairs, estimates replaced by what answers used
   for a = from, #ARGV - 1, 2 do
@@ -49,11 +49,14 @@ end
 """
 
 ADMIT = _PRELUDE + """
--- ARGV: rpm, tpm (0: none), tokens, mode (hold | count | again), probe lease (s), keep (ms), then
--- token corrections this process owes (see USED), applied first
-correct(7)
-local rpm, tpm, tokens = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local mode = ARGV[4]
+-- ARGV: tokens, mode (hold | count | again), the backend's limits "rpm tpm probe-lease keep-ms" (rpm, tpm
+-- 0: none), then token corrections this process owes (see USED), applied first. The answer is one string,
+-- "code|wait|why|fails|openings[|second|rpm used|tpm used]" (one reply to read, not eight).
+correct(4)
+local tokens, mode = tonumber(ARGV[1]), ARGV[2]
+local rpm, tpm, lease, keep_ms = string.match(ARGV[3], '(%d+) (%d+) ([%d.]+) (%d+)')
+rpm, tpm, lease, keep_ms = tonumber(rpm), tonumber(tpm), tonumber(lease), tonumber(keep_ms)
+local function answer(...) return table.concat({...}, '|') end
 local sec = math.floor(now)
 local i = sec % 61
 local b = redis.call('HMGET', k, 'open_until', 'probe_until', 'full_until', 'full_what', 'fails', 'openings',
@@ -62,12 +65,12 @@ local open_until, fails, openings = tonumber(b[1]) or 0, tonumber(b[5]) or 0, to
 local probe = false
 if mode == 'hold' then
   if open_until > 0 then
-    if now < open_until then return {0, tostring(open_until - now), 'cooling down', fails, openings} end
-    if now < (tonumber(b[2]) or 0) then return {0, '0', 'probed by another request', fails, openings} end
+    if now < open_until then return answer(0, tostring(open_until - now), 'cooling down', fails, openings) end
+    if now < (tonumber(b[2]) or 0) then return answer(0, '0', 'probed by another request', fails, openings) end
     probe = true
   end
   local full_until = tonumber(b[3]) or 0
-  if now < full_until then return {-1, tostring(full_until - now), b[4] or 'provider', fails, openings} end
+  if now < full_until then return answer(-1, tostring(full_until - now), b[4] or 'provider', fails, openings) end
 end
 -- the window's running totals (wr requests, wt tokens) count the seconds from wlo on: take out those that left
 local used_r, used_t, lo = tonumber(b[7]) or 0, tonumber(b[8]) or 0, tonumber(b[9])
@@ -100,7 +103,7 @@ if mode ~= 'count' and (rpm > 0 or tpm > 0) then
       if (rpm == 0 or fr + 1 <= rpm) and (tpm == 0 or ft + need <= tpm) then wait = e[1] + 61 - now break end
     end
     redis.call('HSET', k, 'wr', used_r, 'wt', used_t, 'wlo', sec - 60)
-    return {-1, tostring(wait), over_r and 'rpm' or 'tpm', fails, openings, sec, used_r, used_t}
+    return answer(-1, tostring(wait), over_r and 'rpm' or 'tpm', fails, openings, sec, used_r, used_t)
   end
 end
 -- count it: this second's slot (started afresh if it still holds a second that left) and the totals, one write
@@ -112,14 +115,14 @@ if mode == 'again' then x = x + 1 end
 used_r, used_t = used_r + 1, used_t + tokens
 if probe then
   redis.call('HSET', k, 's' .. i, sec, 'r' .. i, r, 't' .. i, t, 'x' .. i, x, 'wr', used_r, 'wt', used_t,
-             'wlo', sec - 60, 'probe_until', tostring(now + tonumber(ARGV[5])))
+             'wlo', sec - 60, 'probe_until', tostring(now + lease))
 else
   redis.call('HSET', k, 's' .. i, sec, 'r' .. i, r, 't' .. i, t, 'x' .. i, x, 'wr', used_r, 'wt', used_t,
              'wlo', sec - 60)
 end
-keep(tonumber(ARGV[6]))
-if probe then return {2, '0', '', fails, openings, sec, used_r, used_t} end
-return {1, '0', '', fails, openings, sec, used_r, used_t}
+keep(keep_ms, 3600000)  -- every request would otherwise write the expiry again
+if probe then return answer(2, '0', '', fails, openings, sec, used_r, used_t) end
+return answer(1, '0', '', fails, openings, sec, used_r, used_t)
 """
 
 FAILED = _PRELUDE + """
