@@ -176,8 +176,9 @@ class Runner:
         await self.shared.succeeded(admission)
         if not isinstance(result, httpx2.Response):
             return
-        if provider_limit(result.headers) is not None:
-            await self._heard(result.headers)
+        limit = provider_limit(result.headers)
+        if limit is not None:
+            await self._full(*limit)
         if self.limits.tpm:
             if result.is_closed:
                 used = tokens_used(result.content)
@@ -186,12 +187,9 @@ class Runner:
             else:
                 count_stream(result, lambda used: self.shared.used(admission, used))
 
-    async def _heard(self, headers: Any) -> None:
-        limit = provider_limit(headers)
-        if limit is not None:
-            what, seconds = limit
-            log.info("backend %s: the provider's %s limit is used up; skipped for %.1fs", self.name, what, seconds)
-            await self.shared.full(seconds, what)
+    async def _full(self, what: str, seconds: float) -> None:
+        log.info("backend %s: the provider's %s limit is used up; skipped for %.1fs", self.name, what, seconds)
+        await self.shared.full(seconds, what)
 
     async def _failed(self, err: openai.APIError, admission: Admission) -> None:
         verdict = classify(err)
@@ -206,8 +204,9 @@ class Runner:
             await self.shared.failed(cool=True)
         else:  # it answered: alive, whatever it thought of the request
             await self.shared.succeeded(admission)
-        if isinstance(err, openai.APIStatusError):
-            await self._heard(err.response.headers)
+        limit = provider_limit(err.response.headers) if isinstance(err, openai.APIStatusError) else None
+        if limit is not None:
+            await self._full(*limit)
 
     # -- backoff's hooks ---------------------------------------------------------
     def _waits(self) -> Generator[float | None, BaseException, None]:
