@@ -259,3 +259,17 @@ async def test_a_correction_reaches_the_other_routers_without_a_next_request(
             break
         await asyncio.sleep(0.01)
     assert window["tpm"] == used
+
+
+async def test_redis_unreachable_from_the_start_serves_from_local_state_and_keeps_its_password(
+        clients, make_openai_server, free_port, caplog) -> None:
+    primary = make_openai_server()
+    state = RedisState(f"redis://:hunter2-redis-password@127.0.0.1:{free_port}/0")
+    client = clients(backend(primary, "primary", rpm=2), state=state)
+    with caplog.at_level(logging.WARNING, logger="turnout"):
+        assert [served_by(await chat(client)) for _ in range(2)] == ["primary", "primary"]
+        with pytest.raises(openai.RateLimitError):  # the limit still holds, counted in this process
+            await client.chat.completions.create(model="test-model", messages=MSG, timeout=2)
+    assert len([r for r in caplog.records if "unreachable" in r.message]) == 1
+    assert "hunter2" not in caplog.text and "hunter2" not in repr(state) and "redis://:****@127.0.0.1" in caplog.text
+    assert client.router.stats()["primary"]["shared"] is False, "while Redis is away, the state shown is local"
