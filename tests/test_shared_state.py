@@ -273,3 +273,34 @@ async def test_redis_unreachable_from_the_start_serves_from_local_state_and_keep
     assert len([r for r in caplog.records if "unreachable" in r.message]) == 1
     assert "hunter2" not in caplog.text and "hunter2" not in repr(state) and "redis://:****@127.0.0.1" in caplog.text
     assert client.router.stats()["primary"]["shared"] is False, "while Redis is away, the state shown is local"
+
+
+async def test_the_retry_budget_is_spent_by_every_router_together(clients, make_openai_server, redis_server) -> None:
+    primary, backup = make_openai_server(), make_openai_server()
+    knobs = dict(max_retries=1, backoff_max=0, allowed_fails=10)
+    a, b = (clients(backend(primary, "primary", **knobs), backend(backup, "backup"), state=RedisState(redis_server.url),
+                    retry_budget=0, retry_budget_min=1) for _ in range(2))
+    primary.fail(Fault(status=500), times=1)
+    assert served_by(await chat(a)) == "primary", "a's 500 was retried: the one retry the budget allows"
+    primary.fail(Fault(status=500), times=1)
+    assert served_by(await chat(b)) == "backup", "b finds the budget spent by a"
+    assert b.router.stats()["primary"]["retries_denied"] == 1
+    assert len(primary.chat_requests()) == 3
+
+    c, d = (clients(backend(primary, "primary", **knobs), backend(backup, "backup"), state=MemoryState(),
+                    retry_budget=0, retry_budget_min=1) for _ in range(2))
+    for client in (c, d):  # the control: each router alone has its own retry to spend
+        primary.fail(Fault(status=500), times=1)
+        assert served_by(await chat(client)) == "primary"
+
+
+async def test_a_providers_used_up_limit_is_seen_by_every_router(clients, make_openai_server, redis_server) -> None:
+    primary, backup = make_openai_server(), make_openai_server()
+    a, b = (clients(backend(primary, "primary"), backend(backup, "backup"), state=RedisState(redis_server.url))
+            for _ in range(2))
+    primary.fail(Fault(headers={"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1m30s"}), times=1)
+    assert served_by(await chat(a)) == "primary"
+    assert served_by(await chat(b)) == "backup"
+    assert len(primary.chat_requests()) == 1
+    limit = (await b.router.shared_stats())["primary"]["provider_limit"]
+    assert limit["limit"] == "requests" and 85 < limit["remaining"] <= 90
