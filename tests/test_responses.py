@@ -249,9 +249,8 @@ async def test_an_unknown_backend_is_asked_once_then_bridged(openai_server: Open
 
 
 # -- state: follow-ups, retrieve, delete, input items ---------------------------------------------
+@pytest.mark.parametrize("kind", ["chat-only", "ollama"], indirect=True)  # native: the next test
 async def test_a_follow_up_replays_a_bridged_conversation_on_any_backend(kind: str) -> None:
-    if kind == "native":
-        pytest.skip("a native backend holds its own conversation: see the next test")
     first, second = start(kind), start(kind)
     try:
         router = Router([live(kind, first, "first"), live(kind, second, "second")])
