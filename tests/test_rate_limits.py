@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import email.utils
 import time
-from typing import Any
 
 import openai
 import pytest

@@ -9,7 +9,6 @@ is the same plain ``client.responses`` code in every case.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +19,7 @@ from pydantic import BaseModel
 import turnout
 from tests.loopback import Fault, OllamaServer, OpenAIServer
 from turnout import Backend, Router
-from turnout.adapters import Capabilities, OllamaAdapter, OpenAICompatAdapter
+from turnout.adapters import OllamaAdapter, OpenAICompatAdapter
 
 KINDS = ("chat-only", "native", "ollama")
 WEATHER = {"type": "function", "name": "get_weather", "description": "The weather in a city.",

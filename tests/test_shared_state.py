@@ -14,12 +14,11 @@ from typing import Any
 import openai
 import pytest
 
-import turnout
 from tests.loopback import Fault, OpenAIServer
 from tests.test_router import MSG, backend, chat
 from turnout import served_by
 from turnout.adapters import OpenAICompatAdapter
-from turnout.router import Backend, Router
+from turnout.router import Backend
 from turnout.state import MemoryState, RedisState
 
 

@@ -216,7 +216,7 @@ async def _http_error(request: Request, err: Exception) -> Response:
     if err.status_code == 404:
         message = (f"Unknown path {request.method} {request.url.path}: turnout serve answers the OpenAI API under "
                    f"/v1 (" + ", ".join(f"POST /v1{p}" for p, _, _ in ENDPOINTS) + ", GET /v1/models, stored "
-                   f"responses at /v1/responses/{{id}}) and GET /health.")
+                   "responses at /v1/responses/{id}) and GET /health.")
         return error_response(404, message, code="unknown_url")
     if err.status_code == 405:
         return error_response(405, f"{request.method} is not allowed on {request.url.path}.",
