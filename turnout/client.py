@@ -3,8 +3,10 @@
 ``turnout.AsyncOpenAI`` is an ``openai.AsyncOpenAI`` (and ``turnout.OpenAI``
 an ``openai.OpenAI``): the SDK builds every request and parses every answer,
 so its whole surface works, helpers and raw responses included. The one
-seam is the SDK's ``request()`` method, which every call passes through:
-turnout's client hands the request's options to its Router, which sends
+seam is the SDK's send hook (``_send_request``), which every call's
+``request()`` reaches once (so instrumentation wrapping ``request`` on the
+SDK's classes sees the user's call, once): turnout's client hands the
+request's prepared options to its Router, which sends
 them through the chosen backend's own SDK client and returns that
 backend's HTTP response; this client's SDK code parses it. The synchronous
 client runs the same async Router on a background loop.
@@ -18,6 +20,7 @@ library can carry one provider's key to another host.
 from __future__ import annotations
 
 import inspect
+from contextvars import ContextVar
 import urllib.parse
 from typing import Any, AsyncIterator, Iterator, Mapping, Optional, Type, cast
 
@@ -155,11 +158,25 @@ class AsyncOpenAI(_Routed, openai.AsyncOpenAI):
 
     async def request(self, cast_to: Type[Any], options: FinalRequestOptions, *, stream: bool = False,
                       stream_cls: Optional[type[Any]] = None) -> Any:
-        cast_to = self._maybe_override_cast_to(cast_to, options)
-        name, response = await self._route(options, stream)
-        answer = await self._process_response(cast_to=cast_to, options=options, response=response, stream=stream,
-                                              stream_cls=stream_cls)
-        return _tagged(answer, name)
+        """The SDK's own ``request`` (so instrumentation that wraps it on ``openai.AsyncOpenAI`` sees this call,
+        once); turnout routes at its send (:meth:`_send_request`)."""
+        token = _pending.set(_Pending(stream))
+        try:
+            return _tagged(await super().request(cast_to, options, stream=stream, stream_cls=stream_cls),
+                           _pending.get().served)
+        finally:
+            _pending.reset(token)
+
+    async def _prepare_options(self, options: FinalRequestOptions) -> FinalRequestOptions:
+        options = await super()._prepare_options(options)
+        _pending.get().options = options
+        return options
+
+    async def _send_request(self, request: httpx2.Request, *, stream: bool, **kwargs: Any) -> httpx2.Response:
+        """The seam: the request's options (not the HTTP request the SDK built from them) go to the router."""
+        pending = _pending.get()
+        pending.served, response = await self._route(pending.routed(), pending.stream)
+        return response
 
 
 class OpenAI(_Routed, openai.OpenAI):
@@ -170,13 +187,43 @@ class OpenAI(_Routed, openai.OpenAI):
 
     def request(self, cast_to: Type[Any], options: FinalRequestOptions, *, stream: bool = False,
                 stream_cls: Optional[type[Any]] = None) -> Any:
-        cast_to = self._maybe_override_cast_to(cast_to, options)
-        name, response = run(self._route(options, stream))
+        token = _pending.set(_Pending(stream))
+        try:
+            return _tagged(super().request(cast_to, options, stream=stream, stream_cls=stream_cls),
+                           _pending.get().served)
+        finally:
+            _pending.reset(token)
+
+    def _prepare_options(self, options: FinalRequestOptions) -> FinalRequestOptions:
+        options = super()._prepare_options(options)
+        _pending.get().options = options
+        return options
+
+    def _send_request(self, request: httpx2.Request, *, stream: bool, **kwargs: Any) -> httpx2.Response:
+        pending = _pending.get()
+        pending.served, response = run(self._route(pending.routed(), pending.stream))
         body = cast(httpx2.AsyncByteStream, response.stream)  # the router's loop reads it: async
         response.stream = _SyncRelay(body) if not response.is_closed else httpx2.ByteStream(response.content)
-        answer = self._process_response(cast_to=cast_to, options=options, response=response, stream=stream,
-                                        stream_cls=stream_cls)
-        return _tagged(answer, name)
+        return response
+
+
+class _Pending:
+    """One call between the SDK's ``request`` and its send: whether it streams (SSE), its options, who served it."""
+
+    __slots__ = ("stream", "options", "served")
+
+    def __init__(self, stream: bool) -> None:
+        self.stream = stream
+        self.options: FinalRequestOptions | None = None
+        self.served: str | None = None
+
+    def routed(self) -> FinalRequestOptions:
+        if self.options is None:
+            raise RuntimeError("turnout: the SDK sent a request without preparing its options")
+        return self.options
+
+
+_pending: ContextVar[_Pending] = ContextVar("turnout_pending")
 
 
 # -- the SDK's http_client slot: carries the router through the SDK's copy() ----------

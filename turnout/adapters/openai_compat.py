@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 import httpx2
 import openai
+from openai._base_client import AsyncAPIClient
 from openai.types import Model
 
 from .._errors import ConfigError, describe, malformed_response
@@ -28,6 +29,10 @@ LOCAL_PLACEHOLDER_KEY = "sk-no-key-required"
 """Sent to servers that need no key: the SDK insists on one, local servers ignore it."""
 
 DEFAULT_TIMEOUT = 60.0
+
+_SDK_REQUEST = AsyncAPIClient.request
+"""The SDK's request, from its base class: instrumentation that wraps ``openai.AsyncOpenAI.request`` (logfire's
+class-level mode) wraps the caller's call on turnout's client, and must not see each backend attempt again."""
 
 
 class OpenAICompatAdapter:
@@ -85,7 +90,7 @@ class OpenAICompatAdapter:
         exceptions for failed statuses, and hands back the HTTP response
         unparsed: the caller's SDK client parses it.
         """
-        answer: Any = await self._client.request(httpx2.Response, call.options, stream=call.stream)
+        answer: Any = await _SDK_REQUEST(self._client, httpx2.Response, call.options, stream=call.stream)
         response: httpx2.Response = answer if isinstance(answer, httpx2.Response) else answer.http_response
         if response.is_closed and _is_json(response) and response.content:  # read already: check it whole
             try:
