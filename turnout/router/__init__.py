@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ._backend import Backend
 from ._endpoints import ENDPOINTS, endpoint_for
-from ._events import RouterEvent
+from ._events import RequestInfo, RouterEvent
 from ._router import ModelList, Router
 
-__all__ = ["Backend", "ENDPOINTS", "ModelList", "Router", "RouterEvent", "endpoint_for"]
+__all__ = ["Backend", "ENDPOINTS", "ModelList", "RequestInfo", "Router", "RouterEvent", "endpoint_for"]

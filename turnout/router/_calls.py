@@ -9,6 +9,7 @@ import httpx2
 import openai
 
 from ..adapters import Call
+from ._events import current_request
 from ._retry import Runner
 from ._stream import open_stream
 
@@ -25,7 +26,9 @@ def sender(runner: Runner, stream: bool) -> Op:
 
     async def open_and_read(call: Call) -> httpx2.Response:
         response = await runner.adapter.send(call)
-        return await open_stream(response, runner.name, on_break=runner.broke)
+        request = current_request.get()
+        on_end = (lambda reason, error: runner.stream_ended(request, reason, error)) if runner.listened else None
+        return await open_stream(response, runner.name, on_break=runner.broke, on_end=on_end)
 
     return open_and_read
 

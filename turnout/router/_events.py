@@ -1,16 +1,44 @@
-"""Router events for users who export metrics: one hook, one small record per event."""
+"""Router events: the one record of what each request and each attempt did, and when.
+
+Every subscriber (the ``on_event`` hook, telemetry, a latency-aware strategy)
+reads the same events; nothing else measures an attempt. Times are
+``time.monotonic()`` seconds. No event is even built while nobody listens.
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Awaitable, Callable, Literal, Optional
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Literal, Optional
 
-__all__ = ["RouterEvent", "Hook", "Emit", "make_emit"]
+import httpx2
+
+__all__ = ["RouterEvent", "RequestInfo", "Hook", "Emit", "Events", "make_emit", "current_request"]
 
 log = logging.getLogger("turnout")
 
-EventKind = Literal["attempt", "retry", "failure", "failover", "success"]
+EventKind = Literal["request", "attempt", "answer", "attempt_failed", "retry", "failure", "failover", "skipped",
+                    "stream_end", "done"]
+"""``request``: a request arrived (``backend`` is empty). ``attempt``: an attempt on ``backend`` starts.
+``answer``: it answered (``first``: when its answer, a stream's first event, was in; ``end``: the same, or ``None``
+for a stream, whose end is its ``stream_end``). ``attempt_failed``: it failed with ``error``. ``retry``: the backend
+is tried again after ``wait`` seconds. ``failure``: the backend is given up on. ``failover``: the walk moves from
+``backend`` to ``to``. ``skipped``: ``backend`` was not tried (``reason``). ``stream_end``: a committed stream ended
+(``reason``: ``whole``, ``broken`` with ``error``, or ``closed`` by the caller before its end). ``done``: the request
+was answered by ``backend`` (a stream: committed to it) or failed with ``error``."""
+
+
+@dataclass(eq=False)
+class RequestInfo:
+    """One request, the same object in each of its events; ``notes`` is where a subscriber keeps its own state."""
+
+    endpoint: str
+    model: Optional[str]
+    stream: bool
+    body: dict[str, Any]
+    start: float
+    notes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -22,22 +50,43 @@ class RouterEvent:
     error: Optional[BaseException] = None
     wait: Optional[float] = None
     to: Optional[str] = None
+    request: Optional[RequestInfo] = None
+    attempt: int = 0
+    """The attempt's number on this backend for this request (1: the first try)."""
+    start: Optional[float] = None
+    first: Optional[float] = None
+    end: Optional[float] = None
+    response: Optional[httpx2.Response] = None
+    reason: Optional[str] = None
 
 
 Hook = Callable[[RouterEvent], Awaitable[None]]
 Emit = Callable[[RouterEvent], Awaitable[None]]
 
+current_request: ContextVar[RequestInfo | None] = ContextVar("turnout_request", default=None)
+"""The request the router is serving in this context (set only while someone listens)."""
 
-def make_emit(hook: Hook | None) -> Emit | None:
-    """The router's event sink (``None`` without a hook: no event is even built); a failing
-    hook is logged and never breaks a request."""
-    if hook is None:
-        return None
 
-    async def emit(event: RouterEvent) -> None:
-        try:
-            await hook(event)
-        except Exception:
-            log.exception("turnout event hook failed on %s", event.kind)
+class Events:
+    """The router's event sink: every subscribed hook, in order; false while there is none, so callers skip
+    building events. A failing hook is logged and never breaks a request."""
 
-    return emit
+    def __init__(self, hooks: list[Hook]) -> None:
+        self.hooks = hooks
+
+    def __bool__(self) -> bool:
+        return bool(self.hooks)
+
+    def add(self, hook: Hook) -> None:
+        self.hooks.append(hook)
+
+    async def __call__(self, event: RouterEvent) -> None:
+        for hook in self.hooks:
+            try:
+                await hook(event)
+            except Exception:
+                log.exception("turnout event hook failed on %s", event.kind)
+
+
+def make_emit(hook: Hook | None) -> Events:
+    return Events([hook] if hook is not None else [])

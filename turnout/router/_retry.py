@@ -26,7 +26,7 @@ from ..adapters import Call
 from ..state import Admission, Limits, State, _clock
 from ._backend import Backend
 from ._classify import Verdict, classify, retry_after
-from ._events import Emit, RouterEvent
+from ._events import Events, RequestInfo, RouterEvent, current_request
 from ._quota import count_stream, estimate_tokens, limit_text, provider_limit, retry_refused, tokens_used
 
 __all__ = ["Runner", "deadline", "remaining", "max_retries_override", "LEARNED_FOR"]
@@ -67,7 +67,7 @@ class Runner:
     """Calls one backend: attempts, retries with backoff, and the bookkeeping around them."""
 
     def __init__(self, backend: Backend, *, state: State, budget_ratio: float, budget_min: int,
-                 emit: Emit | None) -> None:
+                 emit: Events) -> None:
         self.backend = backend
         self.name = backend.name
         self.adapter = backend.adapter
@@ -153,23 +153,44 @@ class Runner:
             self.counters.retries += 1
         admission.attempts += 1
         self.counters.attempts += 1
+        request = current_request.get() if self._emit else None
+        start = time.monotonic()
         if self._emit:
-            await self._emit(RouterEvent("attempt", self.name))
-        start = time.perf_counter()
+            await self._emit(RouterEvent("attempt", self.name, request=request, attempt=admission.attempts, start=start))
         left = remaining()
         try:
             result = await (op(arg) if left is None else _within(op(arg), left))
         except openai.APIError as err:
+            if self._emit:
+                await self._emit(RouterEvent("attempt_failed", self.name, error=err, request=request,
+                                             attempt=admission.attempts, start=start, end=time.monotonic()))
             await self._failed(err, admission)
             raise
         except BaseException:  # cancelled, or a bug: no verdict on the backend
             await self.shared.release(admission)
             raise
-        latency = time.perf_counter() - start
+        first = time.monotonic()
+        latency = first - start
         self.counters.latency_last = latency
         self.counters.latency_total += latency
+        if self._emit:
+            streaming = isinstance(result, httpx2.Response) and not result.is_closed
+            await self._emit(RouterEvent("answer", self.name, request=request, attempt=admission.attempts, start=start,
+                                         first=first, end=None if streaming else first,
+                                         response=result if isinstance(result, httpx2.Response) else None))
         await self._answered(result, admission)
         return result
+
+    @property
+    def listened(self) -> bool:
+        """Does anyone subscribe to this router's events?"""
+        return bool(self._emit)
+
+    async def stream_ended(self, request: RequestInfo | None, reason: str, error: BaseException | None) -> None:
+        """A committed stream ended (whole, broken or closed by the caller): told to the subscribers."""
+        if self._emit:
+            await self._emit(RouterEvent("stream_end", self.name, error=error, request=request, end=time.monotonic(),
+                                         reason=reason))
 
     async def _answered(self, result: Any, admission: Admission) -> None:
         """A success: the breaker closes; the provider's headers and the answer's tokens are taken in."""
@@ -244,7 +265,8 @@ class Runner:
         err, wait = details["exception"], details["wait"]
         log.info("backend %s: %s; retry %d in %.2fs", self.name, describe(err), details["tries"], wait)
         if self._emit:
-            await self._emit(RouterEvent("retry", self.name, error=err, wait=wait))
+            await self._emit(RouterEvent("retry", self.name, error=err, wait=wait, request=current_request.get(),
+                                         attempt=details["tries"]))
 
     # -- reporting ---------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from ..state import Admission, MemoryState, State
 from ._backend import Backend
 from ._classify import Verdict, classify
 from ._endpoints import endpoint_for
-from ._events import Hook, RouterEvent, make_emit
+from ._events import Hook, RequestInfo, RouterEvent, current_request, make_emit
 from ._quota import MAX_WAIT, rate_limited
 from ._retry import Runner, deadline
 from ._select import Candidate, Selector, kind_of
@@ -106,6 +106,7 @@ class Router:
         self.retry_budget = retry_budget
         self.retry_budget_min = retry_budget_min
         self._emit = make_emit(on_event)
+        self._stats_sources: list[Callable[[str], dict[str, Any]]] = []
         self.state: State = state if state is not None else MemoryState()
         self._runners = [Runner(b, state=self.state, budget_ratio=retry_budget, budget_min=retry_budget_min,
                                 emit=self._emit) for b in self.backends]
@@ -143,18 +144,53 @@ class Router:
         token = deadline.set(time.monotonic() + limit) if limit is not None else None
         try:
             call = Call(endpoint, options, stream)
-            if endpoint.mode == "routed":
-                return await self._walk(self._plan(call), call)
-            if endpoint.mode == "pinned":
-                return await self._pinned(call)
-            if endpoint.mode == "responses":
-                return await self._responses.create(call)
-            if endpoint.mode == "held":
-                return await self._responses.held(call)
-            return None, await self._aggregated(call)
+            if not self._emit:
+                return await self._serve(call)
+            return await self._told(call)
         finally:
             if token is not None:
                 deadline.reset(token)
+
+    async def _serve(self, call: Call) -> Served:
+        mode = call.endpoint.mode
+        if mode == "routed":
+            return await self._walk(self._plan(call), call)
+        if mode == "pinned":
+            return await self._pinned(call)
+        if mode == "responses":
+            return await self._responses.create(call)
+        if mode == "held":
+            return await self._responses.held(call)
+        return None, await self._aggregated(call)
+
+    async def _told(self, call: Call) -> Served:
+        """``_serve``, with the request's ``request`` and ``done`` events around it for the subscribers."""
+        body = call.body
+        model = body.get("model")
+        info = RequestInfo(call.endpoint.name, model if isinstance(model, str) else None, call.stream, body,
+                           time.monotonic())
+        token = current_request.set(info)
+        try:
+            await self._emit(RouterEvent("request", "", request=info, start=info.start))
+            try:
+                name, response = await self._serve(call)
+            except BaseException as err:
+                await self._emit(RouterEvent("done", "", error=err, request=info, start=info.start,
+                                             end=time.monotonic()))
+                raise
+            await self._emit(RouterEvent("done", name or "", request=info, start=info.start, end=time.monotonic(),
+                                         response=response))
+            return name, response
+        finally:
+            current_request.reset(token)
+
+    def subscribe(self, hook: Hook) -> None:
+        """Call ``hook`` with every event of every request from now on, after the hooks before it."""
+        self._emit.add(hook)
+
+    def add_stats(self, source: Callable[[str], dict[str, Any]]) -> None:
+        """Merge ``source(backend)`` into each backend's ``stats()`` (telemetry's cost, for one)."""
+        self._stats_sources.append(source)
 
     # -- aggregated: every backend's models ---------------------------------------
     async def list_models(self) -> ModelList:
@@ -199,7 +235,10 @@ class Router:
     def stats(self) -> dict[str, dict[str, Any]]:
         """Per-backend counters (requests, failures, retries, latency) and state (breaker, cooldown left,
         rate windows' use, a provider's limit) as plain dicts; shared state as this process last saw it."""
-        return {r.name: r.stats() for r in self._runners}
+        if not self._stats_sources:
+            return {r.name: r.stats() for r in self._runners}
+        return {r.name: {**r.stats(), **{k: v for source in self._stats_sources for k, v in source(r.name).items()}}
+                for r in self._runners}
 
     async def shared_stats(self) -> dict[str, dict[str, Any]]:
         """``stats()`` with each backend's state read from the store now (with Redis: what every process did)."""
@@ -247,6 +286,9 @@ class Router:
                 admission = await candidate.runner.admit(call)
                 if not admission.ok:
                     held.append((candidate, admission))
+                    if self._emit:
+                        await self._emit(RouterEvent("skipped", candidate.runner.name, request=current_request.get(),
+                                                     reason=candidate.runner.held(admission)))
                     continue
                 served = await self._try(candidate, call, errors, op_for, admission)
                 if served is not None:
@@ -286,7 +328,8 @@ class Router:
             last = next(reversed(errors))
             log.info("failing over from %s to %s", last, runner.name)
             if self._emit:
-                await self._emit(RouterEvent("failover", last, error=errors[last], to=runner.name))
+                await self._emit(RouterEvent("failover", last, error=errors[last], to=runner.name,
+                                             request=current_request.get()))
         try:
             op, arg = op_for(candidate, call)
             response = await runner.serve(op, arg, admission)
@@ -298,7 +341,7 @@ class Router:
             errors[runner.name] = err
             log.info("backend %s failed: %s", runner.name, describe(err))
             if self._emit:
-                await self._emit(RouterEvent("failure", runner.name, error=err))
+                await self._emit(RouterEvent("failure", runner.name, error=err, request=current_request.get()))
             return None
         return runner.name, response
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import AsyncIterator, Callable, cast
+from typing import AsyncIterator, Awaitable, Callable, Optional, cast
 
 import httpx2
 import openai
@@ -22,7 +22,12 @@ from .._errors import BrokenStreamError
 __all__ = ["open_stream", "first_event"]
 
 
-async def open_stream(response: httpx2.Response, backend: str, on_break: Callable[[], None]) -> httpx2.Response:
+OnEnd = Callable[[str, Optional[BaseException]], Awaitable[None]]
+"""Told how a committed stream ended: ``whole``, ``broken`` (with the error) or ``closed`` by the caller first."""
+
+
+async def open_stream(response: httpx2.Response, backend: str, on_break: Callable[[], None],
+                      on_end: OnEnd | None = None) -> httpx2.Response:
     """``response`` with its first SSE event read and checked; its body now relays the rest."""
     chunks = response.stream.__aiter__()  # type: ignore[union-attr]
     read: list[bytes] = []
@@ -33,7 +38,7 @@ async def open_stream(response: httpx2.Response, backend: str, on_break: Callabl
         await response.aclose()
         raise
     source = cast(httpx2.AsyncByteStream, response.stream)
-    response.stream = _Relay(read, chunks, source, backend, response.request, on_break, first)
+    response.stream = _Relay(read, chunks, source, backend, response.request, on_break, first, on_end)
     return response
 
 
@@ -103,8 +108,10 @@ class _Relay(httpx2.AsyncByteStream):
     """The bytes already read, then the rest; a break after them is a :class:`BrokenStreamError`."""
 
     def __init__(self, read: list[bytes], chunks: AsyncIterator[bytes], source: httpx2.AsyncByteStream,
-                 backend: str, request: httpx2.Request, on_break: Callable[[], None], first: bytes | None) -> None:
+                 backend: str, request: httpx2.Request, on_break: Callable[[], None], first: bytes | None,
+                 on_end: OnEnd | None = None) -> None:
         self.first = first
+        self._on_end = on_end
         self._read = read
         self._chunks = chunks
         self._source = source
@@ -121,18 +128,28 @@ class _Relay(httpx2.AsyncByteStream):
             try:
                 chunk = await self._chunks.__anext__()
             except StopAsyncIteration:
+                await self._ended("whole", None)
                 return
-            except BrokenStreamError:
+            except BrokenStreamError as err:
                 self._on_break()
+                await self._ended("broken", err)
                 raise
             except (httpx2.TransportError, openai.APIError) as err:
                 self._on_break()
-                raise BrokenStreamError(
+                broken = BrokenStreamError(
                     f"stream from backend {self._backend!r} broke after {delivered} chunk(s): "
                     f"{getattr(err, 'message', None) or f'{type(err).__name__}: {err}'}; not replayed on another backend",
-                    request=self._request, chunks=delivered) from err
+                    request=self._request, chunks=delivered)
+                await self._ended("broken", broken)
+                raise broken from err
             delivered += 1
             yield chunk
 
+    async def _ended(self, reason: str, error: BaseException | None) -> None:
+        on_end, self._on_end = self._on_end, None  # told once
+        if on_end is not None:
+            await on_end(reason, error)
+
     async def aclose(self) -> None:
+        await self._ended("closed", None)
         await self._source.aclose()
