@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._errors import AllBackendsFailedError, BrokenStreamError, ConfigError, TurnoutError
     from .adapters import Capabilities, OpenAICompatAdapter
-    from .client import AsyncOpenAI, OpenAI, served_by
+    from .client import AsyncOpenAI, OpenAI, cost_of, served_by
     from .router import Backend, Router, RouterEvent
     from .settings import from_env
 
@@ -25,6 +25,7 @@ __all__ = [
     "Router",
     "RouterEvent",
     "served_by",
+    "cost_of",
     "BrokenStreamError",
     "Capabilities",
     "ConfigError",
@@ -38,11 +39,11 @@ __version__ = "0.1.0"
 _HOMES = {
     **dict.fromkeys(["AllBackendsFailedError", "BrokenStreamError", "ConfigError", "TurnoutError"], "._errors"),
     **dict.fromkeys(["Capabilities", "OpenAICompatAdapter"], ".adapters"),
-    **dict.fromkeys(["AsyncOpenAI", "OpenAI", "served_by"], ".client"),
+    **dict.fromkeys(["AsyncOpenAI", "OpenAI", "served_by", "cost_of"], ".client"),
     **dict.fromkeys(["Backend", "Router", "RouterEvent"], ".router"),
     "from_env": ".settings",
 }
-_SUBPACKAGES = frozenset({"adapters", "client", "router", "settings"})
+_SUBPACKAGES = frozenset({"adapters", "client", "router", "settings", "telemetry"})
 
 
 def __getattr__(name: str) -> Any:

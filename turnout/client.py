@@ -33,8 +33,9 @@ from ._portal import run
 from .adapters import OpenAICompatAdapter
 from .router import Backend, Router
 from .router._retry import max_retries_override
+from .telemetry import COST_HEADER
 
-__all__ = ["AsyncOpenAI", "OpenAI", "served_by", "BACKEND_HEADER", "PLACEHOLDER_KEY"]
+__all__ = ["AsyncOpenAI", "OpenAI", "served_by", "cost_of", "BACKEND_HEADER", "PLACEHOLDER_KEY"]
 
 BACKEND_HEADER = "x-turnout-backend"
 """Set on every answer's HTTP response: the backend that served it."""
@@ -43,6 +44,7 @@ PLACEHOLDER_KEY = "turnout-routed"
 """``client.api_key`` where the primary backend is not OpenAI's own host: never a real key."""
 
 _SERVED_BY = "_turnout_backend"
+_COST = "_turnout_cost"
 _OPENAI_HOST = "api.openai.com"
 _NOT_COPIED = ("api_key", "admin_api_key", "workload_identity", "provider", "organization", "project",
                "base_url", "websocket_base_url", "data_residency", "http_client", "default_query",
@@ -52,14 +54,29 @@ _NOT_COPIED = ("api_key", "admin_api_key", "workload_identity", "provider", "org
 def served_by(answer: object) -> str | None:
     """The backend that produced ``answer``: a completion, embedding, stream chunk, stream (the
     ``stream()`` helpers' too), raw or HTTP response."""
-    name = getattr(answer, "__dict__", {}).get(_SERVED_BY)
-    if name is not None:
-        return name
+    return _mark(answer, _SERVED_BY, BACKEND_HEADER)
+
+
+def cost_of(answer: object) -> float | None:
+    """What ``answer`` cost in USD (as :func:`served_by`, any answer or stream); ``None`` where the price
+    or the usage is unknown, or a stream's usage has not arrived yet. Needs ``turnout[cost]`` or a set price."""
+    value = _mark(answer, _COST, COST_HEADER)
+    try:
+        return float(value) if value is not None else None
+    except ValueError:  # "unknown"
+        return None
+
+
+def _mark(answer: object, key: str, header: str) -> str | None:
+    """What turnout marked on an answer, or on the HTTP response it came from."""
+    value = getattr(answer, "__dict__", {}).get(key)
+    if value is not None:
+        return value
     for holder in (answer, getattr(answer, "response", None), getattr(answer, "http_response", None),
                    getattr(answer, "_response", None)):  # the stream helpers keep the SDK stream's response here
         headers = getattr(holder, "headers", None)
         if isinstance(headers, httpx2.Headers):
-            return headers.get(BACKEND_HEADER)
+            return headers.get(header)
     return None
 
 
@@ -138,6 +155,9 @@ class _Routed:
         """Everything the SDK parses (an answer, a raw response's ``parse()``, each stream chunk) is marked
         with the backend whose response it came from."""
         parsed = super()._process_response_data(data=data, cast_to=cast_to, response=response)  # type: ignore[misc]
+        cost = response.headers.get(COST_HEADER)
+        if cost is not None and hasattr(parsed, "__dict__"):  # its cost as known when it was parsed
+            parsed.__dict__[_COST] = cost
         return _tagged(parsed, response.headers.get(BACKEND_HEADER))
 
     def __repr__(self) -> str:

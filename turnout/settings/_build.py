@@ -13,6 +13,8 @@ from ..adapters import Adapter, OpenAICompatAdapter
 from ..router import Backend, Router
 from ..router._events import Hook
 from ..state import open_state
+from ..telemetry import instrument
+from ..telemetry._cost import Price
 from ._models import TurnoutSettings
 from ._resolve import ResolvedBackend, ResolvedConfig, resolve
 
@@ -52,13 +54,14 @@ def build_backend(backend: ResolvedBackend, default_headers: Mapping[str, str] |
 
 
 def build_router(settings: TurnoutSettings | ResolvedConfig, default_headers: Mapping[str, str] | None = None,
-                 *, on_event: Hook | None = None) -> Router:
+                 *, on_event: Hook | None = None, prometheus: bool = False) -> Router:
     """A Router over every configured backend, in priority order; bad configuration raises ConfigError.
 
-    ``on_event`` is the Router's hook (``turnout chat -v`` narrates the walk with it).
+    ``on_event`` is the Router's hook (``turnout chat -v`` narrates the walk with it). Telemetry subscribes
+    where its extras are installed; ``prometheus`` adds the Prometheus metrics (``turnout serve``).
     """
     config = settings.check() if isinstance(settings, ResolvedConfig) else resolve(settings)
-    return Router(
+    router = Router(
         [build_backend(b, default_headers) for b in config.backends],
         timeout=config.deadline.value,
         retry_budget=config.retry_budget.value,
@@ -68,6 +71,9 @@ def build_router(settings: TurnoutSettings | ResolvedConfig, default_headers: Ma
         state=open_state(config.state_url.value, prefix=config.state_prefix.value, timeout=config.state_timeout.value),
         on_event=on_event,
     )
+    instrument(router, prices={b.name: {m: Price(*p) for m, p in b.price.value.items()}
+                               for b in config.backends if b.price.value}, prometheus=prometheus)
+    return router
 
 
 def from_env(**overrides: Any) -> Router:

@@ -41,6 +41,8 @@ ACCEPTED: dict[str, str] = {
     "cooldown": "seconds >= 0",
     "rpm": "requests per minute, a whole number >= 1 (unset: no limit)",
     "tpm": "tokens per minute, a whole number >= 1 (unset: no limit)",
+    "price": "USD per million tokens as input,output[,cached] (like 0.15,0.6), or per model as "
+             "model=input/output[/cached];*=input/output",
     "state_url": "redis://host:6379/0, rediss:// for TLS, or unix:///path/to/redis.sock (unset: this process's memory)",
     "state_prefix": "one word that starts every Redis key, like turnout or myapp",
     "state_timeout": "seconds > 0 a Redis command may take before Redis counts as unreachable",

@@ -61,6 +61,8 @@ class BackendSettings(BaseModel):
     cooldown: Optional[Seconds] = None
     rpm: Optional[PerMinute] = None
     tpm: Optional[PerMinute] = None
+    price: Annotated[Optional[dict[str, tuple[float, ...]]], NoDecode] = None
+    """USD per million tokens by model (``*``: any other): (input, output[, cached input])."""
 
     @field_validator("provider")
     @classmethod
@@ -88,6 +90,16 @@ class BackendSettings(BaseModel):
     @classmethod
     def _parse_capabilities(cls, value: Any) -> dict[str, bool | None] | None:
         return parse_capabilities(value)
+
+    @field_validator("price", mode="before")
+    @classmethod
+    def _parse_price(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        from ..telemetry._cost import parse_price
+
+        return {model: (p.input, p.output) + ((p.cached,) if p.cached is not None else ())
+                for model, p in parse_price(value).items()}
 
 
 class TurnoutSettings(BaseSettings):

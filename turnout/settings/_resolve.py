@@ -68,6 +68,7 @@ class ResolvedBackend:
     tpm: Resolved[Optional[int]]
     headers: Resolved[Optional[dict[str, SecretStr]]]
     capabilities: Resolved[Optional[Capabilities]]
+    price: Resolved[Optional[dict[str, tuple[float, ...]]]] = Resolved(None, DEFAULT)
     problems: tuple[str, ...] = ()
 
     def fields(self) -> dict[str, Resolved[Any]]:
@@ -226,6 +227,7 @@ def _backend(settings: TurnoutSettings, name: str, selected_by: Origin) -> Resol
         "weight": _own(settings, name, section, "weight", 1.0),
         "headers": _own(settings, name, section, "headers", None),
         "capabilities": _capabilities(settings, name, section, preset),
+        "price": _own(settings, name, section, "price", None),
         **{field: _inherit(settings, name, section, field) for field in _INHERITED},
     }
     return ResolvedBackend(name=name, selected_by=selected_by, preset=preset, problems=tuple(problems), **fields)

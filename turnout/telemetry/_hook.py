@@ -1,0 +1,311 @@
+"""The subscriber to a router's events that turns them into spans, metrics and cost.
+
+It measures nothing itself: every time comes from the router's events (``turnout.router._events``).
+A stream's answer is read on its way to the caller for its usage and finish reasons; where the
+caller did not ask for usage, it is asked for and its chunk taken back out.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Optional
+
+import httpx2
+
+from ..router import RequestInfo, Router, RouterEvent
+from . import COST_HEADER
+from ._cost import PROVIDER_IDS, Price, Pricer
+from ._facts import Facts, StreamWatch, facts_of
+
+__all__ = ["Telemetry", "OTHER"]
+
+log = logging.getLogger("turnout")
+
+
+OTHER = "other"
+"""The model label of a model name outside the configured ones (past the first few seen)."""
+
+_KEY = "turnout.telemetry"
+_MAX_FREE_MODELS = 50
+_OPERATIONS = {"chat": "chat", "completions": "text_completion", "embeddings": "embeddings", "responses": "chat"}
+_SEMCONV_PROVIDERS = {"openai": "openai", "groq": "groq", "xai": "x_ai", "deepseek": "deepseek",
+                      "mistral": "mistral_ai", "perplexity": "perplexity", "gemini": "gcp.gemini"}
+_STREAM_USAGE = ("chat", "completions")
+
+
+@dataclass(frozen=True)
+class _Where:
+    """A backend as spans name it."""
+
+    provider: str
+    address: Optional[str]
+    port: Optional[int]
+
+
+@dataclass
+class _Request:
+    span: Any = None
+    attempt_span: Any = None
+    attempt_backend: Optional[str] = None
+    in_flight: Optional[str] = None
+    first: Optional[float] = None
+    facts: Facts = field(default_factory=Facts)
+    strip_usage: bool = False
+    cost: Optional[float] = None
+    backend: str = ""
+    response: Optional[httpx2.Response] = None
+
+
+class Telemetry:
+    """What a router's events become: OpenTelemetry spans and metrics (when the application configured
+    providers), Prometheus metrics (``prom``), and each answer's cost (in ``stats()`` as ``cost_usd``)."""
+
+    def __init__(self, router: Router, *, prices: Mapping[str, Mapping[str, Price]] | None = None,
+                 prom: Any = None, otel: bool = True) -> None:
+        self._where = {b.name: _where_of(b.adapter) for b in router.backends}
+        presets = {b.name: getattr(getattr(b.adapter, "preset", None), "name", "") for b in router.backends}
+        local = {b.name: bool(getattr(getattr(b.adapter, "preset", None), "local", False)) for b in router.backends}
+        self.pricer = Pricer(prices or {}, local, {n: PROVIDER_IDS.get(p) for n, p in presets.items()})
+        self._known_models = {m for b in router.backends for pair in (b.models or {}).items() for m in pair}
+        self._free_models: set[str] = set()
+        self.costs: dict[str, float] = {}
+        self.unpriced: dict[str, int] = {}
+        self.prom = prom
+        self.tracing = self.metrics = None
+        if otel:
+            try:
+                from ._otel import GenAIMetrics, Tracing
+            except ImportError:  # turnout[otel] not installed
+                pass
+            else:
+                self.tracing, self.metrics = Tracing(), GenAIMetrics()
+        self._on: dict[str, Callable[[RouterEvent, _Request], None]] = {
+            "attempt": self._attempt, "attempt_failed": self._attempt_failed, "answer": self._answer,
+            "retry": self._retry, "failover": self._failover, "skipped": self._skipped, "done": self._done,
+            "stream_end": self._stream_end}
+
+    def stats(self, backend: str) -> dict[str, Any]:
+        """This backend's cost so far (USD, answers with a known price) and answers whose price is unknown."""
+        return {"cost_usd": round(self.costs.get(backend, 0.0), 9), "cost_unknown": self.unpriced.get(backend, 0)}
+
+    async def __call__(self, event: RouterEvent) -> None:
+        info = event.request
+        if info is None:
+            return
+        if event.kind == "request":
+            self._request(event, info)
+            return
+        state = info.notes.get(_KEY)
+        handler = self._on.get(event.kind)
+        if state is not None and handler is not None:
+            handler(event, state)
+
+    # -- the request ------------------------------------------------------------------
+    def _request(self, event: RouterEvent, info: RequestInfo) -> None:
+        state = info.notes[_KEY] = _Request()
+        if info.stream and info.endpoint in _STREAM_USAGE:
+            options = info.body.get("stream_options")
+            if not (isinstance(options, dict) and options.get("include_usage")):
+                info.body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+                state.strip_usage = True
+        if self.tracing is not None:
+            operation = _OPERATIONS.get(info.endpoint, info.endpoint)
+            attributes: dict[str, Any] = {"gen_ai.operation.name": operation, "turnout.endpoint": info.endpoint}
+            if info.model:
+                attributes["gen_ai.request.model"] = info.model
+            if self.tracing.capture and info.body:
+                attributes["gen_ai.input.messages"] = self.tracing.messages(info.body)
+            state.span = self.tracing.start(f"{operation} {info.model}" if info.model else operation, info.start,
+                                            attributes)
+
+    def _attempt(self, event: RouterEvent, state: _Request) -> None:
+        if self.prom is not None:
+            self.prom.in_flight.labels(event.backend).inc()
+            state.in_flight = event.backend
+
+    def _attempt_failed(self, event: RouterEvent, state: _Request) -> None:
+        self._landed(state)
+        if self.prom is not None:
+            self.prom.attempts.labels(event.backend, "error").inc()
+        if state.span is not None and event.start is not None and event.end is not None:
+            span = self._attempt_span(event, state)
+            self.tracing.end(span, event.end, {}, error=_error_type(event.error), message=type(event.error).__name__)
+
+    def _answer(self, event: RouterEvent, state: _Request) -> None:
+        if self.prom is not None:
+            self.prom.attempts.labels(event.backend, "ok").inc()
+        if event.end is not None:
+            self._landed(state)
+        elif event.first is not None and event.start is not None:
+            state.first = event.first
+        if state.span is not None and event.start is not None:
+            span = self._attempt_span(event, state)
+            if event.end is not None:
+                facts = facts_of(event.response) if event.response is not None else Facts()
+                self.tracing.end(span, event.end, _response_attributes(facts))
+            else:
+                span.set_attribute("gen_ai.response.time_to_first_chunk", event.first - event.start)
+                state.attempt_span = span
+
+    def _retry(self, event: RouterEvent, state: _Request) -> None:
+        if self.prom is not None:
+            self.prom.retries.labels(event.backend).inc()
+        if self.tracing is not None:
+            self.tracing.note(state.span, "turnout.retry", {"turnout.backend": event.backend,
+                                                            "turnout.retry.wait": event.wait,
+                                                            "error.type": _error_type(event.error)})
+
+    def _failover(self, event: RouterEvent, state: _Request) -> None:
+        if self.prom is not None and event.to is not None:
+            self.prom.failovers.labels(event.backend, event.to).inc()
+        if self.tracing is not None:
+            self.tracing.note(state.span, "turnout.failover", {"turnout.failover.from": event.backend,
+                                                               "turnout.failover.to": event.to})
+
+    def _skipped(self, event: RouterEvent, state: _Request) -> None:
+        if self.tracing is not None:
+            self.tracing.note(state.span, "turnout.skipped", {"turnout.backend": event.backend,
+                                                              "turnout.skipped.reason": event.reason})
+
+    def _done(self, event: RouterEvent, state: _Request) -> None:
+        info = event.request
+        assert info is not None and event.end is not None
+        state.backend = event.backend
+        response = event.response
+        if event.error is not None or response is None:
+            self._finish(info, state, event.end, error=event.error)
+            return
+        state.response = response
+        if response.is_closed:
+            state.facts = facts_of(response)
+            self._priced(info, state)
+            self._finish(info, state, event.end)
+            return
+        if response.headers.get("content-encoding") in (None, "identity"):  # read on its way (ended by stream_end)
+            response.stream = StreamWatch(response.stream, state.facts,  # type: ignore[arg-type]
+                                          strip_usage=state.strip_usage, on_usage=lambda: self._priced(info, state))
+
+    def _stream_end(self, event: RouterEvent, state: _Request) -> None:
+        info = event.request
+        assert info is not None and event.end is not None
+        self._landed(state)
+        if state.response is not None and state.cost is None and state.facts.usage is None:
+            self._priced(info, state)
+        if state.attempt_span is not None:
+            self.tracing.end(state.attempt_span, event.end, _response_attributes(state.facts),
+                             error=None if event.reason != "broken" else _error_type(event.error))
+            state.attempt_span = None
+        self._finish(info, state, event.end, error=event.error if event.reason == "broken" else None,
+                     closed=event.reason == "closed")
+
+    # -- helpers ------------------------------------------------------------------------
+    def _landed(self, state: _Request) -> None:
+        """An attempt is no longer under way."""
+        if self.prom is not None and state.in_flight is not None:
+            self.prom.in_flight.labels(state.in_flight).dec()
+            state.in_flight = None
+
+    def _attempt_span(self, event: RouterEvent, state: _Request) -> Any:
+        where = self._where.get(event.backend)
+        attributes: dict[str, Any] = {"turnout.backend": event.backend, "turnout.attempt": event.attempt,
+                                      "gen_ai.operation.name": _OPERATIONS.get(event.request.endpoint,
+                                                                               event.request.endpoint)}
+        if event.request.model:
+            attributes["gen_ai.request.model"] = event.request.model
+        if where is not None:
+            attributes.update(_where_attributes(where))
+        name = f"{attributes['gen_ai.operation.name']} {event.backend}"
+        return self.tracing.start(name, event.start, attributes, parent=state.span)
+
+    def _priced(self, info: RequestInfo, state: _Request) -> None:
+        """The answer's cost, once its usage is in: on its response's header, in the totals."""
+        cost = self.pricer.cost(state.backend, state.facts.model or info.model, info.endpoint, state.facts)
+        state.cost = cost
+        if state.response is not None:
+            state.response.headers[COST_HEADER] = "unknown" if cost is None else f"{cost:.10f}".rstrip("0").rstrip(".")
+        if cost is None:
+            self.unpriced[state.backend] = self.unpriced.get(state.backend, 0) + 1
+        else:
+            self.costs[state.backend] = self.costs.get(state.backend, 0.0) + cost
+
+    def _model_label(self, model: Optional[str]) -> str:
+        """A configured model name, or one of the first few others seen; past them, ``other``."""
+        if not model:
+            return ""
+        if model in self._known_models or model in self._free_models:
+            return model
+        if len(self._free_models) < _MAX_FREE_MODELS and not self._known_models:
+            self._free_models.add(model)
+            return model
+        return OTHER
+
+    def _finish(self, info: RequestInfo, state: _Request, end: float, *, error: BaseException | None = None,
+                closed: bool = False) -> None:
+        facts = state.facts
+        duration = end - info.start
+        first = state.first - info.start if state.first is not None else None
+        where = self._where.get(state.backend)
+        operation = _OPERATIONS.get(info.endpoint, info.endpoint)
+        if state.span is not None:
+            attributes = {**_response_attributes(facts), "turnout.backend": state.backend or None,
+                          "turnout.cost_usd": state.cost, "gen_ai.response.time_to_first_chunk": first,
+                          "turnout.stream.closed": True if closed else None}
+            if where is not None:
+                attributes.update(_where_attributes(where))
+            self.tracing.end(state.span, end, attributes, error=_error_type(error) if error is not None else None,
+                             message=type(error).__name__ if error is not None else None)
+        if self.metrics is not None:
+            attributes = {"gen_ai.operation.name": operation, "gen_ai.request.model": self._model_label(info.model),
+                          "gen_ai.response.model": self._model_label(facts.model),
+                          "error.type": _error_type(error) if error is not None else None}
+            if where is not None:
+                attributes.update(_where_attributes(where))
+            self.metrics.record(attributes, duration, first,
+                                {"input": facts.input_tokens, "output": facts.output_tokens})
+        if self.prom is not None:
+            self._count(info, state, duration, first, error)
+
+    def _count(self, info: RequestInfo, state: _Request, duration: float, first: Optional[float],
+               error: BaseException | None) -> None:
+        prom, facts, backend = self.prom, state.facts, state.backend
+        model = self._model_label(info.model)
+        outcome = "ok" if error is None else "broken" if state.response is not None else "error"
+        prom.requests.labels(backend, model, info.endpoint, outcome).inc()
+        prom.duration.labels(backend, model, info.endpoint).observe(duration)
+        if first is not None:
+            prom.first.labels(backend, model).observe(first)
+        for kind, count in (("input", facts.input_tokens), ("output", facts.output_tokens),
+                            ("cached", facts.cached_tokens), ("reasoning", facts.reasoning_tokens)):
+            if count:
+                prom.tokens.labels(backend, model, kind).inc(count)
+        if state.cost:
+            prom.cost.labels(backend, model).inc(state.cost)
+
+
+def _where_of(adapter: Any) -> _Where:
+    preset = getattr(getattr(adapter, "preset", None), "name", None) or "openai_compat"
+    url = urllib.parse.urlsplit(getattr(adapter, "base_url", "") or "")
+    port = url.port or (443 if url.scheme == "https" else 80 if url.scheme == "http" else None)
+    return _Where(_SEMCONV_PROVIDERS.get(preset, preset), url.hostname, port)
+
+
+def _where_attributes(where: _Where) -> dict[str, Any]:
+    return {"gen_ai.provider.name": where.provider, "server.address": where.address, "server.port": where.port}
+
+
+def _response_attributes(facts: Facts) -> dict[str, Any]:
+    return {"gen_ai.response.id": facts.response_id, "gen_ai.response.model": facts.model,
+            "gen_ai.response.finish_reasons": facts.finish_reasons or None,
+            "gen_ai.usage.input_tokens": facts.input_tokens, "gen_ai.usage.output_tokens": facts.output_tokens,
+            "gen_ai.usage.cache_read.input_tokens": facts.cached_tokens,
+            "gen_ai.usage.reasoning.output_tokens": facts.reasoning_tokens}
+
+
+def _error_type(error: BaseException | None) -> Optional[str]:
+    """Low-cardinality: the HTTP status a backend answered, else the error's class."""
+    if error is None:
+        return None
+    status = getattr(error, "status_code", None)
+    return str(status) if isinstance(status, int) else type(error).__name__

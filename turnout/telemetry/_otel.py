@@ -1,0 +1,124 @@
+"""OpenTelemetry spans and GenAI client metrics, by the GenAI semantic conventions, through opentelemetry-api only.
+
+Nothing is recorded unless the application configured a tracer (meter) provider: turnout never sets
+up an exporter. Request and response text is recorded only when
+``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` is true, as the conventions' instrumentations do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Optional
+
+from opentelemetry import metrics, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+__all__ = ["Tracing", "GenAIMetrics", "epoch_ns", "capture_content"]
+
+_SCOPE = "turnout"
+DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
+TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
+_OFFSET_NS = time.time_ns() - time.monotonic_ns()
+
+
+def epoch_ns(monotonic: float) -> int:
+    """A router event's time (``time.monotonic()``) as the epoch nanoseconds spans take."""
+    return int(monotonic * 1e9) + _OFFSET_NS
+
+
+def capture_content() -> bool:
+    return os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").strip().lower() in ("true", "1")
+
+
+def _configured(provider: object) -> bool:
+    return type(provider).__name__ not in ("ProxyTracerProvider", "NoOpTracerProvider", "_ProxyMeterProvider",
+                                           "NoOpMeterProvider")
+
+
+class Tracing:
+    """Spans: one per request (``chat gpt-4o``), one child per attempt on a backend."""
+
+    def __init__(self) -> None:
+        self._provider: object = None
+        self._tracer: Optional[trace.Tracer] = None
+        self.capture = capture_content()
+
+    def tracer(self) -> Optional[trace.Tracer]:
+        """The tracer of the application's provider, or ``None`` while it has configured none."""
+        provider = trace.get_tracer_provider()
+        if provider is not self._provider:
+            self._provider = provider
+            self._tracer = trace.get_tracer(_SCOPE) if _configured(provider) else None
+        return self._tracer
+
+    def start(self, name: str, start: float, attributes: dict[str, Any], parent: Any = None) -> Any:
+        tracer = self.tracer()
+        if tracer is None:
+            return None
+        context = trace.set_span_in_context(parent) if parent is not None else None
+        return tracer.start_span(name, context=context, kind=SpanKind.CLIENT, attributes=attributes,
+                                 start_time=epoch_ns(start))
+
+    @staticmethod
+    def end(span: Any, end: float, attributes: dict[str, Any], error: Optional[str] = None,
+            message: Optional[str] = None) -> None:
+        span.set_attributes({k: v for k, v in attributes.items() if v is not None})
+        if error is not None:
+            span.set_attribute("error.type", error)
+            span.set_status(Status(StatusCode.ERROR, message))
+        span.end(end_time=epoch_ns(end))
+
+    @staticmethod
+    def note(span: Any, name: str, attributes: dict[str, Any]) -> None:
+        if span is not None:
+            span.add_event(name, {k: v for k, v in attributes.items() if v is not None})
+
+    @staticmethod
+    def messages(body: dict[str, Any]) -> Optional[str]:
+        """The request's messages (opt-in only), as the conventions' ``gen_ai.input.messages`` JSON."""
+        messages = body.get("messages", body.get("input"))
+        return json.dumps(messages, default=str) if messages is not None else None
+
+
+class GenAIMetrics:
+    """``gen_ai.client.operation.duration``, ``gen_ai.client.token.usage`` and, for streams,
+    ``gen_ai.client.operation.time_to_first_chunk``, on the application's meter provider."""
+
+    def __init__(self) -> None:
+        self._provider: object = None
+        self._instruments: Optional[tuple[Any, Any, Any]] = None
+
+    def instruments(self) -> Optional[tuple[Any, Any, Any]]:
+        provider = metrics.get_meter_provider()
+        if provider is not self._provider:
+            self._provider = provider
+            self._instruments = None
+            if _configured(provider):
+                meter = metrics.get_meter(_SCOPE)
+                self._instruments = (
+                    meter.create_histogram("gen_ai.client.operation.duration", unit="s",
+                                           description="GenAI operation duration.",
+                                           explicit_bucket_boundaries_advisory=DURATION_BUCKETS),
+                    meter.create_histogram("gen_ai.client.token.usage", unit="{token}",
+                                           description="Number of input and output tokens used.",
+                                           explicit_bucket_boundaries_advisory=TOKEN_BUCKETS),
+                    meter.create_histogram("gen_ai.client.operation.time_to_first_chunk", unit="s",
+                                           description="Time to receive the first chunk of a streamed answer.",
+                                           explicit_bucket_boundaries_advisory=DURATION_BUCKETS))
+        return self._instruments
+
+    def record(self, attributes: dict[str, Any], duration: float, first: Optional[float],
+               tokens: dict[str, Optional[int]]) -> None:
+        instruments = self.instruments()
+        if instruments is None:
+            return
+        duration_h, tokens_h, first_h = instruments
+        attributes = {k: v for k, v in attributes.items() if v is not None}
+        duration_h.record(duration, attributes)
+        if first is not None:
+            first_h.record(first, attributes)
+        for kind, count in tokens.items():
+            if count is not None:
+                tokens_h.record(count, {**attributes, "gen_ai.token.type": kind})
