@@ -50,7 +50,7 @@ class Tracing:
         provider = trace.get_tracer_provider()
         if provider is not self._provider:
             self._provider = provider
-            self._tracer = trace.get_tracer(_SCOPE) if _configured(provider) else None
+            self._tracer = provider.get_tracer(_SCOPE) if _configured(provider) else None
         return self._tracer
 
     def start(self, name: str, start: float, attributes: dict[str, Any], parent: Any = None) -> Any:
@@ -96,7 +96,7 @@ class GenAIMetrics:
             self._provider = provider
             self._instruments = None
             if _configured(provider):
-                meter = metrics.get_meter(_SCOPE)
+                meter = provider.get_meter(_SCOPE)
                 self._instruments = (
                     meter.create_histogram("gen_ai.client.operation.duration", unit="s",
                                            description="GenAI operation duration.",
