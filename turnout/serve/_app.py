@@ -33,7 +33,8 @@ from starlette.types import Receive, Scope, Send
 from ..client import AsyncOpenAI, served_by
 from ..settings import TurnoutSettings, build_router, resolve
 from . import _log
-from ._auth import BearerAuth
+from ..telemetry import COST_HEADER, telemetry_of
+from ._auth import OPEN_PATHS, BearerAuth
 from ._health import LastErrors, report
 from ._limits import BodyLimit
 from ._scrub import Scrubber, secrets_of
@@ -61,8 +62,10 @@ STORED: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("/responses/{ident}/cancel", ("POST",)),
 )
 
-_RELAYED = ("x-request-id",)
+_RELAYED = ("x-request-id", COST_HEADER)
 """Answer headers passed on from the backend besides the content type (its request id, for its support)."""
+
+PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}  # no proxy buffers the events
 
@@ -94,7 +97,7 @@ def create_app(settings: TurnoutSettings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        client = AsyncOpenAI(router=build_router(config, on_event=errors.record))
+        client = AsyncOpenAI(router=build_router(config, on_event=errors.record, prometheus=True))
         app.state.turnout = _State(client, errors, scrub)
         try:
             yield
@@ -109,13 +112,19 @@ def create_app(settings: TurnoutSettings | None = None) -> Starlette:
         Route("/v1/models/{model:path}", _answering(_model), methods=["GET"]),
         Route("/health", _alive, methods=["GET"]),
         Route("/health/backends", _answering(_backends), methods=["GET"]),
+        Route("/metrics", _answering(_metrics), methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error},
-                    middleware=[Middleware(_log.AccessLog), Middleware(BearerAuth, keys=keys),
+                    middleware=[Middleware(_log.AccessLog), Middleware(BearerAuth, keys=keys,
+                                                                          open_paths=_open_paths(settings)),
                                 Middleware(BodyLimit, limit=settings.serve_max_body)])
     app.state.scrub = scrub
     app.state.backends = [b.name for b in config.backends]
     return app
+
+
+def _open_paths(settings: TurnoutSettings) -> frozenset[str]:
+    return OPEN_PATHS | {"/metrics"} if settings.serve_metrics_open else OPEN_PATHS
 
 
 # -- handlers ------------------------------------------------------------------------
@@ -188,6 +197,16 @@ async def _stored(request: Request, state: _State) -> Response:
     else:
         answer = await client.get(path, cast_to=httpx2.Response, options=options)
     return _relay(answer, False, request.scope, state.scrub)
+
+
+async def _metrics(request: Request, state: _State) -> Response:
+    """Prometheus' text format: every worker's counters, and the backends' state (shared, with Redis) now."""
+    router = state.client.router
+    telemetry = telemetry_of(router)
+    if telemetry is None or telemetry.prom is None:
+        raise Refusal(404, "no metrics: install turnout[serve] (prometheus-client)", code="not_found")
+    stats = await router.shared_stats() if router.state.shared else router.stats()
+    return Response(telemetry.prom.scrape(stats), media_type=PROMETHEUS_TYPE, headers={BACKEND_HEADER: NO_BACKEND})
 
 
 async def _models(request: Request, state: _State) -> Response:

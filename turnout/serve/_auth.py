@@ -24,14 +24,15 @@ _CHALLENGE = {"www-authenticate": "Bearer"}
 
 
 class BearerAuth:
-    """ASGI middleware: with keys configured, every path but :data:`OPEN_PATHS` needs one of them."""
+    """ASGI middleware: with keys configured, every path but ``open_paths`` needs one of them."""
 
-    def __init__(self, app: ASGIApp, keys: Sequence[str]) -> None:
+    def __init__(self, app: ASGIApp, keys: Sequence[str], open_paths: frozenset[str] = OPEN_PATHS) -> None:
         self.app = app
         self.keys = [key.encode() for key in keys]
+        self.open_paths = open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or not self.keys or scope["path"] in self.open_paths:
             await self.app(scope, receive, send)
             return
         token = _bearer(scope["headers"])

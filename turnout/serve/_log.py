@@ -1,6 +1,6 @@
 """One access line per request on the ``turnout.serve`` logger, and where the server's logs go.
 
-    POST /v1/chat/completions 200 good 41.7ms
+    POST /v1/chat/completions 200 good 41.7ms $0.000213
     POST /v1/chat/completions 200 good 1804.2ms stream, client left
 
 The path is logged without its query string, headers never: neither can
@@ -17,6 +17,7 @@ from typing import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..telemetry import COST_HEADER
 from ._wire import BACKEND_HEADER, NO_BACKEND
 
 __all__ = ["AccessLog", "log", "setup", "narrate", "NOTE"]
@@ -27,6 +28,7 @@ NOTE = "turnout.note"
 """A scope key a handler sets to add a word to the access line (``stream, client left``)."""
 
 _HEADER = BACKEND_HEADER.encode()
+_COST = COST_HEADER.encode()
 
 
 class AccessLog:
@@ -42,21 +44,23 @@ class AccessLog:
         start = time.perf_counter()
         status = 0
         backend = NO_BACKEND
+        cost = ""
 
         async def sending(message: Message) -> None:
-            nonlocal status, backend
+            nonlocal status, backend, cost
             if message["type"] == "http.response.start":
                 status = message["status"]
-                backend = next((v.decode("latin-1") for k, v in message.get("headers", ()) if k == _HEADER),
-                               NO_BACKEND)
+                headers = dict(message.get("headers", ()))
+                backend = headers[_HEADER].decode("latin-1") if _HEADER in headers else NO_BACKEND
+                cost = f" ${headers[_COST].decode('latin-1')}" if _COST in headers else ""  # or "$unknown"
             await send(message)
 
         try:
             await self.app(scope, receive, sending)
         finally:
             note = scope.get(NOTE)
-            log.info("%s %s %d %s %.1fms%s", scope["method"], scope["path"], status, backend,
-                     (time.perf_counter() - start) * 1000, f" {note}" if note else "")
+            log.info("%s %s %d %s %.1fms%s%s", scope["method"], scope["path"], status, backend,
+                     (time.perf_counter() - start) * 1000, cost, f" {note}" if note else "")
 
 
 class _Scrubbing(logging.Formatter):

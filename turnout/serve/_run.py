@@ -8,10 +8,14 @@ every ``turnout`` command).
 
 from __future__ import annotations
 
+import atexit
 import inspect
 import ipaddress
+import os
+import shutil
 import signal
 import socket
+import tempfile
 from typing import Any
 
 import uvicorn
@@ -52,6 +56,8 @@ def serve(settings: TurnoutSettings, *, host: str, port: int, workers: int = 1, 
     """Listen on ``host:port`` until SIGTERM or Ctrl-C; 0 once stopped (a bind failure raises ``OSError``).
 
     ``verbose`` logs the router's retries and failovers (one process only: workers log at the default level)."""
+    if workers > 1:
+        _shared_metrics()
     app = create_app(settings)  # checks the configuration before anything is bound
     _log.setup(app.state.scrub)
     if verbose:
@@ -71,6 +77,16 @@ def serve(settings: TurnoutSettings, *, host: str, port: int, workers: int = 1, 
         _Server(uvicorn.Config(app, **options), f"listening on {where} (backends: {backends}; {access})").run(
             sockets=[sock])
     return 0
+
+
+def _shared_metrics() -> None:
+    """Every worker's Prometheus counters in one directory, summed at each scrape (prometheus-client's
+    multiprocess mode): set before any worker imports prometheus-client, removed when the server stops."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # the operator's own
+        return
+    folder = tempfile.mkdtemp(prefix="turnout-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
 
 
 class _Server(uvicorn.Server):

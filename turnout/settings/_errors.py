@@ -58,6 +58,8 @@ ACCEPTED: dict[str, str] = {
     "serve_api_keys": "a comma list of keys callers send as `Authorization: Bearer <key>`, or @/path/to/keyfile "
                       "(one key per line)",
     "serve_max_body": "the largest request body in bytes, like 33554432, or with a unit: 32MiB, 10MB",
+    "serve_metrics_open": "1 (`GET /metrics` answers without a key) or 0 (it needs one, as every path but /health "
+                          "does); true/false, yes/no, on/off too",
     "backends": "a comma list of names (groq,openrouter) or a JSON list",
     "backend": "one TURNOUT_BACKEND__<NAME>__<FIELD> per field",
 }

@@ -146,12 +146,13 @@ class TurnoutSettings(BaseSettings):
     serve_port: Annotated[int, Field(ge=0, le=65535)] = 8001
     serve_api_keys: Annotated[Optional[tuple[SecretStr, ...]], NoDecode] = None
     serve_max_body: Annotated[int, Field(gt=0)] = 32 * 2**20
+    serve_metrics_open: bool = False
 
     _layers: tuple[Layer, ...] = PrivateAttr(default=())
     _env_file: Resolved[Optional[str]] = PrivateAttr(default=Resolved(None, DEFAULT))
     _ignored: tuple[str, ...] = PrivateAttr(default=())
 
-    @field_validator("strict", mode="before")
+    @field_validator("strict", "serve_metrics_open", mode="before")
     @classmethod
     def _flag(cls, value: Any) -> bool:
         return parse_flag(value)  # the reading _strict() does ahead of validation: the two must agree

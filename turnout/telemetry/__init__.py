@@ -8,14 +8,15 @@ Fed only by the router's events and each answer's usage. Each part needs its ext
 from __future__ import annotations
 
 import importlib.util
-from typing import TYPE_CHECKING, Any, Mapping
+import weakref
+from typing import TYPE_CHECKING, Mapping
 
 if TYPE_CHECKING:
     from ..router import Router
     from ._cost import Price
     from ._hook import Telemetry
 
-__all__ = ["instrument", "COST_HEADER"]
+__all__ = ["instrument", "telemetry_of", "COST_HEADER"]
 
 COST_HEADER = "x-turnout-cost"
 """Set on an answer's HTTP response once its cost is known: USD, or ``unknown``."""
@@ -31,6 +32,7 @@ def instrument(router: Router, *, prices: Mapping[str, Mapping[str, Price]] | No
     (recorded once the application configures a provider), cost where genai-prices is installed or a price
     is set, Prometheus metrics when asked (``turnout serve``). ``None`` when there is nothing to do."""
     otel = _installed("opentelemetry")
+    prometheus = prometheus and _installed("prometheus_client")
     if not (otel or prices or prometheus or _installed("genai_prices")):
         return None
     from ._hook import Telemetry
@@ -43,6 +45,15 @@ def instrument(router: Router, *, prices: Mapping[str, Mapping[str, Price]] | No
     telemetry = Telemetry(router, prices=prices, prom=prom, otel=otel)
     router.subscribe(telemetry)
     router.add_stats(telemetry.stats)
+    _TELEMETRY[router] = telemetry
     return telemetry
+
+
+def telemetry_of(router: Router) -> Telemetry | None:
+    """The telemetry :func:`instrument` subscribed to ``router``, if any."""
+    return _TELEMETRY.get(router)
+
+
+_TELEMETRY: weakref.WeakKeyDictionary[Router, Telemetry] = weakref.WeakKeyDictionary()
 
 
