@@ -344,7 +344,7 @@ def test_health_reports_each_backends_breaker_and_last_error(sdk: openai.OpenAI,
 def test_every_request_is_one_access_line(sdk: openai.OpenAI, server: Served) -> None:
     sdk.embeddings.create(model="test-model", input="count me")
     line = server.access_lines("/v1/embeddings")[-1]
-    assert re.search(r"INFO turnout\.serve: POST /v1/embeddings 200 good \d+\.\dms$", line.rstrip()), line
+    assert re.search(r"INFO turnout\.serve: POST /v1/embeddings 200 good \d+\.\dms cost unknown$", line.rstrip()), line
 
 
 # -- settings ---------------------------------------------------------------------------------

@@ -305,3 +305,51 @@ def test_a_bad_price_names_the_variable(monkeypatch) -> None:
         TURNOUT_BACKEND__BOX__PRICE="cheap")
     with pytest.raises(turnout.ConfigError, match="TURNOUT_BACKEND__BOX__PRICE.*input,output"):
         turnout.AsyncOpenAI()
+
+
+# -- other backends and APIs ------------------------------------------------------------
+
+async def test_ollama_answers_and_streams_are_spans_with_usage(spans, ollama_server, monkeypatch) -> None:
+    monkeypatch.delenv("OLLAMA_API_KEY", raising=False)
+    client = client_for(("local", ollama_server.host), provider="ollama")
+    answer = await client.chat.completions.create(model="test-model", messages=MSG)
+    stream = await client.chat.completions.create(model="test-model", messages=MSG, stream=True)
+    chunks = [c async for c in stream]
+    await client.close()
+    whole, streamed = sorted(by_name(spans.get_finished_spans())["chat test-model"], key=lambda s: s.start_time)
+    assert whole.attributes["gen_ai.provider.name"] == "ollama"
+    assert whole.attributes["gen_ai.usage.output_tokens"] == answer.usage.completion_tokens
+    assert whole.attributes["turnout.cost_usd"] == 0.0 and turnout.cost_of(answer) == 0.0  # a local server
+    assert "gen_ai.response.time_to_first_chunk" in streamed.attributes
+    assert all(c.usage is None for c in chunks)
+
+
+async def test_the_responses_bridge_is_one_request_span(spans, make_openai_server) -> None:
+    server = make_openai_server(disabled={"responses"})  # chat only: answered through the bridge
+    client = client_for(("chatty", server.base_url), provider="openai_compat", price="1,1")
+    answer = await client.responses.create(model="test-model", input="hello")
+    await client.close()
+    exported = spans.get_finished_spans()
+    request_span = by_name(exported)["chat test-model"][0]
+    assert request_span.attributes["turnout.endpoint"] == "responses"
+    assert [s.name for s in children(exported, request_span)][-1] == "chat chatty"
+    assert request_span.attributes["gen_ai.usage.input_tokens"] == answer.usage.input_tokens
+    assert turnout.cost_of(answer) == pytest.approx((answer.usage.input_tokens + answer.usage.output_tokens) / 1e6)
+
+
+async def test_turnouts_spans_sit_beneath_the_official_openai_instrumentation(spans, openai_server) -> None:
+    instrumentor_module = pytest.importorskip("opentelemetry.instrumentation.openai_v2")
+    provider = trace.get_tracer_provider()
+    instrumentor = instrumentor_module.OpenAIInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        client = client_for(("live", openai_server.base_url))
+        await client.chat.completions.create(model="test-model", messages=MSG)
+        await client.close()
+    finally:
+        instrumentor.uninstrument()
+    exported = spans.get_finished_spans()
+    theirs = [s for s in exported if s.instrumentation_scope.name != "turnout" and s.name == "chat test-model"]
+    ours = [s for s in exported if s.instrumentation_scope.name == "turnout" and s.name == "chat test-model"]
+    assert len(theirs) == 1 and len(ours) == 1
+    assert ours[0].parent is not None and ours[0].parent.span_id == theirs[0].context.span_id

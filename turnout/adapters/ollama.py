@@ -115,7 +115,7 @@ class OllamaAdapter:
         capabilities: Capabilities | None = None,
         fetch_image_urls: bool = False,
     ) -> None:
-        preset = get_preset("ollama")
+        self.preset = preset = get_preset("ollama")
         self.name = name or preset.name
         self.capabilities = capabilities or preset.capabilities
         self.fetch_image_urls = fetch_image_urls

@@ -174,7 +174,7 @@ class Runner:
         self.counters.latency_last = latency
         self.counters.latency_total += latency
         if self._emit:
-            streaming = isinstance(result, httpx2.Response) and not result.is_closed
+            streaming = isinstance(arg, Call) and arg.stream and isinstance(result, httpx2.Response)
             await self._emit(RouterEvent("answer", self.name, request=request, attempt=admission.attempts, start=start,
                                          first=first, end=None if streaming else first,
                                          response=result if isinstance(result, httpx2.Response) else None))

@@ -52,7 +52,7 @@ class AccessLog:
                 status = message["status"]
                 headers = dict(message.get("headers", ()))
                 backend = headers[_HEADER].decode("latin-1") if _HEADER in headers else NO_BACKEND
-                cost = f" ${headers[_COST].decode('latin-1')}" if _COST in headers else ""  # or "$unknown"
+                cost = _cost_text(headers.get(_COST))
             await send(message)
 
         try:
@@ -74,6 +74,14 @@ class _Scrubbing(logging.Formatter):
 
 _QUIET = ("turnout", "uvicorn.error")
 """Warnings and errors only, unless :func:`narrate`: the router's info lines are one per retry and failover."""
+
+
+def _cost_text(header: bytes | None) -> str:
+    """`` $0.000213``, `` cost unknown`` (no price), or nothing (no usage: a stream's cost comes at its end)."""
+    if header is None:
+        return ""
+    text = header.decode("latin-1")
+    return " cost unknown" if text == "unknown" else f" ${text}"
 
 
 def setup(scrub: Callable[[str], str]) -> None:

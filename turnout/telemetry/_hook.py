@@ -178,7 +178,7 @@ class Telemetry:
             self._finish(info, state, event.end, error=event.error)
             return
         state.response = response
-        if response.is_closed:
+        if not info.stream:
             state.facts = facts_of(response)
             self._priced(info, state)
             self._finish(info, state, event.end)
