@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-FIGURES = [str(n) for n in range(1, 13)]
+FIGURES = [str(n) for n in range(1, 14)]
 
 
 @pytest.mark.timeout(180)

@@ -3,10 +3,11 @@
 ``turnout.AsyncOpenAI`` is an ``openai.AsyncOpenAI`` (and ``turnout.OpenAI``
 an ``openai.OpenAI``): the SDK builds every request and parses every answer,
 so its whole surface works, helpers and raw responses included. The one
-seam is the SDK's send hook (``_send_request``), which every call's
-``request()`` reaches once (so instrumentation wrapping ``request`` on the
-SDK's classes sees the user's call, once): turnout's client hands the
-request's prepared options to its Router, which sends
+seam is the SDK's ``request()`` method, which every call passes through
+(where instrumentation wraps ``request`` on the SDK's classes, the SDK's
+own ``request`` runs, for the wrapper to see the user's call once, and
+the seam is its send hook): turnout's client hands the request's
+options to its Router, which sends
 them through the chosen backend's own SDK client and returns that
 backend's HTTP response; this client's SDK code parses it. The synchronous
 client runs the same async Router on a background loop.
@@ -27,6 +28,8 @@ from typing import Any, AsyncIterator, Iterator, Mapping, Optional, Type, cast
 import httpx2
 import openai
 from openai import NotGiven
+from openai._base_client import AsyncAPIClient, SyncAPIClient
+from openai._constants import RAW_RESPONSE_HEADER
 from openai._models import FinalRequestOptions
 
 from ._portal import run
@@ -43,6 +46,9 @@ BACKEND_HEADER = "x-turnout-backend"
 PLACEHOLDER_KEY = "turnout-routed"
 """``client.api_key`` where the primary backend is not OpenAI's own host: never a real key."""
 
+_STAND_IN_URL = "http://turnout.invalid/"
+_ASYNC_SDK_REQUEST = AsyncAPIClient.request
+_SYNC_SDK_REQUEST = SyncAPIClient.request
 _SERVED_BY = "_turnout_backend"
 _COST = "_turnout_cost"
 _OPENAI_HOST = "api.openai.com"
@@ -151,6 +157,14 @@ class _Routed:
             response.headers[BACKEND_HEADER] = name
         return name, response
 
+    def _build_request(self, options: FinalRequestOptions, *, retries_taken: int = 0) -> httpx2.Request:
+        """A stand-in: nothing is sent from this client (its options go to a backend's own client, which builds
+        the real request), and the SDK's loop reads only its method and raw-stream header."""
+        sent = options.headers if isinstance(options.headers, Mapping) else {}
+        raw = sent.get(RAW_RESPONSE_HEADER)
+        return httpx2.Request(options.method.upper(), _STAND_IN_URL,
+                              headers={RAW_RESPONSE_HEADER: raw} if isinstance(raw, str) else None)
+
     def _process_response_data(self, *, data: object, cast_to: type[Any], response: httpx2.Response) -> Any:
         """Everything the SDK parses (an answer, a raw response's ``parse()``, each stream chunk) is marked
         with the backend whose response it came from."""
@@ -178,8 +192,15 @@ class AsyncOpenAI(_Routed, openai.AsyncOpenAI):
 
     async def request(self, cast_to: Type[Any], options: FinalRequestOptions, *, stream: bool = False,
                       stream_cls: Optional[type[Any]] = None) -> Any:
-        """The SDK's own ``request`` (so instrumentation that wraps it on ``openai.AsyncOpenAI`` sees this call,
-        once); turnout routes at its send (:meth:`_send_request`)."""
+        """Routed at once; where instrumentation wraps ``request`` on ``openai.AsyncOpenAI`` (logfire's
+        class-level mode), through the SDK's own ``request`` instead, so the wrapper sees this call once, and
+        routed at its send (:meth:`_send_request`)."""
+        if openai.AsyncOpenAI.request is _ASYNC_SDK_REQUEST:  # nothing wraps it: skip the SDK's retry loop
+            cast_to = self._maybe_override_cast_to(cast_to, options)
+            name, response = await self._route(options, stream)
+            answer = await self._process_response(cast_to=cast_to, options=options, response=response,
+                                                  stream=stream, stream_cls=stream_cls)
+            return _tagged(answer, name)
         token = _pending.set(_Pending(stream))
         try:
             return _tagged(await super().request(cast_to, options, stream=stream, stream_cls=stream_cls),
@@ -207,6 +228,12 @@ class OpenAI(_Routed, openai.OpenAI):
 
     def request(self, cast_to: Type[Any], options: FinalRequestOptions, *, stream: bool = False,
                 stream_cls: Optional[type[Any]] = None) -> Any:
+        if openai.OpenAI.request is _SYNC_SDK_REQUEST:  # as AsyncOpenAI.request
+            cast_to = self._maybe_override_cast_to(cast_to, options)
+            name, response = run(self._route(options, stream))
+            answer = self._process_response(cast_to=cast_to, options=options, response=_synchronous(response),
+                                            stream=stream, stream_cls=stream_cls)
+            return _tagged(answer, name)
         token = _pending.set(_Pending(stream))
         try:
             return _tagged(super().request(cast_to, options, stream=stream, stream_cls=stream_cls),
@@ -222,9 +249,14 @@ class OpenAI(_Routed, openai.OpenAI):
     def _send_request(self, request: httpx2.Request, *, stream: bool, **kwargs: Any) -> httpx2.Response:
         pending = _pending.get()
         pending.served, response = run(self._route(pending.routed(), pending.stream))
-        body = cast(httpx2.AsyncByteStream, response.stream)  # the router's loop reads it: async
-        response.stream = _SyncRelay(body) if not response.is_closed else httpx2.ByteStream(response.content)
-        return response
+        return _synchronous(response)
+
+
+def _synchronous(response: httpx2.Response) -> httpx2.Response:
+    """The router's answer, its body readable from synchronous code."""
+    body = cast(httpx2.AsyncByteStream, response.stream)  # the router's loop reads it: async
+    response.stream = _SyncRelay(body) if not response.is_closed else httpx2.ByteStream(response.content)
+    return response
 
 
 class _Pending:

@@ -143,8 +143,9 @@ class Telemetry:
         if state.span is not None and event.start is not None:
             span = self._attempt_span(event, state)
             if event.end is not None:
-                facts = facts_of(event.response) if event.response is not None else Facts()
-                self.tracing.end(span, event.end, _response_attributes(facts))
+                if event.response is not None:
+                    state.facts = facts_of(event.response)  # read once: the request's answer, if it is the last
+                self.tracing.end(span, event.end, _response_attributes(state.facts))
             else:
                 span.set_attribute("gen_ai.response.time_to_first_chunk", event.first - event.start)
                 state.attempt_span = span
@@ -179,7 +180,8 @@ class Telemetry:
             return
         state.response = response
         if not info.stream:
-            state.facts = facts_of(response)
+            if state.span is None or state.facts.usage is None and state.facts.response_id is None:
+                state.facts = facts_of(response)  # not read yet by the attempt's span
             self._priced(info, state)
             self._finish(info, state, event.end)
             return
