@@ -18,6 +18,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 import turnout
 from tests.loopback import OpenAIServer
+from tests.test_client_contract import drain, settle
 from tests.test_router import MSG, backend, sleeps  # noqa: F401  (backoff's waits, skipped)
 from turnout.router import Router
 
@@ -53,16 +54,6 @@ def client_for(kind: str, openai_server: OpenAIServer, free_port: int) -> Any:
     router = Router([backend(f"http://127.0.0.1:{free_port}/v1", "dead", max_retries=0),
                      backend(openai_server, "live")])
     return KINDS[kind][0](router=router)
-
-
-async def settle(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
-
-
-async def drain(stream: Any) -> list[Any]:
-    if hasattr(stream, "__aiter__"):
-        return [c async for c in stream]
-    return list(stream)
 
 
 async def test_a_wrapper_on_the_sdk_class_sees_one_call_with_the_parsed_answer(kind, seen, openai_server, free_port,

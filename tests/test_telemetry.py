@@ -11,7 +11,6 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-import openai
 import pytest
 
 pytest.importorskip("opentelemetry.sdk")
@@ -24,7 +23,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode  # noqa: E402
 
 import turnout  # noqa: E402
-from tests.loopback import Fault, OpenAIServer  # noqa: E402
+from tests.loopback import Fault  # noqa: E402
 from tests.test_router import MSG, sleeps  # noqa: E402,F401  (backoff's waits, skipped)
 from tests.test_settings import env, isolated  # noqa: E402,F401  (autouse: no TURNOUT_ from the shell, no .env)
 
