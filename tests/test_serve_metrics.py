@@ -11,7 +11,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.loopback import OpenAIServer
+from tests.loopback import Fault, OpenAIServer
 from tests.test_cli import backend, backends
 from tests.test_serve import MESSAGES, SERVE_KEY, Served, closed_port
 
@@ -26,8 +26,12 @@ def scrape(server: Served, headers: dict[str, str] | None = None) -> dict[str, d
     answer = httpx2.get(f"{server.url}/metrics", headers=headers if headers is not None else AUTH, timeout=10)
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"].startswith("text/plain")
+    return parse(answer.text)
+
+
+def parse(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
     samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
-    for family in parser.text_string_to_metric_families(answer.text):
+    for family in parser.text_string_to_metric_families(text):
         for sample in family.samples:
             samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
     return samples
@@ -122,3 +126,25 @@ def test_with_two_workers_a_scrape_sums_every_worker(tmp_path_factory, good) -> 
             assert value(scrape(served), "turnout_requests_total", backend="good", outcome="ok") == 20
     finally:
         assert served.stop() == 0, served.log
+
+
+async def test_with_redis_state_the_gauges_read_what_every_router_did(clients, make_openai_server,
+                                                                      redis_server) -> None:
+    from tests.test_router import backend as routed_backend
+    from tests.test_router import chat as routed_chat
+    from turnout.state import RedisState
+    from turnout.telemetry import instrument
+
+    primary, backup = make_openai_server(), make_openai_server()
+    primary.fail(Fault(status=500))
+    knobs = dict(max_retries=0, allowed_fails=1, cooldown=60, rpm=100)
+    failing, scraped = (clients(routed_backend(primary, "primary", **knobs), routed_backend(backup, "backup"),
+                                state=RedisState(redis_server.url)) for _ in range(2))
+    telemetry = instrument(scraped.router, prometheus=True)
+    assert telemetry is not None and telemetry.prom is not None
+    await routed_chat(failing)  # another router (process) opens the primary's breaker
+    samples = parse(telemetry.prom.scrape(await scraped.router.shared_stats()).decode())
+    assert value(samples, "turnout_breaker_open", backend="primary") == 1
+    assert value(samples, "turnout_breaker_open", backend="backup") == 0
+    assert value(samples, "turnout_rate_limit_remaining", backend="primary", limit="rpm") == 99  # the one request
+
