@@ -336,6 +336,19 @@ async def test_the_responses_bridge_is_one_request_span(spans, make_openai_serve
     assert turnout.cost_of(answer) == pytest.approx((answer.usage.input_tokens + answer.usage.output_tokens) / 1e6)
 
 
+async def test_a_bridged_responses_stream_is_priced_from_its_completed_event(spans, make_openai_server) -> None:
+    server = make_openai_server(disabled={"responses"})
+    client = client_for(("chatty", server.base_url), provider="openai_compat", price="1,1")
+    stream = await client.responses.create(model="test-model", input="hello", stream=True)
+    events = [e async for e in stream]
+    await client.close()
+    usage = events[-1].response.usage
+    assert events[-1].type == "response.completed"
+    assert turnout.cost_of(stream) == pytest.approx((usage.input_tokens + usage.output_tokens) / 1e6)
+    request_span = by_name(spans.get_finished_spans())["chat test-model"][0]
+    assert request_span.attributes["gen_ai.usage.output_tokens"] == usage.output_tokens
+
+
 async def test_turnouts_spans_sit_beneath_the_official_openai_instrumentation(spans, openai_server) -> None:
     instrumentor_module = pytest.importorskip("opentelemetry.instrumentation.openai_v2")
     provider = trace.get_tracer_provider()

@@ -76,11 +76,14 @@ def facts_of(response: httpx2.Response) -> Facts:
 
 
 _END_OF_EVENT = re.compile(rb"\r\n\r\n|\n\n|\r\r")
-_WORTH_READING = (b'"usage"', b'"finish_reason":"', b'"finish_reason": "', b'"response.')
+_WORTH_READING = (b'"usage":{', b'"usage": {', b'"finish_reason":"', b'"finish_reason": "', b'"response.completed"',
+                  b'"response.incomplete"', b'"response.failed"')
+"""Only events that may hold usage or an ending are parsed; content deltas pass unread."""
 
 
 class StreamWatch(httpx2.AsyncByteStream):
-    """A stream's bytes passed on as they come, its events read for their facts on the way.
+    """A stream's bytes passed on as they come, its events read for their facts on the way; ``on_end`` is told
+    when the caller has read it all, or closed it.
 
     With ``strip_usage`` the usage-only chunk (``"choices": []`` with ``usage``, asked for by turnout
     rather than the caller) is read and not passed on. ``on_usage`` is told as soon as the usage is in,
@@ -88,21 +91,31 @@ class StreamWatch(httpx2.AsyncByteStream):
     """
 
     def __init__(self, source: httpx2.AsyncByteStream, facts: Facts, *, strip_usage: bool,
-                 on_usage: Callable[[], None]) -> None:
+                 on_usage: Callable[[], None], on_end: Callable[[], None]) -> None:
         self._source = source
         self._facts = facts
         self._strip = strip_usage
         self._on_usage = on_usage
+        self._on_end: Optional[Callable[[], None]] = on_end
         self._pending = b""
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._source:
-            out = self._read(chunk)
-            if out:
-                yield out
-        if self._pending:
-            yield self._pending
-            self._pending = b""
+        try:
+            async for chunk in self._source:
+                out = self._read(chunk)
+                if out:
+                    yield out
+            if self._pending:
+                yield self._pending
+                self._pending = b""
+        finally:
+            self._ended()
+
+    def _ended(self) -> None:
+        """Everything the caller will see has been read (or it stopped reading): told once."""
+        on_end, self._on_end = self._on_end, None
+        if on_end is not None:
+            on_end()
 
     def _read(self, chunk: bytes) -> bytes:
         """The part of ``chunk`` to pass on now: whole events (less a stripped one); a partial event waits."""
@@ -134,4 +147,7 @@ class StreamWatch(httpx2.AsyncByteStream):
         return not (self._strip and usage_only)
 
     async def aclose(self) -> None:
-        await self._source.aclose()
+        try:
+            await self._source.aclose()
+        finally:
+            self._ended()

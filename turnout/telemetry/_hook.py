@@ -56,6 +56,8 @@ class _Request:
     cost: Optional[float] = None
     backend: str = ""
     response: Optional[httpx2.Response] = None
+    watching: bool = False
+    ended: Optional[RouterEvent] = None
 
 
 class Telemetry:
@@ -185,11 +187,23 @@ class Telemetry:
             self._priced(info, state)
             self._finish(info, state, event.end)
             return
-        if response.headers.get("content-encoding") in (None, "identity"):  # read on its way (ended by stream_end)
+        if response.headers.get("content-encoding") in (None, "identity"):  # read on its way
+            state.watching = True
             response.stream = StreamWatch(response.stream, state.facts,  # type: ignore[arg-type]
-                                          strip_usage=state.strip_usage, on_usage=lambda: self._priced(info, state))
+                                          strip_usage=state.strip_usage, on_usage=lambda: self._priced(info, state),
+                                          on_end=lambda: self._watched(state))
+
+    def _watched(self, state: _Request) -> None:
+        """The caller has read the whole stream (a bridged one's last event comes after its backend's end)."""
+        state.watching = False
+        if state.ended is not None:
+            self._stream_end(state.ended, state)
 
     def _stream_end(self, event: RouterEvent, state: _Request) -> None:
+        """The router's end of the stream; summed up once the caller has read it too."""
+        if state.watching:
+            state.ended = event
+            return
         info = event.request
         assert info is not None and event.end is not None
         self._landed(state)
