@@ -152,7 +152,7 @@ _turnout_floor() {  # the floor venv: turnout as in the main venv, with the olde
 
 # ---- a Redis server for the shared-state tests ----------------------------------
 
-# tests/redis_server.py starts redis-server on a free loopback port, with nothing written to
+# tests/support/redis_server.py starts redis-server on a free loopback port, with nothing written to
 # disk. Debian's package, installed once per machine, as root or through a sudo that asks no
 # password. Where no init system runs (containers, CI machines) apt's policy refuses to start
 # the service, so nothing listens on 6379; on a machine with systemd the service starts, as
