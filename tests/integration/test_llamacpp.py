@@ -91,7 +91,7 @@ async def test_stream_reassembles_the_same_answer(local: turnout.AsyncOpenAI, ll
 async def test_stream_reports_usage_when_asked(local: turnout.AsyncOpenAI, llamacpp: LlamaCppServer) -> None:
     """Pinned gap: callers (and the router) cannot count streamed tokens from this server.
 
-    strict: when a new llama-cpp-python sends usage, this fails so the README's matrix gets updated.
+    strict: when a new llama-cpp-python sends usage, this fails so docs/providers.md's matrix gets updated.
     """
     chunks = await _stream(local, model=llamacpp.model, messages=CAPITAL, max_tokens=8,
                            stream_options={"include_usage": True}, **GREEDY)

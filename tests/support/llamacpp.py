@@ -218,7 +218,7 @@ class LlamaCppServer:
 
     @property
     def version(self) -> str:
-        """The llama-cpp-python version serving (the README's matrix names it)."""
+        """The llama-cpp-python version serving (docs/providers.md's matrix names it)."""
         if self.python == sys.executable:
             return importlib.metadata.version("llama-cpp-python")
         out = subprocess.run(
