@@ -20,7 +20,7 @@ async def fig_telemetry(srv: Any, n: Any, rep: Any) -> None:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
-    from bench import run as h
+    from bench import harness as h
     from turnout import Backend
     from turnout.telemetry import instrument
 
