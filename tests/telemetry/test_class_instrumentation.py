@@ -104,3 +104,16 @@ async def test_logfire_class_level_sees_one_span_with_usage_and_id(kind, logfire
         assert answer["attributes"]["gen_ai.response.id"] == "chatcmpl-loopback"
         assert answer["attributes"]["gen_ai.usage.input_tokens"] > 0
     await settle(client.close())
+
+
+async def test_with_a_wrapper_errors_keep_their_class_and_are_never_retried_by_the_sdk(
+        kind, seen, make_openai_server) -> None:
+    from tests.support.loopback import Fault
+
+    server = make_openai_server()
+    server.fail(Fault(status=400, message="bad", error_type="invalid_request_error"))
+    client = KINDS[kind][0](router=Router([backend(server, "only")]), max_retries=5)
+    with pytest.raises(openai.BadRequestError):
+        await settle(client.chat.completions.create(model="test-model", messages=MSG))
+    assert len(server.chat_requests()) == 1 and seen == []  # raised through the wrapper, sent once
+    await settle(client.close())
