@@ -178,6 +178,7 @@ class Telemetry:
         state.backend = event.backend
         response = event.response
         if event.error is not None or response is None:
+            self._landed(state)  # an attempt cancelled under way tells no attempt_failed
             self._finish(info, state, event.end, error=event.error)
             return
         state.response = response
@@ -207,8 +208,6 @@ class Telemetry:
         info = event.request
         assert info is not None and event.end is not None
         self._landed(state)
-        if state.response is not None and state.cost is None and state.facts.usage is None:
-            self._priced(info, state)
         if state.attempt_span is not None:
             self.tracing.end(state.attempt_span, event.end, _response_attributes(state.facts),
                              error=None if event.reason != "broken" else _error_type(event.error))
@@ -236,7 +235,10 @@ class Telemetry:
         return self.tracing.start(name, event.start, attributes, parent=state.span)
 
     def _priced(self, info: RequestInfo, state: _Request) -> None:
-        """The answer's cost, once its usage is in: on its response's header, in the totals."""
+        """The answer's cost, once its usage is in: on its response's header, in the totals. An answer that
+        reports no usage (a model list, an image) has no cost to speak of, known or not."""
+        if state.facts.usage is None:
+            return
         cost = self.pricer.cost(state.backend, state.facts.model or info.model, info.endpoint, state.facts)
         state.cost = cost
         if state.response is not None:
