@@ -81,7 +81,8 @@ class Router:
                       bridged one's whole conversation (see ``_responses``)
     state             where breakers, budgets, rate windows and stored responses live (``turnout.state``):
                       this process's memory by default, or Redis shared by many processes; closed with the router
-    on_event          optional async hook called with every attempt, retry, failure and failover
+    on_event          optional async hook called with every event (``RouterEvent``: each request's and each
+                      attempt's start and end, retries, failovers, skips, a stream's end); more by ``subscribe``
     """
 
     def __init__(
