@@ -13,12 +13,13 @@ SCRIPT = textwrap.dedent("""
     for name in ("opentelemetry", "genai_prices", "prometheus_client"):
         sys.modules[name] = None  # as if not installed
     import turnout
+    from turnout.telemetry import telemetry_of
     client = turnout.AsyncOpenAI(backends=["box"], backend={"box": {"provider": "vllm",
                                                                     "base_url": "http://127.0.0.1:9/v1"}})
-    print(bool(client.router._emit), "cost_usd" in client.router.stats()["box"])
+    print(telemetry_of(client.router) is not None, "cost_usd" in client.router.stats()["box"])
     priced = turnout.AsyncOpenAI(backends=["box"], backend={"box": {"provider": "vllm", "price": "1,1",
                                                                     "base_url": "http://127.0.0.1:9/v1"}})
-    print(bool(priced.router._emit), priced.router.stats()["box"]["cost_usd"])
+    print(telemetry_of(priced.router) is not None, priced.router.stats()["box"]["cost_usd"])
 """)
 
 
