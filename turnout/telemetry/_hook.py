@@ -145,9 +145,7 @@ class Telemetry:
         if state.span is not None and event.start is not None:
             span = self._attempt_span(event, state)
             if event.end is not None:
-                if event.response is not None:
-                    state.facts = facts_of(event.response)  # read once: the request's answer, if it is the last
-                self.tracing.end(span, event.end, _response_attributes(state.facts))
+                self.tracing.end(span, event.end, {})  # the answer's facts go on the request's span
             else:
                 span.set_attribute("gen_ai.response.time_to_first_chunk", event.first - event.start)
                 state.attempt_span = span
@@ -183,8 +181,7 @@ class Telemetry:
             return
         state.response = response
         if not info.stream:
-            if state.span is None or state.facts.usage is None and state.facts.response_id is None:
-                state.facts = facts_of(response)  # not read yet by the attempt's span
+            state.facts = facts_of(response)
             self._priced(info, state)
             self._finish(info, state, event.end)
             return
@@ -209,7 +206,7 @@ class Telemetry:
         assert info is not None and event.end is not None
         self._landed(state)
         if state.attempt_span is not None:
-            self.tracing.end(state.attempt_span, event.end, _response_attributes(state.facts),
+            self.tracing.end(state.attempt_span, event.end, {},
                              error=None if event.reason != "broken" else _error_type(event.error))
             state.attempt_span = None
         self._finish(info, state, event.end, error=event.error if event.reason == "broken" else None,
