@@ -198,6 +198,7 @@ async def test_prompts_are_recorded_only_when_opted_in(spans, openai_server, mon
     await client.close()
     request_span = by_name(spans.get_finished_spans())["chat test-model"][0]
     assert "the prompt" in request_span.attributes["gen_ai.input.messages"]
+    assert "the prompt" in request_span.attributes["gen_ai.output.messages"]  # the loopback server echoes it
 
 
 # -- metrics -------------------------------------------------------------------------

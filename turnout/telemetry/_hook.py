@@ -182,6 +182,8 @@ class Telemetry:
         state.response = response
         if not info.stream:
             state.facts = facts_of(response)
+            if state.span is not None and self.tracing.capture:  # opted in: the answer's messages too
+                state.span.set_attribute("gen_ai.output.messages", self.tracing.answer_messages(response.content))
             self._priced(info, state)
             self._finish(info, state, event.end)
             return

@@ -81,6 +81,18 @@ class Tracing:
         messages = body.get("messages", body.get("input"))
         return json.dumps(messages, default=str) if messages is not None else None
 
+    @staticmethod
+    def answer_messages(content: bytes) -> str:
+        """The answer's messages (opt-in only): each choice's message, or a Response's output items."""
+        try:
+            body = json.loads(content)
+        except ValueError:
+            return "[]"
+        if not isinstance(body, dict):
+            return "[]"
+        output = [c.get("message") for c in body.get("choices") or () if isinstance(c, dict)] or body.get("output")
+        return json.dumps(output or [], default=str)
+
 
 class GenAIMetrics:
     """``gen_ai.client.operation.duration``, ``gen_ai.client.token.usage`` and, for streams,
