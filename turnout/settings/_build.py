@@ -13,8 +13,7 @@ from ..adapters import Adapter, OpenAICompatAdapter
 from ..router import Backend, Router
 from ..router._events import Hook
 from ..state import open_state
-from ..telemetry import instrument
-from ..telemetry._cost import Price
+from ..telemetry import Price, instrument
 from ._models import TurnoutSettings
 from ._resolve import ResolvedBackend, ResolvedConfig, resolve
 

@@ -11,12 +11,13 @@ import importlib.util
 import weakref
 from typing import TYPE_CHECKING, Mapping
 
+from ._cost import Price
+
 if TYPE_CHECKING:
     from ..router import Router
-    from ._cost import Price
     from ._hook import Telemetry
 
-__all__ = ["instrument", "telemetry_of", "COST_HEADER"]
+__all__ = ["instrument", "telemetry_of", "Price", "COST_HEADER"]
 
 COST_HEADER = "x-turnout-cost"
 """Set on an answer's HTTP response once its cost is known: USD, or ``unknown``."""
