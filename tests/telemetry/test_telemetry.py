@@ -350,11 +350,11 @@ async def test_a_bridged_responses_stream_is_priced_from_its_completed_event(spa
     assert request_span.attributes["gen_ai.usage.output_tokens"] == usage.output_tokens
 
 
-async def test_turnouts_spans_sit_beneath_the_official_openai_instrumentation(spans, openai_server) -> None:
+async def test_turnouts_spans_sit_beneath_the_official_openai_instrumentation(spans, reader, openai_server) -> None:
     instrumentor_module = pytest.importorskip("opentelemetry.instrumentation.openai_v2")
     provider = trace.get_tracer_provider()
     instrumentor = instrumentor_module.OpenAIInstrumentor()
-    instrumentor.instrument(tracer_provider=provider)
+    instrumentor.instrument(tracer_provider=provider, meter_provider=metrics.get_meter_provider())
     try:
         client = client_for(("live", openai_server.base_url))
         await client.chat.completions.create(model="test-model", messages=MSG)
@@ -366,3 +366,8 @@ async def test_turnouts_spans_sit_beneath_the_official_openai_instrumentation(sp
     ours = [s for s in exported if s.instrumentation_scope.name == "turnout" and s.name == "chat test-model"]
     assert len(theirs) == 1 and len(ours) == 1
     assert ours[0].parent is not None and ours[0].parent.span_id == theirs[0].context.span_id
+    data = reader.get_metrics_data()
+    recorded = [(scope.scope.name, point.count) for resource in data.resource_metrics for scope in resource.scope_metrics
+                for metric in scope.metrics if metric.name == "gen_ai.client.operation.duration"
+                for point in metric.data.data_points]
+    assert recorded and all(name != "turnout" for name, _ in recorded)  # counted once: by the outer one

@@ -58,6 +58,8 @@ class _Request:
     response: Optional[httpx2.Response] = None
     watching: bool = False
     ended: Optional[RouterEvent] = None
+    nested: bool = False
+    """Inside another instrumentation's GenAI span, which records the GenAI metrics of this operation."""
 
 
 class Telemetry:
@@ -113,6 +115,7 @@ class Telemetry:
                 info.body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
                 state.strip_usage = True
         if self.tracing is not None:
+            state.nested = self.tracing.inside_genai_span()
             operation = _OPERATIONS.get(info.endpoint, info.endpoint)
             attributes: dict[str, Any] = {"gen_ai.operation.name": operation, "turnout.endpoint": info.endpoint}
             if info.model:
@@ -273,7 +276,7 @@ class Telemetry:
                 attributes.update(_where_attributes(where))
             self.tracing.end(state.span, end, attributes, error=_error_type(error) if error is not None else None,
                              message=type(error).__name__ if error is not None else None)
-        if self.metrics is not None:
+        if self.metrics is not None and not state.nested:
             attributes = {"gen_ai.operation.name": operation, "gen_ai.request.model": self._model_label(info.model),
                           "gen_ai.response.model": self._model_label(facts.model),
                           "error.type": _error_type(error) if error is not None else None}

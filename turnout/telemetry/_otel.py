@@ -71,6 +71,13 @@ class Tracing:
         span.end(end_time=epoch_ns(end))
 
     @staticmethod
+    def inside_genai_span() -> bool:
+        """Is the caller's current span another instrumentation's GenAI operation (openai-v2's, logfire's)? Then
+        that one measures this operation: turnout's spans nest beneath it, its metrics are not recorded twice."""
+        attributes = getattr(trace.get_current_span(), "attributes", None)
+        return bool(attributes) and "gen_ai.operation.name" in attributes
+
+    @staticmethod
     def note(span: Any, name: str, attributes: dict[str, Any]) -> None:
         if span is not None:
             span.add_event(name, {k: v for k, v in attributes.items() if v is not None})
