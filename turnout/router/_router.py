@@ -95,6 +95,7 @@ class Router:
         responses_ttl: float = 3600.0,
         state: State | None = None,
         on_event: Hook | None = None,
+        failover_on_content_filter: bool = False,
     ) -> None:
         if not backends:
             raise ValueError("a Router needs at least one backend")
@@ -105,6 +106,7 @@ class Router:
         self.timeout = timeout
         self.retry_budget = retry_budget
         self.retry_budget_min = retry_budget_min
+        self.failover_on_content_filter = failover_on_content_filter  # another provider's filter may differ
         self._emit = make_emit(on_event)
         self.state: State = state if state is not None else MemoryState()
         self._runners = [Runner(b, state=self.state, budget_ratio=retry_budget, budget_min=retry_budget_min,
@@ -293,7 +295,7 @@ class Router:
         except openai.APIError as err:
             if unsure and refused(err):
                 runner.learn(unsure, model)
-            elif classify(err) is Verdict.RAISE:
+            elif self._raised(classify(err)):
                 raise
             errors[runner.name] = err
             log.info("backend %s failed: %s", runner.name, describe(err))
@@ -301,6 +303,11 @@ class Router:
                 await self._emit(RouterEvent("failure", runner.name, error=err))
             return None
         return runner.name, response
+
+
+    def _raised(self, verdict: Verdict) -> bool:
+        """A bad request is raised at once; so is a content-filter refusal, unless failing over on it is on."""
+        return verdict is Verdict.RAISE or (verdict is Verdict.FILTERED and not self.failover_on_content_filter)
 
 
 OpFor = Callable[[Candidate, Call], tuple[Op, Call]]
