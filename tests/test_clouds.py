@@ -57,12 +57,13 @@ class FakeIssuer:
 
     def __init__(self, clock: Clock, life: float = 10.0, fail: bool = False) -> None:
         self.clock, self.life, self.fail = clock, life, fail
-        self.issued = 0
+        self.issued = self.attempts = 0
         self.gate = threading.Event()
         self.gate.set()
 
     def __call__(self) -> Token:
         self.gate.wait(5)
+        self.attempts += 1
         if self.fail:
             raise RuntimeError("refresh failed; client_secret=very-secret-value")
         self.issued += 1
@@ -294,6 +295,25 @@ async def test_ahead_of_expiry_the_refresh_runs_off_the_request_path(openai_serv
     await client.chat.completions.create(**CHAT)
     sent = [r.header("Authorization") for r in openai_server.requests]
     assert sent == ["Bearer tok-1"] * 4 + ["Bearer tok-2"] and issuer.issued == 2 and tokens.fetches == 2
+
+
+async def test_a_background_refresh_that_fails_leaves_the_valid_token_in_use(openai_server: OpenAIServer,
+                                                                             client_over) -> None:
+    """No request fails while the token in hand is valid, and a failing identity service is not asked again
+    on every request; once the token has expired the failure is the request's."""
+    clock = Clock()
+    issuer = FakeIssuer(clock, life=100.0)
+    client = client_over(OpenAICompatAdapter(preset="vertex", base_url=openai_server.base_url, api_key=source(issuer)))
+    await client.chat.completions.create(**CHAT)
+    issuer.fail = True
+    clock.now += 60
+    for _ in range(5):
+        await client.chat.completions.create(**CHAT)
+        await asyncio.sleep(0.02)
+    assert issuer.attempts == 2 and len(openai_server.requests) == 6  # the first fetch, one failed refresh
+    clock.now += 50
+    with pytest.raises(openai.AuthenticationError, match="could not obtain a token"):
+        await client.chat.completions.create(**CHAT)
 
 
 async def test_concurrent_first_requests_share_one_fetch(openai_server: OpenAIServer, client_over) -> None:

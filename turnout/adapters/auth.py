@@ -45,6 +45,10 @@ CREDENTIAL_SOURCES = {
 }
 """What each ``AUTH`` other than ``key`` sends, as ``turnout config`` and errors name it."""
 
+RETRY_AFTER_FAILURE = 10.0
+"""Seconds after a failed fetch before a background refresh is tried again (a request finding the
+token expired always tries at once)."""
+
 ENTRA_SCOPE = "https://cognitiveservices.azure.com/.default"
 GOOGLE_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
@@ -71,6 +75,7 @@ class TokenSource:
         self._token: Token | None = None
         self._issued = 0.0
         self._pending: asyncio.Task[Token] | None = None
+        self._quiet_until = 0.0
         self.fetches = 0
 
     def __repr__(self) -> str:
@@ -78,9 +83,10 @@ class TokenSource:
 
     async def __call__(self) -> str:
         token, now = self._token, self._clock()
-        if token is None or now >= token.expires_at:
-            return (await self._refresh()).value
-        if now >= token.expires_at - min(REFRESH_AHEAD, (token.expires_at - self._issued) / 2):
+        if token is None or now >= token.expires_at:  # shielded: one caller's cancellation is not everyone's
+            return (await asyncio.shield(self._refresh())).value
+        ahead = min(REFRESH_AHEAD, (token.expires_at - self._issued) / 2)
+        if now >= token.expires_at - ahead and now >= self._quiet_until:
             self._refresh()  # in the background; this request goes on with the still valid token
         return token.value
 
@@ -96,6 +102,7 @@ class TokenSource:
             self.fetches += 1
             token = await asyncio.to_thread(self._fetch)
         except Exception as err:  # the library's message may quote a credential: only its class is shown
+            self._quiet_until = self._clock() + RETRY_AFTER_FAILURE  # the token in hand still serves meanwhile
             log.warning("backend %s: no token from %s (%s)", self.backend, self.source, type(err).__name__)
             raise unavailable(self.backend, self.source, type(err).__name__) from None
         finally:

@@ -144,9 +144,8 @@ def _is_json(response: httpx2.Response) -> bool:
 
 
 def _resolve_base_url(name: str, preset: Preset, base_url: str | None) -> str:
-    url = base_url or (preset.url_env and os.environ.get(preset.url_env)) or preset.base_url
-    if url == preset.base_url and url:
-        url = fill_base_url(name, url, os.environ.get)
+    url = base_url or (preset.url_env and os.environ.get(preset.url_env)) or (
+        preset.base_url and fill_base_url(name, preset.base_url, os.environ.get))
     if not url:
         raise ConfigError(f"backend {name!r}: provider {preset.name!r} needs a base_url")
     if not url.startswith(("http://", "https://")):
