@@ -439,6 +439,19 @@ def test_a_missing_credential_library_names_the_extra(monkeypatch: pytest.Monkey
         from_env(_env_file=None)
 
 
+def test_aws_signing_without_botocore_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    try:
+        import botocore  # noqa: F401
+        pytest.skip("botocore is installed here")
+    except ImportError:
+        pass
+    monkeypatch.setenv("TURNOUT_BACKENDS", "bedrock")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("TURNOUT_BACKEND__BEDROCK__AUTH", "aws")
+    with pytest.raises(ConfigError, match=r"backend 'bedrock': AUTH=aws needs botocore; pip install 'turnout\[aws\]'"):
+        from_env(_env_file=None)
+
+
 # -- secrets stay home ------------------------------------------------------------------------------
 
 async def test_keys_and_tokens_reach_only_their_own_host_and_no_log_or_repr(

@@ -64,6 +64,7 @@ def _bedrock(backend: str, base_url: str, credential: Credential, api_version: O
     elif credential is not None:
         auth = {"api_key": credential}
     else:  # AUTH=aws: the default AWS credential chain signs each request (openai[bedrock])
+        _need_botocore(backend)
         found = _BEDROCK_REGION.match(base_url)
         auth = {"api_key": None, "region": found.group(1) if found else None}
     try:
@@ -71,6 +72,14 @@ def _bedrock(backend: str, base_url: str, credential: Credential, api_version: O
     except openai.OpenAIError as err:
         raise ConfigError(f"backend {backend!r}: {err}") from None
     return openai.AsyncOpenAI(provider=provider, max_retries=0, **common)
+
+
+def _need_botocore(backend: str) -> None:
+    """Checked here, at start: the SDK would say so only at the first request."""
+    try:
+        import botocore  # noqa: F401
+    except ImportError:
+        raise ConfigError(f"backend {backend!r}: AUTH=aws needs botocore; pip install 'turnout[aws]'") from None
 
 
 _CONSTRUCTORS: dict[str, Callable[[str, str, Credential, Optional[str], dict[str, Any]], openai.AsyncOpenAI]] = {
