@@ -144,6 +144,21 @@ async def test_a_content_filter_refusal_is_raised_unless_failing_over_on_it_is_o
                 assert other.chat_requests() == []
 
 
+async def test_an_answer_a_content_filter_stopped_fails_over_only_when_asked(
+        make_openai_server: Callable[..., OpenAIServer]) -> None:
+    """Azure's output filter (and a refusal) ends a 200 with finish_reason content_filter: returned as it is by
+    default; with the switch on, the next backend is asked instead."""
+    azure, other = make_openai_server(reply="", finish_reason="content_filter"), make_openai_server()
+    for opt_in in (False, True):
+        adapters = [OpenAICompatAdapter("azure", preset="azure", base_url=azure.base_url, api_key=AZURE_KEY),
+                    OpenAICompatAdapter("other", preset="openai_compat", base_url=other.base_url)]
+        router = turnout.Router([backend(a) for a in adapters], failover_on_content_filter=opt_in)
+        async with turnout.AsyncOpenAI(router=router) as client:
+            reply = await client.chat.completions.create(**CHAT)
+        assert (turnout.served_by(reply), reply.choices[0].finish_reason) == (
+            ("other", "stop") if opt_in else ("azure", "content_filter"))
+
+
 def test_the_content_filter_switch_is_an_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TURNOUT_BACKENDS", "vllm")
     assert from_env(_env_file=None).failover_on_content_filter is False

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import email.utils
 import enum
+import json
 import time
 
+import httpx2
 import openai
 
-from .._errors import RATE_LIMITED, UNSUPPORTED
+from .._errors import RATE_LIMITED, UNSUPPORTED, status_error
 
-__all__ = ["Verdict", "classify", "retry_after"]
+__all__ = ["Verdict", "classify", "retry_after", "filtered_answer"]
 
 
 class Verdict(enum.Enum):
@@ -81,6 +83,26 @@ def _is_content_filter(err: openai.APIStatusError) -> bool:
     inner = body.get("innererror") if isinstance(body.get("innererror"), dict) else {}
     words = (err.code, err.type, inner.get("code"))
     return any(isinstance(w, str) and w.lower() in _CONTENT_FILTER for w in words)
+
+
+_FILTERED_FINISH = frozenset({"content_filter", "refusal"})
+
+
+def filtered_answer(backend: str, response: httpx2.Response) -> openai.BadRequestError | None:
+    """A whole (not streamed) chat answer whose every choice a content filter stopped: Azure's output
+    filter, a model's refusal. As the error it stands for, for the router to fail over on when the user
+    opted in; ``None`` for any other answer, read no further than a byte search when it cannot be one."""
+    if not response.is_closed or b'"finish_reason"' not in response.content or not (
+            b"content_filter" in response.content or b"refusal" in response.content):
+        return None
+    try:
+        choices = json.loads(response.content).get("choices")
+    except (ValueError, AttributeError):
+        return None
+    if not choices or not all(isinstance(c, dict) and c.get("finish_reason") in _FILTERED_FINISH for c in choices):
+        return None
+    return status_error(openai.BadRequestError, 400, f"backend {backend!r}: a content filter stopped the answer",
+                        url=str(response.request.url), code="content_filter")
 
 
 def _aws_error(err: openai.APIStatusError) -> str:

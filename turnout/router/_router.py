@@ -30,7 +30,7 @@ from .._errors import AllBackendsFailedError, describe, status_error, synthetic_
 from ..adapters import Adapter, Call, Health, wire_response
 from ..state import Admission, MemoryState, State
 from ._backend import Backend
-from ._classify import Verdict, classify
+from ._classify import Verdict, classify, filtered_answer
 from ._endpoints import endpoint_for
 from ._events import Hook, RouterEvent, make_emit
 from ._quota import MAX_WAIT, rate_limited
@@ -297,12 +297,17 @@ class Router:
                 runner.learn(unsure, model)
             elif self._raised(classify(err)):
                 raise
-            errors[runner.name] = err
-            log.info("backend %s failed: %s", runner.name, describe(err))
-            if self._emit:
-                await self._emit(RouterEvent("failure", runner.name, error=err))
-            return None
+            return await self._failed(runner.name, err, errors)
+        filtered = filtered_answer(runner.name, response) if self.failover_on_content_filter else None
+        if filtered is not None:  # the user asked for another provider's filter to be tried
+            return await self._failed(runner.name, filtered, errors)
         return runner.name, response
+
+    async def _failed(self, name: str, err: openai.APIError, errors: dict[str, BaseException]) -> None:
+        errors[name] = err
+        log.info("backend %s failed: %s", name, describe(err))
+        if self._emit:
+            await self._emit(RouterEvent("failure", name, error=err))
 
 
     def _raised(self, verdict: Verdict) -> bool:
