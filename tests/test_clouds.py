@@ -262,6 +262,17 @@ def test_a_missing_region_or_project_names_its_variable(monkeypatch: pytest.Monk
     assert "AWS_REGION or AWS_DEFAULT_REGION" in str(caught.value) and "GOOGLE_CLOUD_PROJECT" in str(caught.value)
 
 
+def test_a_cloud_key_makes_a_backend_only_with_its_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Discovery: AZURE_OPENAI_API_KEY alone (set for other tools) makes no backend; with the endpoint it does."""
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", AZURE_KEY)
+    monkeypatch.setenv("AWS_BEARER_TOKEN_BEDROCK", BEDROCK_KEY)
+    monkeypatch.setenv("GROQ_API_KEY", "gsk-0123456789abcdef")
+    assert [b.name for b in resolve(TurnoutSettings(_env_file=None)).backends] == ["groq"]
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "https://acme.openai.azure.com")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
+    assert [b.name for b in resolve(TurnoutSettings(_env_file=None)).backends] == ["groq", "azure", "bedrock"]
+
+
 def test_a_credential_kind_the_provider_does_not_take_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TURNOUT_BACKENDS", "anthropic")
     monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)

@@ -20,7 +20,7 @@ from typing import Any, Callable, Literal, Mapping
 from .._errors import ConfigError
 from ._base import Capabilities
 
-__all__ = ["Preset", "PRESETS", "get_preset", "normalize_name", "fill_base_url", "url_variables", "Auth", "Constructor"]
+__all__ = ["Preset", "PRESETS", "get_preset", "normalize_name", "fill_base_url", "missing_url_variables", "url_variables", "Auth", "Constructor"]
 
 Protocol = Literal["openai", "ollama"]
 Constructor = Literal["openai", "azure", "bedrock"]
@@ -219,25 +219,40 @@ _PLACEHOLDER = re.compile(r"\{([A-Z0-9_,]+)(?::([^}]*))?\}")
 
 def url_variables(template: str) -> list[str]:
     """The variables a preset's address is filled from (``{AWS_REGION,AWS_DEFAULT_REGION}``: either), in order."""
-    return list(dict.fromkeys(n for m in _PLACEHOLDER.finditer(template) for n in m.group(1).split(",")))
+    return list(dict.fromkeys(n for names, _ in _placeholders(template) for n in names))
+
+
+def missing_url_variables(template: str, lookup: Callable[[str], str | None]) -> list[str]:
+    """What a preset's address still needs from the user (``A or B`` for alternatives); empty when it can be filled."""
+    return [" or ".join(names) for names, default in _placeholders(template)
+            if default is None and not any(_value(lookup, n) for n in names)]
 
 
 def fill_base_url(backend: str, template: str, lookup: Callable[[str], str | None]) -> str:
     """A preset's address with the user's resource, region or project filled in from their variables.
 
-    ``{VAR}`` is required, ``{VAR:default}`` has a default, ``{A,B}`` reads A, else B. A missing one
-    is a ConfigError naming it. Google's ``global`` location is served by the host without a region prefix.
+    ``{VAR}`` is required, ``{VAR:default}`` has a default, ``{A,B}`` reads A, else B. Missing ones
+    are a ConfigError naming them. Google's ``global`` location is served by the host without a region prefix.
     """
+    missing = missing_url_variables(template, lookup)
+    if missing:
+        raise ConfigError(f"backend {backend!r}: its address needs {', '.join(missing)}; set "
+                          f"{' and '.join(missing)} (or TURNOUT_BACKEND__{backend.upper()}__BASE_URL to the whole address)")
 
     def value(match: re.Match[str]) -> str:
         names, default = match.group(1).split(","), match.group(2)
-        found = next((v.strip().rstrip("/") for v in map(lookup, names) if v and v.strip()), default)
-        if not found:
-            raise ConfigError(f"backend {backend!r}: its address needs {' or '.join(names)}; set it "
-                              f"(or TURNOUT_BACKEND__{backend.upper()}__BASE_URL to the whole address)")
-        return found
+        return next(filter(None, (_value(lookup, n) for n in names)), default or "")
 
     return _PLACEHOLDER.sub(value, template).replace("://global-", "://", 1)
+
+
+def _placeholders(template: str) -> list[tuple[list[str], str | None]]:
+    return [(m.group(1).split(","), m.group(2)) for m in _PLACEHOLDER.finditer(template)]
+
+
+def _value(lookup: Callable[[str], str | None], name: str) -> str | None:
+    found = lookup(name)
+    return found.strip().rstrip("/") if found and found.strip() else None
 
 
 def normalize_name(name: str) -> str:

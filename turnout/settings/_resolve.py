@@ -16,7 +16,7 @@ from pydantic import SecretStr
 
 from .._errors import ConfigError
 from ..adapters import Capabilities
-from ..adapters.presets import PRESETS, Preset, fill_base_url, get_preset, url_variables
+from ..adapters.presets import PRESETS, Preset, fill_base_url, get_preset, missing_url_variables, url_variables
 from ._errors import ACCEPTED, join_problems
 from ._models import BackendSettings, TurnoutSettings
 from ._names import warn_once
@@ -187,10 +187,18 @@ def _selection(settings: TurnoutSettings) -> list[tuple[str, Origin]]:
             raise ConfigError(problem_text(settings.origin("backends"), [], "lists no backend", ACCEPTED["backends"]))
         return [(name, settings.origin("backends")) for name in settings.backends]
     found = [(name, settings.variable(var)) for name, var in discovery_order()]
-    selected = [(name, hit.origin) for name, hit in found if hit is not None]
+    selected = [(name, hit.origin) for name, hit in found if hit is not None and _addressed(settings, PRESETS[name])]
     if not selected:
         raise ConfigError(_nothing_configured())
     return selected
+
+
+def _addressed(settings: TurnoutSettings, preset: Preset) -> bool:
+    """A key alone does not make an Azure or Bedrock backend: its address needs the resource or region too
+    (AZURE_OPENAI_API_KEY may be set for other tools)."""
+    if not preset.base_url or (preset.url_env and settings.variable(preset.url_env)):
+        return True
+    return not missing_url_variables(preset.base_url, lambda var: getattr(settings.variable(var), "value", None))
 
 
 def _nothing_configured() -> str:
