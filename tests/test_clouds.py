@@ -508,3 +508,15 @@ async def test_keys_and_tokens_reach_only_their_own_host_and_no_log_or_repr(
         assert not [other for other, secret in own.items() if other != name and secret in received], name
     for secret in own.values():
         assert secret not in caplog.text and secret not in shown
+
+
+def test_the_sync_client_gets_its_tokens_from_the_same_source(openai_server: OpenAIServer) -> None:
+    """turnout.OpenAI runs the router on its own loop: the token source's fetch and refresh work there too."""
+    clock = Clock()
+    issuer = FakeIssuer(clock, life=2.0)
+    adapter = OpenAICompatAdapter(preset="vertex", base_url=openai_server.base_url, api_key=source(issuer))
+    with turnout.OpenAI(router=turnout.Router([backend(adapter)])) as client:
+        client.chat.completions.create(**CHAT)
+        clock.now += 3
+        client.chat.completions.create(**CHAT)
+    assert [r.header("Authorization") for r in openai_server.requests] == ["Bearer tok-1", "Bearer tok-2"]
