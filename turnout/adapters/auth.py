@@ -110,11 +110,6 @@ class TokenSource:
         self._token, self._issued = token, self._clock()
         return token
 
-    @property
-    def expired(self) -> bool:
-        """No valid token in hand (none fetched yet, or the last one has expired)."""
-        return self._token is None or self._clock() >= self._token.expires_at
-
     async def aclose(self) -> None:
         if self._pending is not None:
             self._pending.cancel()
