@@ -386,6 +386,8 @@ async def test_health_reports_an_unobtainable_token_by_name(openai_server: OpenA
 # -- the real libraries' entry points, with stand-ins on sys.path -----------------------------------
 
 AZURE_IDENTITY = '''
+import time
+
 
 class _Got:
     def __init__(self, token, expires_on):
