@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import subprocess
 import sys
 import textwrap
 import threading
@@ -428,25 +430,26 @@ async def test_entra_tokens_come_from_azure_identity(openai_server: OpenAIServer
 
 
 def test_health_and_config_name_the_credential_source(openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch,
-                                                      tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+                                                      tmp_path: Path) -> None:
     """`turnout health` reports the token it could not get by backend and source, never the library's
     message (it may quote a secret); `turnout config` says where each credential comes from, masked."""
-    from turnout.cli import main
-
     stand_in(tmp_path, monkeypatch, fail=True)
     azure_env(monkeypatch, openai_server)
     monkeypatch.setenv("TURNOUT_BACKENDS", "azure,anthropic")
     monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
     monkeypatch.setenv("TURNOUT_BACKEND__ANTHROPIC__BASE_URL", openai_server.base_url)
-    monkeypatch.chdir(tmp_path)
-    assert main(["health", "--json"]) == 0  # one of two up
-    out = capsys.readouterr()
-    report = json.loads(out.out)
-    [azure] = [b for b in report["backends"] if b["name"] == "azure"]
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+
+    def turnout_command(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "turnout", *args], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=60, env=dict(os.environ))
+
+    health = turnout_command("health", "--json")
+    assert health.returncode == 0, health.stderr  # one of two up
+    [azure] = [b for b in json.loads(health.stdout)["backends"] if b["name"] == "azure"]
     assert not azure["up"] and "backend 'azure': could not obtain a token from Microsoft Entra ID" in azure["error"]
-    assert "entra-secret-value" not in out.out + out.err
-    main(["config"])
-    text = capsys.readouterr().out
+    assert "entra-secret-value" not in health.stdout + health.stderr
+    text = turnout_command("config").stdout
     assert "entra: Microsoft Entra ID token (azure-identity DefaultAzureCredential)" in text
     assert "TURNOUT_BACKEND__AZURE__AUTH" in text and "none (AUTH=entra)" in text
     assert "sk-…cdef" in text and "environment ANTHROPIC_API_KEY" in text and ANTHROPIC_KEY not in text
