@@ -455,29 +455,22 @@ def test_health_and_config_name_the_credential_source(openai_server: OpenAIServe
     assert "sk-…cdef" in text and "environment ANTHROPIC_API_KEY" in text and ANTHROPIC_KEY not in text
 
 
-def test_a_missing_credential_library_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("library", "variables", "message"), [
+    ("google.auth", {"TURNOUT_BACKENDS": "vertex", "GOOGLE_CLOUD_PROJECT": "acme-ml"},
+     r"backend 'vertex': AUTH=google needs the google-auth package; pip install 'turnout\[google\]'"),
+    ("botocore", {"TURNOUT_BACKENDS": "bedrock", "AWS_REGION": "us-east-1", "TURNOUT_BACKEND__BEDROCK__AUTH": "aws"},
+     r"backend 'bedrock': AUTH=aws needs botocore; pip install 'turnout\[aws\]'"),
+])
+def test_a_missing_credential_library_names_the_extra(monkeypatch: pytest.MonkeyPatch, library: str,
+                                                       variables: dict[str, str], message: str) -> None:
     try:
-        import google.auth  # noqa: F401
-        pytest.skip("google-auth is installed here")
+        __import__(library)
+        pytest.skip(f"{library} is installed here")
     except ImportError:
         pass
-    monkeypatch.setenv("TURNOUT_BACKENDS", "vertex")
-    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "acme-ml")
-    with pytest.raises(ConfigError, match=r"backend 'vertex': AUTH=google needs the google-auth package; "
-                                          r"pip install 'turnout\[google\]'"):
-        from_env(_env_file=None)
-
-
-def test_aws_signing_without_botocore_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    try:
-        import botocore  # noqa: F401
-        pytest.skip("botocore is installed here")
-    except ImportError:
-        pass
-    monkeypatch.setenv("TURNOUT_BACKENDS", "bedrock")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    monkeypatch.setenv("TURNOUT_BACKEND__BEDROCK__AUTH", "aws")
-    with pytest.raises(ConfigError, match=r"backend 'bedrock': AUTH=aws needs botocore; pip install 'turnout\[aws\]'"):
+    for var, value in variables.items():
+        monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError, match=message):
         from_env(_env_file=None)
 
 
