@@ -139,7 +139,7 @@ async def test_with_redis_state_the_gauges_read_what_every_router_did(clients, m
     primary.fail(Fault(status=500))
     knobs = dict(max_retries=0, allowed_fails=1, cooldown=60, rpm=100)
     failing, scraped = (clients(routed_backend(primary, "primary", **knobs), routed_backend(backup, "backup"),
-                                state=RedisState(redis_server.url)) for _ in range(2))
+                                state=RedisState(redis_server.url, timeout=5)) for _ in range(2))
     telemetry = instrument(scraped.router, prometheus=True)
     assert telemetry is not None and telemetry.prom is not None
     await routed_chat(failing)  # another router (process) opens the primary's breaker
