@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._http import (
+    HANG_LIMIT,
     LoopbackHandler,
     LoopbackServer,
     image_bytes,
@@ -282,11 +283,12 @@ class _Handler(LoopbackHandler):
         state = self.server_state
         if fault is not None and fault.empty:
             frames = ending = []
+        if fault is not None and fault.no_done:
+            closing = [frame for frame in closing if b"[DONE]" not in frame]
         self.start_chunked("text/event-stream")
         try:
             for i, frame in enumerate(frames):
-                if fault is not None and fault.cut_after is not None and i >= fault.cut_after:
-                    self.drop()
+                if self._stopped_at(i, fault):
                     return
                 self.chunk(frame)
                 if state.stream_delay:
@@ -296,6 +298,22 @@ class _Handler(LoopbackHandler):
             self.chunk(b"")
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+
+    def _stopped_at(self, i: int, fault: Fault | None) -> bool:
+        """Did a fault stop the stream before its ``i``-th frame: cut, ended cleanly, or stalled?"""
+        if fault is None:
+            return False
+        if fault.cut_after is not None and i >= fault.cut_after:
+            self.drop()
+            return True
+        if fault.end_after is not None and i >= fault.end_after:
+            self.chunk(b"")
+            return True
+        if fault.stall_after is not None and i >= fault.stall_after:
+            self.server_state.wait(HANG_LIMIT)
+            self.close_connection = True
+            return True
+        return False
 
     # -- legacy completions --------------------------------------------------
     def _completions(self, body: dict[str, Any], fault: Fault | None) -> None:

@@ -55,6 +55,7 @@ class BackendSettings(BaseModel):
     backoff_base: Optional[Positive] = None
     backoff_max: Optional[Seconds] = None
     timeout: Optional[PositiveSeconds] = None
+    first_token_timeout: Optional[PositiveSeconds] = None
     headers: Annotated[Optional[dict[str, SecretStr]], NoDecode] = None
     capabilities: Annotated[Optional[dict[str, Optional[bool]]], NoDecode] = None
     allowed_fails: Optional[Fails] = None
@@ -116,6 +117,7 @@ class TurnoutSettings(BaseSettings):
     backoff_base: Positive = 2.0
     backoff_max: Seconds = 30.0
     timeout: PositiveSeconds = 60.0
+    first_token_timeout: Optional[PositiveSeconds] = None
     allowed_fails: Fails = 3
     cooldown: Seconds = 30.0
     deadline: Optional[PositiveSeconds] = None
@@ -134,6 +136,9 @@ class TurnoutSettings(BaseSettings):
     serve_port: Annotated[int, Field(ge=0, le=65535)] = 8001
     serve_api_keys: Annotated[Optional[tuple[SecretStr, ...]], NoDecode] = None
     serve_max_body: Annotated[int, Field(gt=0)] = 32 * 2**20
+    serve_max_connections: Annotated[int, Field(ge=1)] = 1000
+    serve_header_timeout: PositiveSeconds = 10.0
+    serve_body_timeout: PositiveSeconds = 120.0
 
     _layers: tuple[Layer, ...] = PrivateAttr(default=())
     _env_file: Resolved[Optional[str]] = PrivateAttr(default=Resolved(None, DEFAULT))
