@@ -2,6 +2,7 @@
 
     POST /v1/chat/completions 200 good 41.7ms
     POST /v1/chat/completions 200 good 1804.2ms stream, client left
+    POST /v1/chat/completions 499 - 912.0ms client left
 
 The path is logged without its query string, headers never: neither can
 then carry a key into the log. Every line, tracebacks included, passes
@@ -27,6 +28,9 @@ NOTE = "turnout.note"
 """A scope key a handler sets to add a word to the access line (``stream, client left``)."""
 
 _HEADER = BACKEND_HEADER.encode()
+
+_LEFT = 499
+"""The status logged when nothing was sent: the caller left first (nginx's word for it)."""
 
 
 class AccessLog:
@@ -55,7 +59,7 @@ class AccessLog:
             await self.app(scope, receive, sending)
         finally:
             note = scope.get(NOTE)
-            log.info("%s %s %d %s %.1fms%s", scope["method"], scope["path"], status, backend,
+            log.info("%s %s %d %s %.1fms%s", scope["method"], scope["path"], status or _LEFT, backend,
                      (time.perf_counter() - start) * 1000, f" {note}" if note else "")
 
 
