@@ -310,7 +310,7 @@ class _Handler(LoopbackHandler):
             self.chunk(b"")
             return True
         if fault.stall_after is not None and i >= fault.stall_after:
-            self.server_state.wait(HANG_LIMIT)
+            self.idle(HANG_LIMIT)
             self.close_connection = True
             return True
         return False

@@ -27,6 +27,9 @@ from ._wire import BACKEND_HEADER, NO_BACKEND
 
 __all__ = ["Protocol", "HEADER_TIMEOUT", "BODY_TIMEOUT"]
 
+_LINGER = 1.0
+"""Seconds a refused caller's remaining bytes are read and dropped before its connection closes."""
+
 HEADER_TIMEOUT = "turnout_header_timeout"
 BODY_TIMEOUT = "turnout_body_timeout"
 """Attributes of the ``uvicorn.Config`` the protocol reads its limits from (they travel to ``--workers``)."""
@@ -59,12 +62,15 @@ class Protocol(H11Protocol):
         self._body_timeout: float = getattr(config, BODY_TIMEOUT, 120.0)
         self._timer: asyncio.TimerHandle | None = None
         self._seen: object = None  # the request cycle whose headers were last timed
+        self._draining = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm(self._header_timeout, "headers")
 
     def data_received(self, data: bytes) -> None:
+        if self._draining:  # answered and closing: what still arrives is read and dropped
+            return
         super().data_received(data)
         self._track()
 
@@ -104,12 +110,12 @@ class Protocol(H11Protocol):
         if self.cycle is None or not self.cycle.response_started:
             self._answer(408, f"The request's {what} did not arrive within {seconds:g}s ({variable}).",
                          "request_timeout")
-        self.transport.close()
+        else:
+            self.transport.close()
 
     def send_400_response(self, msg: str) -> None:
         self._answer(400, "Invalid HTTP request received: it is malformed, or its headers are larger than "
                           "this server accepts.", "invalid_http_request")
-        self.transport.close()
 
     def _answer(self, status: int, message: str, code: str) -> None:
         """An error written straight to the connection (which closes after it), whatever h11's state."""
@@ -117,3 +123,20 @@ class Protocol(H11Protocol):
         head = f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\n".encode()
         head += b"".join(name + b": " + value + b"\r\n" for name, value in headers)
         self.transport.write(head + b"\r\n" + body)
+        self._close_gently()
+
+    def _close_gently(self) -> None:
+        """Close after an answer the caller has not finished sending its request for. Closed at once, the
+        unread bytes would make the kernel reset the connection, and the caller might never read the answer:
+        so the sending side is closed, what still arrives is dropped, and the connection closes for good
+        when the caller closes its side, or after a second."""
+        self._draining = True
+        self._disarm()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(_LINGER, self.transport.close)
+
+    def eof_received(self) -> bool | None:
+        if self._draining:
+            self.transport.close()
+        return super().eof_received()
