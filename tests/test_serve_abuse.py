@@ -194,12 +194,8 @@ def test_connections_over_the_cap_get_a_503_in_openai_shape(good: OpenAIServer, 
         assert answer.status_code == 503 and answer.headers["content-type"] == "application/json"
         assert answer.json()["error"]["code"] == "server_busy" and answer.headers["retry-after"] == "1"
         held.pop().close()
-        for _ in range(100):
-            answer = httpx2.post(f"{served.url}{CHAT}", json=chat())
-            if answer.status_code == 200:
-                break
-            time.sleep(0.05)
-        assert answer.status_code == 200, "room again once a connection closed"
+        time.sleep(0.2)
+        assert httpx2.post(f"{served.url}{CHAT}", json=chat()).status_code == 200, "room again once one closed"
         for sock in held:
             sock.close()
     finally:

@@ -61,7 +61,8 @@ def serve(settings: TurnoutSettings, *, host: str, port: int, workers: int = 1, 
     bound = sock.getsockname()[1]
     options: dict[str, Any] = dict(host=host, port=bound, timeout_graceful_shutdown=grace, log_config=None,
                                    access_log=False, server_header=False, lifespan="on", backlog=_BACKLOG,
-                                   http=Protocol, limit_concurrency=settings.serve_max_connections)
+                                   http=Protocol,  # uvicorn counts the connection a request comes on too: one more
+                                   limit_concurrency=settings.serve_max_connections + 1)
     where = f"http://{_url_host(host)}:{bound}/v1"
     backends = ", ".join(app.state.backends)
     access = "keys required" if settings.serve_api_keys else "no keys"
