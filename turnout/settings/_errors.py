@@ -42,7 +42,9 @@ ACCEPTED: dict[str, str] = {
     "cooldown": "seconds >= 0",
     "rpm": "requests per minute, a whole number >= 1 (unset: no limit)",
     "tpm": "tokens per minute, a whole number >= 1 (unset: no limit)",
-    "state_url": "redis://host:6379/0, rediss:// for TLS, or unix:///path/to/redis.sock (unset: this process's memory)",
+    "state_url": "redis://host:6379/0, rediss:// for TLS, unix:///path/to/redis.sock, "
+                 "redis+sentinel://host:26379,host2:26379/mymaster (Sentinel), or redis+cluster://host:7000,host2:7001 "
+                 "(Cluster) (unset: this process's memory)",
     "state_prefix": "one word that starts every Redis key, like turnout or myapp",
     "state_timeout": "seconds > 0 a Redis command may take before Redis counts as unreachable",
     "deadline": "seconds > 0",

@@ -36,7 +36,8 @@ Fails = Annotated[int, Field(ge=1)]
 PerMinute = Annotated[int, Field(ge=1)]
 
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_STATE_SCHEMES = ("redis://", "rediss://", "unix://")
+_STATE_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "rediss+sentinel://", "redis+cluster://",
+                  "rediss+cluster://")  # turnout.state._redis.SCHEMES, without importing redis-py
 
 
 class BackendSettings(BaseModel):
