@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, AsyncIterator, Callable, cast
+from typing import Any, AsyncIterator, Callable, Iterator, cast
 
 import httpx2
 import openai
@@ -99,28 +99,28 @@ async def _until_usable(chunks: AsyncIterator[bytes], read: list[bytes], *, plai
         if not plain:
             return None
         pending = pending + chunk if pending else chunk
-        events, pending = _events(pending)
-        for data in events:
+        done = 0
+        for data, done in _events(pending):
             _check(data, backend, request)
             first = data if first is None else first
             if usable(data):
                 return first
+        pending = pending[done:]
 
 
 _END_OF_EVENT = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 
 
-def _events(buffer: bytes) -> tuple[list[bytes], bytes]:
-    """The data of each complete event in ``buffer`` that has any (comments are skipped), and what is left."""
-    found: list[bytes] = []
+def _events(buffer: bytes) -> Iterator[tuple[bytes, int]]:
+    """The data of each complete event in ``buffer`` that has any (comments are skipped), with where the
+    event ends; lazily, so the rest of a buffer (often the whole stream, from a fast server) is not read."""
     start = 0
     for end in _END_OF_EVENT.finditer(buffer):
         event = buffer[start:end.start()].replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        start = end.end()
         lines = [line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
         if lines:
-            found.append(b"\n".join(lines))
-        start = end.end()
-    return found, buffer[start:]
+            yield b"\n".join(lines), start
 
 
 def _check(data: bytes, backend: str, request: httpx2.Request) -> None:
@@ -140,7 +140,7 @@ def _check(data: bytes, backend: str, request: httpx2.Request) -> None:
         raise openai.APIError(f"backend {backend!r} opened the stream with an error: {message}", request, body=error)
 
 
-_FINISH = b'"finish_reason"'
+_FINISHED = re.compile(rb'"finish_reason"\s*:\s*"')  # a literal first: re scans for it fast
 _DONE = re.compile(rb"[\r\n]data:\s?\[DONE\]")
 _TERMINAL = re.compile(rb'"type"\s*:\s*"response\.(?:completed|incomplete|failed)"')
 
@@ -148,15 +148,11 @@ _TERMINAL = re.compile(rb'"type"\s*:\s*"response\.(?:completed|incomplete|failed
 def _says_whole(window: bytes) -> bool:
     """Does ``window`` say the stream is whole: a finish reason (a string, not ``null``), ``[DONE]``, or a
     Responses terminal event? None of these can occur inside a JSON string (its quotes and line breaks are
-    escaped), so a model's text cannot fake one. Plain ``find``s first: this runs on every chunk."""
-    at = window.find(_FINISH)
-    while at >= 0:
-        if window[at + len(_FINISH):at + len(_FINISH) + 8].lstrip(b" :")[:1] == b'"':
-            return True
-        at = window.find(_FINISH, at + len(_FINISH))
-    if b"[DONE]" in window and _DONE.search(window):
-        return True
-    return b'"response.' in window and _TERMINAL.search(window) is not None
+    escaped), so a model's text cannot fake one. This runs on every chunk: the rarer markers are looked
+    for only where a plain ``in`` finds them."""
+    return (_FINISHED.search(window) is not None
+            or (b"[DONE]" in window and _DONE.search(window) is not None)
+            or (b'"response.' in window and _TERMINAL.search(window) is not None))
 
 
 _OVERLAP = 64

@@ -11,28 +11,22 @@ from __future__ import annotations
 
 import anyio
 import anyio.lowlevel
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
-from ._log import NOTE
+from ._log import NOTE, HttpMiddleware
 
 __all__ = ["ClientLeft"]
 
 _DISCONNECT: Message = {"type": "http.disconnect"}
 
 
-class ClientLeft:
+class ClientLeft(HttpMiddleware):
     """ASGI middleware: watches for the caller's disconnect and cancels the request's handler when it comes.
 
     Once the body is in, this middleware alone reads ``receive`` (a handler asking again, as a stream
     does to notice a disconnect, waits for the one this middleware saw)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         body_in = anyio.Event()
         if not any(name in (b"content-length", b"transfer-encoding") for name, _ in scope["headers"]):
             body_in.set()  # no body to read: the watch starts at once

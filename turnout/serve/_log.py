@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._wire import BACKEND_HEADER, NO_BACKEND
 
-__all__ = ["AccessLog", "log", "setup", "narrate", "NOTE"]
+__all__ = ["AccessLog", "HttpMiddleware", "log", "setup", "narrate", "NOTE"]
 
 log = logging.getLogger("turnout.serve")
 
@@ -33,8 +33,8 @@ _LEFT = 499
 """The status logged when nothing was sent: the caller left first (nginx's word for it)."""
 
 
-class AccessLog:
-    """ASGI middleware: method, path, status, backend and latency once the answer is complete."""
+class HttpMiddleware:
+    """ASGI middleware that acts on HTTP requests (``http``); anything else (the lifespan) passes through."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -43,6 +43,16 @@ class AccessLog:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.http(scope, receive, send)
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class AccessLog(HttpMiddleware):
+    """ASGI middleware: method, path, status, backend and latency once the answer is complete."""
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
         status = 0
         backend = NO_BACKEND
