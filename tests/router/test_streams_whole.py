@@ -128,6 +128,21 @@ async def test_a_responses_stream_that_ends_before_any_output_fails_over(clients
     (b'{"type":"response.created","response":{}}', False),
     (b'{"type":"response.in_progress","response":{}}', False),
     (b'{"type":"response.output_item.added","item":{}}', True),
+    (b'{"type":"transcript.text.delta","delta":"Hel"}', True),
 ])
 def test_what_counts_as_a_first_real_token(data: bytes, real: bool) -> None:
     assert usable(data) is real
+
+
+async def test_a_streamed_transcription_is_whole_at_its_done_event(clients, make_openai_server, sleeps) -> None:
+    """OpenAI ends a streamed transcription with ``transcript.text.done`` and no ``[DONE]``."""
+    server = make_openai_server()
+    client = clients(backend(server, "stt"))
+    events = [e async for e in await client.audio.transcriptions.create(
+        model="test-model", file=("a.wav", b"RIFF0000"), stream=True)]
+    assert events[-1].type == "transcript.text.done" and events[-1].text == "transcribed a.wav (8 bytes)"
+    server.fail(Fault(end_after=2), times=1)
+    with pytest.raises(BrokenStreamError):
+        async for _ in await client.audio.transcriptions.create(model="test-model", file=("a.wav", b"RIFF0000"),
+                                                                stream=True):
+            pass

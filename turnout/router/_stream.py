@@ -11,7 +11,7 @@ a direct stream gives. From there on the stream is the caller's: what breaks
 is raised as :class:`~turnout.BrokenStreamError` (the events delivered stay
 delivered, and no other backend's answer is glued to them), and so is a body
 that ends cleanly without saying it is whole (a finish reason, ``[DONE]``,
-or the Responses API's terminal event).
+the Responses API's terminal event, or a transcription's ``transcript.text.done``).
 """
 
 from __future__ import annotations
@@ -142,17 +142,17 @@ def _check(data: bytes, backend: str, request: httpx2.Request) -> None:
 
 _FINISHED = re.compile(rb'"finish_reason"\s*:\s*"')  # a literal first: re scans for it fast
 _DONE = re.compile(rb"[\r\n]data:\s?\[DONE\]")
-_TERMINAL = re.compile(rb'"type"\s*:\s*"response\.(?:completed|incomplete|failed)"')
+_TERMINAL = re.compile(rb'"type"\s*:\s*"(?:response\.(?:completed|incomplete|failed)|transcript\.text\.done)"')
 
 
 def _says_whole(window: bytes) -> bool:
     """Does ``window`` say the stream is whole: a finish reason (a string, not ``null``), ``[DONE]``, or a
-    Responses terminal event? None of these can occur inside a JSON string (its quotes and line breaks are
+    terminal event (the Responses API's, a streamed transcription's ``transcript.text.done``)? None of these can occur inside a JSON string (its quotes and line breaks are
     escaped), so a model's text cannot fake one. This runs on every chunk: the rarer markers are looked
     for only where a plain ``in`` finds them."""
     return (_FINISHED.search(window) is not None
             or (b"[DONE]" in window and _DONE.search(window) is not None)
-            or (b'"response.' in window and _TERMINAL.search(window) is not None))
+            or ((b'"response.' in window or b'"transcript.' in window) and _TERMINAL.search(window) is not None))
 
 
 _OVERLAP = 64

@@ -447,7 +447,9 @@ class _Handler(LoopbackHandler):
         done, verb = _AUDIO_TASKS[task]
         text = f"{done} {upload.filename} ({len(upload.data)} bytes)"
         fmt = body.get("response_format") or "json"
-        if fmt == "text":
+        if str(body.get("stream", "")).lower() == "true" and task == "transcriptions":
+            self._stream_transcript(text, fault)
+        elif fmt == "text":
             self.raw(200, text.encode(), "text/plain; charset=utf-8")
         elif fmt in ("srt", "vtt"):
             stamp = "00:00:00,000 --> 00:00:01,000" if fmt == "srt" else "00:00:00.000 --> 00:00:01.000"
@@ -464,6 +466,14 @@ class _Handler(LoopbackHandler):
         else:
             self.error(400, f"Invalid value for 'response_format': '{fmt}'.",
                        Fault(error_type="invalid_request_error", code="invalid_value"))
+
+    def _stream_transcript(self, text: str, fault: Fault | None) -> None:
+        """A streamed transcription as OpenAI sends one: ``transcript.text.delta`` events, then
+        ``transcript.text.done`` with the whole text, and no ``[DONE]``."""
+        frames = [_data({"type": "transcript.text.delta", "delta": piece}) for piece in pieces(text, None)]
+        done = {"type": "transcript.text.done", "text": text, "usage": {"type": "tokens", "input_tokens": 3,
+                                                                       "output_tokens": 5, "total_tokens": 8}}
+        self._stream(frames, [_data(done)], [], fault)
 
     # -- moderations ---------------------------------------------------------
     def _moderations(self, body: dict[str, Any], fault: Fault | None) -> None:
