@@ -142,17 +142,18 @@ def _check(data: bytes, backend: str, request: httpx2.Request) -> None:
 
 _FINISHED = re.compile(rb'"finish_reason"\s*:\s*"')  # a literal first: re scans for it fast
 _DONE = re.compile(rb"[\r\n]data:\s?\[DONE\]")
-_TERMINAL = re.compile(rb'"type"\s*:\s*"(?:response\.(?:completed|incomplete|failed)|transcript\.text\.done)"')
+_TERMINAL = re.compile(rb'"type"\s*:\s*"(?:response\.(?:completed|incomplete|failed)|transcript\.text\.done'
+                       rb'|image_generation\.completed)"')
 
 
 def _says_whole(window: bytes) -> bool:
     """Does ``window`` say the stream is whole: a finish reason (a string, not ``null``), ``[DONE]``, or a
-    terminal event (the Responses API's, a streamed transcription's ``transcript.text.done``)? None of these can occur inside a JSON string (its quotes and line breaks are
+    terminal event (the Responses API's, a streamed transcription's or image's)? None of these can occur inside a JSON string (its quotes and line breaks are
     escaped), so a model's text cannot fake one. This runs on every chunk: the rarer markers are looked
     for only where a plain ``in`` finds them."""
     return (_FINISHED.search(window) is not None
             or (b"[DONE]" in window and _DONE.search(window) is not None)
-            or ((b'"response.' in window or b'"transcript.' in window) and _TERMINAL.search(window) is not None))
+            or (b'"type"' in window and _TERMINAL.search(window) is not None))
 
 
 _OVERLAP = 64
