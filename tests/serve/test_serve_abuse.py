@@ -53,9 +53,9 @@ def answer_of(sock: socket.socket) -> tuple[int, dict[str, str], Any]:
     return int(lines[0].split()[1]), headers, json.loads(body)
 
 
-def wait_for_line(server: Served, *parts: str, limit: float = 10.0) -> str:
+def wait_for_line(server: Served, *parts: str, limit: float = 10.0, path: str = CHAT) -> str:
     for _ in range(int(limit / 0.02)):
-        found = [line for line in server.access_lines(CHAT) if all(p in line for p in parts)]
+        found = [line for line in server.access_lines(path) if all(p in line for p in parts)]
         if found:
             return found[-1]
         time.sleep(0.02)
@@ -116,6 +116,20 @@ def test_a_caller_leaving_a_stream_before_its_first_token_cancels_it(server: Ser
         time.sleep(0.02)
     assert good.abandoned == before + 1
     wait_for_line(server, " 499 ", "client left")
+
+
+def test_a_caller_leaving_a_request_without_a_body_cancels_it_too(server: Served, good: OpenAIServer) -> None:
+    good.fail(Fault(delay=8), times=1)  # the model list, slow to come
+    before = good.abandoned
+    with connect(server) as sock:
+        sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.5)
+    for _ in range(150):
+        if good.abandoned > before:
+            break
+        time.sleep(0.02)
+    assert good.abandoned == before + 1
+    wait_for_line(server, " 499 ", "client left", path="/v1/models")
 
 
 def test_callers_leaving_mid_body_are_one_access_line_each(server: Served) -> None:
