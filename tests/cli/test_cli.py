@@ -339,9 +339,9 @@ def test_a_ctrl_c_the_kernel_hands_to_another_thread_still_stops_the_command() -
             signal.pthread_kill(threading.get_ident(), signal.SIGINT)
 
         threading.Thread(target=interrupt_from_another_thread, daemon=True).start()
-        await asyncio.sleep(10)  # a backend that answers nothing
+        await asyncio.sleep(60)  # a backend that answers nothing
 
     start = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         run(hung())
-    assert time.monotonic() - start < 5, "the Ctrl-C waited for the hung request"
+    assert time.monotonic() - start < 30, "the Ctrl-C waited for the hung request"

@@ -53,6 +53,16 @@ def answer_of(sock: socket.socket) -> tuple[int, dict[str, str], Any]:
     return int(lines[0].split()[1]), headers, json.loads(body)
 
 
+def given_up(backend: OpenAIServer, before: int, limit: float = 3.0) -> bool:
+    """Whether the backend saw one more request given up by its client within ``limit`` seconds (long before
+    the backend's own delay ends: it was closed as soon as the caller left)."""
+    for _ in range(int(limit / 0.02)):
+        if backend.abandoned > before:
+            break
+        time.sleep(0.02)
+    return backend.abandoned == before + 1
+
+
 def wait_for_line(server: Served, *parts: str, limit: float = 10.0, path: str = CHAT) -> str:
     for _ in range(int(limit / 0.02)):
         found = [line for line in server.access_lines(path) if all(p in line for p in parts)]
@@ -94,11 +104,7 @@ def test_a_caller_leaving_before_the_answer_cancels_the_backends_work(server: Se
         while not good.requests or good.requests[-1].json != chat("wait for it"):
             assert time.monotonic() < deadline, "the request never reached the backend"
             time.sleep(0.02)
-    for _ in range(150):  # the backend's connection closes as soon as the caller's does, not after 8 s
-        if good.abandoned > before:
-            break
-        time.sleep(0.02)
-    assert good.abandoned == before + 1
+    assert given_up(good, before), "the backend's request was not closed when the caller left"
     line = wait_for_line(server, " 499 ", "client left")
     assert line.rstrip().endswith("client left")
 
@@ -110,11 +116,7 @@ def test_a_caller_leaving_a_stream_before_its_first_token_cancels_it(server: Ser
     with connect(server) as sock:
         sock.sendall(head(len(body)) + body)
         time.sleep(0.5)
-    for _ in range(150):
-        if good.abandoned > before:
-            break
-        time.sleep(0.02)
-    assert good.abandoned == before + 1
+    assert given_up(good, before), "the backend's request was not closed when the caller left"
     wait_for_line(server, " 499 ", "client left")
 
 
@@ -124,11 +126,7 @@ def test_a_caller_leaving_a_request_without_a_body_cancels_it_too(server: Served
     with connect(server) as sock:
         sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
         time.sleep(0.5)
-    for _ in range(150):
-        if good.abandoned > before:
-            break
-        time.sleep(0.02)
-    assert good.abandoned == before + 1
+    assert given_up(good, before), "the backend's request was not closed when the caller left"
     wait_for_line(server, " 499 ", "client left", path="/v1/models")
 
 
@@ -169,14 +167,11 @@ def test_requests_uvicorn_cannot_parse_get_an_openai_error(server: Served, reque
 ])
 def test_a_caller_too_slow_with_its_request_gets_a_408_and_is_closed(server: Served, partial: bytes,
                                                                       what: str) -> None:
-    with connect(server) as sock:
+    with connect(server) as sock:  # its 10 s socket timeout would fail the read if the server held it open
         sock.sendall(partial)
-        start = time.monotonic()
         status, _, body = answer_of(sock)
-        took = time.monotonic() - start
     assert status == 408 and body["error"]["code"] == "request_timeout"
     assert f"request's {what} did not arrive within 1s" in body["error"]["message"]
-    assert took < 5, "closed at the timeout, not held open"
 
 
 def test_keep_alive_requests_are_not_cut_by_the_read_timeouts(server: Served) -> None:
