@@ -198,3 +198,13 @@ def test_connections_over_the_cap_get_a_503_in_openai_shape(good: OpenAIServer, 
             sock.close()
     finally:
         assert served.stop() == 0
+
+
+def test_a_stream_that_ends_early_ends_with_an_error_event_not_quietly(server: Served, good: OpenAIServer) -> None:
+    good.fail(Fault(end_after=3), times=1)  # three chunks, then a clean end: no finish reason, no [DONE]
+    with httpx2.stream("POST", f"{server.url}{CHAT}", json=chat("one two three four five", stream=True)) as answer:
+        events = [json.loads(line[6:]) for line in answer.iter_lines() if line.startswith("data: ")]
+    assert [e["choices"][0]["delta"].get("content") for e in events[:3]] == ["", "echo:", " one"]
+    assert events[-1]["error"]["code"] == "stream_broken"
+    assert "without saying it was complete" in events[-1]["error"]["message"]
+    wait_for_line(server, "stream, broken upstream")
