@@ -1,7 +1,7 @@
 """A stream is whole only when it says so, and is committed to a backend only at its first real token.
 
 Against loopback servers that end a stream cleanly but early, open it with a role-only chunk and then
-say nothing, or finish it without ``[DONE]`` (as TGI did before 2.1.2), through the real SDK.
+say nothing, or finish it without ``[DONE]`` (as TGI did before July 2024), through the real SDK.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ class Fault:
     end_after     streams only: end the body cleanly after this many chunks, with no finish reason,
                   ``[DONE]`` or final event (a crashed worker behind a proxy)
     stall_after   streams only: say nothing more after this many chunks (until the server stops, or 30 s)
-    no_done       streams only: finish with a finish reason but no ``[DONE]`` (TGI before 2.1.2)
+    no_done       streams only: finish with a finish reason but no ``[DONE]`` (TGI before July 2024)
     headers       extra headers on the answer, whatever it is (a provider's ``x-ratelimit-*``)
     """
 
