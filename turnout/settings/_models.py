@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 from types import EllipsisType
-from typing import Annotated, Any, Optional, Sequence
+from typing import Annotated, Any, Literal, Optional, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -49,6 +49,8 @@ class BackendSettings(BaseModel):
     base_url: Optional[str] = None
     api_key: Optional[SecretStr] = None
     api_key_env: Optional[str] = None
+    auth: Optional[Literal["key", "entra", "google", "aws"]] = None
+    api_version: Optional[str] = None
     models: Annotated[Optional[dict[str, str]], NoDecode] = None
     priority: Optional[int] = None
     weight: Optional[Positive] = None
@@ -126,6 +128,7 @@ class TurnoutSettings(BaseSettings):
     retry_budget_min: Retries = 10
     stateful_backend: Optional[str] = None
     responses_ttl: PositiveSeconds = 3600.0
+    failover_on_content_filter: bool = False
     rpm: Optional[PerMinute] = None
     tpm: Optional[PerMinute] = None
     state_url: Optional[str] = None
@@ -145,7 +148,7 @@ class TurnoutSettings(BaseSettings):
     _env_file: Resolved[Optional[str]] = PrivateAttr(default=Resolved(None, DEFAULT))
     _ignored: tuple[str, ...] = PrivateAttr(default=())
 
-    @field_validator("strict", mode="before")
+    @field_validator("strict", "failover_on_content_filter", mode="before")
     @classmethod
     def _flag(cls, value: Any) -> bool:
         return parse_flag(value)  # the reading _strict() does ahead of validation: the two must agree
