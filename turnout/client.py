@@ -249,7 +249,7 @@ def _tagged(answer: Any, name: str | None) -> Any:
 def _exposed_key(primary: Backend) -> str:
     """A real key only where any library may send it: OpenAI's own, when OpenAI's own host is primary."""
     adapter = primary.adapter
-    if isinstance(adapter, OpenAICompatAdapter) and adapter.preset.name == "openai" \
+    if adapter.provider == "openai" and isinstance(adapter, OpenAICompatAdapter) \
             and urllib.parse.urlsplit(adapter.base_url).hostname == _OPENAI_HOST:
         return adapter.api_key
     return PLACEHOLDER_KEY

@@ -98,6 +98,13 @@ class Call:
         data = self.options.json_data
         return data if isinstance(data, dict) else {}
 
+    def renamed(self, model: str) -> Call:
+        """This call with ``model`` as a backend knows it; the body is shared, not copied, when it already is."""
+        body = self.body
+        if body.get("model") == model:
+            return self
+        return Call(self.endpoint, self.options.model_copy(update={"json_data": {**body, "model": model}}), self.stream)
+
 
 def wire_response(call: Call, base_url: str, *, content: bytes | None = None,
                   stream: httpx2.AsyncByteStream | None = None) -> httpx2.Response:
@@ -140,6 +147,9 @@ class Adapter(Protocol):
     ``base_url`` is where its OpenAI-shaped API lives, for a client to report."""
 
     name: str
+    provider: str
+    """Which provider it is: its preset's name (``"openai"``, ``"groq"``, ``"ollama"``), so callers ask this
+    rather than guess from the class or its attributes."""
     base_url: str
     timeout: float | None
     """Seconds each attempt may take (``None``: no limit)."""

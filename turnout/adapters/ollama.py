@@ -117,6 +117,7 @@ class OllamaAdapter:
     ) -> None:
         preset = get_preset("ollama")
         self.name = name or preset.name
+        self.provider = preset.name
         self.capabilities = capabilities or preset.capabilities
         self.fetch_image_urls = fetch_image_urls
         self.timeout = timeout

@@ -52,6 +52,7 @@ class OpenAICompatAdapter:
     ) -> None:
         self.preset = preset if isinstance(preset, Preset) else get_preset(preset)
         self.name = name or self.preset.name
+        self.provider = self.preset.name
         self.capabilities = capabilities or self.preset.capabilities
         self.base_url = _resolve_base_url(self.name, self.preset, base_url)
         self.timeout = timeout

@@ -2,7 +2,7 @@
 
 One row per endpoint, matched on the method and the path the SDK built
 (relative to the client's base URL). A new endpoint is a row here, never a
-new code path. The Responses API has two modes of its own (``router._responses``):
+new code path. The Responses API has two modes of its own (``turnout.responses``):
 creating a response is routed, natively or through the bridge; a stored response
 is *held*, served where it was made. What no row matches is pinned: stateful APIs (files,
 batches, uploads, vector stores, fine-tuning, conversations, containers,

@@ -19,7 +19,7 @@ import openai
 
 from .._errors import BrokenStreamError
 
-__all__ = ["open_stream", "first_event"]
+__all__ = ["open_stream"]
 
 
 async def open_stream(response: httpx2.Response, backend: str, on_break: Callable[[], None]) -> httpx2.Response:
@@ -35,12 +35,6 @@ async def open_stream(response: httpx2.Response, backend: str, on_break: Callabl
     source = cast(httpx2.AsyncByteStream, response.stream)
     response.stream = _Relay(read, chunks, source, backend, response.request, on_break, first)
     return response
-
-
-def first_event(response: httpx2.Response) -> bytes | None:
-    """The data of the first event of a stream :func:`open_stream` opened (``None`` if compressed)."""
-    stream = response.stream
-    return stream.first if isinstance(stream, _Relay) else None
 
 
 async def _first_event(chunks: AsyncIterator[bytes], read: list[bytes], *, plain: bool, backend: str,
@@ -100,7 +94,10 @@ def _check_first(data: bytes, backend: str, request: httpx2.Request) -> None:
 
 
 class _Relay(httpx2.AsyncByteStream):
-    """The bytes already read, then the rest; a break after them is a :class:`BrokenStreamError`."""
+    """The bytes already read, then the rest; a break after them is a :class:`BrokenStreamError`.
+
+    ``first`` is the data of the first event (``None`` if compressed), for whoever reads what a stream
+    made before its caller does (``turnout.responses`` remembers the id of a response it opens with)."""
 
     def __init__(self, read: list[bytes], chunks: AsyncIterator[bytes], source: httpx2.AsyncByteStream,
                  backend: str, request: httpx2.Request, on_break: Callable[[], None], first: bytes | None) -> None:

@@ -13,7 +13,7 @@ import httpx2
 import openai
 from openai._streaming import SSEDecoder
 
-from .._base import Call, Endpoint, made_response
+from ...adapters import Call, Endpoint, made_response
 from ._answer import to_response
 from ._events import response_events, sse
 
