@@ -84,11 +84,9 @@ class _Routed:
         given = {k: v for k, v in kwargs.items() if k in names and _given(v) is not None}
         settings = {k: v for k, v in kwargs.items() if k not in names}
         if router is None:
-            from .settings import router_for_client
-
-            router = router_for_client(api_key=given.get("api_key"), base_url=_text(given.get("base_url")),
-                                       timeout=_seconds(given.get("timeout")), max_retries=given.get("max_retries"),
-                                       default_headers=given.get("default_headers"), **settings)
+            router = _router_for_client(api_key=given.get("api_key"), base_url=_text(given.get("base_url")),
+                                        timeout=_seconds(given.get("timeout")), max_retries=given.get("max_retries"),
+                                        default_headers=given.get("default_headers"), **settings)
         elif settings:
             raise TypeError(f"settings {sorted(settings)} have no effect with router=...: set them on its backends")
         self.router = router
@@ -253,6 +251,30 @@ def _exposed_key(primary: Backend) -> str:
             and urllib.parse.urlsplit(adapter.base_url).hostname == _OPENAI_HOST:
         return adapter.api_key
     return PLACEHOLDER_KEY
+
+
+def _router_for_client(*, api_key: str | None = None, base_url: str | None = None, timeout: float | None = None,
+                      max_retries: int | None = None, default_headers: Mapping[str, str] | None = None,
+                      **settings: Any) -> Router:
+    """The openai SDK's constructor arguments, in settings terms (see ``turnout.AsyncOpenAI``).
+
+    ``api_key`` or ``base_url`` make exactly the one backend the SDK would talk
+    to (OpenAI's address when no ``base_url``); ``timeout`` and ``max_retries``
+    set every backend's; ``default_headers`` go to every backend.
+    """
+    overrides = dict(settings)
+    if timeout is not None:
+        overrides["timeout"] = timeout
+    if max_retries is not None:
+        overrides["max_retries"] = max_retries
+    if api_key is not None or base_url is not None:
+        name, provider = ("openai", "openai") if base_url is None else ("default", "openai_compat")
+        section = {"provider": provider, "base_url": base_url, "api_key": api_key}
+        overrides["backends"] = [name]
+        overrides["backend"] = {name: {k: v for k, v in section.items() if v is not None}}
+    from .settings import TurnoutSettings, build_router  # only when no router= was given
+
+    return build_router(TurnoutSettings(**overrides), default_headers)
 
 
 _SDK_NAMES: dict[type, frozenset[str]] = {}

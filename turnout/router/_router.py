@@ -28,6 +28,7 @@ from openai.types import Model
 
 from .._errors import AllBackendsFailedError, describe, refused, status_error, synthetic_request
 from ..adapters import Adapter, Call, Health, wire_response
+from ..knobs import default
 from ..state import Admission, MemoryState, State
 from ._backend import Backend
 from ._classify import Verdict, classify
@@ -88,10 +89,10 @@ class Router:
         backends: Sequence[Backend | Adapter],
         *,
         timeout: float | None = None,
-        retry_budget: float = 0.2,
-        retry_budget_min: int = 10,
+        retry_budget: float = default("retry_budget"),
+        retry_budget_min: int = default("retry_budget_min"),
         stateful_backend: str | None = None,
-        responses_ttl: float = 3600.0,
+        responses_ttl: float = default("responses_ttl"),
         state: State | None = None,
         on_event: Hook | None = None,
     ) -> None:
