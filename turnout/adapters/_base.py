@@ -77,11 +77,15 @@ class Endpoint:
     ``pinned``: stateful (files, batches, ...), one backend, never failed over;
     ``responses``: routed, natively or through the chat bridge; ``held``: a stored
     response, served by the backend (or the router's state) that made it.
+    ``streams``: ``"stream": true`` makes its answer server-sent events; ``upload``: its body is a
+    multipart form (a file), not JSON.
     """
 
     name: str
     mode: Mode = "routed"
     need: str | None = None
+    streams: bool = False
+    upload: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,8 @@
-"""What a failure means for routing: DESIGN.md's error table, in one place.
+"""What a failure means for routing, in one place.
+
+The contract this table keeps (the project's design notes, "Errors the router acts on"): retry what
+is transient, fail over what is this backend's problem, raise a bad request at once; when every
+candidate fails, the caller gets one exception of the fitting openai class carrying each backend's error.
 
 | what happened                              | retry this backend | then fail over |
 | connection refused/reset, timeout          | yes                | yes            |
