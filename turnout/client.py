@@ -24,9 +24,9 @@ from typing import Any, AsyncIterator, Iterator, Mapping, Optional, Type, cast
 import httpx2
 import openai
 from openai import NotGiven
-from openai._models import FinalRequestOptions
 
 from ._portal import run
+from ._sdk import FinalRequestOptions
 from .adapters import OpenAICompatAdapter
 from .router import Backend, Router
 from .router._retry import max_retries_override

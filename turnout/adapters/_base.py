@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import Any, Literal, Mapping, Optional, Protocol, runtime_checkable
 
 import httpx2
-from openai._models import FinalRequestOptions
 from openai.types import Model
+
+from .._sdk import FinalRequestOptions
 
 __all__ = ["Adapter", "Call", "Capabilities", "Endpoint", "Health", "made_response", "wire_response"]
 

@@ -19,6 +19,7 @@ from openai.types import Model
 
 from .._errors import ConfigError, describe, malformed_response
 from .._redact import redact_url
+from .._sdk import set_custom_headers
 from ._base import Call, Capabilities, Health
 from .presets import Preset, get_preset
 
@@ -169,4 +170,4 @@ def _forget_openai_ambient(client: openai.AsyncOpenAI, headers: Mapping[str, str
     """
     client.organization = None
     client.project = None
-    client._custom_headers = dict(headers or {})
+    set_custom_headers(client, headers)

@@ -23,12 +23,13 @@ from typing import Any, AsyncIterator, Callable, Optional, Sequence
 import httpx2
 import openai
 from openai import NotGiven
-from openai._models import FinalRequestOptions
 from openai.types import Model
 
 from .._errors import AllBackendsFailedError, describe, refused, status_error, synthetic_request
+from .._sdk import FinalRequestOptions
 from ..adapters import Adapter, Call, Health, wire_response
 from ..knobs import default
+from ..responses import Responses
 from ..state import Admission, MemoryState, State
 from ._backend import Backend
 from ._classify import Verdict, classify
@@ -37,7 +38,6 @@ from ._events import Hook, RouterEvent, make_emit
 from ._quota import MAX_WAIT, rate_limited
 from ._retry import Op, Runner, deadline
 from ._select import Candidate, Selector, kind_of
-from ..responses import Responses
 
 __all__ = ["Router", "ModelList", "OpFor"]
 

@@ -20,7 +20,6 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import anyio
 import httpx2
 import openai
-from openai._types import RequestOptions
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -30,6 +29,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from .._sdk import RequestOptions
 from ..client import AsyncOpenAI, served_by
 from ..router import ENDPOINTS as ROUTER_ENDPOINTS
 from ..settings import TurnoutSettings, build_router, resolve
