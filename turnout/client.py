@@ -50,7 +50,7 @@ def served_by(answer: object) -> str | None:
     """The backend that produced ``answer``: a completion, embedding, stream chunk, stream (the
     ``stream()`` helpers' too), raw or HTTP response."""
     name = getattr(answer, "__dict__", {}).get(_SERVED_BY)
-    if name is not None:
+    if isinstance(name, str):
         return name
     for holder in (answer, getattr(answer, "response", None), getattr(answer, "http_response", None),
                    getattr(answer, "_response", None)):  # the stream helpers keep the SDK stream's response here

@@ -104,8 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from . import common
     from .._errors import AllBackendsFailedError, ConfigError
+    from . import common
 
     common.show_log()
     try:
@@ -136,7 +136,8 @@ def _command(target: str) -> Callable[[argparse.Namespace], int]:
     import importlib
 
     module, _, function = target.partition(":")
-    return getattr(importlib.import_module(f"turnout.cli.{module}"), function)
+    command: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(f"turnout.cli.{module}"), function)
+    return command
 
 
 def _seconds(text: str) -> float:

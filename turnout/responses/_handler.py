@@ -51,8 +51,11 @@ Served = tuple[Optional[str], httpx2.Response]
 class Runner(Protocol):
     """One backend as the router's walk calls it."""
 
-    name: str
-    adapter: Adapter
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def adapter(self) -> Adapter: ...
 
     def has(self, flag: str, model: str) -> bool | None: ...
 
@@ -64,6 +67,8 @@ class Runner(Protocol):
 
 
 class Candidate(Protocol):
+    """A backend for a request's model, and its name for that model."""
+
     @property
     def runner(self) -> Runner: ...
 
@@ -77,11 +82,13 @@ class Choice(Protocol):
 
 
 class Select(Protocol):
+    """The router's selection: a model's candidates, those that can serve a request, their order."""
+
     def choice_for(self, model: str) -> Choice: ...
 
-    def capable(self, choice: Choice, kind: str, params: Mapping[str, Any]) -> Sequence[Candidate]: ...
+    def capable(self, choice: Any, kind: str, params: Mapping[str, Any]) -> Sequence[Candidate]: ...
 
-    def order(self, candidates: Sequence[Candidate]) -> list[Candidate]: ...
+    def order(self, candidates: Sequence[Any]) -> Sequence[Candidate]: ...
 
     def not_found(self, model: str) -> openai.NotFoundError: ...
 
@@ -90,14 +97,18 @@ class Routing(Protocol):
     """What Responses asks of the router (``turnout.router.Router`` has it): its state, its selection, its
     walk over candidates, its stateful backend, and a backend by name."""
 
-    state: State
-    select: Select
-    stateful: Runner
+    @property
+    def state(self) -> State: ...
+
+    @property
+    def select(self) -> Select: ...
+
+    @property
+    def stateful(self) -> Runner: ...
 
     def runner(self, name: str) -> Runner | None: ...
 
-    async def walk(self, plan: list[Candidate], call: Call,
-                   op_for: Callable[[Candidate, Call], tuple[Op, Call]] | None = None,
+    async def walk(self, plan: Sequence[Any], call: Call, op_for: Callable[[Any, Call], tuple[Op, Call]] | None = None,
                    skipped: dict[str, BaseException] | None = None) -> Served: ...
 
 

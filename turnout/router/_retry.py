@@ -113,7 +113,7 @@ class Runner:
             admission = await self.admit(arg, hold=False)
         self.counters.requests += 1
         try:
-            result = await self.call(op, arg, admission)
+            result: T = await self.call(op, arg, admission)
         except openai.APIError:
             self.counters.failures += 1
             raise

@@ -239,7 +239,7 @@ class Router:
         """The backend of that name, as the walk calls it."""
         return next((r for r in self._runners if r.name == name), None)
 
-    async def walk(self, plan: list[Candidate], call: Call, op_for: OpFor | None = None,
+    async def walk(self, plan: Sequence[Candidate], call: Call, op_for: OpFor | None = None,
                     skipped: dict[str, BaseException] | None = None) -> Served:
         """Each candidate in turn until one answers; ``op_for`` says what an attempt on it runs, and
         ``skipped`` why some backends were not tried (named in the error if none answers).

@@ -13,7 +13,16 @@ from pathlib import Path
 from types import EllipsisType
 from typing import Annotated, Any, Optional, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    create_model,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .._errors import ConfigError
@@ -39,7 +48,7 @@ def _field(knob: Knob, *, per_backend: bool) -> tuple[Any, Any]:
     return (Annotated[kind, NoDecode] if knob.raw else kind), (None if per_backend else knob.default)
 
 
-_BackendFields: Any = create_model(  # every per-backend field of turnout.knobs, in its order
+_BackendFields: Any = create_model(  # type: ignore[call-overload]  # every per-backend row of turnout.knobs
     "_BackendFields", __base__=BaseModel,
     **{name: _field(KNOBS[name], per_backend=True) for name in names("backend", "both")})
 
@@ -84,7 +93,7 @@ class _Selection(BaseSettings):
     backend: dict[str, BackendSettings] = Field(default_factory=dict)
 
 
-_Fields: Any = create_model(  # the selection, then every other field of turnout.knobs, in its order
+_Fields: Any = create_model(  # type: ignore[call-overload]  # the selection, then the other rows
     "_Fields", __base__=_Selection, **{name: _field(KNOBS[name], per_backend=False)
                                       for name in names("router", "both", "other")})
 

@@ -133,7 +133,8 @@ class RedisState:
 
     async def get(self, key: str) -> dict[str, Any] | None:
         raw = await self.command(lambda: self.client.get(self._kv(key)), lambda: self._local_kv.get(key))
-        return json.loads(raw) if isinstance(raw, (bytes, str)) else raw
+        value: dict[str, Any] | None = json.loads(raw) if isinstance(raw, (bytes, str)) else raw
+        return value
 
     async def put(self, key: str, value: dict[str, Any], ttl: float) -> None:
         await self.command(lambda: self.client.set(self._kv(key), json.dumps(value), px=max(1, math.ceil(ttl * 1000))),

@@ -42,9 +42,9 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from ..._errors import UNSUPPORTED, BrokenStreamError, ConfigError, describe, malformed_response
 from ..._redact import redact_url
 from .._base import Call, Capabilities, Health, wire_response
+from ..presets import get_preset
 from ._answers import ChatCall, EventStream, StreamState, completion, embedding_response, model_of
 from ._requests import EMBED_FIELDS, Requests, split_params
-from ..presets import get_preset
 
 __all__ = ["OllamaAdapter", "DEFAULT_TIMEOUT", "UNSUPPORTED"]
 
@@ -188,7 +188,8 @@ class OllamaAdapter(Requests):
         """One non-streamed call through the SDK's request path; failures become openai exceptions."""
         kwargs = dict(http, json=body) if body is not None else http
         try:
-            return await self._client._request(dict, method, path, **kwargs)
+            answer: dict[str, Any] = await self._client._request(dict, method, path, **kwargs)
+            return answer
         except Exception as err:
             mapped = self._translate(err, method, path)
             if mapped is err:

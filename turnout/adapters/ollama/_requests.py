@@ -299,5 +299,6 @@ def _httpx_timeout(value: Any) -> httpx.Timeout | float | None:
 def _as_dict(item: Any) -> dict[str, Any]:
     """A message or part given as the openai SDK's own model (a previous reply appended as is) or as a dict."""
     if hasattr(item, "model_dump"):
-        return item.model_dump(exclude_none=True)
+        dumped: dict[str, Any] = item.model_dump(exclude_none=True)
+        return dumped
     return dict(item)
