@@ -7,6 +7,11 @@ the pydantic-settings models (``TURNOUT_<NAME>`` and
 and the defaults of the router's :class:`~turnout.router.Backend` and
 :class:`~turnout.router.Router` (which hand them on to the state's limits).
 
+Adding a setting: its row here, then its use. A per-backend one (``both`` or
+``backend``) that the router acts on is a field of :class:`~turnout.router.Backend`
+with ``default("name")``: the settings hand it over by name. A router-wide one is
+a keyword of ``Router`` passed in ``settings/_build.py``'s ``build_router``.
+
 It sits below the router and the settings (it imports only pydantic and the
 adapters' ``Capabilities``), so both read the same defaults.
 

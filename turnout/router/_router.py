@@ -7,6 +7,17 @@ decorator retries what is worth retrying; what is not, or what is still
 failing, fails over to the next. A bad request is raised at once. When
 every candidate fails, one error carries them all. The answer goes back as
 the backend's HTTP response, for the caller's SDK client to parse.
+
+One request, in the order it happens (everything but the last two steps is in this module):
+
+1. ``send``: the endpoint table (``_endpoints``) names the endpoint's mode; the deadline is set.
+2. routed: ``_plan`` asks the selection (``_select``) for the model's candidates that can serve it,
+   in order; ``walk`` tries each in turn (``_try``), admitted by the state (breaker, rate windows)
+   or waited for; pinned: ``_pinned``; Responses: ``turnout.responses``, which plans its own and
+   walks them with ``walk``; aggregated: ``_aggregated``.
+3. on one backend, ``Runner.serve`` (``_retry``) runs the attempts under its ``backoff`` decorator,
+   and ``_classify`` says what each failure means.
+4. the adapter sends it (``turnout.adapters``); a stream is read to its first event (``_stream``).
 """
 
 from __future__ import annotations
