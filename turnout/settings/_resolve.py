@@ -25,7 +25,7 @@ from ._origin import DEFAULT, Origin, Resolved, did_you_mean, problem_text, wher
 from ._parse import check_url
 from ._sources import variable_name
 
-__all__ = ["ResolvedBackend", "ResolvedConfig", "resolve", "discovery_order", "AMBIENT_TOKENS", "ROUTER_WIDE"]
+__all__ = ["ResolvedBackend", "ResolvedConfig", "resolve", "discovery_order", "AMBIENT_TOKENS"]
 
 log = logging.getLogger("turnout.settings")
 
@@ -36,7 +36,7 @@ AMBIENT_TOKENS = frozenset({"GITHUB_TOKEN", "HF_TOKEN"})
 
 _INHERITED = names("both")
 """Per-backend settings a backend inherits from the router-wide value when it has none of its own."""
-ROUTER_WIDE = names("router")
+_ROUTER_WIDE = names("router")
 """The router-wide settings (``turnout config`` shows them above the backends)."""
 _RESOLVED_PER_BACKEND = tuple(name for name in names("backend", "both") if name != "api_key_env")
 """What a backend shows and runs with (``api_key_env`` is where ``api_key`` came from, not a value)."""
@@ -103,7 +103,7 @@ class ResolvedConfig(_Values):
         """JSON-able, keys masked: what ``turnout config --json`` prints."""
         return {
             "env_file": _described(self.env_file),
-            **{name: _described(self.__getattr__(name)) for name in ROUTER_WIDE},
+            **{name: _described(value) for name, value in self.values.items()},
             "backends": [b.describe() for b in self.backends],
             "problems": list(self.problems),
             "notes": list(self.notes),
@@ -126,7 +126,7 @@ def resolve(settings: TurnoutSettings, *, strict: bool = True) -> ResolvedConfig
     selected: list[tuple[str, Origin]] = _attempt(problems, lambda: _selection(settings), [])
     backends = tuple(_backend(settings, name, origin) for name, origin in selected)
     problems += [p for b in backends for p in b.problems]
-    values = {name: _global(settings, name) for name in ROUTER_WIDE}
+    values = {name: _global(settings, name) for name in _ROUTER_WIDE}
     stateful = values["stateful_backend"]
     if stateful.value is not None and stateful.value not in [b.name for b in backends]:
         problems.append(f"stateful_backend {stateful.value!r} ({stateful.origin}) is not a listed backend; "
