@@ -68,6 +68,10 @@ KNOBS: dict[str, Knob] = {
     "base_url": Knob(Optional[str], None, "backend", "an http:// or https:// URL"),
     "api_key": Knob(Optional[SecretStr], None, "backend", "the key as text", secret=True),
     "api_key_env": Knob(Optional[str], None, "backend", "the name of a variable holding the key, like MY_GROQ_KEY"),
+    "auth": Knob(Optional[Literal["key", "entra", "google", "aws"]], None, "backend",
+                 "key (a static key), entra (Microsoft Entra ID, turnout[azure]), google (Google credentials, "
+                 "turnout[google]) or aws (AWS's credential chain, turnout[aws]); which ones depends on the provider"),
+    "api_version": Knob(Optional[str], None, "backend", "an Azure OpenAI api-version like 2024-10-21 (unset: the v1 API)"),
     # which requests it serves, and its share of them
     "models": Knob(Optional[dict[str, str]], None, "backend",
                    "alias=model,alias2=model2 (a bare model means alias == model), or a JSON object", raw=True),
@@ -93,6 +97,9 @@ KNOBS: dict[str, Knob] = {
     "stateful_backend": Knob(Optional[str], None, "router",
                              "the name of a listed backend (files, batches and other stateful calls go to it)"),
     "responses_ttl": Knob(PositiveSeconds, 3600.0, "router", "seconds > 0"),  # stored responses are kept
+    "failover_on_content_filter": Knob(bool, False, "router", "1 (a content-filter refusal fails over to the next "
+                                       "backend) or 0 (it is raised: the request is refused); true/false, yes/no, "
+                                       "on/off too"),
     # rate windows, counted in the router's state (across processes when it is shared)
     "rpm": Knob(Optional[PerMinute], None, "both", "requests per minute, a whole number >= 1 (unset: no limit)"),
     "tpm": Knob(Optional[PerMinute], None, "both", "tokens per minute, a whole number >= 1 (unset: no limit)"),

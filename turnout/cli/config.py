@@ -11,6 +11,7 @@ import argparse
 import logging
 from typing import Any
 
+from ..adapters.auth import CREDENTIAL_SOURCES
 from ..knobs import KNOBS, names
 from .common import dump_json, load, ranked
 
@@ -54,7 +55,12 @@ def render(report: dict[str, Any]) -> str:
 
 
 def _cells(fields: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
-    return [(name, *_cell(name, field)) for name, field in fields.items()]
+    cells = [(name, *_cell(name, field)) for name, field in fields.items()]
+    auth = fields.get("auth", {}).get("value")
+    if auth in CREDENTIAL_SOURCES:  # the key is not what is sent: say what is, and where it comes from
+        cells = [(n, f"none (AUTH={auth})", "") if n == "api_key" else
+                 (n, f"{v}: {CREDENTIAL_SOURCES[auth]}", s) if n == "auth" else (n, v, s) for n, v, s in cells]
+    return cells
 
 
 def _rows(cells: list[tuple[str, str, str]], widths: tuple[int, int], indent: str) -> list[str]:

@@ -122,7 +122,7 @@ class TurnoutSettings(_Fields):  # type: ignore[misc]
     _env_file: Resolved[Optional[str]] = PrivateAttr(default=Resolved(None, DEFAULT))
     _ignored: tuple[str, ...] = PrivateAttr(default=())
 
-    @field_validator("strict", mode="before")
+    @field_validator("strict", "failover_on_content_filter", mode="before")
     @classmethod
     def _flag(cls, value: Any) -> bool:
         return parse_flag(value)  # the reading _strict() does ahead of validation: the two must agree
