@@ -28,11 +28,9 @@ from typing import Any, AsyncIterator, Iterator, Mapping, Optional, Type, cast
 import httpx2
 import openai
 from openai import NotGiven
-from openai._base_client import AsyncAPIClient, SyncAPIClient
-from openai._constants import RAW_RESPONSE_HEADER
-from openai._models import FinalRequestOptions
 
 from ._portal import run
+from ._sdk import ASYNC_SDK_REQUEST, RAW_RESPONSE_HEADER, SYNC_SDK_REQUEST, FinalRequestOptions
 from .adapters import OpenAICompatAdapter
 from .router import Backend, Router
 from .router._retry import max_retries_override
@@ -47,8 +45,6 @@ PLACEHOLDER_KEY = "turnout-routed"
 """``client.api_key`` where the primary backend is not OpenAI's own host: never a real key."""
 
 _STAND_IN_URL = "http://turnout.invalid/"
-_ASYNC_SDK_REQUEST = AsyncAPIClient.request
-_SYNC_SDK_REQUEST = SyncAPIClient.request
 _SERVED_BY = "_turnout_backend"
 _COST = "_turnout_cost"
 _OPENAI_HOST = "api.openai.com"
@@ -76,7 +72,7 @@ def cost_of(answer: object) -> float | None:
 def _mark(answer: object, key: str, header: str) -> str | None:
     """What turnout marked on an answer, or on the HTTP response it came from."""
     value = getattr(answer, "__dict__", {}).get(key)
-    if value is not None:
+    if isinstance(value, str):
         return value
     for holder in (answer, getattr(answer, "response", None), getattr(answer, "http_response", None),
                    getattr(answer, "_response", None)):  # the stream helpers keep the SDK stream's response here
@@ -110,11 +106,9 @@ class _Routed:
         given = {k: v for k, v in kwargs.items() if k in names and _given(v) is not None}
         settings = {k: v for k, v in kwargs.items() if k not in names}
         if router is None:
-            from .settings import router_for_client
-
-            router = router_for_client(api_key=given.get("api_key"), base_url=_text(given.get("base_url")),
-                                       timeout=_seconds(given.get("timeout")), max_retries=given.get("max_retries"),
-                                       default_headers=given.get("default_headers"), **settings)
+            router = _router_for_client(api_key=given.get("api_key"), base_url=_text(given.get("base_url")),
+                                        timeout=_seconds(given.get("timeout")), max_retries=given.get("max_retries"),
+                                        default_headers=given.get("default_headers"), **settings)
         elif settings:
             raise TypeError(f"settings {sorted(settings)} have no effect with router=...: set them on its backends")
         self.router = router
@@ -195,7 +189,7 @@ class AsyncOpenAI(_Routed, openai.AsyncOpenAI):
         """Routed at once; where instrumentation wraps ``request`` on ``openai.AsyncOpenAI`` (logfire's
         class-level mode), through the SDK's own ``request`` instead, so the wrapper sees this call once, and
         routed at its send (:meth:`_send_request`)."""
-        if openai.AsyncOpenAI.request is _ASYNC_SDK_REQUEST:  # nothing wraps it: skip the SDK's retry loop
+        if openai.AsyncOpenAI.request is ASYNC_SDK_REQUEST:  # nothing wraps it: skip the SDK's retry loop
             cast_to = self._maybe_override_cast_to(cast_to, options)
             name, response = await self._route(options, stream)
             answer = await self._process_response(cast_to=cast_to, options=options, response=response,
@@ -228,7 +222,7 @@ class OpenAI(_Routed, openai.OpenAI):
 
     def request(self, cast_to: Type[Any], options: FinalRequestOptions, *, stream: bool = False,
                 stream_cls: Optional[type[Any]] = None) -> Any:
-        if openai.OpenAI.request is _SYNC_SDK_REQUEST:  # as AsyncOpenAI.request
+        if openai.OpenAI.request is SYNC_SDK_REQUEST:  # as AsyncOpenAI.request
             cast_to = self._maybe_override_cast_to(cast_to, options)
             name, response = run(self._route(options, stream))
             answer = self._process_response(cast_to=cast_to, options=options, response=_synchronous(response),
@@ -348,10 +342,34 @@ def _tagged(answer: Any, name: str | None) -> Any:
 def _exposed_key(primary: Backend) -> str:
     """A real key only where any library may send it: OpenAI's own, when OpenAI's own host is primary."""
     adapter = primary.adapter
-    if isinstance(adapter, OpenAICompatAdapter) and adapter.preset.name == "openai" \
+    if adapter.provider == "openai" and isinstance(adapter, OpenAICompatAdapter) \
             and urllib.parse.urlsplit(adapter.base_url).hostname == _OPENAI_HOST:
         return adapter.api_key
     return PLACEHOLDER_KEY
+
+
+def _router_for_client(*, api_key: str | None = None, base_url: str | None = None, timeout: float | None = None,
+                      max_retries: int | None = None, default_headers: Mapping[str, str] | None = None,
+                      **settings: Any) -> Router:
+    """The openai SDK's constructor arguments, in settings terms (see ``turnout.AsyncOpenAI``).
+
+    ``api_key`` or ``base_url`` make exactly the one backend the SDK would talk
+    to (OpenAI's address when no ``base_url``); ``timeout`` and ``max_retries``
+    set every backend's; ``default_headers`` go to every backend.
+    """
+    overrides = dict(settings)
+    if timeout is not None:
+        overrides["timeout"] = timeout
+    if max_retries is not None:
+        overrides["max_retries"] = max_retries
+    if api_key is not None or base_url is not None:
+        name, provider = ("openai", "openai") if base_url is None else ("default", "openai_compat")
+        section = {"provider": provider, "base_url": base_url, "api_key": api_key}
+        overrides["backends"] = [name]
+        overrides["backend"] = {name: {k: v for k, v in section.items() if v is not None}}
+    from .settings import TurnoutSettings, build_router  # only when no router= was given
+
+    return build_router(TurnoutSettings(**overrides), default_headers)
 
 
 _SDK_NAMES: dict[type, frozenset[str]] = {}

@@ -15,11 +15,11 @@ from typing import Any, Mapping
 
 import httpx2
 import openai
-from openai._base_client import AsyncAPIClient
 from openai.types import Model
 
 from .._errors import ConfigError, describe, malformed_response
 from .._redact import redact_url
+from .._sdk import ASYNC_SDK_REQUEST, set_custom_headers
 from ._base import Call, Capabilities, Health
 from ._constructors import build_client
 from .auth import TokenSource, token_source
@@ -31,10 +31,6 @@ LOCAL_PLACEHOLDER_KEY = "sk-no-key-required"
 """Sent to servers that need no key: the SDK insists on one, local servers ignore it."""
 
 DEFAULT_TIMEOUT = 60.0
-
-_SDK_REQUEST = AsyncAPIClient.request
-"""The SDK's request, from its base class: instrumentation that wraps ``openai.AsyncOpenAI.request`` (logfire's
-class-level mode) wraps the caller's call on turnout's client, and must not see each backend attempt again."""
 
 
 class OpenAICompatAdapter:
@@ -61,6 +57,7 @@ class OpenAICompatAdapter:
     ) -> None:
         self.preset = preset if isinstance(preset, Preset) else get_preset(preset)
         self.name = name or self.preset.name
+        self.provider = self.preset.name
         self.capabilities = capabilities or self.preset.capabilities
         self.base_url = _resolve_base_url(self.name, self.preset, base_url)
         self.timeout = timeout
@@ -90,7 +87,8 @@ class OpenAICompatAdapter:
         exceptions for failed statuses, and hands back the HTTP response
         unparsed: the caller's SDK client parses it.
         """
-        answer: Any = await _SDK_REQUEST(self._client, httpx2.Response, call.options, stream=call.stream)
+        # the SDK base class's request: a class-level wrapper of openai.AsyncOpenAI.request sees no attempt (_sdk)
+        answer: Any = await ASYNC_SDK_REQUEST(self._client, httpx2.Response, call.options, stream=call.stream)
         response: httpx2.Response = answer if isinstance(answer, httpx2.Response) else answer.http_response
         if response.is_closed and _is_json(response) and response.content:  # read already: check it whole
             try:
@@ -185,4 +183,4 @@ def _forget_openai_ambient(client: openai.AsyncOpenAI, headers: Mapping[str, str
     """
     client.organization = None
     client.project = None
-    client._custom_headers = dict(headers or {})
+    set_custom_headers(client, headers)

@@ -28,11 +28,15 @@ from ._backend import Backend
 from ._classify import Verdict, classify, retry_after
 from ._events import Events, RequestInfo, RouterEvent, current_request
 from ._quota import count_stream, estimate_tokens, limit_text, provider_limit, retry_refused, tokens_used
+from ._stream import open_stream
 
-__all__ = ["Runner", "deadline", "remaining", "max_retries_override", "LEARNED_FOR"]
+__all__ = ["Op", "Runner", "deadline", "remaining", "max_retries_override", "LEARNED_FOR"]
 
 log = logging.getLogger("turnout")
 T = TypeVar("T")
+
+Op = Callable[[Call], Awaitable[httpx2.Response]]
+"""One attempt: the call in, the backend's HTTP answer out (a stream's first event already read)."""
 
 deadline: ContextVar[float | None] = ContextVar("turnout_deadline", default=None)
 """The current request's total deadline (``time.monotonic()`` seconds), if it has one."""
@@ -94,7 +98,8 @@ class Runner:
 
     async def admit(self, call: Any, *, hold: bool = True) -> Admission:
         """May ``call`` go to this backend now? Counted in its windows if so (see ``BackendState.admit``)."""
-        tokens = estimate_tokens(call.body) if self.limits.tpm and isinstance(call, Call) else 0
+        tpm = self.limits.tpm
+        tokens = min(estimate_tokens(call.body), tpm) if tpm and isinstance(call, Call) else 0
         return await self.shared.admit(tokens, hold=hold)
 
     def held(self, admission: Admission) -> str:
@@ -109,12 +114,39 @@ class Runner:
             admission = await self.admit(arg, hold=False)
         self.counters.requests += 1
         try:
-            result = await self.call(op, arg, admission)
+            result: T = await self.call(op, arg, admission)
         except openai.APIError:
             self.counters.failures += 1
             raise
         self.counters.successes += 1
         return result
+
+    def sender(self, stream: bool) -> Op:
+        """The backend's ``send``, and for a stream also reading up to its first real token (within the
+        backend's ``first_token_timeout``, if it has one: a timeout like any other, retried and failed over)."""
+        if not stream:
+            return self.adapter.send
+
+        async def open_and_read(call: Call) -> httpx2.Response:
+            response = await self.adapter.send(call)
+            request = current_request.get()
+            on_end = (lambda reason, error: self.stream_ended(request, reason, error)) if self.listened else None
+            return await open_stream(response, self.name, on_break=self.broke, on_end=on_end)
+
+        limit = self.backend.first_token_timeout
+        if limit is None:
+            return open_and_read
+
+        async def within_first_token_limit(call: Call) -> httpx2.Response:
+            try:
+                return await asyncio.wait_for(open_and_read(call), limit)
+            except asyncio.TimeoutError:
+                err = openai.APITimeoutError(request=synthetic_request())
+                err.message = f"backend {self.name!r} sent no first token within {limit:g}s (first_token_timeout)"
+                err.args = (err.message,)
+                raise err from None
+
+        return within_first_token_limit
 
     def broke(self) -> None:
         """A stream broke after its first event (told synchronously): counted as a failed attempt."""
@@ -225,6 +257,8 @@ class Runner:
             await self.shared.failed(cool=True)
         else:  # it answered: alive, whatever it thought of the request
             await self.shared.succeeded(admission)
+        if admission.tokens and isinstance(err, openai.APIStatusError) and 400 <= err.status_code < 500:
+            await self.shared.used(admission, 0)  # refused before it produced a token: its estimate is given back
         limit = provider_limit(err.response.headers) if isinstance(err, openai.APIStatusError) else None
         if limit is not None:
             await self._full(*limit)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable
@@ -20,7 +21,6 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import anyio
 import httpx2
 import openai
-from openai._types import RequestOptions
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -30,37 +30,31 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from .._sdk import RequestOptions
 from ..client import AsyncOpenAI, served_by
+from ..router import ENDPOINTS as ROUTER_ENDPOINTS
 from ..settings import TurnoutSettings, build_router, resolve
 from . import _log
 from ..telemetry import COST_HEADER, telemetry_of
 from ._auth import OPEN_PATHS, BearerAuth
 from ._health import LastErrors, report
+from ._leave import ClientLeft
 from ._limits import BodyLimit
 from ._scrub import Scrubber, secrets_of
 from ._wire import BACKEND_HEADER, NO_BACKEND, Refusal, answer_for, error_response
 
 __all__ = ["create_app", "app_from_env", "ENDPOINTS"]
 
-ENDPOINTS: tuple[tuple[str, str, bool], ...] = (
-    # path under /v1, body ("json" or "multipart"), whether ``"stream": true`` streams its answer
-    ("/chat/completions", "json", True),
-    ("/completions", "json", True),
-    ("/embeddings", "json", False),
-    ("/moderations", "json", False),
-    ("/images/generations", "json", False),
-    ("/audio/transcriptions", "multipart", True),
-    ("/audio/translations", "multipart", False),
-    ("/responses", "json", True),
-)
-"""The routed endpoints the server answers, each sent on through the router's endpoint table."""
+ENDPOINTS: tuple[tuple[str, str, bool], ...] = tuple(
+    (path, "multipart" if endpoint.upload else "json", endpoint.streams)
+    for method, path, endpoint in ROUTER_ENDPOINTS if method == "post" and endpoint.mode in ("routed", "responses"))
+"""The routed endpoints the server answers (path under /v1, body ``json`` or ``multipart``, whether
+``"stream": true`` streams its answer): the router's endpoint table's, so the two never disagree."""
 
-STORED: tuple[tuple[str, tuple[str, ...]], ...] = (
-    # a stored response, served where it was made (path under /v1, methods)
-    ("/responses/{ident}", ("GET", "DELETE")),
-    ("/responses/{ident}/input_items", ("GET",)),
-    ("/responses/{ident}/cancel", ("POST",)),
-)
+STORED: tuple[tuple[str, tuple[str, ...]], ...] = tuple(
+    (path.replace("{id}", "{ident}"), tuple(m.upper() for m, p, e in ROUTER_ENDPOINTS if p == path and e.mode == "held"))
+    for path in dict.fromkeys(p for _, p, e in ROUTER_ENDPOINTS if e.mode == "held"))
+"""Stored responses, served where they were made (path under /v1, methods): the router's table's too."""
 
 _RELAYED = ("x-request-id", COST_HEADER)
 """Answer headers passed on from the backend besides the content type (its request id, for its support)."""
@@ -115,8 +109,8 @@ def create_app(settings: TurnoutSettings | None = None) -> Starlette:
         Route("/metrics", _answering(_metrics), methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error},
-                    middleware=[Middleware(_log.AccessLog), Middleware(BearerAuth, keys=keys,
-                                                                          open_paths=_open_paths(settings)),
+                    middleware=[Middleware(_log.AccessLog), Middleware(ClientLeft),
+                                Middleware(BearerAuth, keys=keys, open_paths=_open_paths(settings)),
                                 Middleware(BodyLimit, limit=settings.serve_max_body)])
     app.state.scrub = scrub
     app.state.backends = [b.name for b in config.backends]
@@ -255,15 +249,46 @@ async def _json_body(request: Request) -> dict[str, Any]:
         raise Refusal(415, f"{request.url.path} takes a JSON body (Content-Type: application/json), not {media}.",
                       code="unsupported_media_type")
     raw = await request.body()
+    odd: list[bool] = []
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=lambda name: _constant(odd),
+                          parse_float=lambda text: _float(text, odd))
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise Refusal(400, "We could not parse the JSON body of your request: it is not valid JSON.",
                       code="invalid_json") from None
     if not isinstance(body, dict):
         raise Refusal(400, "The request body must be a JSON object.", code="invalid_json")
+    if odd:
+        field = _non_finite(body) or "?"
+        raise Refusal(400, f"{field} is not a finite number: JSON has no NaN or Infinity, and this number "
+                           "does not fit in one.", param=field, code="invalid_value")
     _require_model(body)
     return body
+
+
+def _constant(odd: list[bool]) -> float:
+    """``NaN``, ``Infinity`` or ``-Infinity``: Python's json takes them, JSON and the SDK do not."""
+    odd.append(True)
+    return math.nan
+
+
+def _float(text: str, odd: list[bool]) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: valid JSON, but no number the SDK can send on
+        odd.append(True)
+    return value
+
+
+def _non_finite(value: Any, path: str = "") -> str | None:
+    """Where in the body the first NaN or infinity is (``max_tokens``, ``messages[0].content``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _non_finite(item, f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else key)
+        if found is not None:
+            return found
+    return None
 
 
 def _require_model(body: dict[str, Any]) -> None:

@@ -10,14 +10,18 @@ from __future__ import annotations
 import logging
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 import httpx2
 
+from ..adapters import Adapter
 from ..router import RequestInfo, Router, RouterEvent
 from . import COST_HEADER
 from ._cost import PROVIDER_IDS, Price, Pricer
 from ._facts import Facts, StreamWatch, facts_of
+
+if TYPE_CHECKING:
+    from ._otel import Tracing
 
 __all__ = ["Telemetry", "OTHER"]
 
@@ -69,7 +73,7 @@ class Telemetry:
     def __init__(self, router: Router, *, prices: Mapping[str, Mapping[str, Price]] | None = None,
                  prom: Any = None, otel: bool = True) -> None:
         self._where = {b.name: _where_of(b.adapter) for b in router.backends}
-        presets = {b.name: getattr(getattr(b.adapter, "preset", None), "name", "") for b in router.backends}
+        presets = {b.name: b.adapter.provider for b in router.backends}
         local = {b.name: bool(getattr(getattr(b.adapter, "preset", None), "local", False)) for b in router.backends}
         self.pricer = Pricer(prices or {}, local, {n: PROVIDER_IDS.get(p) for n, p in presets.items()})
         self._known_models = {m for b in router.backends for pair in (b.models or {}).items() for m in pair}
@@ -134,8 +138,8 @@ class Telemetry:
         self._landed(state)
         if self.prom is not None:
             self.prom.attempts.labels(event.backend, "error").inc()
-        if state.span is not None and event.start is not None and event.end is not None:
-            span = self._attempt_span(event, state)
+        if self.tracing is not None and state.span is not None and event.start is not None and event.end is not None:
+            span = self._attempt_span(self.tracing, event, state)
             self.tracing.end(span, event.end, {}, error=_error_type(event.error), message=type(event.error).__name__)
 
     def _answer(self, event: RouterEvent, state: _Request) -> None:
@@ -145,12 +149,13 @@ class Telemetry:
             self._landed(state)
         elif event.first is not None and event.start is not None:
             state.first = event.first
-        if state.span is not None and event.start is not None:
-            span = self._attempt_span(event, state)
+        if self.tracing is not None and state.span is not None and event.start is not None:
+            span = self._attempt_span(self.tracing, event, state)
             if event.end is not None:
                 self.tracing.end(span, event.end, {})  # the answer's facts go on the request's span
             else:
-                span.set_attribute("gen_ai.response.time_to_first_chunk", event.first - event.start)
+                if event.first is not None:
+                    span.set_attribute("gen_ai.response.time_to_first_chunk", event.first - event.start)
                 state.attempt_span = span
 
     def _retry(self, event: RouterEvent, state: _Request) -> None:
@@ -185,7 +190,7 @@ class Telemetry:
         state.response = response
         if not info.stream:
             state.facts = facts_of(response)
-            if state.span is not None and self.tracing.capture:  # opted in: the answer's messages too
+            if self.tracing is not None and state.span is not None and self.tracing.capture:  # opted in: the answer's messages too
                 state.span.set_attribute("gen_ai.output.messages", self.tracing.answer_messages(response.content))
             self._priced(info, state)
             self._finish(info, state, event.end)
@@ -210,7 +215,7 @@ class Telemetry:
         info = event.request
         assert info is not None and event.end is not None
         self._landed(state)
-        if state.attempt_span is not None:
+        if self.tracing is not None and state.attempt_span is not None:
             self.tracing.end(state.attempt_span, event.end, {},
                              error=None if event.reason != "broken" else _error_type(event.error))
             state.attempt_span = None
@@ -224,17 +229,18 @@ class Telemetry:
             self.prom.in_flight.labels(state.in_flight).dec()
             state.in_flight = None
 
-    def _attempt_span(self, event: RouterEvent, state: _Request) -> Any:
+    def _attempt_span(self, tracing: Tracing, event: RouterEvent, state: _Request) -> Any:
+        info = event.request
+        assert info is not None and event.start is not None, "an attempt's events carry its request and start"
         where = self._where.get(event.backend)
         attributes: dict[str, Any] = {"turnout.backend": event.backend, "turnout.attempt": event.attempt,
-                                      "gen_ai.operation.name": _OPERATIONS.get(event.request.endpoint,
-                                                                               event.request.endpoint)}
-        if event.request.model:
-            attributes["gen_ai.request.model"] = event.request.model
+                                      "gen_ai.operation.name": _OPERATIONS.get(info.endpoint, info.endpoint)}
+        if info.model:
+            attributes["gen_ai.request.model"] = info.model
         if where is not None:
             attributes.update(_where_attributes(where))
         name = f"{attributes['gen_ai.operation.name']} {event.backend}"
-        return self.tracing.start(name, event.start, attributes, parent=state.span)
+        return tracing.start(name, event.start, attributes, parent=state.span)
 
     def _priced(self, info: RequestInfo, state: _Request) -> None:
         """The answer's cost, once its usage is in: on its response's header, in the totals. An answer that
@@ -268,7 +274,7 @@ class Telemetry:
         first = state.first - info.start if state.first is not None else None
         where = self._where.get(state.backend)
         operation = _OPERATIONS.get(info.endpoint, info.endpoint)
-        if state.span is not None:
+        if self.tracing is not None and state.span is not None:
             attributes = {**_response_attributes(facts), "turnout.backend": state.backend or None,
                           "turnout.cost_usd": state.cost, "gen_ai.response.time_to_first_chunk": first,
                           "turnout.stream.closed": True if closed else None}
@@ -304,8 +310,8 @@ class Telemetry:
             prom.cost.labels(backend, model).inc(state.cost)
 
 
-def _where_of(adapter: Any) -> _Where:
-    preset = getattr(getattr(adapter, "preset", None), "name", None) or "openai_compat"
+def _where_of(adapter: Adapter) -> _Where:
+    preset = adapter.provider or "openai_compat"
     url = urllib.parse.urlsplit(getattr(adapter, "base_url", "") or "")
     port = url.port or (443 if url.scheme == "https" else 80 if url.scheme == "http" else None)
     return _Where(_SEMCONV_PROVIDERS.get(preset, preset), url.hostname, port)

@@ -75,7 +75,7 @@ class Tracing:
         """Is the caller's current span another instrumentation's GenAI operation (openai-v2's, logfire's)? Then
         that one measures this operation: turnout's spans nest beneath it, its metrics are not recorded twice."""
         attributes = getattr(trace.get_current_span(), "attributes", None)
-        return bool(attributes) and "gen_ai.operation.name" in attributes
+        return attributes is not None and "gen_ai.operation.name" in attributes
 
     @staticmethod
     def note(span: Any, name: str, attributes: dict[str, Any]) -> None:

@@ -51,7 +51,7 @@ class Prom:
         if self.multiprocess:
             from prometheus_client import multiprocess
 
-            multiprocess.MultiProcessCollector(self.registry)
+            multiprocess.MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]  # unannotated there
 
     def scrape(self, stats: Mapping[str, Mapping[str, Any]]) -> bytes:
         """The exposition text; ``stats`` is the router's (shared, with Redis) state read just now."""

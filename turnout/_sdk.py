@@ -1,0 +1,58 @@
+"""The one place that touches the openai SDK's private API.
+
+Every name below is private to the SDK (a leading underscore), so a new
+openai release may move it. They are imported here and nowhere else, so an
+upgrade that breaks one breaks this module, at import, not five others.
+
+Checked against openai 3.0.0 (the floor of the pin in pyproject.toml, which
+``./scripts/test`` runs the suite on too) and 3.60.0 (the newest the suite
+ran on when this was written); recheck both when either moves.
+
+- ``FinalRequestOptions`` (``openai._models``): one request's options as the
+  caller's SDK built them (method, url, json_data, files, headers, ...). The
+  routing seam receives them and the router routes them: the client's
+  ``request()`` override, ``Router.send``, the adapters' ``Call``.
+- ``RequestOptions`` (``openai._types``): the per-call options a raw
+  ``client.post(..., options=...)`` takes (``turnout serve``).
+- ``SSEDecoder`` (``openai._streaming``): the SDK's own server-sent-events
+  parser, which the Responses bridge reads a chat stream with.
+- ``set_custom_headers``: a client's ``_custom_headers``, where the SDK keeps
+  ``OPENAI_CUSTOM_HEADERS`` from the environment (kept away from other hosts).
+- ``ASYNC_SDK_REQUEST``, ``SYNC_SDK_REQUEST`` (``request`` of
+  ``openai._base_client``'s ``AsyncAPIClient``/``SyncAPIClient``): the SDK's
+  own ``request``, from its base class. The adapters call it (not their
+  client's ``request``), so instrumentation wrapping ``openai.AsyncOpenAI.request``
+  on the class (logfire's class-level mode) sees the caller's call once, not each
+  backend attempt again; the client compares its class's ``request`` with it to
+  know whether such a wrapper is there.
+- ``RAW_RESPONSE_HEADER`` (``openai._constants``): the header by which the
+  SDK asks for a raw response; the client's stand-in request keeps it.
+
+The client also overrides private hooks of the SDK's base client
+(``client.py``): ``_process_response_data`` (to mark who served an answer
+and its cost; keyword-only ``data``, ``cast_to``, ``response``), and, for
+the path taken when instrumentation wraps ``request`` on the class,
+``_prepare_options``, ``_build_request`` (a stand-in request: nothing is
+sent from the caller's client) and ``_send_request`` (the seam there).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from openai._base_client import AsyncAPIClient, SyncAPIClient
+from openai._constants import RAW_RESPONSE_HEADER
+from openai._models import FinalRequestOptions
+from openai._streaming import SSEDecoder
+from openai._types import RequestOptions
+
+__all__ = ["ASYNC_SDK_REQUEST", "SYNC_SDK_REQUEST", "RAW_RESPONSE_HEADER", "FinalRequestOptions", "RequestOptions",
+           "SSEDecoder", "set_custom_headers"]
+
+ASYNC_SDK_REQUEST = AsyncAPIClient.request
+SYNC_SDK_REQUEST = SyncAPIClient.request
+
+
+def set_custom_headers(client: Any, headers: Mapping[str, str] | None) -> None:
+    """Replace the headers an SDK client read from ``OPENAI_CUSTOM_HEADERS`` with ``headers``."""
+    client._custom_headers = dict(headers or {})
