@@ -12,11 +12,13 @@ import asyncio
 import base64
 import itertools
 import json
+import select
 import socket
 import threading
+import time
 from email.parser import BytesHeaderParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 from urllib.parse import parse_qsl
 
 from .faults import Fault, FaultQueue, FormFile, RecordedRequest
@@ -44,6 +46,12 @@ class LoopbackServer:
         self.open_connections = 0
         self.connections_made = 0
         """Every connection ever accepted: a client that reuses its connections makes few."""
+        self.latency: float | Callable[[int], float] = 0.0
+        """Seconds every request waits before it is answered, or a schedule: request number (from 1) -> seconds."""
+        self.disconnects = 0
+        """Requests whose client closed the connection while the server was still waiting to answer."""
+        self.answered = 0
+        """Requests answered (or failed by a fault) to the end, not abandoned by their client."""
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
@@ -96,6 +104,10 @@ class LoopbackServer:
     def wait(self, seconds: float) -> None:
         """Sleep, but wake when the server stops."""
         self._stopping.wait(seconds)
+
+    def latency_of(self, number: int) -> float:
+        latency = self.latency
+        return latency(number) if callable(latency) else latency
 
     def serve_until_interrupted(self, port: int) -> None:
         """For ``python -m``: print the port, serve until Ctrl-C."""
@@ -194,12 +206,39 @@ class LoopbackHandler(BaseHTTPRequestHandler):
         self.query = dict(parse_qsl(query))
         if self.request_id_prefix is not None:
             self.request_id = f"{self.request_id_prefix}{next(_request_numbers)}"
-        state.requests.append(RecordedRequest(self.command, path, dict(self.headers.items()),
-                                              None if form is not None else body, form, self.query, self.request_id))
+        with state._lock:
+            state.requests.append(RecordedRequest(self.command, path, dict(self.headers.items()),
+                                                  None if form is not None else body, form, self.query, self.request_id))
+            number = len(state.requests)
+        if not self.pause(state.latency_of(number)):
+            return
         fault = self.fault = state.faults.take()
         if fault is not None and self._apply_fault(fault, body):
             return
         self.route(path, body, fault)
+        with state._lock:
+            state.answered += 1
+
+    def pause(self, seconds: float) -> bool:
+        """Wait ``seconds`` before answering, watching the connection: False (and counted in
+        ``disconnects``) when the client closes it meanwhile, as a client cancelling a request does."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            if self.server_state._stopping.is_set():
+                return True
+            readable, _, _ = select.select([self.connection], [], [], min(left, 0.02))
+            if readable:
+                try:
+                    gone = self.connection.recv(1, socket.MSG_PEEK) == b""
+                except OSError:
+                    gone = True
+                if gone:
+                    with self.server_state._lock:
+                        self.server_state.disconnects += 1
+                    self.close_connection = True
+                    return False
+                time.sleep(min(left, 0.02))  # a next request pipelined behind this one: not a disconnect
+        return True
 
     def route(self, path: str, body: dict[str, Any] | None, fault: Fault | None) -> None:
         """Answer one request: ``body`` is the JSON body, or the multipart fields; ``self.query`` the query."""
@@ -215,8 +254,8 @@ class LoopbackHandler(BaseHTTPRequestHandler):
 
     def _apply_fault(self, fault: Fault, body: dict[str, Any] | None) -> bool:
         """Carry out the fault's before-answer part; True when nothing more is to be sent."""
-        if fault.delay:
-            self.server_state.wait(fault.delay)
+        if fault.delay and not self.pause(fault.delay):
+            return True
         if fault.hang:
             self.server_state.wait(HANG_LIMIT)
             self.close_connection = True

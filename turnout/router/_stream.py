@@ -19,7 +19,7 @@ import openai
 
 from .._errors import BrokenStreamError
 
-__all__ = ["open_stream", "first_event"]
+__all__ = ["open_stream", "first_event", "when_closed", "first_token"]
 
 
 async def open_stream(response: httpx2.Response, backend: str, on_break: Callable[[], None]) -> httpx2.Response:
@@ -99,6 +99,57 @@ def _check_first(data: bytes, backend: str, request: httpx2.Request) -> None:
         raise openai.APIError(f"backend {backend!r} opened the stream with an error: {message}", request, body=error)
 
 
+def when_closed(response: httpx2.Response, callback: Callable[[], None]) -> None:
+    """Call ``callback`` once when the response's stream is closed (read to its end by the SDK, or closed
+    early by the caller): a stream is in flight, and its attempt lasts, until then."""
+    stream = response.stream
+    previous = stream.aclose  # type: ignore[union-attr]
+    called = False
+
+    async def aclose() -> None:
+        nonlocal called
+        if not called:
+            called = True
+            callback()
+        await previous()
+
+    stream.aclose = aclose  # type: ignore[union-attr,method-assign]
+
+
+async def first_token(response: httpx2.Response) -> httpx2.Response:
+    """``response`` (opened by :func:`open_stream`) with events read on until one carries output, for a
+    hedge's race: a role-only first chunk is not yet an answer.
+
+    A minimal local check (content, a tool call, a refusal, text, or anything that is not a chat
+    chunk counts); issue 23's commit check in this module replaces it when it lands."""
+    stream = response.stream
+    if not isinstance(stream, _Relay) or stream.first is None:
+        return response
+    data = stream.first
+    while not _carries_output(data):
+        more = await stream.next_event()
+        if more is None:
+            return response
+        data = more
+    return response
+
+
+def _carries_output(data: bytes) -> bool:
+    if b'"delta"' not in data:
+        return True
+    try:
+        body = json.loads(data)
+    except ValueError:
+        return True
+    for choice in body.get("choices") or ():
+        delta = choice.get("delta") or {}
+        if delta.get("content") or delta.get("tool_calls") or delta.get("refusal") or delta.get("function_call"):
+            return True
+        if choice.get("finish_reason"):
+            return True
+    return not body.get("choices")
+
+
 class _Relay(httpx2.AsyncByteStream):
     """The bytes already read, then the rest; a break after them is a :class:`BrokenStreamError`."""
 
@@ -111,6 +162,23 @@ class _Relay(httpx2.AsyncByteStream):
         self._backend = backend
         self._request = request
         self._on_break = on_break
+
+    async def next_event(self) -> bytes | None:
+        """Read on to the next complete event (kept for the caller) and return its data; ``None`` at the end."""
+        pending = b""
+        while True:
+            try:
+                chunk = await self._chunks.__anext__()
+            except StopAsyncIteration:
+                return None
+            except httpx2.TransportError as err:
+                raise BrokenStreamError(f"backend {self._backend!r} broke the stream before its first token: "
+                                        f"{type(err).__name__}: {err}", request=self._request) from err
+            self._read.append(chunk)
+            pending += chunk
+            data = _first_data(pending)
+            if data is not None:
+                return data
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         read, self._read = self._read, []

@@ -14,7 +14,7 @@ from ..router import Backend, Router
 from ..router._events import Hook
 from ..state import open_state
 from ._models import TurnoutSettings
-from ._resolve import ResolvedBackend, ResolvedConfig, resolve
+from ._resolve import ROUTING, ResolvedBackend, ResolvedConfig, resolve
 
 __all__ = ["build_adapter", "build_backend", "build_router", "from_env", "router_for_client"]
 
@@ -67,6 +67,7 @@ def build_router(settings: TurnoutSettings | ResolvedConfig, default_headers: Ma
         responses_ttl=config.responses_ttl.value,
         state=open_state(config.state_url.value, prefix=config.state_prefix.value, timeout=config.state_timeout.value),
         on_event=on_event,
+        **{name: getattr(config, name).value for name in ROUTING},
     )
 
 

@@ -45,6 +45,12 @@ ACCEPTED: dict[str, str] = {
     "state_prefix": "one word that starts every Redis key, like turnout or myapp",
     "state_timeout": "seconds > 0 a Redis command may take before Redis counts as unreachable",
     "deadline": "seconds > 0",
+    "strategy": "weighted (by weight, the default), latency (the fastest lately) or least-busy (fewest in flight)",
+    "affinity": "on (a request naming a session goes where its last turn went; the default), off, or hash "
+                "(also a conversation named by a hash of its first messages)",
+    "affinity_ttl": "seconds > 0 a session's backend is remembered",
+    "hedge_after": "seconds > 0, like 0.5, or a percentile of the backend's recent latency, like p95 (unset: no hedging)",
+    "max_hedges": "a whole number >= 1 of hedges per request",
     "retry_budget": "a share >= 0, like 0.2",
     "retry_budget_min": "a whole number >= 0",
     "responses_ttl": "seconds > 0",

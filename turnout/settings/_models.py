@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 from types import EllipsisType
-from typing import Annotated, Any, Optional, Sequence
+from typing import Annotated, Any, Literal, Optional, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -128,6 +128,11 @@ class TurnoutSettings(BaseSettings):
     state_url: Optional[str] = None
     state_prefix: str = "turnout"
     state_timeout: PositiveSeconds = 0.5
+    strategy: Literal["weighted", "latency", "least-busy"] = "weighted"
+    affinity: Literal["on", "off", "hash"] = "on"
+    affinity_ttl: PositiveSeconds = 3600.0
+    hedge_after: Optional[str] = None
+    max_hedges: Annotated[int, Field(ge=1)] = 1
     strict: bool = True
     # `turnout serve` (the extra turnout[serve]); read here so TURNOUT_SERVE_* are known variables
     serve_host: str = "127.0.0.1"
@@ -150,6 +155,35 @@ class TurnoutSettings(BaseSettings):
         if value is not None and not value.strip().lower().startswith(_STATE_SCHEMES):
             raise ValueError("is not a Redis URL")
         return None if value is None else value.strip()
+
+    @field_validator("affinity", mode="before")
+    @classmethod
+    def _affinity(cls, value: Any) -> Any:
+        """``0``/``false``/``no`` read as off and ``1``/``true``/``yes`` as on, as every flag here does."""
+        if isinstance(value, (str, bool, int)) and str(value).strip().lower() not in ("hash", "on", "off"):
+            try:
+                return "on" if parse_flag(value) else "off"
+            except ValueError:
+                return value
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("hedge_after", mode="before")
+    @classmethod
+    def _hedge_after(cls, value: Any) -> Any:
+        if value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
+            return None if value is None else str(value)
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text in ("", "off", "none", "0"):
+                return None
+            if re.fullmatch(r"p\d{1,2}(\.\d+)?", text):
+                return text
+            try:
+                if float(text) > 0:
+                    return text
+            except ValueError:
+                pass
+        raise ValueError("is neither seconds nor a percentile")
 
     @field_validator("state_prefix")
     @classmethod

@@ -86,6 +86,10 @@ class ResolvedBackend:
         }
 
 
+ROUTING = ("strategy", "affinity", "affinity_ttl", "hedge_after", "max_hedges")
+"""The routing settings (issue 25): each a Router keyword of the same name."""
+
+
 @dataclass(frozen=True)
 class ResolvedConfig:
     """Every backend in priority order, the router-wide values, and what went wrong."""
@@ -100,6 +104,11 @@ class ResolvedConfig:
     state_url: Resolved[Optional[str]] = Resolved(None, DEFAULT)
     state_prefix: Resolved[str] = Resolved("turnout", DEFAULT)
     state_timeout: Resolved[float] = Resolved(0.5, DEFAULT)
+    strategy: Resolved[str] = Resolved("weighted", DEFAULT)
+    affinity: Resolved[str] = Resolved("on", DEFAULT)
+    affinity_ttl: Resolved[float] = Resolved(3600.0, DEFAULT)
+    hedge_after: Resolved[Optional[str]] = Resolved(None, DEFAULT)
+    max_hedges: Resolved[int] = Resolved(1, DEFAULT)
     problems: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
 
@@ -115,6 +124,7 @@ class ResolvedConfig:
             "state_url": _described(self.state_url),
             "state_prefix": _described(self.state_prefix),
             "state_timeout": _described(self.state_timeout),
+            **{name: _described(getattr(self, name)) for name in ROUTING},
             "backends": [b.describe() for b in self.backends],
             "problems": list(self.problems),
             "notes": list(self.notes),
@@ -152,6 +162,7 @@ def resolve(settings: TurnoutSettings, *, strict: bool = True) -> ResolvedConfig
         state_url=_global(settings, "state_url"),
         state_prefix=_global(settings, "state_prefix"),
         state_timeout=_global(settings, "state_timeout"),
+        **{name: _global(settings, name) for name in ROUTING},
         problems=tuple(problems),
         notes=(*settings.ignored, *_orphans(settings, [name for name, _ in selected])),
     )
