@@ -269,3 +269,39 @@ async def test_under_a_full_outage_hedges_stop_when_the_budget_is_spent(clients,
     assert len(winners) == 10
     assert len(second.requests) == 3, "three hedges (the budget), then none"
     assert len(first.requests) == 10
+
+
+# -- settings ------------------------------------------------------------------------------------------
+
+def test_the_variables_reach_the_router(monkeypatch: pytest.MonkeyPatch, make_openai_server) -> None:
+    from turnout.settings import from_env
+
+    server = make_openai_server()
+    monkeypatch.setenv("TURNOUT_BACKENDS", "local")
+    monkeypatch.setenv("TURNOUT_BACKEND__LOCAL__PROVIDER", "vllm")
+    monkeypatch.setenv("TURNOUT_BACKEND__LOCAL__BASE_URL", server.base_url)
+    monkeypatch.setenv("TURNOUT_STRATEGY", "least-busy")
+    monkeypatch.setenv("TURNOUT_AFFINITY", "off")
+    monkeypatch.setenv("TURNOUT_HEDGE_AFTER", "p95")
+    monkeypatch.setenv("TURNOUT_MAX_HEDGES", "2")
+    router = from_env(_env_file=None)
+    assert router._select.strategy == "least-busy" and router._affinity is None
+    assert router._hedge is not None and (router._hedge.percentile, router._hedge.max_hedges) == (95.0, 2)
+    monkeypatch.setenv("TURNOUT_HEDGE_AFTER", "0.25")
+    assert from_env(_env_file=None)._hedge.seconds == 0.25
+
+
+@pytest.mark.parametrize(("variable", "value", "accepts"), [
+    ("TURNOUT_STRATEGY", "fastest", "weighted (by weight, the default), latency"),
+    ("TURNOUT_HEDGE_AFTER", "soon", "or a percentile of the backend's recent latency, like p95"),
+    ("TURNOUT_AFFINITY", "sticky", "off, or hash"),
+])
+def test_a_bad_value_names_the_variable_and_what_it_accepts(monkeypatch: pytest.MonkeyPatch, variable: str,
+                                                          value: str, accepts: str) -> None:
+    from turnout import ConfigError
+    from turnout.settings import TurnoutSettings
+
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as caught:
+        TurnoutSettings(_env_file=None)
+    assert variable in str(caught.value) and accepts in str(caught.value)

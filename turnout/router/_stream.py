@@ -125,12 +125,9 @@ async def first_token(response: httpx2.Response) -> httpx2.Response:
     stream = response.stream
     if not isinstance(stream, _Relay) or stream.first is None:
         return response
-    data = stream.first
-    while not _carries_output(data):
-        more = await stream.next_event()
-        if more is None:
-            return response
-        data = more
+    data: bytes | None = stream.first
+    while data is not None and not _carries_output(data):
+        data = await stream.next_event()
     return response
 
 
@@ -164,21 +161,8 @@ class _Relay(httpx2.AsyncByteStream):
         self._on_break = on_break
 
     async def next_event(self) -> bytes | None:
-        """Read on to the next complete event (kept for the caller) and return its data; ``None`` at the end."""
-        pending = b""
-        while True:
-            try:
-                chunk = await self._chunks.__anext__()
-            except StopAsyncIteration:
-                return None
-            except httpx2.TransportError as err:
-                raise BrokenStreamError(f"backend {self._backend!r} broke the stream before its first token: "
-                                        f"{type(err).__name__}: {err}", request=self._request) from err
-            self._read.append(chunk)
-            pending += chunk
-            data = _first_data(pending)
-            if data is not None:
-                return data
+        """Read on to the next event with data (kept for the caller, checked as a first event is) and return it."""
+        return await _first_event(self._chunks, self._read, plain=True, backend=self._backend, request=self._request)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         read, self._read = self._read, []
