@@ -2,12 +2,13 @@
 
 ``python -m bench.routing`` (add ``--quick`` for tiny samples). Three parts:
 
-1. **Ordering, CPU only.** ``Router._plan`` (the candidates, their capabilities and the strategy's
+1. **Ordering, CPU time only** (this process's, so a loaded machine's waits are left out). ``Router._plan`` (the candidates, their capabilities and the strategy's
    order: everything a request's routing decides before it is sent) over three backends of one
    priority level, each strategy timed in turns, loop by loop, median of the rounds. Latency has
    measurements for every backend; affinity names a session this router has seen.
 2. **Through the client.** turnout's client over three backends (names on the benchmark server's one
-   port), per-request latency interleaved request by request as in figure 1, p50 beside ``weighted``.
+   port), interleaved request by request as in figure 1: the client's CPU time per request (p50) and
+   the latency (p50), beside ``weighted``.
 3. **Hedging.** A loopback backend whose every 10th request takes 3 s and a second one: 200 requests,
    ten at a time, without hedging and with ``hedge_after="p90"``: p50, p99 and attempts per request.
 """
@@ -54,14 +55,15 @@ def ordering_cost(url: str, loops: int, rounds: int) -> dict[str, float]:
     samples: dict[str, list[float]] = {name: [] for name in plans}
     for _ in range(rounds):
         for name, plan in plans.items():
-            start = time.perf_counter()
+            start = time.process_time()
             for _ in range(loops):
                 plan()
-            samples[name].append((time.perf_counter() - start) / loops * 1e6)
+            samples[name].append((time.process_time() - start) / loops * 1e6)
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-async def through_client(url: str, rounds: int, warmup: int) -> dict[str, list[float]]:
+async def through_client(url: str, rounds: int, warmup: int,
+                         cpu: dict[str, list[float]]) -> dict[str, list[float]]:
     from bench import run as h
     import turnout
 
@@ -69,7 +71,7 @@ async def through_client(url: str, rounds: int, warmup: int) -> dict[str, list[f
     calls = {s: h.chat_call(c) for s, c in clients.items()}
     calls["weighted+session"] = h.chat_call(clients["weighted"], user="session-1")
     try:
-        return await h.interleaved(calls, rounds, warmup)
+        return await h.interleaved(calls, rounds, warmup, cpu)
     finally:
         await asyncio.gather(*(c.close() for c in clients.values()))
 
@@ -127,12 +129,14 @@ def main() -> None:
         print("13  ordering per request (CPU, median of rounds):")
         for name, us in cost.items():
             print(f"    {name:18s} {us:7.2f} µs  ({us - cost['weighted']:+.2f} µs beside weighted)")
-        lat = asyncio.run(through_client(srv.ok, latency_rounds, 20))
-        base = h.pct(lat["weighted"], .5)
-        print("13  through the client, latency p50 (interleaved):")
+        cpu: dict[str, list[float]] = {}
+        lat = asyncio.run(through_client(srv.ok, latency_rounds, 20, cpu))
+        base, base_cpu = h.pct(lat["weighted"], .5), h.pct(cpu["weighted"], .5)
+        print("13  through the client, per request p50 (interleaved): CPU time, latency")
         for name, values in lat.items():
-            p50 = h.pct(values, .5)
-            print(f"    {name:18s} {h.ms(p50):7.3f} ms  ({h.ms(p50 - base):+.3f} ms beside weighted)")
+            p50, used = h.pct(values, .5), h.pct(cpu[name], .5)
+            print(f"    {name:18s} CPU {h.ms(used):6.3f} ms ({h.ms(used - base_cpu):+.3f})  "
+                  f"latency {h.ms(p50):6.3f} ms ({h.ms(p50 - base):+.3f}) beside weighted")
     print("13  hedging, a backend whose every 10th request takes 3 s, ten at a time:")
     for label, figures in asyncio.run(hedging(requests)).items():
         print(f"    {label:18s} p50 {figures['p50_ms']:7.1f} ms  p99 {figures['p99_ms']:7.1f} ms  "

@@ -135,11 +135,6 @@ class Selector:
                 ordered.extend(self._order_level(level))
         return ordered
 
-    def level_of(self, name: str) -> int | None:
-        """The priority level of a backend, by name."""
-        runner = self._by_name.get(normalize_name(name))
-        return None if runner is None else self._rank[id(runner)]
-
     # -- capabilities ------------------------------------------------------------
     def capable(self, choice: Choice, kind: str, params: Mapping[str, Any]) -> Sequence[Candidate]:
         """Those known to have what the request needs, then those that may; needs are read only for

@@ -87,15 +87,23 @@ def by_latency(group: Sequence[Candidate]) -> list[Candidate]:
     """Unmeasured first, then the fastest (those within ``CLOSE`` of it by weight), then the rest by latency."""
     if len(group) == 1 or random.random() < EXPLORE:
         return weighted(group)
-    means = [(c.runner.latency_of(c.model), c) for c in group]
-    fresh = [c for m, c in means if m is None]
-    measured = sorted(((m, c) for m, c in means if m is not None), key=_first)
+    fresh: list[Candidate] = []
+    measured: list[tuple[float, Candidate]] = []
+    for c in group:
+        mean = c.runner.latency_of(c.model)
+        if mean is None:
+            fresh.append(c)
+        else:
+            measured.append((mean, c))
     if not measured:
         return weighted(fresh)
+    measured.sort(key=_first)
     best = measured[0][0] * CLOSE
     lead = [c for m, c in measured if m <= best]
     rest = [c for m, c in measured if m > best]
-    return [*weighted(fresh), *(weighted(lead) if len(lead) > 1 else lead), *rest]
+    if len(lead) > 1:
+        lead = weighted(lead)
+    return [*weighted(fresh), *lead, *rest] if fresh else [*lead, *rest]
 
 
 def least_busy(group: Sequence[Candidate]) -> list[Candidate]:
