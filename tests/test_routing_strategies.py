@@ -203,6 +203,15 @@ async def test_sessions_agree_across_processes_with_redis(clients, make_openai_s
     assert len(set(homes.values())) > 1
 
 
+def test_a_session_stays_put_between_spawned_processes(workers, make_openai_server, redis_server) -> None:
+    servers = [make_openai_server() for _ in range(3)]
+    backends = [(f"b{i}", s, {"priority": 0}) for i, s in enumerate(servers)]
+    first, second = workers(2, redis_server.url, backends)
+    homes = {n: first.ask("chat", {"user": f"u{n}"}) for n in range(15)}
+    assert len(set(homes.values())) > 1
+    assert {n: second.ask("chat", {"user": f"u{n}"}) for n in range(15)} == homes
+
+
 # -- hedging -------------------------------------------------------------------------------------------
 
 async def test_a_slow_tail_is_hedged_on_the_next_backend_and_the_loser_disconnected(
@@ -258,6 +267,20 @@ async def test_a_pinned_call_is_never_hedged(clients, make_openai_server) -> Non
     made = await client.files.create(file=("a.jsonl", b"{}\n"), purpose="batch")
     assert made.id and served_by(made) == "home"
     assert other.requests == []
+
+
+async def test_a_responses_call_is_hedged_only_when_it_stores_nothing(clients, make_openai_server) -> None:
+    slow, fast = make_openai_server(), make_openai_server()
+    slow.latency = 1.0
+    client = clients(ranked_backend(slow, "slow"), ranked_backend(fast, "fast"), hedge_after=0.05)
+    unstored = await client.responses.create(model="test-model", input="hi", store=False)
+    assert unstored.output_text == "echo: hi" and served_by(unstored) == "fast"
+    stream = await client.responses.create(model="test-model", input="hi", store=False, stream=True)
+    events = [e async for e in stream]
+    assert events[-1].type == "response.completed" and served_by(stream) == "fast"
+    stored = await client.responses.create(model="test-model", input="hi")
+    assert served_by(stored) == "slow", "a stored response is made once, where it will be kept"
+    assert len(fast.requests) == 2
 
 
 async def test_under_a_full_outage_hedges_stop_when_the_budget_is_spent(clients, make_openai_server) -> None:

@@ -4,7 +4,7 @@
 is better raced on a second backend than waited out; it cuts the slowest percentiles sharply for
 a few percent more load. The first attempt to answer (for a stream: its first real token) wins;
 the other is cancelled at once, which closes its HTTP connection so the provider stops
-generating. Only requests that are safe to send twice are hedged (:data:`HEDGED`: never pinned or
+generating. Only requests that are safe to send twice are hedged (:func:`hedgeable`: never pinned or
 stateful calls), at most ``max_hedges`` per request, and each hedge is admitted as a retry, so the
 retry budget caps hedging when everything is slow (an outage cannot double the load).
 """
@@ -28,12 +28,21 @@ if TYPE_CHECKING:
     from ._router import OpFor, Router, Served
     from ._select import Candidate
 
-__all__ = ["HEDGED", "Hedge", "parse_hedge"]
+__all__ = ["HEDGED", "Hedge", "hedgeable", "parse_hedge"]
 
 log = logging.getLogger("turnout")
 
 HEDGED = frozenset({"chat", "completions", "embeddings"})
 """Endpoints whose requests may be sent twice: they change nothing on the provider's side."""
+
+
+
+def hedgeable(call: Call) -> bool:
+    """Safe to send twice: chat, completions, embeddings, and a Responses call that stores nothing
+    (``store=False``, native or bridged); never a pinned or stateful call."""
+    name = call.endpoint.name
+    return name in HEDGED or (name == "responses" and call.body.get("store") is False)
+
 
 _PERCENTILE = re.compile(r"p(\d{1,2}(?:\.\d+)?)")
 

@@ -34,7 +34,7 @@ from ._backend import Backend
 from ._classify import Verdict, classify
 from ._endpoints import endpoint_for
 from ._events import Hook, RouterEvent, make_emit
-from ._hedge import HEDGED, Hedge, parse_hedge
+from ._hedge import Hedge, hedgeable, parse_hedge
 from ._quota import MAX_WAIT, rate_limited
 from ._retry import Runner, deadline
 from ._select import Candidate, Selector, kind_of
@@ -276,7 +276,7 @@ class Router:
         op_for = op_for or _plain
         errors: dict[str, BaseException] = {}
         end = deadline.get() or time.monotonic() + MAX_WAIT  # how long a full window may be waited for
-        hedge = self._hedge if self._hedge is not None and call.endpoint.name in HEDGED else None
+        hedge = self._hedge if self._hedge is not None and hedgeable(call) else None
         hedges_left = 0
         if hedge is not None:
             op_for = hedge.op_for(op_for, call.stream)

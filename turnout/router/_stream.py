@@ -131,7 +131,14 @@ async def first_token(response: httpx2.Response) -> httpx2.Response:
     return response
 
 
+_NOT_YET = (b'"response.created"', b'"response.in_progress"', b'"response.output_item.added"',
+            b'"response.content_part.added"')
+"""Responses stream events that come before any output."""
+
+
 def _carries_output(data: bytes) -> bool:
+    if b'"response.' in data[:80]:
+        return not any(event in data[:80] for event in _NOT_YET)
     if b'"delta"' not in data:
         return True
     try:
