@@ -260,6 +260,17 @@ async def test_a_hedged_stream_is_won_at_its_first_token(clients, make_openai_se
     await until(lambda: slow.disconnects == 1, "the slow backend sees its request dropped")
 
 
+@pytest.mark.parametrize("max_hedges", [1, 2])
+async def test_one_hedge_per_request_unless_more_are_allowed(clients, make_openai_server, max_hedges: int) -> None:
+    servers = [make_openai_server() for _ in range(3)]
+    for server in servers:
+        server.latency = 0.4
+    client = clients(*(ranked_backend(s, f"b{i}") for i, s in enumerate(servers)), hedge_after=0.05,
+                     max_hedges=max_hedges)
+    await served(client, 2)
+    assert [len(s.requests) for s in servers] == [2, 2, 2 if max_hedges == 2 else 0]
+
+
 async def test_a_pinned_call_is_never_hedged(clients, make_openai_server) -> None:
     home, other = make_openai_server(), make_openai_server()
     home.latency = 0.3

@@ -38,6 +38,7 @@ from ._hedge import Hedge, hedgeable, parse_hedge
 from ._quota import MAX_WAIT, rate_limited
 from ._retry import Runner, deadline
 from ._select import Candidate, Selector, kind_of
+from ._strategy import StrategyName
 from ._calls import Op, refused, renamed, sender
 from ._responses import Responses
 
@@ -104,7 +105,7 @@ class Router:
         responses_ttl: float = 3600.0,
         state: State | None = None,
         on_event: Hook | None = None,
-        strategy: str = "weighted",
+        strategy: StrategyName = "weighted",
         affinity: AffinityMode = "on",
         affinity_ttl: float = 3600.0,
         hedge_after: float | str | None = None,
