@@ -159,8 +159,7 @@ class RedisState:
     async def aclose(self) -> None:
         if self._pinging is not None:
             self._pinging.cancel()
-        self.busy.stop()
-        await asyncio.gather(*(b._settled() for b in self._backends))
+        await asyncio.gather(self.busy.settle(), *(b._settled() for b in self._backends))
         await self.client.aclose()
 
 
@@ -468,9 +467,17 @@ class InFlight:
             if _clock.now() - self.seen_at >= LEASE / 3:
                 await self._read()
 
-    def stop(self) -> None:
+    async def settle(self) -> None:
+        """At close: no more lease renewals; the requests that ended are said to have ended."""
         if self._beating is not None:
             self._beating.cancel()
+        if self._sending is not None:
+            self._sending.cancel()
+            self._sending = None
+        if self._ended and not self.store.down:
+            await self._read()
+        if self._steps:
+            await asyncio.gather(*self._steps)
 
 
 def _text(value: Any) -> str:
