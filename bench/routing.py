@@ -26,7 +26,7 @@ STRATEGIES = ("weighted", "latency", "least-busy")
 
 
 def _router(url: str, strategy: str, **options: Any) -> Any:
-    from bench import run as h
+    from bench import harness as h
     from turnout import Backend, Router
 
     return Router([Backend(h.adapter(name, url), priority=0) for name in "abc"], strategy=strategy, **options)
@@ -64,7 +64,7 @@ def ordering_cost(url: str, loops: int, rounds: int) -> dict[str, float]:
 
 async def through_client(url: str, rounds: int, warmup: int,
                          cpu: dict[str, list[float]]) -> dict[str, list[float]]:
-    from bench import run as h
+    from bench import harness as h
     import turnout
 
     clients = {s: turnout.AsyncOpenAI(router=_router(url, s)) for s in STRATEGIES}
@@ -77,7 +77,7 @@ async def through_client(url: str, rounds: int, warmup: int,
 
 
 async def hedging(requests: int, at_once: int = 10) -> dict[str, dict[str, float]]:
-    from tests.loopback import OpenAIServer
+    from tests.support.loopback import OpenAIServer
     import turnout
     from turnout import Backend, OpenAICompatAdapter, Router
 
@@ -117,7 +117,7 @@ async def _pool(call: Callable[[], Awaitable[Any]], total: int, at_once: int) ->
 
 
 def main() -> None:
-    from bench import run as h
+    from bench import harness as h
 
     parser = argparse.ArgumentParser(prog="python -m bench.routing", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
