@@ -8,7 +8,8 @@
    measurements for every backend; affinity names a session this router has seen.
 2. **Through the client.** turnout's client over three backends (names on the benchmark server's one
    port), interleaved request by request as in figure 1: the client's CPU time per request (p50) and
-   the latency (p50), beside ``weighted``.
+   the latency (p50), beside ``weighted``; the same request naming a session with affinity off shows
+   what the SDK spends on the extra ``user`` parameter, so the difference of the two rows is affinity's.
 3. **Hedging.** A loopback backend whose every 10th request takes 3 s and a second one: 200 requests,
    ten at a time, without hedging and with ``hedge_after="p90"``: p50, p99 and attempts per request.
 """
@@ -70,6 +71,9 @@ async def through_client(url: str, rounds: int, warmup: int,
     clients = {s: turnout.AsyncOpenAI(router=_router(url, s)) for s in STRATEGIES}
     calls = {s: h.chat_call(c) for s, c in clients.items()}
     calls["weighted+session"] = h.chat_call(clients["weighted"], user="session-1")
+    # the same request with affinity off: what the SDK itself spends on one more parameter
+    clients["off"] = turnout.AsyncOpenAI(router=_router(url, "weighted", affinity="off"))
+    calls["user, affinity off"] = h.chat_call(clients["off"], user="session-1")
     try:
         return await h.interleaved(calls, rounds, warmup, cpu)
     finally:
