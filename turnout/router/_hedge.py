@@ -106,10 +106,16 @@ class Hedge:
         attempts: dict[asyncio.Future[Served | None], Candidate] = {
             asyncio.ensure_future(router._try(first, call, errors, op_for, admission)): first}
         used = 0
+        loop = asyncio.get_running_loop()
         try:
             while attempts:
                 wait = delay if used < left and delay is not None else None
+                asked = loop.time()
                 done, _ = await asyncio.wait(attempts, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                if not done and wait is not None and loop.time() - asked > 1.5 * wait:
+                    # this process was stalled (a full garbage collection, no CPU), not the backend: the
+                    # answer may be waiting to be read, so it gets one more delay before a hedge is sent
+                    done, _ = await asyncio.wait(attempts, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
                 if not done:
                     launched = await self._launch(router, first, queue, after, call, errors, op_for, attempts)
                     used += launched
