@@ -8,7 +8,8 @@ from tests.support.loopback import OpenAIServer
 
 # The slow groups (registered in pyproject.toml): a folder of its own, or a fixture that starts a real server.
 _MARK_BY_FOLDER = {"integration": "integration", "compat": "compat"}
-_MARK_BY_FIXTURE = {"llamacpp": "integration", "redis_server": "redis", "make_redis_server": "redis"}
+_MARK_BY_FIXTURE = {"llamacpp": "integration", "redis_server": "redis", "make_redis_server": "redis",
+                    "sentinel_group": "redis", "cluster": "redis"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -46,12 +47,14 @@ def make_openai_server() -> Iterator:
 def _no_ambient_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests see only the provider variables they set themselves."""
     from turnout.adapters import PRESETS
+    from turnout.adapters.presets import url_variables
 
     for preset in PRESETS.values():
-        for var in (*preset.key_envs, preset.url_env):
+        for var in (*preset.key_envs, preset.url_env, *url_variables(preset.base_url or "")):
             if var:
                 monkeypatch.delenv(var, raising=False)
-    for var in ("OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "OPENAI_CUSTOM_HEADERS", "OPENAI_ADMIN_KEY"):
+    for var in ("OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "OPENAI_CUSTOM_HEADERS", "OPENAI_ADMIN_KEY", "OPENAI_API_VERSION",
+                "GOOGLE_APPLICATION_CREDENTIALS"):
         monkeypatch.delenv(var, raising=False)
 
 
@@ -213,3 +216,23 @@ def make_redis_server() -> Iterator:
     yield make
     for server in servers:
         server.__exit__()
+
+
+@pytest.fixture
+def sentinel_group() -> Iterator:
+    """A primary, its replica and a Sentinel watching them (tests/support/redis_ha.py); stopped afterwards."""
+    _redis_or_skip()
+    from tests.support.redis_ha import SentinelGroup
+
+    with SentinelGroup() as group:
+        yield group
+
+
+@pytest.fixture
+def cluster() -> Iterator:
+    """A Redis Cluster of three primaries, each with a replica (tests/support/redis_ha.py); stopped afterwards."""
+    _redis_or_skip()
+    from tests.support.redis_ha import Cluster
+
+    with Cluster() as made:
+        yield made

@@ -246,8 +246,8 @@ async def test_a_slow_tail_is_hedged_on_the_next_backend_and_the_loser_disconnec
     assert len(hedges) >= len(other.requests), "the other backend saw only hedges (some lost before they were sent)"
     assert winners["other"] >= slow, (winners, slow)  # every 3 s answer was beaten
     for server in (tail, other):  # each request was answered, or its client was seen to hang up
-        await until(lambda: len(server.requests) == server.answered + server.disconnects, "every loser gone")
-    assert tail.disconnects >= slow, "each 3 s request's connection was closed, not waited out"
+        await until(lambda: len(server.requests) == server.answered + server.abandoned, "every loser gone")
+    assert tail.abandoned >= slow, "each 3 s request's connection was closed, not waited out"
 
 
 async def test_a_hedged_stream_is_won_at_its_first_token(clients, make_openai_server) -> None:
@@ -257,7 +257,7 @@ async def test_a_hedged_stream_is_won_at_its_first_token(clients, make_openai_se
     stream = await chat(client, stream=True)
     text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert text == "echo: hi" and served_by(stream) == "fast"
-    await until(lambda: slow.disconnects == 1, "the slow backend sees its request dropped")
+    await until(lambda: slow.abandoned == 1, "the slow backend sees its request dropped")
 
 
 @pytest.mark.parametrize("max_hedges", [1, 2])

@@ -20,7 +20,9 @@ from openai.types import Model
 from .._errors import ConfigError, describe, malformed_response
 from .._redact import redact_url
 from ._base import Call, Capabilities, Health
-from .presets import Preset, get_preset
+from ._constructors import build_client
+from .auth import TokenSource, token_source
+from .presets import Auth, Preset, fill_base_url, get_preset
 
 __all__ = ["OpenAICompatAdapter", "LOCAL_PLACEHOLDER_KEY"]
 
@@ -44,29 +46,27 @@ class OpenAICompatAdapter:
         *,
         preset: str | Preset = "openai_compat",
         base_url: str | None = None,
-        api_key: str | None = None,
+        api_key: str | TokenSource | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
         headers: Mapping[str, str] | None = None,
         capabilities: Capabilities | None = None,
         http_client: httpx2.AsyncClient | None = None,
+        auth: Auth | None = None,
+        api_version: str | None = None,
     ) -> None:
         self.preset = preset if isinstance(preset, Preset) else get_preset(preset)
         self.name = name or self.preset.name
         self.capabilities = capabilities or self.preset.capabilities
         self.base_url = _resolve_base_url(self.name, self.preset, base_url)
         self.timeout = timeout
-        key = api_key or _preset_key(self.name, self.preset)
+        self.credential = api_key or _credential(self.name, self.preset, auth or self.preset.auths[0])
         if http_client is None:  # the SDK's own defaults, less the SSL context it would build for each client
             http_client = openai.DefaultAsyncHttpxClient(base_url=self.base_url, timeout=timeout,
                                                          verify=_shared_ssl_context())
-        self._client = openai.AsyncOpenAI(
-            api_key=key,
-            base_url=self.base_url,
-            max_retries=0,
-            timeout=timeout,
-            default_headers=dict(headers) if headers else None,
-            http_client=http_client,
-        )
+        # -- issue 26: the row names the SDK constructor (plain, Azure, Bedrock provider) ------------
+        self._client = build_client(self.preset, self.name, base_url=self.base_url, credential=self.credential,
+                                    api_version=api_version, timeout=timeout,
+                                    default_headers=dict(headers) if headers else None, http_client=http_client)
         if self.preset.name != "openai":
             _forget_openai_ambient(self._client, headers)
 
@@ -115,6 +115,8 @@ class OpenAICompatAdapter:
         return Health(True, time.perf_counter() - start, models=models)
 
     async def aclose(self) -> None:
+        if isinstance(self.credential, TokenSource):
+            await self.credential.aclose()
         await self._client.close()
 
 
@@ -142,12 +144,22 @@ def _is_json(response: httpx2.Response) -> bool:
 
 
 def _resolve_base_url(name: str, preset: Preset, base_url: str | None) -> str:
-    url = base_url or (preset.url_env and os.environ.get(preset.url_env)) or preset.base_url
+    url = base_url or (preset.url_env and os.environ.get(preset.url_env)) or (
+        preset.base_url and fill_base_url(name, preset.base_url, os.environ.get))
     if not url:
         raise ConfigError(f"backend {name!r}: provider {preset.name!r} needs a base_url")
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"backend {name!r}: base_url {redact_url(url)!r} must start with http:// or https://")
     return url
+
+
+def _credential(name: str, preset: Preset, auth: Auth) -> str | TokenSource | None:
+    """The preset's key, or the token source (or, for AWS, the SDK's own signing) ``auth`` names."""
+    if auth not in preset.auths:
+        raise ConfigError(f"backend {name!r}: provider {preset.name!r} takes AUTH={'|'.join(preset.auths)}, not {auth!r}")
+    if auth == "key":
+        return _preset_key(name, preset)
+    return None if auth == "aws" else token_source(auth, name)
 
 
 def _preset_key(name: str, preset: Preset) -> str:

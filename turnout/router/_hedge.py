@@ -2,7 +2,8 @@
 
 "The Tail at Scale" (Dean and Barroso, CACM 2013): a request that has waited past the usual time
 is better raced on a second backend than waited out; it cuts the slowest percentiles sharply for
-a few percent more load. The first attempt to answer (for a stream: its first real token) wins;
+a few percent more load. The first attempt to answer wins (a stream answers at its first real token:
+``_stream.open_stream`` reads up to it);
 the other is cancelled at once, which closes its HTTP connection so the provider stops
 generating. Only requests that are safe to send twice are hedged (:func:`hedgeable`: never pinned or
 stateful calls), at most ``max_hedges`` per request, and each hedge is admitted as a retry, so the
@@ -20,9 +21,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from .._errors import ConfigError
 from ..adapters import Call
 from ..state import Admission
-from ._calls import Op
 from ._events import RouterEvent
-from ._stream import first_token
 
 if TYPE_CHECKING:
     from ._router import OpFor, Router, Served
@@ -81,21 +80,6 @@ class Hedge:
             return self.seconds
         assert self.percentile is not None
         return candidate.runner.latency_percentile(candidate.model, self.percentile)
-
-    def op_for(self, op_for: OpFor, stream: bool) -> OpFor:
-        """For a stream, an attempt ends its race at the first real token, not at a role-only chunk."""
-        if not stream:
-            return op_for
-
-        def racing(candidate: Candidate, call: Call) -> tuple[Op, Call]:
-            op, arg = op_for(candidate, call)
-
-            async def to_first_token(arg: Call) -> Any:
-                return await first_token(await op(arg))
-
-            return to_first_token, arg
-
-        return racing
 
     async def race(self, router: Router, first: Candidate, admission: Admission, queue: list[Candidate], after: int,
                    call: Call, errors: dict[str, BaseException], op_for: OpFor, left: int) -> tuple[Served | None, int]:

@@ -31,7 +31,8 @@ def build_adapter(backend: ResolvedBackend, default_headers: Mapping[str, str] |
         from ..adapters.ollama import OllamaAdapter
 
         return OllamaAdapter(backend.name, host=backend.base_url.value, **common)
-    return OpenAICompatAdapter(backend.name, preset=backend.preset, base_url=backend.base_url.value, **common)
+    return OpenAICompatAdapter(backend.name, preset=backend.preset, base_url=backend.base_url.value,
+                               auth=backend.auth.value, api_version=backend.api_version.value, **common)
 
 
 def build_backend(backend: ResolvedBackend, default_headers: Mapping[str, str] | None = None) -> Backend:
@@ -44,6 +45,7 @@ def build_backend(backend: ResolvedBackend, default_headers: Mapping[str, str] |
         max_retries=backend.max_retries.value,
         backoff_base=backend.backoff_base.value,
         backoff_max=backend.backoff_max.value,
+        first_token_timeout=backend.first_token_timeout.value,
         allowed_fails=backend.allowed_fails.value,
         cooldown=backend.cooldown.value,
         rpm=backend.rpm.value,
@@ -65,6 +67,7 @@ def build_router(settings: TurnoutSettings | ResolvedConfig, default_headers: Ma
         retry_budget_min=config.retry_budget_min.value,
         stateful_backend=config.stateful_backend.value,
         responses_ttl=config.responses_ttl.value,
+        failover_on_content_filter=config.failover_on_content_filter.value,
         state=open_state(config.state_url.value, prefix=config.state_prefix.value, timeout=config.state_timeout.value),
         on_event=on_event,
         **{name: getattr(config, name).value for name in ROUTING},

@@ -36,7 +36,8 @@ Fails = Annotated[int, Field(ge=1)]
 PerMinute = Annotated[int, Field(ge=1)]
 
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_STATE_SCHEMES = ("redis://", "rediss://", "unix://")
+_STATE_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "rediss+sentinel://", "redis+cluster://",
+                  "rediss+cluster://")  # turnout.state._redis.SCHEMES, without importing redis-py
 
 
 class BackendSettings(BaseModel):
@@ -48,6 +49,8 @@ class BackendSettings(BaseModel):
     base_url: Optional[str] = None
     api_key: Optional[SecretStr] = None
     api_key_env: Optional[str] = None
+    auth: Optional[Literal["key", "entra", "google", "aws"]] = None
+    api_version: Optional[str] = None
     models: Annotated[Optional[dict[str, str]], NoDecode] = None
     priority: Optional[int] = None
     weight: Optional[Positive] = None
@@ -55,6 +58,7 @@ class BackendSettings(BaseModel):
     backoff_base: Optional[Positive] = None
     backoff_max: Optional[Seconds] = None
     timeout: Optional[PositiveSeconds] = None
+    first_token_timeout: Optional[PositiveSeconds] = None
     headers: Annotated[Optional[dict[str, SecretStr]], NoDecode] = None
     capabilities: Annotated[Optional[dict[str, Optional[bool]]], NoDecode] = None
     allowed_fails: Optional[Fails] = None
@@ -116,6 +120,7 @@ class TurnoutSettings(BaseSettings):
     backoff_base: Positive = 2.0
     backoff_max: Seconds = 30.0
     timeout: PositiveSeconds = 60.0
+    first_token_timeout: Optional[PositiveSeconds] = None
     allowed_fails: Fails = 3
     cooldown: Seconds = 30.0
     deadline: Optional[PositiveSeconds] = None
@@ -123,6 +128,7 @@ class TurnoutSettings(BaseSettings):
     retry_budget_min: Retries = 10
     stateful_backend: Optional[str] = None
     responses_ttl: PositiveSeconds = 3600.0
+    failover_on_content_filter: bool = False
     rpm: Optional[PerMinute] = None
     tpm: Optional[PerMinute] = None
     state_url: Optional[str] = None
@@ -139,12 +145,15 @@ class TurnoutSettings(BaseSettings):
     serve_port: Annotated[int, Field(ge=0, le=65535)] = 8001
     serve_api_keys: Annotated[Optional[tuple[SecretStr, ...]], NoDecode] = None
     serve_max_body: Annotated[int, Field(gt=0)] = 32 * 2**20
+    serve_max_connections: Annotated[int, Field(ge=1)] = 1000
+    serve_header_timeout: PositiveSeconds = 10.0
+    serve_body_timeout: PositiveSeconds = 120.0
 
     _layers: tuple[Layer, ...] = PrivateAttr(default=())
     _env_file: Resolved[Optional[str]] = PrivateAttr(default=Resolved(None, DEFAULT))
     _ignored: tuple[str, ...] = PrivateAttr(default=())
 
-    @field_validator("strict", mode="before")
+    @field_validator("strict", "failover_on_content_filter", mode="before")
     @classmethod
     def _flag(cls, value: Any) -> bool:
         return parse_flag(value)  # the reading _strict() does ahead of validation: the two must agree

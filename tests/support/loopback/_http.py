@@ -48,10 +48,10 @@ class LoopbackServer:
         """Every connection ever accepted: a client that reuses its connections makes few."""
         self.latency: float | Callable[[int], float] = 0.0
         """Seconds every request waits before it is answered, or a schedule: request number (from 1) -> seconds."""
-        self.disconnects = 0
-        """Requests whose client closed the connection while the server was still waiting to answer."""
         self.answered = 0
         """Requests answered (or failed by a fault) to the end, not abandoned by their client."""
+        self.abandoned = 0
+        """Requests whose client hung up while this server was still working on them (a delay, a hang, a stall)."""
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
@@ -210,7 +210,8 @@ class LoopbackHandler(BaseHTTPRequestHandler):
             state.requests.append(RecordedRequest(self.command, path, dict(self.headers.items()),
                                                   None if form is not None else body, form, self.query, self.request_id))
             number = len(state.requests)
-        if not self.pause(state.latency_of(number)):
+        if not self.idle(state.latency_of(number)):
+            self.close_connection = True
             return
         fault = self.fault = state.faults.take()
         if fault is not None and self._apply_fault(fault, body):
@@ -218,27 +219,6 @@ class LoopbackHandler(BaseHTTPRequestHandler):
         self.route(path, body, fault)
         with state._lock:
             state.answered += 1
-
-    def pause(self, seconds: float) -> bool:
-        """Wait ``seconds`` before answering, watching the connection: False (and counted in
-        ``disconnects``) when the client closes it meanwhile, as a client cancelling a request does."""
-        end = time.monotonic() + seconds
-        while (left := end - time.monotonic()) > 0:
-            if self.server_state._stopping.is_set():
-                return True
-            readable, _, _ = select.select([self.connection], [], [], min(left, 0.02))
-            if readable:
-                try:
-                    gone = self.connection.recv(1, socket.MSG_PEEK) == b""
-                except OSError:
-                    gone = True
-                if gone:
-                    with self.server_state._lock:
-                        self.server_state.disconnects += 1
-                    self.close_connection = True
-                    return False
-                time.sleep(min(left, 0.02))  # a next request pipelined behind this one: not a disconnect
-        return True
 
     def route(self, path: str, body: dict[str, Any] | None, fault: Fault | None) -> None:
         """Answer one request: ``body`` is the JSON body, or the multipart fields; ``self.query`` the query."""
@@ -254,10 +234,11 @@ class LoopbackHandler(BaseHTTPRequestHandler):
 
     def _apply_fault(self, fault: Fault, body: dict[str, Any] | None) -> bool:
         """Carry out the fault's before-answer part; True when nothing more is to be sent."""
-        if fault.delay and not self.pause(fault.delay):
+        if fault.delay and not self.idle(fault.delay):
+            self.close_connection = True
             return True
         if fault.hang:
-            self.server_state.wait(HANG_LIMIT)
+            self.idle(HANG_LIMIT)
             self.close_connection = True
             return True
         if fault.close:
@@ -270,6 +251,25 @@ class LoopbackHandler(BaseHTTPRequestHandler):
             self.raw(200, *self.malformed_body(body))
             return True
         return False
+
+    def idle(self, seconds: float) -> bool:
+        """Wait ``seconds`` as a busy backend would, watching the client: False (and counted in
+        ``abandoned``) when it hangs up first, so a test sees at once that its request was given up."""
+        state = self.server_state
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and not state._stopping.is_set():
+            readable, _, _ = select.select([self.connection], [], [], min(0.02, max(0.0, end - time.monotonic())))
+            if readable and self._peer_closed():
+                with state._lock:
+                    state.abandoned += 1
+                return False
+        return True
+
+    def _peer_closed(self) -> bool:
+        try:
+            return self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
 
     # -- wire helpers -------------------------------------------------------------
     def start_chunked(self, ctype: str) -> None:
