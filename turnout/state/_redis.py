@@ -85,6 +85,8 @@ class RedisState:
                                                          asyncio.TimeoutError)  # a cluster's are not RedisErrors
         # no retries inside redis-py: a failed step falls back to local state at once, and the pings reconnect
         self.client = connect(url, timeout=timeout, retry=Retry(NoBackoff(), 0))
+        self.cluster = "+cluster" in url.split("://", 1)[0].lower()
+        """A Redis Cluster: one slot per script, so no in-flight counts or sessions across backends' keys."""
         self._scripts = {name: self.client.register_script(getattr(_scripts, name))
                          for name in ("ADMIT", "FAILED", "FULL", "USED", "BUDGET", "VIEW", "BUSY")}
         self.busy = InFlight(self)
@@ -304,9 +306,13 @@ class RedisBackend:
     async def admit(self, tokens: int, *, hold: bool = True, hedge: bool = False,
                     session: Optional[Session] = None) -> Admission:
         await self._corrected()
-        busy = self.store.busy if self.limits.busy else None
+        busy = self.store.busy if self.limits.busy and not self.store.cluster else None
+        if self.store.cluster:
+            session = None  # the session's key is in another slot: this process's own memory decides
         ended = busy.spec(self.name) if busy is not None else ""
-        keys = [self.key, self.store.busy.key, self.store.busy.procs,
+        # only the keys this step uses: a request without least-busy or a session touches one key (one slot
+        # of a Redis Cluster); the unused places repeat it
+        keys = [self.key, *((self.store.busy.key, self.store.busy.procs) if busy is not None else (self.key,) * 2),
                 self.store.session_key(session.key) if session is not None else self.key]
         mode = "hedge" if hedge else "hold" if hold else "count"
         answer = await self.store.run("ADMIT", keys, self._args(tokens, mode, ended, _session_arg(self.name, session)),
@@ -324,6 +330,8 @@ class RedisBackend:
             self._probing = self._probing or code == 2
             if busy is not None:
                 busy.started(self.name)
+            elif self.store.cluster:
+                self.local.in_flight += 1  # counted in this process only (see RedisState.cluster)
             return Admission(True, probe=code == 2, tokens=tokens, second=int(fields[5]), fails=self._fails)
         return Admission(False, wait=wait, why=_WHY.get(why, why), full=code < 0)
 
@@ -333,7 +341,7 @@ class RedisBackend:
             self.store.busy.ended(self.name)
 
     def busy(self) -> int:
-        if self.store.down:
+        if self.store.down or self.store.cluster:
             return self.local.busy()
         return self.store.busy.count(self.name)
 
