@@ -24,9 +24,9 @@ from typing import Any, AsyncIterator, Iterator, Mapping, Optional, Type, cast
 import httpx2
 import openai
 from openai import NotGiven
-from openai._models import FinalRequestOptions
 
 from ._portal import run
+from ._sdk import FinalRequestOptions
 from .adapters import OpenAICompatAdapter
 from .router import Backend, Router
 from .router._retry import max_retries_override
@@ -50,7 +50,7 @@ def served_by(answer: object) -> str | None:
     """The backend that produced ``answer``: a completion, embedding, stream chunk, stream (the
     ``stream()`` helpers' too), raw or HTTP response."""
     name = getattr(answer, "__dict__", {}).get(_SERVED_BY)
-    if name is not None:
+    if isinstance(name, str):
         return name
     for holder in (answer, getattr(answer, "response", None), getattr(answer, "http_response", None),
                    getattr(answer, "_response", None)):  # the stream helpers keep the SDK stream's response here
@@ -84,11 +84,9 @@ class _Routed:
         given = {k: v for k, v in kwargs.items() if k in names and _given(v) is not None}
         settings = {k: v for k, v in kwargs.items() if k not in names}
         if router is None:
-            from .settings import router_for_client
-
-            router = router_for_client(api_key=given.get("api_key"), base_url=_text(given.get("base_url")),
-                                       timeout=_seconds(given.get("timeout")), max_retries=given.get("max_retries"),
-                                       default_headers=given.get("default_headers"), **settings)
+            router = _router_for_client(api_key=given.get("api_key"), base_url=_text(given.get("base_url")),
+                                        timeout=_seconds(given.get("timeout")), max_retries=given.get("max_retries"),
+                                        default_headers=given.get("default_headers"), **settings)
         elif settings:
             raise TypeError(f"settings {sorted(settings)} have no effect with router=...: set them on its backends")
         self.router = router
@@ -249,10 +247,34 @@ def _tagged(answer: Any, name: str | None) -> Any:
 def _exposed_key(primary: Backend) -> str:
     """A real key only where any library may send it: OpenAI's own, when OpenAI's own host is primary."""
     adapter = primary.adapter
-    if isinstance(adapter, OpenAICompatAdapter) and adapter.preset.name == "openai" \
+    if adapter.provider == "openai" and isinstance(adapter, OpenAICompatAdapter) \
             and urllib.parse.urlsplit(adapter.base_url).hostname == _OPENAI_HOST:
         return adapter.api_key
     return PLACEHOLDER_KEY
+
+
+def _router_for_client(*, api_key: str | None = None, base_url: str | None = None, timeout: float | None = None,
+                      max_retries: int | None = None, default_headers: Mapping[str, str] | None = None,
+                      **settings: Any) -> Router:
+    """The openai SDK's constructor arguments, in settings terms (see ``turnout.AsyncOpenAI``).
+
+    ``api_key`` or ``base_url`` make exactly the one backend the SDK would talk
+    to (OpenAI's address when no ``base_url``); ``timeout`` and ``max_retries``
+    set every backend's; ``default_headers`` go to every backend.
+    """
+    overrides = dict(settings)
+    if timeout is not None:
+        overrides["timeout"] = timeout
+    if max_retries is not None:
+        overrides["max_retries"] = max_retries
+    if api_key is not None or base_url is not None:
+        name, provider = ("openai", "openai") if base_url is None else ("default", "openai_compat")
+        section = {"provider": provider, "base_url": base_url, "api_key": api_key}
+        overrides["backends"] = [name]
+        overrides["backend"] = {name: {k: v for k, v in section.items() if v is not None}}
+    from .settings import TurnoutSettings, build_router  # only when no router= was given
+
+    return build_router(TurnoutSettings(**overrides), default_headers)
 
 
 _SDK_NAMES: dict[type, frozenset[str]] = {}

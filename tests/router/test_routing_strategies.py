@@ -319,7 +319,7 @@ def test_the_variables_reach_the_router(monkeypatch: pytest.MonkeyPatch, make_op
     monkeypatch.setenv("TURNOUT_HEDGE_AFTER", "p95")
     monkeypatch.setenv("TURNOUT_MAX_HEDGES", "2")
     router = from_env(_env_file=None)
-    assert router._select.strategy == "least-busy" and router._affinity is None
+    assert router.select.strategy == "least-busy" and router._affinity is None
     assert router._hedge is not None and (router._hedge.percentile, router._hedge.max_hedges) == (95.0, 2)
     monkeypatch.setenv("TURNOUT_HEDGE_AFTER", "0.25")
     assert from_env(_env_file=None)._hedge.seconds == 0.25

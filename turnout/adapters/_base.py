@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import Any, Literal, Mapping, Optional, Protocol, runtime_checkable
 
 import httpx2
-from openai._models import FinalRequestOptions
 from openai.types import Model
+
+from .._sdk import FinalRequestOptions
 
 __all__ = ["Adapter", "Call", "Capabilities", "Endpoint", "Health", "made_response", "wire_response"]
 
@@ -77,11 +78,15 @@ class Endpoint:
     ``pinned``: stateful (files, batches, ...), one backend, never failed over;
     ``responses``: routed, natively or through the chat bridge; ``held``: a stored
     response, served by the backend (or the router's state) that made it.
+    ``streams``: ``"stream": true`` makes its answer server-sent events; ``upload``: its body is a
+    multipart form (a file), not JSON.
     """
 
     name: str
     mode: Mode = "routed"
     need: str | None = None
+    streams: bool = False
+    upload: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,13 @@ class Call:
         """The JSON body (or the multipart fields), as the SDK built it."""
         data = self.options.json_data
         return data if isinstance(data, dict) else {}
+
+    def renamed(self, model: str) -> Call:
+        """This call with ``model`` as a backend knows it; the body is shared, not copied, when it already is."""
+        body = self.body
+        if body.get("model") == model:
+            return self
+        return Call(self.endpoint, self.options.model_copy(update={"json_data": {**body, "model": model}}), self.stream)
 
 
 def wire_response(call: Call, base_url: str, *, content: bytes | None = None,
@@ -140,6 +152,9 @@ class Adapter(Protocol):
     ``base_url`` is where its OpenAI-shaped API lives, for a client to report."""
 
     name: str
+    provider: str
+    """Which provider it is: its preset's name (``"openai"``, ``"groq"``, ``"ollama"``), so callers ask this
+    rather than guess from the class or its attributes."""
     base_url: str
     timeout: float | None
     """Seconds each attempt may take (``None``: no limit)."""

@@ -19,6 +19,7 @@ from openai.types import Model
 
 from .._errors import ConfigError, describe, malformed_response
 from .._redact import redact_url
+from .._sdk import set_custom_headers
 from ._base import Call, Capabilities, Health
 from ._constructors import build_client
 from .auth import TokenSource, token_source
@@ -56,6 +57,7 @@ class OpenAICompatAdapter:
     ) -> None:
         self.preset = preset if isinstance(preset, Preset) else get_preset(preset)
         self.name = name or self.preset.name
+        self.provider = self.preset.name
         self.capabilities = capabilities or self.preset.capabilities
         self.base_url = _resolve_base_url(self.name, self.preset, base_url)
         self.timeout = timeout
@@ -180,4 +182,4 @@ def _forget_openai_ambient(client: openai.AsyncOpenAI, headers: Mapping[str, str
     """
     client.organization = None
     client.project = None
-    client._custom_headers = dict(headers or {})
+    set_custom_headers(client, headers)

@@ -2,7 +2,7 @@
 
 One row per endpoint, matched on the method and the path the SDK built
 (relative to the client's base URL). A new endpoint is a row here, never a
-new code path. The Responses API has two modes of its own (``router._responses``):
+new code path. The Responses API has two modes of its own (``turnout.responses``):
 creating a response is routed, natively or through the bridge; a stored response
 is *held*, served where it was made. What no row matches is pinned: stateful APIs (files,
 batches, uploads, vector stores, fine-tuning, conversations, containers,
@@ -21,22 +21,26 @@ __all__ = ["ENDPOINTS", "PINNED", "endpoint_for"]
 PINNED = Endpoint("pinned", mode="pinned")
 
 ENDPOINTS: tuple[tuple[str, str, Endpoint], ...] = (
-    # method, path (a full match), endpoint
-    ("post", r"/chat/completions", Endpoint("chat")),
-    ("post", r"/completions", Endpoint("completions", need="completions")),
-    ("post", r"/embeddings", Endpoint("embeddings", need="embeddings")),
-    ("post", r"/audio/(transcriptions|translations)", Endpoint("audio", need="audio_transcription")),
-    ("post", r"/moderations", Endpoint("moderations", need="moderations")),
-    ("post", r"/images/generations", Endpoint("images", need="image_generation")),
-    ("post", r"/responses", Endpoint("responses", mode="responses", need="responses")),
-    ("get", r"/responses/[^/]+(/input_items)?", Endpoint("response", mode="held")),
-    ("delete", r"/responses/[^/]+", Endpoint("response", mode="held")),
-    ("post", r"/responses/[^/]+/cancel", Endpoint("response", mode="held")),
-    ("get", r"/models", Endpoint("models", mode="aggregated")),
-    ("get", r"/models/[^/]+", Endpoint("model", mode="aggregated")),
+    # method, path (``{id}``: one path segment), endpoint
+    ("post", "/chat/completions", Endpoint("chat", streams=True)),
+    ("post", "/completions", Endpoint("completions", need="completions", streams=True)),
+    ("post", "/embeddings", Endpoint("embeddings", need="embeddings")),
+    ("post", "/audio/transcriptions", Endpoint("audio", need="audio_transcription", streams=True, upload=True)),
+    ("post", "/audio/translations", Endpoint("audio", need="audio_transcription", upload=True)),
+    ("post", "/moderations", Endpoint("moderations", need="moderations")),
+    ("post", "/images/generations", Endpoint("images", need="image_generation")),
+    ("post", "/responses", Endpoint("responses", mode="responses", need="responses", streams=True)),
+    ("get", "/responses/{id}", Endpoint("response", mode="held")),
+    ("get", "/responses/{id}/input_items", Endpoint("response", mode="held")),
+    ("delete", "/responses/{id}", Endpoint("response", mode="held")),
+    ("post", "/responses/{id}/cancel", Endpoint("response", mode="held")),
+    ("get", "/models", Endpoint("models", mode="aggregated")),
+    ("get", "/models/{id}", Endpoint("model", mode="aggregated")),
 )
+"""The table ``turnout serve`` answers from too (its routes are made from these rows)."""
 
-_COMPILED = tuple((method, re.compile(pattern), endpoint) for method, pattern, endpoint in ENDPOINTS)
+_COMPILED = tuple((method, re.compile(re.escape(path).replace(re.escape("{id}"), "[^/]+")), endpoint)
+                  for method, path, endpoint in ENDPOINTS)
 _CACHE: dict[tuple[str, str], Endpoint] = {}
 
 

@@ -7,6 +7,7 @@ behind the settings' back (and a key found in .env reaches it too).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping
 
 from ..adapters import Adapter, OpenAICompatAdapter
@@ -14,9 +15,12 @@ from ..router import Backend, Router
 from ..router._events import Hook
 from ..state import open_state
 from ._models import TurnoutSettings
-from ._resolve import ROUTING, ResolvedBackend, ResolvedConfig, resolve
+from ._resolve import ResolvedBackend, ResolvedConfig, resolve
 
-__all__ = ["build_adapter", "build_backend", "build_router", "from_env", "router_for_client"]
+ROUTING = ("strategy", "affinity", "affinity_ttl", "hedge_after", "max_hedges")
+"""The routing settings (issue 25): each a Router keyword of the same name."""
+
+__all__ = ["build_adapter", "build_backend", "build_router", "from_env"]
 
 
 def build_adapter(backend: ResolvedBackend, default_headers: Mapping[str, str] | None = None) -> Adapter:
@@ -36,21 +40,9 @@ def build_adapter(backend: ResolvedBackend, default_headers: Mapping[str, str] |
 
 
 def build_backend(backend: ResolvedBackend, default_headers: Mapping[str, str] | None = None) -> Backend:
-    """The adapter with its routing knobs."""
-    return Backend(
-        build_adapter(backend, default_headers),
-        models=backend.models.value,
-        priority=backend.priority.value,
-        weight=backend.weight.value,
-        max_retries=backend.max_retries.value,
-        backoff_base=backend.backoff_base.value,
-        backoff_max=backend.backoff_max.value,
-        first_token_timeout=backend.first_token_timeout.value,
-        allowed_fails=backend.allowed_fails.value,
-        cooldown=backend.cooldown.value,
-        rpm=backend.rpm.value,
-        tpm=backend.tpm.value,
-    )
+    """The adapter with its routing knobs: every per-backend setting :class:`Backend` has a field for."""
+    knobs = {f.name: backend.values[f.name].value for f in dataclasses.fields(Backend) if f.name in backend.values}
+    return Backend(build_adapter(backend, default_headers), **knobs)
 
 
 def build_router(settings: TurnoutSettings | ResolvedConfig, default_headers: Mapping[str, str] | None = None,
@@ -70,32 +62,10 @@ def build_router(settings: TurnoutSettings | ResolvedConfig, default_headers: Ma
         failover_on_content_filter=config.failover_on_content_filter.value,
         state=open_state(config.state_url.value, prefix=config.state_prefix.value, timeout=config.state_timeout.value),
         on_event=on_event,
-        **{name: getattr(config, name).value for name in ROUTING},
+        **{name: config.values[name].value for name in ROUTING},
     )
 
 
 def from_env(**overrides: Any) -> Router:
     """A Router from the environment and .env; keyword arguments (any TurnoutSettings field) win over both."""
     return build_router(TurnoutSettings(**overrides))
-
-
-def router_for_client(*, api_key: str | None = None, base_url: str | None = None, timeout: float | None = None,
-                      max_retries: int | None = None, default_headers: Mapping[str, str] | None = None,
-                      **settings: Any) -> Router:
-    """The openai SDK's constructor arguments, in settings terms (see ``turnout.AsyncOpenAI``).
-
-    ``api_key`` or ``base_url`` make exactly the one backend the SDK would talk
-    to (OpenAI's address when no ``base_url``); ``timeout`` and ``max_retries``
-    set every backend's; ``default_headers`` go to every backend.
-    """
-    overrides = dict(settings)
-    if timeout is not None:
-        overrides["timeout"] = timeout
-    if max_retries is not None:
-        overrides["max_retries"] = max_retries
-    if api_key is not None or base_url is not None:
-        name, provider = ("openai", "openai") if base_url is None else ("default", "openai_compat")
-        section = {"provider": provider, "base_url": base_url, "api_key": api_key}
-        overrides["backends"] = [name]
-        overrides["backend"] = {name: {k: v for k, v in section.items() if v is not None}}
-    return build_router(TurnoutSettings(**overrides), default_headers)

@@ -11,13 +11,23 @@ import os
 import re
 from pathlib import Path
 from types import EllipsisType
-from typing import Annotated, Any, Literal, Optional, Sequence
+from typing import Annotated, Any, Optional, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    create_model,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .._errors import ConfigError
 from ..adapters.presets import get_preset
+from ..knobs import KNOBS, Knob, names
 from ._errors import translate
 from ._names import ENV_FILE_VARIABLE, Names, check_variables
 from ._origin import DEFAULT, Origin, Resolved, did_you_mean, problem_text
@@ -28,43 +38,26 @@ __all__ = ["BackendSettings", "TurnoutSettings", "ENV_FILE_VARIABLE"]
 
 _DEFAULT_ENV_FILE = ".env"
 
-Retries = Annotated[int, Field(ge=0)]
-Seconds = Annotated[float, Field(ge=0)]
-PositiveSeconds = Annotated[float, Field(gt=0)]
-Positive = Annotated[float, Field(gt=0)]
-Fails = Annotated[int, Field(ge=1)]
-PerMinute = Annotated[int, Field(ge=1)]
-
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _STATE_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "rediss+sentinel://", "redis+cluster://",
                   "rediss+cluster://")  # turnout.state._redis.SCHEMES, without importing redis-py
 
 
-class BackendSettings(BaseModel):
+def _field(knob: Knob, *, per_backend: bool) -> tuple[Any, Any]:
+    """A row of ``turnout.knobs`` as a pydantic field: a backend's own is optional (unset: it inherits)."""
+    kind = Optional[knob.type] if per_backend else knob.type
+    return (Annotated[kind, NoDecode] if knob.raw else kind), (None if per_backend else knob.default)
+
+
+_BackendFields: Any = create_model(  # type: ignore[call-overload]  # every per-backend row of turnout.knobs
+    "_BackendFields", __base__=BaseModel,
+    **{name: _field(KNOBS[name], per_backend=True) for name in names("backend", "both")})
+
+
+class BackendSettings(_BackendFields):  # type: ignore[misc]
     """One backend's own settings (``TURNOUT_BACKEND__<NAME>__<FIELD>``); unset fields inherit."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-    provider: Optional[str] = None
-    base_url: Optional[str] = None
-    api_key: Optional[SecretStr] = None
-    api_key_env: Optional[str] = None
-    auth: Optional[Literal["key", "entra", "google", "aws"]] = None
-    api_version: Optional[str] = None
-    models: Annotated[Optional[dict[str, str]], NoDecode] = None
-    priority: Optional[int] = None
-    weight: Optional[Positive] = None
-    max_retries: Optional[Retries] = None
-    backoff_base: Optional[Positive] = None
-    backoff_max: Optional[Seconds] = None
-    timeout: Optional[PositiveSeconds] = None
-    first_token_timeout: Optional[PositiveSeconds] = None
-    headers: Annotated[Optional[dict[str, SecretStr]], NoDecode] = None
-    capabilities: Annotated[Optional[dict[str, Optional[bool]]], NoDecode] = None
-    allowed_fails: Optional[Fails] = None
-    cooldown: Optional[Seconds] = None
-    rpm: Optional[PerMinute] = None
-    tpm: Optional[PerMinute] = None
 
     @field_validator("provider")
     @classmethod
@@ -94,7 +87,19 @@ class BackendSettings(BaseModel):
         return parse_capabilities(value)
 
 
-class TurnoutSettings(BaseSettings):
+class _Selection(BaseSettings):
+    """Which backends there are: the two fields the table of knobs does not hold."""
+
+    backends: Annotated[Optional[list[str]], NoDecode] = None
+    backend: dict[str, BackendSettings] = Field(default_factory=dict)
+
+
+_Fields: Any = create_model(  # type: ignore[call-overload]  # the selection, then the other rows
+    "_Fields", __base__=_Selection, **{name: _field(KNOBS[name], per_backend=False)
+                                      for name in names("router", "both", "other")})
+
+
+class TurnoutSettings(_Fields):  # type: ignore[misc]
     """Every ``TURNOUT_*`` variable, plus where each value came from.
 
     Build it with no arguments to read the environment and ``.env``, or pass
@@ -114,41 +119,6 @@ class TurnoutSettings(BaseSettings):
         frozen=True,
     )
 
-    backends: Annotated[Optional[list[str]], NoDecode] = None
-    backend: dict[str, BackendSettings] = Field(default_factory=dict)
-    max_retries: Retries = 2
-    backoff_base: Positive = 2.0
-    backoff_max: Seconds = 30.0
-    timeout: PositiveSeconds = 60.0
-    first_token_timeout: Optional[PositiveSeconds] = None
-    allowed_fails: Fails = 3
-    cooldown: Seconds = 30.0
-    deadline: Optional[PositiveSeconds] = None
-    retry_budget: Annotated[float, Field(ge=0)] = 0.2
-    retry_budget_min: Retries = 10
-    stateful_backend: Optional[str] = None
-    responses_ttl: PositiveSeconds = 3600.0
-    failover_on_content_filter: bool = False
-    rpm: Optional[PerMinute] = None
-    tpm: Optional[PerMinute] = None
-    state_url: Optional[str] = None
-    state_prefix: str = "turnout"
-    state_timeout: PositiveSeconds = 0.5
-    strategy: Literal["weighted", "latency", "least-busy"] = "weighted"
-    affinity: Literal["on", "off", "hash"] = "on"
-    affinity_ttl: PositiveSeconds = 3600.0
-    hedge_after: Optional[str] = None
-    max_hedges: Annotated[int, Field(ge=1)] = 1
-    strict: bool = True
-    # `turnout serve` (the extra turnout[serve]); read here so TURNOUT_SERVE_* are known variables
-    serve_host: str = "127.0.0.1"
-    serve_port: Annotated[int, Field(ge=0, le=65535)] = 8001
-    serve_api_keys: Annotated[Optional[tuple[SecretStr, ...]], NoDecode] = None
-    serve_max_body: Annotated[int, Field(gt=0)] = 32 * 2**20
-    serve_max_connections: Annotated[int, Field(ge=1)] = 1000
-    serve_header_timeout: PositiveSeconds = 10.0
-    serve_body_timeout: PositiveSeconds = 120.0
-
     _layers: tuple[Layer, ...] = PrivateAttr(default=())
     _env_file: Resolved[Optional[str]] = PrivateAttr(default=Resolved(None, DEFAULT))
     _ignored: tuple[str, ...] = PrivateAttr(default=())
@@ -164,35 +134,6 @@ class TurnoutSettings(BaseSettings):
         if value is not None and not value.strip().lower().startswith(_STATE_SCHEMES):
             raise ValueError("is not a Redis URL")
         return None if value is None else value.strip()
-
-    @field_validator("affinity", mode="before")
-    @classmethod
-    def _affinity(cls, value: Any) -> Any:
-        """``0``/``false``/``no`` read as off and ``1``/``true``/``yes`` as on, as every flag here does."""
-        if isinstance(value, (str, bool, int)) and str(value).strip().lower() not in ("hash", "on", "off"):
-            try:
-                return "on" if parse_flag(value) else "off"
-            except ValueError:
-                return value
-        return value.strip().lower() if isinstance(value, str) else value
-
-    @field_validator("hedge_after", mode="before")
-    @classmethod
-    def _hedge_after(cls, value: Any) -> Any:
-        if value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
-            return None if value is None else str(value)
-        if isinstance(value, str):
-            text = value.strip().lower()
-            if text in ("", "off", "none", "0"):
-                return None
-            if re.fullmatch(r"p\d{1,2}(\.\d+)?", text):
-                return text
-            try:
-                if float(text) > 0:
-                    return text
-            except ValueError:
-                pass
-        raise ValueError("is neither seconds nor a percentile")
 
     @field_validator("state_prefix")
     @classmethod
