@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import argparse
 import asyncio
 import os
@@ -92,7 +94,8 @@ async def hedging(requests: int, at_once: int = 10) -> dict[str, dict[str, float
             backends = [Backend(OpenAICompatAdapter(n, preset="vllm", base_url=s.base_url, timeout=30), priority=i)
                         for i, (n, s) in enumerate((("tail", tail), ("other", other)))]
             client = turnout.AsyncOpenAI(router=Router(backends, hedge_after=hedge, retry_budget_min=requests))
-            call = lambda: client.chat.completions.create(model="test-model", messages=[{"role": "user", "content": "hi"}])
+            call = functools.partial(client.chat.completions.create, model="test-model",
+                                     messages=[{"role": "user", "content": "hi"}])
             await _pool(call, 30, at_once)  # warm-up: the percentile is known
             tail.latency = lambda n: 3.0 if n % 10 == 0 else 0.02
             before = len(tail.requests) + len(other.requests)

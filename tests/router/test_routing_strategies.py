@@ -246,7 +246,7 @@ async def test_a_slow_tail_is_hedged_on_the_next_backend_and_the_loser_disconnec
     assert len(hedges) >= len(other.requests), "the other backend saw only hedges (some lost before they were sent)"
     assert winners["other"] >= slow, (winners, slow)  # every 3 s answer was beaten
     for server in (tail, other):  # each request was answered, or its client was seen to hang up
-        await until(lambda: len(server.requests) == server.answered + server.abandoned, "every loser gone")
+        await until(lambda s=server: len(s.requests) == s.answered + s.abandoned, "every loser gone")
     assert tail.abandoned >= slow, "each 3 s request's connection was closed, not waited out"
 
 
