@@ -363,7 +363,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             ("10 serve", lambda: fig_serve(srv, sizes, rep)),
             ("11 responses", lambda: asyncio.run(fig_responses(srv, sizes, rep))),
             ("12 state", lambda: fig_state(srv, sizes, rep)),
-            ("13 telemetry", lambda: asyncio.run(fig_telemetry(srv, sizes, rep))),
+            ("14 telemetry", lambda: asyncio.run(fig_telemetry(srv, sizes, rep))),
         ]
         for label, step in steps:
             if args.only and not set(args.only) & set(label.split()[0].split("+")):

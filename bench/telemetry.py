@@ -1,4 +1,4 @@
-"""Figure 13: what telemetry adds to a request: tracing on (the OpenTelemetry SDK with a no-op exporter) vs off.
+"""Figure 14: what telemetry adds to a request: tracing on (the OpenTelemetry SDK with a no-op exporter) vs off.
 
 Three turnout clients on one backend, taking turns request by request against the same server:
 ``off`` has no subscriber (what a user without turnout[otel]/turnout[cost] runs), ``idle`` has
@@ -52,10 +52,10 @@ async def fig_telemetry(srv: Any, n: Any, rep: Any) -> None:
     s = await h.interleaved({"off": h.chat_call(off), "idle": h.chat_call(idle), "on": h.chat_call(on)},
                             n.latency_rounds, n.warmup, cpu=cpu)
     for label, key in (("subscribed, no provider", "idle"), ("tracing + metrics on, no-op exporter", "on")):
-        rep.add("13", f"telemetry {label}: latency p50 (raw = off)", "µs", h.pct(s["off"], .5) * 1e6,
+        rep.add("14", f"telemetry {label}: latency p50 (raw = off)", "µs", h.pct(s["off"], .5) * 1e6,
                 h.pct(s[key], .5) * 1e6, kind="delta", target="≤ +30" if key == "on" else "",
                 ok=(lambda d: d <= 30) if key == "on" else None)
-        rep.add("13", f"telemetry {label}: CPU per request p50 (raw = off)", "µs", h.pct(cpu["off"], .5) * 1e6,
+        rep.add("14", f"telemetry {label}: CPU per request p50 (raw = off)", "µs", h.pct(cpu["off"], .5) * 1e6,
                 h.pct(cpu[key], .5) * 1e6, kind="delta")
     for client in (off, idle, on):
         await client.close()

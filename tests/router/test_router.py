@@ -431,12 +431,13 @@ async def test_events_and_logs_record_each_attempt_retry_and_failover(clients, m
     assert [(e.kind, e.backend, e.attempt) for e in events] == [
         ("request", "", 0), ("attempt", "a", 1), ("attempt_failed", "a", 1), ("retry", "a", 1), ("attempt", "a", 2),
         ("attempt_failed", "a", 2), ("failure", "a", 0), ("failover", "a", 0), ("attempt", "b", 1),
-        ("answer", "b", 1), ("done", "b", 0)]
+        ("success", "b", 1), ("done", "b", 0)]
     assert events[7].to == "b"
     assert len({id(e.request) for e in events}) == 1 and events[0].request.model == "test-model"
     answer = events[9]
     assert events[0].start <= answer.start <= answer.first == answer.end <= events[-1].end  # one clock, in order
     assert answer.response is not None and answer.response.status_code == 200
+    assert answer.times is events[8].times, "the success carries the timings its attempt started"
     text = caplog.text
     assert "backend a: InternalServerError 503" in text and "failing over from a to b" in text
 

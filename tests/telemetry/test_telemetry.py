@@ -371,3 +371,28 @@ async def test_turnouts_spans_sit_beneath_the_official_openai_instrumentation(sp
                 for metric in scope.metrics if metric.name == "gen_ai.client.operation.duration"
                 for point in metric.data.data_points]
     assert recorded and all(name != "turnout" for name, _ in recorded)  # counted once: by the outer one
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_hedges_loser_is_no_longer_in_flight(make_openai_server, stream) -> None:
+    pytest.importorskip("prometheus_client")
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from turnout.telemetry import instrument
+
+    slow, fast = make_openai_server(), make_openai_server()
+    slow.latency = 3.0  # the first backend answers late: the hedge on the second wins, the first is cancelled
+    client = turnout.AsyncOpenAI(backends=["slow", "fast"], max_retries=0, hedge_after="0.05", backend={
+        "slow": {"provider": "openai_compat", "base_url": slow.base_url, "priority": 0},
+        "fast": {"provider": "openai_compat", "base_url": fast.base_url, "priority": 1}})
+    telemetry = instrument(client.router, prometheus=True)
+    assert telemetry is not None and telemetry.prom is not None
+    answer = await client.chat.completions.create(model="test-model", messages=MSG, stream=stream)
+    if stream:
+        async for _ in answer:
+            pass
+    assert turnout.served_by(answer) == "fast"
+    in_flight = {s.labels["backend"]: s.value for family in text_string_to_metric_families(
+        telemetry.prom.scrape(client.router.stats()).decode()) for s in family.samples if s.name == "turnout_in_flight"}
+    await client.close()
+    assert in_flight == {"slow": 0, "fast": 0}

@@ -23,12 +23,13 @@ import openai
 
 from .._errors import describe, synthetic_request
 from ..adapters import Call
-from ..state import Admission, Limits, State, _clock
+from ..state import Admission, Limits, Session, State, _clock
 from ._backend import Backend
 from ._classify import Verdict, classify, retry_after
-from ._events import Events, RequestInfo, RouterEvent, current_request
+from ._events import AttemptTimes, Events, RequestInfo, RouterEvent, clock, current_request
 from ._quota import count_stream, estimate_tokens, limit_text, provider_limit, retry_refused, tokens_used
-from ._stream import open_stream
+from ._stream import open_stream, when_closed
+from ._strategy import Latency
 
 __all__ = ["Op", "Runner", "deadline", "remaining", "max_retries_override", "LEARNED_FOR"]
 
@@ -71,18 +72,19 @@ class Runner:
     """Calls one backend: attempts, retries with backoff, and the bookkeeping around them."""
 
     def __init__(self, backend: Backend, *, state: State, budget_ratio: float, budget_min: int,
-                 emit: Events) -> None:
+                 emit: Events, busy: bool = False) -> None:
         self.backend = backend
         self.name = backend.name
         self.adapter = backend.adapter
         timeout = getattr(backend.adapter, "timeout", None) or 60.0
         self.limits = Limits(allowed_fails=max(1, backend.allowed_fails), cooldown=backend.cooldown, rpm=backend.rpm,
                              tpm=backend.tpm, budget_ratio=budget_ratio, budget_min=budget_min,
-                             probe_lease=max(backend.cooldown, timeout * (backend.max_retries + 1)))
+                             probe_lease=max(backend.cooldown, timeout * (backend.max_retries + 1)), busy=busy)
         self.shared = state.backend(backend.name, self.limits)
         self.counters = Counters()
         self._emit = emit
         self._learned: dict[tuple[str, str], float] = {}
+        self._latency: dict[str, Latency] = {}  # model -> its recent latency on this backend
         self._pending: set[asyncio.Future[Any]] = set()
         # backoff's stubs expect a wait generator that yields floats and a sync handler; it also primes
         # the generator with next() and accepts async handlers, which these are.
@@ -96,11 +98,45 @@ class Runner:
             logger=None,
         )(self._attempt)
 
-    async def admit(self, call: Any, *, hold: bool = True) -> Admission:
+    async def admit(self, call: Any, *, hold: bool = True, hedge: bool = False,
+                    session: Session | None = None) -> Admission:
         """May ``call`` go to this backend now? Counted in its windows if so (see ``BackendState.admit``)."""
         tpm = self.limits.tpm
         tokens = min(estimate_tokens(call.body), tpm) if tpm and isinstance(call, Call) else 0
-        return await self.shared.admit(tokens, hold=hold)
+        return await self.shared.admit(tokens, hold=hold, hedge=hedge, session=session)
+
+    # -- what the strategies read: no I/O ------------------------------------------
+    def latency_of(self, model: str) -> float | None:
+        """The moving average of this backend's latency for ``model``; ``None`` before its first answer."""
+        found = self._latency.get(model)
+        return None if found is None else found.mean
+
+    def latency_percentile(self, model: str, p: float) -> float | None:
+        found = self._latency.get(model)
+        return None if found is None else found.percentile(p)
+
+    def busy(self) -> int:
+        return self.shared.busy()
+
+    def _measured(self, arg: Any, times: AttemptTimes, *, lower_bound: bool = False) -> None:
+        """One attempt's time to its first answer, from the events' own measurement. A cancelled attempt
+        (a hedge's loser) gives a lower bound: counted only when it is slower than the average already."""
+        seconds = times.to_first if times.first is not None else None
+        if seconds is None and lower_bound and times.end is not None:
+            seconds = times.end - times.start
+        model = arg.body.get("model") if isinstance(arg, Call) else None
+        if seconds is None or not isinstance(model, str):
+            return
+        found = self._latency.get(model)
+        if found is None:
+            if lower_bound:
+                return
+            if len(self._latency) >= 256:  # bounded: a router asked for endless model names stays small
+                self._latency.clear()
+            found = self._latency[model] = Latency()
+        if lower_bound and (found.mean is None or seconds <= found.mean):
+            return
+        found.add(seconds)
 
     def held(self, admission: Admission) -> str:
         """What held a request back, in words."""
@@ -115,10 +151,16 @@ class Runner:
         self.counters.requests += 1
         try:
             result: T = await self.call(op, arg, admission)
-        except openai.APIError:
-            self.counters.failures += 1
+        except BaseException as err:
+            if isinstance(err, openai.APIError):
+                self.counters.failures += 1
+            self.shared.done(admission)
             raise
         self.counters.successes += 1
+        if isinstance(result, httpx2.Response) and not result.is_closed:  # a stream: in flight until it closes
+            when_closed(result, lambda: self.shared.done(admission))
+        else:
+            self.shared.done(admission)
         return result
 
     def sender(self, stream: bool) -> Op:
@@ -186,31 +228,43 @@ class Runner:
         admission.attempts += 1
         self.counters.attempts += 1
         request = current_request.get() if self._emit else None
-        start = time.monotonic()
+        times = AttemptTimes(clock())
         if self._emit:
-            await self._emit(RouterEvent("attempt", self.name, request=request, attempt=admission.attempts, start=start))
+            await self._emit(RouterEvent("attempt", self.name, request=request, attempt=admission.attempts,
+                                         start=times.start, times=times))
         left = remaining()
         try:
             result = await (op(arg) if left is None else _within(op(arg), left))
         except openai.APIError as err:
+            times.end = clock()
             if self._emit:
                 await self._emit(RouterEvent("attempt_failed", self.name, error=err, request=request,
-                                             attempt=admission.attempts, start=start, end=time.monotonic()))
+                                             attempt=admission.attempts, start=times.start, end=times.end,
+                                             times=times))
             await self._failed(err, admission)
             raise
-        except BaseException:  # cancelled, or a bug: no verdict on the backend
+        except BaseException as err:  # cancelled (a hedge lost), or a bug: no verdict on the backend
+            times.end = clock()
+            if isinstance(err, asyncio.CancelledError):
+                self._measured(arg, times, lower_bound=True)
             await self.shared.release(admission)
             raise
-        first = time.monotonic()
-        latency = first - start
+        times.first = clock()
+        if isinstance(result, httpx2.Response) and not result.is_closed:
+            when_closed(result, lambda: setattr(times, "end", clock()))
+        else:
+            times.end = times.first
+        latency = times.first - times.start
         self.counters.latency_last = latency
         self.counters.latency_total += latency
+        self._measured(arg, times)
+        await self._answered(result, admission)
         if self._emit:
             streaming = isinstance(arg, Call) and arg.stream and isinstance(result, httpx2.Response)
-            await self._emit(RouterEvent("answer", self.name, request=request, attempt=admission.attempts, start=start,
-                                         first=first, end=None if streaming else first,
-                                         response=result if isinstance(result, httpx2.Response) else None))
-        await self._answered(result, admission)
+            await self._emit(RouterEvent("success", self.name, request=request, attempt=admission.attempts,
+                                         start=times.start, first=times.first, end=None if streaming else times.first,
+                                         response=result if isinstance(result, httpx2.Response) else None,
+                                         times=times))
         return result
 
     @property
@@ -221,7 +275,7 @@ class Runner:
     async def stream_ended(self, request: RequestInfo | None, reason: str, error: BaseException | None) -> None:
         """A committed stream ended (whole, broken or closed by the caller): told to the subscribers."""
         if self._emit:
-            await self._emit(RouterEvent("stream_end", self.name, error=error, request=request, end=time.monotonic(),
+            await self._emit(RouterEvent("stream_end", self.name, error=error, request=request, end=clock(),
                                          reason=reason))
 
     async def _answered(self, result: Any, admission: Admission) -> None:
@@ -310,6 +364,7 @@ class Runner:
             **asdict(c),
             "latency_mean": c.latency_total / c.successes if c.successes else None,
             "completed": done,
+            "in_flight": self.busy(),
             **self.shared.view().as_dict(self.limits),
         }
 

@@ -18,6 +18,9 @@ from ..telemetry import Price, instrument
 from ._models import TurnoutSettings
 from ._resolve import ResolvedBackend, ResolvedConfig, resolve
 
+ROUTING = ("strategy", "affinity", "affinity_ttl", "hedge_after", "max_hedges")
+"""The routing settings (issue 25): each a Router keyword of the same name."""
+
 __all__ = ["build_adapter", "build_backend", "build_router", "from_env"]
 
 
@@ -61,6 +64,7 @@ def build_router(settings: TurnoutSettings | ResolvedConfig, default_headers: Ma
         failover_on_content_filter=config.failover_on_content_filter.value,
         state=open_state(config.state_url.value, prefix=config.state_prefix.value, timeout=config.state_timeout.value),
         on_event=on_event,
+        **{name: config.values[name].value for name in ROUTING},
     )
     instrument(router, prices={b.name: {m: Price(*p) for m, p in b.price.value.items()}
                                for b in config.backends if b.price.value}, prometheus=prometheus)

@@ -53,7 +53,8 @@ class _Request:
     span: Any = None
     attempt_span: Any = None
     attempt_backend: Optional[str] = None
-    in_flight: Optional[str] = None
+    in_flight: list[str] = field(default_factory=list)
+    """The backends of its attempts under way (two while a hedge races the first)."""
     first: Optional[float] = None
     facts: Facts = field(default_factory=Facts)
     strip_usage: bool = False
@@ -90,7 +91,7 @@ class Telemetry:
             else:
                 self.tracing, self.metrics = Tracing(), GenAIMetrics()
         self._on: dict[str, Callable[[RouterEvent, _Request], None]] = {
-            "attempt": self._attempt, "attempt_failed": self._attempt_failed, "answer": self._answer,
+            "attempt": self._attempt, "attempt_failed": self._attempt_failed, "success": self._answer,
             "retry": self._retry, "failover": self._failover, "skipped": self._skipped, "done": self._done,
             "stream_end": self._stream_end}
 
@@ -132,10 +133,10 @@ class Telemetry:
     def _attempt(self, event: RouterEvent, state: _Request) -> None:
         if self.prom is not None:
             self.prom.in_flight.labels(event.backend).inc()
-            state.in_flight = event.backend
+            state.in_flight.append(event.backend)
 
     def _attempt_failed(self, event: RouterEvent, state: _Request) -> None:
-        self._landed(state)
+        self._landed(state, event.backend)
         if self.prom is not None:
             self.prom.attempts.labels(event.backend, "error").inc()
         if self.tracing is not None and state.span is not None and event.start is not None and event.end is not None:
@@ -146,7 +147,7 @@ class Telemetry:
         if self.prom is not None:
             self.prom.attempts.labels(event.backend, "ok").inc()
         if event.end is not None:
-            self._landed(state)
+            self._landed(state, event.backend)
         elif event.first is not None and event.start is not None:
             state.first = event.first
         if self.tracing is not None and state.span is not None and event.start is not None:
@@ -188,6 +189,7 @@ class Telemetry:
             self._finish(info, state, event.end, error=event.error)
             return
         state.response = response
+        self._landed(state, keep=event.backend if info.stream else None)  # a stream is under way until its end
         if not info.stream:
             state.facts = facts_of(response)
             if self.tracing is not None and state.span is not None and self.tracing.capture:  # opted in: the answer's messages too
@@ -214,7 +216,7 @@ class Telemetry:
             return
         info = event.request
         assert info is not None and event.end is not None
-        self._landed(state)
+        self._landed(state, event.backend)
         if self.tracing is not None and state.attempt_span is not None:
             self.tracing.end(state.attempt_span, event.end, {},
                              error=None if event.reason != "broken" else _error_type(event.error))
@@ -223,11 +225,23 @@ class Telemetry:
                      closed=event.reason == "closed")
 
     # -- helpers ------------------------------------------------------------------------
-    def _landed(self, state: _Request) -> None:
-        """An attempt is no longer under way."""
-        if self.prom is not None and state.in_flight is not None:
-            self.prom.in_flight.labels(state.in_flight).dec()
-            state.in_flight = None
+    def _landed(self, state: _Request, backend: Optional[str] = None, *, keep: Optional[str] = None) -> None:
+        """An attempt on ``backend`` is no longer under way; ``None``: none of the request's is but one on
+        ``keep`` (an attempt cancelled under way, a hedge's loser, tells no event of its own)."""
+        if self.prom is None:
+            return
+        if backend is None:
+            gone, state.in_flight = state.in_flight, []
+            if keep is not None and keep in gone:
+                gone.remove(keep)
+                state.in_flight.append(keep)
+        elif backend in state.in_flight:
+            state.in_flight.remove(backend)
+            gone = [backend]
+        else:
+            return
+        for name in gone:
+            self.prom.in_flight.labels(name).dec()
 
     def _attempt_span(self, tracing: Tracing, event: RouterEvent, state: _Request) -> Any:
         info = event.request
