@@ -209,7 +209,7 @@ def test_strict_off_warns_once_per_variable_and_carries_on(
         "(ignored: TURNOUT_STRICT is off)",
         f"{rpm}: is not a backend setting; accepted: PROVIDER, BASE_URL, API_KEY, API_KEY_ENV, MODELS, PRIORITY, "
         "WEIGHT, MAX_RETRIES, BACKOFF_BASE, BACKOFF_MAX, TIMEOUT, HEADERS, CAPABILITIES, ALLOWED_FAILS, COOLDOWN, "
-        "RPM, TPM (ignored: TURNOUT_STRICT is off)",
+        "RPM, TPM, PROXY (ignored: TURNOUT_STRICT is off)",
     ]
     assert resolve(settings[0]).notes == tuple(warnings(caplog))  # what turnout config shows
 

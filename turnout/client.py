@@ -29,7 +29,6 @@ from openai._models import FinalRequestOptions
 from ._portal import run
 from .adapters import OpenAICompatAdapter
 from .router import Backend, Router
-from .router._retry import max_retries_override
 
 __all__ = ["AsyncOpenAI", "OpenAI", "served_by", "BACKEND_HEADER", "PLACEHOLDER_KEY"]
 
@@ -41,6 +40,13 @@ PLACEHOLDER_KEY = "turnout-routed"
 
 _SERVED_BY = "_turnout_backend"
 _OPENAI_HOST = "api.openai.com"
+MAX_RETRIES_NONE = ("max_retries cannot be None. If you want to disable retries, pass `0`; if you want unlimited "
+                    "retries, pass `math.inf` or a very high number; if you want the default behavior, pass "
+                    "`openai.DEFAULT_MAX_RETRIES`")
+"""The SDK's own refusal of ``max_retries=None``, word for word."""
+
+_BACKEND_ONLY = ("admin_api_key", "workload_identity", "provider", "data_residency")
+"""Constructor arguments for the one backend the SDK would talk to, never for the client itself."""
 _NOT_COPIED = ("api_key", "admin_api_key", "workload_identity", "provider", "organization", "project",
                "base_url", "websocket_base_url", "data_residency", "http_client", "default_query",
                "set_default_query", "webhook_secret")
@@ -77,25 +83,29 @@ class _Routed:
         if isinstance(handle, (_Handle, _SyncHandle)):  # copy(): share the original's router
             self.router = handle.router
             return kwargs
-        if handle is not None:
-            raise TypeError("turnout clients send each request through its backend's own SDK client; "
-                            "http_client cannot be set (a backend's address, key and timeout are settings)")
+        if "max_retries" in kwargs and kwargs["max_retries"] is None:  # before any backend is built
+            raise TypeError(MAX_RETRIES_NONE)
         names = _sdk_names(sdk)
         given = {k: v for k, v in kwargs.items() if k in names and _given(v) is not None}
         settings = {k: v for k, v in kwargs.items() if k not in names}
+        logins = {k: given.pop(k) for k in _BACKEND_ONLY if k in given}
+        base_url = _backend_url(given, logins)
         if router is None:
             from .settings import router_for_client
 
-            router = router_for_client(api_key=given.get("api_key"), base_url=_text(given.get("base_url")),
+            router = router_for_client(api_key=given.get("api_key"), base_url=base_url,
                                        timeout=_seconds(given.get("timeout")), max_retries=given.get("max_retries"),
-                                       default_headers=given.get("default_headers"), **settings)
-        elif settings:
-            raise TypeError(f"settings {sorted(settings)} have no effect with router=...: set them on its backends")
+                                       default_headers=given.get("default_headers"), http_client=handle,
+                                       sdk=logins, **settings)
+        elif settings or handle is not None or logins:
+            unused = sorted([*settings, *logins, *(["http_client"] if handle is not None else [])])
+            raise TypeError(f"settings {unused} have no effect with router=...: set them on its backends")
         self.router = router
         primary = router.primary
-        return {**given, "api_key": _exposed_key(primary), "base_url": primary.adapter.base_url,
+        return {**given, "api_key": _exposed_key(primary), "admin_api_key": _exposed_admin_key(primary, logins),
+                "base_url": primary.adapter.base_url,
                 "timeout": given.get("timeout", getattr(primary.adapter, "timeout", openai.NOT_GIVEN)),
-                "max_retries": given.get("max_retries", primary.max_retries), "http_client": handle_type(router)}
+                "max_retries": given.get("max_retries", primary.max_retries), "http_client": handle_type(router, handle)}
 
     def copy(self, *, timeout: Any = openai.NOT_GIVEN, max_retries: Any = openai.NOT_GIVEN,
              default_headers: Mapping[str, str] | None = None, set_default_headers: Mapping[str, str] | None = None,
@@ -121,14 +131,12 @@ class _Routed:
             sent = options.headers if isinstance(options.headers, Mapping) else {}
             options = options.model_copy(update={"headers": {**self._turnout_headers, **sent}})
         deadline = _seconds(options.timeout) if not isinstance(options.timeout, NotGiven) else self._turnout_deadline
-        token = max_retries_override.set(self._turnout_retries) if self._turnout_retries is not None else None
-        try:
-            name, response = await self.router.send(options, stream=stream, timeout=deadline)
-        finally:
-            if token is not None:
-                max_retries_override.reset(token)
+        retries = options.max_retries if not isinstance(options.max_retries, NotGiven) else self._turnout_retries
+        name, response = await self.router.send(options, stream=stream, timeout=deadline, max_retries=retries)
         if name is not None:
             response.headers[BACKEND_HEADER] = name
+        else:  # made by the router (every backend's models): the request as this client's SDK would have sent it
+            response.request = self._build_request(options)  # type: ignore[attr-defined]
         return name, response
 
     def _process_response_data(self, *, data: object, cast_to: type[Any], response: httpx2.Response) -> Any:
@@ -194,24 +202,31 @@ class _Refuse(httpx2.AsyncBaseTransport, httpx2.BaseTransport):
 
 
 class _Handle(httpx2.AsyncClient):
-    """The SDK's ``close()`` closes its http client: for turnout's clients, that closes the backends."""
+    """The SDK's ``close()`` closes its http client: for turnout's clients, that closes the backends, and
+    the caller's ``http_client`` (as the SDK closes it) whose transports they share."""
 
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router, caller: httpx2.AsyncClient | None = None) -> None:
         super().__init__(transport=_Refuse(), trust_env=False)
         self.router = router
+        self.caller = caller
 
     async def aclose(self) -> None:
         await self.router.aclose()
+        if self.caller is not None:
+            await self.caller.aclose()
         await super().aclose()
 
 
 class _SyncHandle(httpx2.Client):
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router, caller: httpx2.Client | None = None) -> None:
         super().__init__(transport=_Refuse(), trust_env=False)
         self.router = router
+        self.caller = caller
 
     def close(self) -> None:
         run(self.router.aclose())
+        if self.caller is not None:
+            self.caller.close()
         super().close()
 
 
@@ -248,11 +263,41 @@ def _tagged(answer: Any, name: str | None) -> Any:
 
 def _exposed_key(primary: Backend) -> str:
     """A real key only where any library may send it: OpenAI's own, when OpenAI's own host is primary."""
+    return (primary.adapter.api_key or PLACEHOLDER_KEY) if _openai_itself(primary) else PLACEHOLDER_KEY
+
+
+def _exposed_admin_key(primary: Backend, logins: Mapping[str, Any]) -> str | None:
+    """``client.admin_api_key``, by the same rule as ``client.api_key``; ``None`` where none was given."""
+    if _openai_itself(primary):
+        return getattr(primary.adapter, "admin_api_key", None)
+    return PLACEHOLDER_KEY if logins.get("admin_api_key") else None
+
+
+def _openai_itself(primary: Backend) -> bool:
     adapter = primary.adapter
-    if isinstance(adapter, OpenAICompatAdapter) and adapter.preset.name == "openai" \
-            and urllib.parse.urlsplit(adapter.base_url).hostname == _OPENAI_HOST:
-        return adapter.api_key
-    return PLACEHOLDER_KEY
+    return isinstance(adapter, OpenAICompatAdapter) and adapter.preset.name == "openai" \
+        and urllib.parse.urlsplit(adapter.base_url).hostname == _OPENAI_HOST
+
+
+def _backend_url(given: dict[str, Any], logins: dict[str, Any]) -> str | None:
+    """The address of the one backend the SDK would talk to: ``base_url``, a ``data_residency`` region's,
+    or a ``provider``'s (its SDK provider keeps the login); the SDK's own rules on combining them apply."""
+    from openai._data_residency import resolve_data_residency
+
+    region = logins.pop("data_residency", None)
+    if region is not None:
+        return _text(resolve_data_residency(region, given.get("base_url", openai.NOT_GIVEN),
+                                            provider=logins.get("provider")))
+    provider = logins.get("provider")
+    if provider is not None:
+        from openai._provider import _configure_provider
+
+        clash = sorted(k for k in ("api_key", "base_url") if k in given) + sorted(k for k in logins if k != "provider")
+        if clash:
+            raise openai.OpenAIError(f"`provider` cannot be combined with top-level {', '.join(clash)}: "
+                                     f"move them into the provider's own arguments")
+        return _text(_configure_provider(provider).base_url)
+    return _text(given.get("base_url"))
 
 
 _SDK_NAMES: dict[type, frozenset[str]] = {}

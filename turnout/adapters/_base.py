@@ -65,7 +65,7 @@ class Capabilities:
 
 _EVERY_SERVER = frozenset({"chat", "streaming", "tools", "json_mode"})
 
-Mode = Literal["routed", "aggregated", "pinned", "responses", "held"]
+Mode = Literal["routed", "aggregated", "pinned", "responses", "held", "admin"]
 
 
 @dataclass(frozen=True)
@@ -76,21 +76,28 @@ class Endpoint:
     ``aggregated``: every backend answers and the answers are merged (models);
     ``pinned``: stateful (files, batches, ...), one backend, never failed over;
     ``responses``: routed, natively or through the chat bridge; ``held``: a stored
-    response, served by the backend (or the router's state) that made it.
+    response, served by the backend (or the router's state) that made it; ``admin``:
+    OpenAI's organization endpoints, pinned to the backend with an admin key.
+    ``model_optional``: the SDK lets the caller leave ``model`` out (a moderation, an
+    image, a response from a stored prompt): every backend that can serve it is a
+    candidate, in priority order, and the backend picks its default model.
     """
 
     name: str
     mode: Mode = "routed"
     need: str | None = None
+    model_optional: bool = False
 
 
 @dataclass(frozen=True)
 class Call:
-    """One request for one backend: the SDK's own options, and whether the answer is an SSE stream."""
+    """One request for one backend: the SDK's own options, whether the answer is an SSE stream, and the
+    caller's own ``max_retries`` for it (``None``: each backend's)."""
 
     endpoint: Endpoint
     options: FinalRequestOptions
     stream: bool = False
+    max_retries: int | None = None
 
     @property
     def body(self) -> dict[str, Any]:
@@ -121,6 +128,7 @@ def made_response(status: int, headers: dict[str, str], request: httpx2.Request,
     response = httpx2.Response(status, headers={**headers, "content-length": str(len(body))},
                                stream=httpx2.ByteStream(body), request=request)
     response._content = body  # what read() would set
+    response.is_stream_consumed = response.is_closed = True  # ... and what it leaves behind: a raw response reads closed
     return response
 
 

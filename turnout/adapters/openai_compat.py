@@ -7,11 +7,12 @@ decides which address and key it talks to. A provider is a row in
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import ssl
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import httpx2
 import openai
@@ -20,6 +21,7 @@ from openai.types import Model
 from .._errors import ConfigError, describe, malformed_response
 from .._redact import redact_url
 from ._base import Call, Capabilities, Health
+from ._http import Transports, backend_http_client
 from .presets import Preset, get_preset
 
 __all__ = ["OpenAICompatAdapter", "LOCAL_PLACEHOLDER_KEY"]
@@ -44,31 +46,39 @@ class OpenAICompatAdapter:
         *,
         preset: str | Preset = "openai_compat",
         base_url: str | None = None,
-        api_key: str | None = None,
+        api_key: str | Callable[[], Any] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
         headers: Mapping[str, str] | None = None,
         capabilities: Capabilities | None = None,
         http_client: httpx2.AsyncClient | None = None,
+        transports: Transports | None = None,
+        proxy: str | None = None,
+        sdk: Mapping[str, Any] | None = None,
     ) -> None:
+        """``transports``: the caller's ``http_client`` connection layer (``adapters._http``); ``proxy``: this
+        backend's own; ``sdk``: the caller's other SDK constructor arguments (``admin_api_key``,
+        ``workload_identity``, ``provider``), given to this backend's SDK client as they are."""
         self.preset = preset if isinstance(preset, Preset) else get_preset(preset)
         self.name = name or self.preset.name
         self.capabilities = capabilities or self.preset.capabilities
         self.base_url = _resolve_base_url(self.name, self.preset, base_url)
         self.timeout = timeout
-        key = api_key or _preset_key(self.name, self.preset)
+        sdk = dict(sdk or {})
+        login = {} if "provider" in sdk else {"api_key": _async_key(api_key or _preset_key(self.name, self.preset)),
+                                              "base_url": self.base_url}
         if http_client is None:  # the SDK's own defaults, less the SSL context it would build for each client
-            http_client = openai.DefaultAsyncHttpxClient(base_url=self.base_url, timeout=timeout,
-                                                         verify=_shared_ssl_context())
+            http_client = backend_http_client(self.base_url, timeout, transports=transports, proxy=proxy,
+                                              verify=_shared_ssl_context())
         self._client = openai.AsyncOpenAI(
-            api_key=key,
-            base_url=self.base_url,
+            **login,
+            **sdk,
             max_retries=0,
             timeout=timeout,
             default_headers=dict(headers) if headers else None,
             http_client=http_client,
         )
         if self.preset.name != "openai":
-            _forget_openai_ambient(self._client, headers)
+            _forget_openai_ambient(self._client, headers, sdk.get("admin_api_key"))
 
     def __repr__(self) -> str:
         return f"OpenAICompatAdapter(name={self.name!r}, preset={self.preset.name!r}, base_url={redact_url(self.base_url)!r})"
@@ -77,6 +87,11 @@ class OpenAICompatAdapter:
     def api_key(self) -> str:
         """The key this backend sends (only ever to its own host)."""
         return self._client.api_key
+
+    @property
+    def admin_api_key(self) -> str | None:
+        """The key this backend sends to OpenAI's admin endpoints (``/organization/...``), if it has one."""
+        return self._client.admin_api_key
 
     async def send(self, call: Call) -> httpx2.Response:
         """The request through this backend's own SDK client, as the caller's SDK built it.
@@ -159,13 +174,27 @@ def _preset_key(name: str, preset: Preset) -> str:
     return key
 
 
-def _forget_openai_ambient(client: openai.AsyncOpenAI, headers: Mapping[str, str] | None) -> None:
+def _forget_openai_ambient(client: openai.AsyncOpenAI, headers: Mapping[str, str] | None,
+                           admin_api_key: str | None) -> None:
     """Keep OpenAI's own ambient settings away from other providers' hosts.
 
-    The SDK reads ``OPENAI_ORG_ID``, ``OPENAI_PROJECT_ID`` and
+    The SDK reads ``OPENAI_ORG_ID``, ``OPENAI_PROJECT_ID``, ``OPENAI_ADMIN_KEY`` and
     ``OPENAI_CUSTOM_HEADERS`` from the environment for every client it builds;
     sent to Groq or a local server they would leak OpenAI account details.
+    An admin key given for this backend itself stays.
     """
     client.organization = None
     client.project = None
+    client.admin_api_key = admin_api_key
     client._custom_headers = dict(headers or {})
+
+
+def _async_key(key: str | Callable[[], Any]) -> str | Callable[[], Any]:
+    """A callable key (a token refreshed before each request) as the async SDK client calls it: awaited."""
+    if not callable(key) or inspect.iscoroutinefunction(key):
+        return key
+
+    async def fresh() -> Any:
+        value = key()
+        return await value if inspect.isawaitable(value) else value
+    return fresh

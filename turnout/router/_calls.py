@@ -33,9 +33,10 @@ def sender(runner: Runner, stream: bool) -> Op:
 def renamed(call: Call, model: str) -> Call:
     """The call with ``model`` as this backend knows it; the body is shared, not copied, when it already is."""
     body = call.body
-    if body.get("model") == model:
+    if not model or body.get("model") == model:  # "": the request named none; the backend picks its own
         return call
-    return Call(call.endpoint, call.options.model_copy(update={"json_data": {**body, "model": model}}), call.stream)
+    return Call(call.endpoint, call.options.model_copy(update={"json_data": {**body, "model": model}}), call.stream,
+                call.max_retries)
 
 
 _REFUSAL = re.compile(r"not (be )?supported|unsupported|does not support|not implemented|unknown (url|route|endpoint)"

@@ -40,7 +40,7 @@ from .._errors import status_error
 from ..adapters import Call, bridge, wire_response
 from ._calls import Op, refused, renamed, sender
 from ._retry import Runner
-from ._select import Candidate
+from ._select import Candidate, requested_model
 from ._stream import first_event
 
 if TYPE_CHECKING:
@@ -79,9 +79,7 @@ class Responses:
         """Each candidate once, in priority order: natively when it may have the Responses API (never for a
         replayed conversation, which only the router holds), else bridged when it can serve the chat body;
         and the candidates that can do neither."""
-        model = call.body.get("model")
-        if not isinstance(model, str) or not model:
-            raise TypeError("model is required: pass model=... as with the openai SDK")
+        model = requested_model(call)
         select = self.router._select
         choice = select.choice_for(model)
         bridgeable: dict[int, Candidate] = {}

@@ -35,7 +35,7 @@ from ._endpoints import endpoint_for
 from ._events import Hook, RouterEvent, make_emit
 from ._quota import MAX_WAIT, rate_limited
 from ._retry import Runner, deadline
-from ._select import Candidate, Selector, kind_of
+from ._select import Candidate, Selector, kind_of, requested_model
 from ._calls import Op, refused, renamed, sender
 from ._responses import Responses
 
@@ -132,17 +132,19 @@ class Router:
                     ranked[0])
 
     # -- the one entry point -------------------------------------------------
-    async def send(self, options: FinalRequestOptions, *, stream: bool = False, timeout: float | None = None) -> Served:
+    async def send(self, options: FinalRequestOptions, *, stream: bool = False, timeout: float | None = None,
+                   max_retries: int | None = None) -> Served:
         """Serve one SDK request: its backend's name and HTTP answer (a stream's first event already read).
 
-        ``timeout`` is this request's total deadline, else the router's.
+        ``timeout`` is this request's total deadline, else the router's; ``max_retries`` its retries on
+        each backend, else each backend's own.
         """
         endpoint = endpoint_for(options.method, options.url)
         options = _for_backends(options)
         limit = timeout if timeout is not None else self.timeout
         token = deadline.set(time.monotonic() + limit) if limit is not None else None
         try:
-            call = Call(endpoint, options, stream)
+            call = Call(endpoint, options, stream, max_retries)
             if endpoint.mode == "routed":
                 return await self._walk(self._plan(call), call)
             if endpoint.mode == "pinned":
@@ -151,6 +153,8 @@ class Router:
                 return await self._responses.create(call)
             if endpoint.mode == "held":
                 return await self._responses.held(call)
+            if endpoint.mode == "admin":
+                return await self._admin(call)
             return None, await self._aggregated(call)
         finally:
             if token is not None:
@@ -223,11 +227,19 @@ class Router:
         runner = self._stateful
         return runner.name, await runner.serve(sender(runner, call.stream), call)
 
+    async def _admin(self, call: Call) -> Served:
+        """OpenAI's organization endpoints: the backend holding an admin key, the OpenAI one first."""
+        holders = [r for r in self._select.runners if getattr(r.adapter, "admin_api_key", None)]
+        if not holders:
+            raise TypeError("OpenAI's admin endpoints need an admin key: set OPENAI_ADMIN_KEY for the openai "
+                            "backend, or pass admin_api_key= with the client's api_key/base_url")
+        runner = next((r for r in holders if getattr(getattr(r.adapter, "preset", None), "name", None) == "openai"),
+                      holders[0])
+        return runner.name, await runner.serve(sender(runner, call.stream), call)
+
     # -- routed: the walk ----------------------------------------------------------
     def _plan(self, call: Call) -> list[Candidate]:
-        model = call.body.get("model")
-        if not isinstance(model, str) or not model:
-            raise TypeError("model is required: pass model=... as with the openai SDK")
+        model = requested_model(call)
         choice = self._select.choice_for(model)
         if not choice.candidates:
             raise self._select.not_found(model)

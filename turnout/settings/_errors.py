@@ -33,7 +33,7 @@ ACCEPTED: dict[str, str] = {
     "max_retries": "a whole number >= 0",
     "backoff_base": "a number > 0 (waits grow as backoff_base ** retry seconds)",
     "backoff_max": "seconds >= 0",
-    "timeout": "seconds > 0",
+    "timeout": "seconds >= 0",
     "headers": 'a JSON object, like {"X-Title": "my app"}',
     "capabilities": "name=true|false|unknown pairs, like vision=false,tools=true, or a JSON object; names: "
                     + ", ".join(Capabilities.names()),
@@ -41,6 +41,7 @@ ACCEPTED: dict[str, str] = {
     "cooldown": "seconds >= 0",
     "rpm": "requests per minute, a whole number >= 1 (unset: no limit)",
     "tpm": "tokens per minute, a whole number >= 1 (unset: no limit)",
+    "proxy": "the proxy this backend is reached through, like http://proxy.internal:3128 (http, https or socks5)",
     "state_url": "redis://host:6379/0, rediss:// for TLS, or unix:///path/to/redis.sock (unset: this process's memory)",
     "state_prefix": "one word that starts every Redis key, like turnout or myapp",
     "state_timeout": "seconds > 0 a Redis command may take before Redis counts as unreachable",
@@ -59,7 +60,7 @@ ACCEPTED: dict[str, str] = {
     "backends": "a comma list of names (groq,openrouter) or a JSON list",
     "backend": "one TURNOUT_BACKEND__<NAME>__<FIELD> per field",
 }
-_SECRET = frozenset({"api_key", "headers", "serve_api_keys", "state_url"})
+_SECRET = frozenset({"api_key", "headers", "serve_api_keys", "state_url", "proxy"})
 
 
 def translate(err: ValidationError, layers: Sequence[Layer], names: Names) -> ConfigError:

@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 from types import EllipsisType
-from typing import Annotated, Any, Optional, Sequence
+from typing import Annotated, Any, Callable, Optional, Sequence, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -21,7 +21,7 @@ from ..adapters.presets import get_preset
 from ._errors import translate
 from ._names import ENV_FILE_VARIABLE, Names, check_variables
 from ._origin import DEFAULT, Origin, Resolved, did_you_mean, problem_text
-from ._parse import parse_capabilities, parse_flag, parse_headers, parse_models
+from ._parse import check_proxy, parse_capabilities, parse_flag, parse_headers, parse_models
 from ._sources import Layer, lookup, make_layers, origin_of, variable_name
 
 __all__ = ["BackendSettings", "TurnoutSettings", "ENV_FILE_VARIABLE"]
@@ -34,6 +34,8 @@ PositiveSeconds = Annotated[float, Field(gt=0)]
 Positive = Annotated[float, Field(gt=0)]
 Fails = Annotated[int, Field(ge=1)]
 PerMinute = Annotated[int, Field(ge=1)]
+Key = Union[SecretStr, Callable[[], Any]]
+"""A key, or (passed as a keyword) a function returning a fresh one before each request."""
 
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _STATE_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -46,7 +48,7 @@ class BackendSettings(BaseModel):
 
     provider: Optional[str] = None
     base_url: Optional[str] = None
-    api_key: Optional[SecretStr] = None
+    api_key: Optional[Key] = None
     api_key_env: Optional[str] = None
     models: Annotated[Optional[dict[str, str]], NoDecode] = None
     priority: Optional[int] = None
@@ -54,13 +56,14 @@ class BackendSettings(BaseModel):
     max_retries: Optional[Retries] = None
     backoff_base: Optional[Positive] = None
     backoff_max: Optional[Seconds] = None
-    timeout: Optional[PositiveSeconds] = None
+    timeout: Optional[Seconds] = None
     headers: Annotated[Optional[dict[str, SecretStr]], NoDecode] = None
     capabilities: Annotated[Optional[dict[str, Optional[bool]]], NoDecode] = None
     allowed_fails: Optional[Fails] = None
     cooldown: Optional[Seconds] = None
     rpm: Optional[PerMinute] = None
     tpm: Optional[PerMinute] = None
+    proxy: Optional[str] = None
 
     @field_validator("provider")
     @classmethod
@@ -73,6 +76,11 @@ class BackendSettings(BaseModel):
         if value is not None and not _VARIABLE.match(value.strip()):
             raise ValueError("is not a variable name")
         return None if value is None else value.strip()
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_proxy(value)
 
     @field_validator("models", mode="before")
     @classmethod
@@ -115,7 +123,7 @@ class TurnoutSettings(BaseSettings):
     max_retries: Retries = 2
     backoff_base: Positive = 2.0
     backoff_max: Seconds = 30.0
-    timeout: PositiveSeconds = 60.0
+    timeout: Seconds = 60.0
     allowed_fails: Fails = 3
     cooldown: Seconds = 30.0
     deadline: Optional[PositiveSeconds] = None

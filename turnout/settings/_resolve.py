@@ -54,7 +54,7 @@ class ResolvedBackend:
     preset: Optional[Preset]
     provider: Resolved[Optional[str]]
     base_url: Resolved[Optional[str]]
-    api_key: Resolved[Optional[SecretStr]]
+    api_key: Resolved[Optional[SecretStr | Callable[[], Any]]]
     models: Resolved[Optional[dict[str, str]]]
     priority: Resolved[Optional[int]]
     weight: Resolved[float]
@@ -68,6 +68,7 @@ class ResolvedBackend:
     tpm: Resolved[Optional[int]]
     headers: Resolved[Optional[dict[str, SecretStr]]]
     capabilities: Resolved[Optional[Capabilities]]
+    proxy: Resolved[Optional[str]] = Resolved(None, DEFAULT)
     problems: tuple[str, ...] = ()
 
     def fields(self) -> dict[str, Resolved[Any]]:
@@ -225,6 +226,7 @@ def _backend(settings: TurnoutSettings, name: str, selected_by: Origin) -> Resol
         "priority": _own(settings, name, section, "priority", None),
         "weight": _own(settings, name, section, "weight", 1.0),
         "headers": _own(settings, name, section, "headers", None),
+        "proxy": _own(settings, name, section, "proxy", None),
         "capabilities": _capabilities(settings, name, section, preset),
         **{field: _inherit(settings, name, section, field) for field in _INHERITED},
     }
