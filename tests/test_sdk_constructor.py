@@ -257,3 +257,24 @@ def test_the_model_lists_raw_response_is_closed_and_carries_the_sdks_headers(ope
         assert raw.is_closed
         assert raw.http_request.headers.get("X-Stainless-Lang") == "python"
         assert [m.id for m in raw.parse().data] == ["test-model"]
+
+
+async def test_organization_project_and_default_query_reach_the_backend(openai_server: OpenAIServer) -> None:
+    async with turnout.AsyncOpenAI(base_url=openai_server.base_url, api_key="sk-test", organization="org-1",
+                                   project="proj-1", default_query={"api-version": "2025-01"}) as client:
+        await client.chat.completions.create(model="test-model", messages=MSG)
+        assert (client.organization, client.project) == ("org-1", "proj-1")
+    sent = openai_server.requests[0]
+    assert (sent.header("OpenAI-Organization"), sent.header("OpenAI-Project")) == ("org-1", "proj-1")
+    assert sent.query == {"api-version": "2025-01"}
+
+
+async def test_the_openai_account_stays_off_other_providers(make_openai_server, monkeypatch) -> None:
+    groq, openai_ = make_openai_server(), make_openai_server()
+    groq.fail(Fault(status=503))
+    env(monkeypatch, TURNOUT_BACKENDS="groq,openai", GROQ_API_KEY="gsk-groq", TURNOUT_BACKEND__GROQ__BASE_URL=groq.base_url,
+        OPENAI_API_KEY="sk-openai", OPENAI_BASE_URL=openai_.base_url, TURNOUT_MAX_RETRIES="0")
+    async with turnout.AsyncOpenAI(organization="org-1", admin_api_key="sk-admin") as client:
+        await client.chat.completions.create(model="test-model", messages=MSG)
+    assert groq.requests[0].header("OpenAI-Organization") is None
+    assert openai_.requests[0].header("OpenAI-Organization") == "org-1"

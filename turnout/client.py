@@ -24,6 +24,7 @@ from typing import Any, AsyncIterator, Iterator, Mapping, Optional, Type, cast
 import httpx2
 import openai
 from openai import NotGiven
+from openai._constants import RAW_RESPONSE_HEADER
 from openai._models import FinalRequestOptions
 
 from ._portal import run
@@ -45,8 +46,13 @@ MAX_RETRIES_NONE = ("max_retries cannot be None. If you want to disable retries,
                     "`openai.DEFAULT_MAX_RETRIES`")
 """The SDK's own refusal of ``max_retries=None``, word for word."""
 
+_HTTPX_DEFAULT_TIMEOUT = httpx2.Timeout(5.0)
+"""httpx's own default: an http_client with any other timeout gives the client its timeout, as in the SDK."""
+
 _BACKEND_ONLY = ("admin_api_key", "workload_identity", "provider", "data_residency")
 """Constructor arguments for the one backend the SDK would talk to, never for the client itself."""
+_ALSO_BACKENDS = ("organization", "project", "default_query")
+"""Constructor arguments the client keeps (libraries read them) that its backends need too."""
 _NOT_COPIED = ("api_key", "admin_api_key", "workload_identity", "provider", "organization", "project",
                "base_url", "websocket_base_url", "data_residency", "http_client", "default_query",
                "set_default_query", "webhook_secret")
@@ -89,6 +95,9 @@ class _Routed:
         given = {k: v for k, v in kwargs.items() if k in names and _given(v) is not None}
         settings = {k: v for k, v in kwargs.items() if k not in names}
         logins = {k: given.pop(k) for k in _BACKEND_ONLY if k in given}
+        logins.update({k: given[k] for k in _ALSO_BACKENDS if k in given})
+        if handle is not None and "timeout" not in given and handle.timeout != _HTTPX_DEFAULT_TIMEOUT:
+            given["timeout"] = handle.timeout  # the SDK's rule: a timeout set on the http_client counts
         base_url = _backend_url(given, logins)
         if router is None:
             from .settings import router_for_client
@@ -135,8 +144,10 @@ class _Routed:
         name, response = await self.router.send(options, stream=stream, timeout=deadline, max_retries=retries)
         if name is not None:
             response.headers[BACKEND_HEADER] = name
-        else:  # made by the router (every backend's models): the request as this client's SDK would have sent it
+        else:  # made by the router (every backend's models): the request as this client's SDK would have sent it,
             response.request = self._build_request(options)  # type: ignore[attr-defined]
+            if not _streamed(options):  # and read whole, as httpx leaves a response it was not asked to stream
+                response.is_stream_consumed = response.is_closed = True
         return name, response
 
     def _process_response_data(self, *, data: object, cast_to: type[Any], response: httpx2.Response) -> Any:
@@ -254,6 +265,12 @@ async def _next(chunks: AsyncIterator[bytes]) -> bytes:
 
 # -- small helpers ---------------------------------------------------------------
 
+def _streamed(options: FinalRequestOptions) -> bool:
+    """Did the caller ask for the body unread (``with_streaming_response``)?"""
+    headers = options.headers if isinstance(options.headers, Mapping) else {}
+    return headers.get(RAW_RESPONSE_HEADER) == "stream"
+
+
 def _tagged(answer: Any, name: str | None) -> Any:
     """Mark who served an answer, beside its fields (``model_dump()`` never sees it)."""
     if name is not None and hasattr(answer, "__dict__"):
@@ -292,7 +309,8 @@ def _backend_url(given: dict[str, Any], logins: dict[str, Any]) -> str | None:
     if provider is not None:
         from openai._provider import _configure_provider
 
-        clash = sorted(k for k in ("api_key", "base_url") if k in given) + sorted(k for k in logins if k != "provider")
+        clash = sorted(k for k in ("api_key", "base_url") if k in given) + sorted(
+            k for k in ("admin_api_key", "workload_identity") if k in logins)
         if clash:
             raise openai.OpenAIError(f"`provider` cannot be combined with top-level {', '.join(clash)}: "
                                      f"move them into the provider's own arguments")

@@ -128,7 +128,6 @@ def made_response(status: int, headers: dict[str, str], request: httpx2.Request,
     response = httpx2.Response(status, headers={**headers, "content-length": str(len(body))},
                                stream=httpx2.ByteStream(body), request=request)
     response._content = body  # what read() would set
-    response.is_stream_consumed = response.is_closed = True  # ... and what it leaves behind: a raw response reads closed
     return response
 
 

@@ -57,7 +57,8 @@ class OpenAICompatAdapter:
     ) -> None:
         """``transports``: the caller's ``http_client`` connection layer (``adapters._http``); ``proxy``: this
         backend's own; ``sdk``: the caller's other SDK constructor arguments (``admin_api_key``,
-        ``workload_identity``, ``provider``), given to this backend's SDK client as they are."""
+        ``workload_identity``, ``provider``, ``organization``, ``project``, ``default_query``), given to this
+        backend's SDK client as they are."""
         self.preset = preset if isinstance(preset, Preset) else get_preset(preset)
         self.name = name or self.preset.name
         self.capabilities = capabilities or self.preset.capabilities
@@ -78,7 +79,7 @@ class OpenAICompatAdapter:
             http_client=http_client,
         )
         if self.preset.name != "openai":
-            _forget_openai_ambient(self._client, headers, sdk.get("admin_api_key"))
+            _forget_openai_ambient(self._client, headers, sdk)
 
     def __repr__(self) -> str:
         return f"OpenAICompatAdapter(name={self.name!r}, preset={self.preset.name!r}, base_url={redact_url(self.base_url)!r})"
@@ -175,17 +176,17 @@ def _preset_key(name: str, preset: Preset) -> str:
 
 
 def _forget_openai_ambient(client: openai.AsyncOpenAI, headers: Mapping[str, str] | None,
-                           admin_api_key: str | None) -> None:
+                           given: Mapping[str, Any]) -> None:
     """Keep OpenAI's own ambient settings away from other providers' hosts.
 
     The SDK reads ``OPENAI_ORG_ID``, ``OPENAI_PROJECT_ID``, ``OPENAI_ADMIN_KEY`` and
     ``OPENAI_CUSTOM_HEADERS`` from the environment for every client it builds;
     sent to Groq or a local server they would leak OpenAI account details.
-    An admin key given for this backend itself stays.
+    What was given for this backend itself stays.
     """
-    client.organization = None
-    client.project = None
-    client.admin_api_key = admin_api_key
+    client.organization = given.get("organization")
+    client.project = given.get("project")
+    client.admin_api_key = given.get("admin_api_key")
     client._custom_headers = dict(headers or {})
 
 

@@ -122,6 +122,8 @@ class Responses:
         async def native(call: Call) -> httpx2.Response:
             response = await send(call)
             if call.body.get("store") is not False or call.body.get("background"):
+                if not call.stream and not hasattr(response, "_content"):  # with_streaming_response: left unread
+                    await _read_left_open(response)
                 made = _made_id(response, call.stream)
                 if made:
                     await self.state.put(_key(made), {"backend": runner.name}, self.ttl)
@@ -263,6 +265,14 @@ def _wants_completion_tokens(runner: Runner) -> bool:
     """OpenAI's own chat API refuses ``max_tokens`` for reasoning models; every other server takes it."""
     preset = getattr(getattr(runner.adapter, "preset", None), "name", None)
     return preset == "openai"
+
+
+async def _read_left_open(response: httpx2.Response) -> None:
+    """Read a body the caller asked to stream to itself (one JSON answer), and leave the response open to it,
+    serving what was read."""
+    await response.aread()
+    response.stream = httpx2.ByteStream(response.content)
+    response.is_closed = response.is_stream_consumed = False
 
 
 def _made_id(response: httpx2.Response, stream: bool) -> str | None:
