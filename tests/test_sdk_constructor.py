@@ -278,3 +278,8 @@ async def test_the_openai_account_stays_off_other_providers(make_openai_server, 
         await client.chat.completions.create(model="test-model", messages=MSG)
     assert groq.requests[0].header("OpenAI-Organization") is None
     assert openai_.requests[0].header("OpenAI-Organization") == "org-1"
+
+
+def test_an_http_client_of_the_other_kind_is_refused_as_by_the_sdk(openai_server: OpenAIServer) -> None:
+    with httpx2.Client() as sync_client, pytest.raises(TypeError, match="Invalid `http_client` argument"):
+        turnout.AsyncOpenAI(base_url=openai_server.base_url, api_key="sk-test", http_client=sync_client)  # type: ignore[arg-type]

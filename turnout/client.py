@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import inspect
 import urllib.parse
-from typing import Any, AsyncIterator, Iterator, Mapping, Optional, Type, cast
+from typing import Any, AsyncIterator, Iterable, Iterator, Mapping, Optional, Type, cast
 
 import httpx2
 import openai
@@ -91,14 +91,21 @@ class _Routed:
             return kwargs
         if "max_retries" in kwargs and kwargs["max_retries"] is None:  # before any backend is built
             raise TypeError(MAX_RETRIES_NONE)
+        expected = handle_type.__bases__[0]  # httpx2.AsyncClient or httpx2.Client
+        if handle is not None and not isinstance(handle, expected):
+            raise TypeError(f"Invalid `http_client` argument; Expected an instance of `httpx2.{expected.__name__}` "
+                            f"(turnout's backends speak httpx2; an httpx client cannot carry their requests) "
+                            f"but got {type(handle)}")
         names = _sdk_names(sdk)
         given = {k: v for k, v in kwargs.items() if k in names and _given(v) is not None}
         settings = {k: v for k, v in kwargs.items() if k not in names}
         logins = {k: given.pop(k) for k in _BACKEND_ONLY if k in given}
+        if "workload_identity" in logins and "api_key" in given:
+            raise openai.OpenAIError("The `api_key` and `workload_identity` arguments are mutually exclusive")
         logins.update({k: given[k] for k in _ALSO_BACKENDS if k in given})
         if handle is not None and "timeout" not in given and handle.timeout != _HTTPX_DEFAULT_TIMEOUT:
             given["timeout"] = handle.timeout  # the SDK's rule: a timeout set on the http_client counts
-        base_url = _backend_url(given, logins)
+        base_url = _backend_url(given, logins, kwargs.get("base_url", openai.NOT_GIVEN))
         if router is None:
             from .settings import router_for_client
 
@@ -190,7 +197,7 @@ class OpenAI(_Routed, openai.OpenAI):
     def request(self, cast_to: Type[Any], options: FinalRequestOptions, *, stream: bool = False,
                 stream_cls: Optional[type[Any]] = None) -> Any:
         cast_to = self._maybe_override_cast_to(cast_to, options)
-        name, response = run(self._route(options, stream))
+        name, response = run(self._route(_replayable(options), stream))
         body = cast(httpx2.AsyncByteStream, response.stream)  # the router's loop reads it: async
         response.stream = _SyncRelay(body) if not response.is_closed else httpx2.ByteStream(response.content)
         answer = self._process_response(cast_to=cast_to, options=options, response=response, stream=stream,
@@ -265,6 +272,15 @@ async def _next(chunks: AsyncIterator[bytes]) -> bytes:
 
 # -- small helpers ---------------------------------------------------------------
 
+def _replayable(options: FinalRequestOptions) -> FinalRequestOptions:
+    """A synchronous iterator body, read here: the backends run on the router's loop, and a retry or a
+    failover sends the body again."""
+    content = options.content
+    if content is None or isinstance(content, (bytes, bytearray, str)) or not isinstance(content, Iterable):
+        return options
+    return options.model_copy(update={"content": b"".join(content)})
+
+
 def _streamed(options: FinalRequestOptions) -> bool:
     """Did the caller ask for the body unread (``with_streaming_response``)?"""
     headers = options.headers if isinstance(options.headers, Mapping) else {}
@@ -296,24 +312,24 @@ def _openai_itself(primary: Backend) -> bool:
         and urllib.parse.urlsplit(adapter.base_url).hostname == _OPENAI_HOST
 
 
-def _backend_url(given: dict[str, Any], logins: dict[str, Any]) -> str | None:
+def _backend_url(given: dict[str, Any], logins: dict[str, Any], base_url: Any) -> str | None:
     """The address of the one backend the SDK would talk to: ``base_url``, a ``data_residency`` region's,
     or a ``provider``'s (its SDK provider keeps the login); the SDK's own rules on combining them apply."""
     from openai._data_residency import resolve_data_residency
 
     region = logins.pop("data_residency", None)
     if region is not None:
-        return _text(resolve_data_residency(region, given.get("base_url", openai.NOT_GIVEN),
-                                            provider=logins.get("provider")))
+        return _text(resolve_data_residency(region, base_url, provider=logins.get("provider")))
     provider = logins.get("provider")
     if provider is not None:
-        from openai._provider import _configure_provider
+        from openai._provider import _configure_provider, _provider_name
 
-        clash = sorted(k for k in ("api_key", "base_url") if k in given) + sorted(
-            k for k in ("admin_api_key", "workload_identity") if k in logins)
-        if clash:
-            raise openai.OpenAIError(f"`provider` cannot be combined with top-level {', '.join(clash)}: "
-                                     f"move them into the provider's own arguments")
+        clash = [k for k in ("api_key", "admin_api_key", "workload_identity", "base_url")
+                 if k in given or k in logins]
+        if clash:  # the SDK's own refusal, word for word
+            named = ", ".join(f"`{k}`" for k in clash)
+            raise openai.OpenAIError(f"`provider` cannot be combined with top-level {named}. Move provider "
+                                     f"authentication and routing options into `{_provider_name(provider)}(...)`.")
         return _text(_configure_provider(provider).base_url)
     return _text(given.get("base_url"))
 
