@@ -8,10 +8,8 @@ call, ``max_retries=None``, ``timeout=0``, and the router's own ``models.list`` 
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-import backoff
 import httpx2
 import openai
 import pytest
@@ -19,23 +17,10 @@ import pytest
 import turnout
 from turnout.client import PLACEHOLDER_KEY
 from tests.loopback import Fault, OpenAIServer
+from tests.test_router import sleeps  # noqa: F401  (the fixture: backoff's waits recorded and skipped)
 
 MSG = [{"role": "user", "content": "hi"}]
 NOWHERE = "http://backend.invalid/v1"  # resolvable by no resolver: only a proxy can reach it
-REAL_SLEEP = asyncio.sleep
-
-
-@pytest.fixture
-def sleeps(mocker) -> list[float]:
-    """backoff's waits, recorded and skipped."""
-    waits: list[float] = []
-
-    async def fake_sleep(seconds: float, *args: object) -> None:
-        waits.append(seconds)
-        await REAL_SLEEP(0)
-
-    mocker.patch.object(backoff._async.asyncio, "sleep", fake_sleep)
-    return waits
 
 
 def env(monkeypatch: pytest.MonkeyPatch, **variables: str) -> None:
@@ -283,3 +268,11 @@ async def test_the_openai_account_stays_off_other_providers(make_openai_server, 
 def test_an_http_client_of_the_other_kind_is_refused_as_by_the_sdk(openai_server: OpenAIServer) -> None:
     with httpx2.Client() as sync_client, pytest.raises(TypeError, match="Invalid `http_client` argument"):
         turnout.AsyncOpenAI(base_url=openai_server.base_url, api_key="sk-test", http_client=sync_client)  # type: ignore[arg-type]
+
+
+async def test_a_copys_default_query_reaches_the_backend(openai_server: OpenAIServer) -> None:
+    async with turnout.AsyncOpenAI(base_url=openai_server.base_url, api_key="sk-test",
+                                   default_query={"a": "1"}) as client:
+        await client.copy(default_query={"b": "2"}).chat.completions.create(model="test-model", messages=MSG)
+        await client.copy(set_default_query={"c": "3"}).chat.completions.create(model="test-model", messages=MSG)
+    assert [r.query for r in openai_server.requests] == [{"a": "1", "b": "2"}, {"c": "3"}]

@@ -51,11 +51,10 @@ _HTTPX_DEFAULT_TIMEOUT = httpx2.Timeout(5.0)
 
 _BACKEND_ONLY = ("admin_api_key", "workload_identity", "provider", "data_residency")
 """Constructor arguments for the one backend the SDK would talk to, never for the client itself."""
-_ALSO_BACKENDS = ("organization", "project", "default_query")
+_ALSO_BACKENDS = ("organization", "project")
 """Constructor arguments the client keeps (libraries read them) that its backends need too."""
 _NOT_COPIED = ("api_key", "admin_api_key", "workload_identity", "provider", "organization", "project",
-               "base_url", "websocket_base_url", "data_residency", "http_client", "default_query",
-               "set_default_query", "webhook_secret")
+               "base_url", "websocket_base_url", "data_residency", "http_client")
 
 
 def served_by(answer: object) -> str | None:
@@ -79,6 +78,7 @@ class _Routed:
     _turnout_retries: int | None
     _turnout_deadline: float | None
     _turnout_headers: dict[str, str]
+    _custom_query: Mapping[str, object]
 
     def _sdk_arguments(self, sdk: type, handle_type: type, router: Router | None,
                        kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -146,6 +146,9 @@ class _Routed:
         if self._turnout_headers:
             sent = options.headers if isinstance(options.headers, Mapping) else {}
             options = options.model_copy(update={"headers": {**self._turnout_headers, **sent}})
+        if self._custom_query:  # default_query (the constructor's or a copy's), for whichever backend serves
+            params = options.params if isinstance(options.params, Mapping) else {}
+            options = options.model_copy(update={"params": {**self._custom_query, **params}})
         deadline = _seconds(options.timeout) if not isinstance(options.timeout, NotGiven) else self._turnout_deadline
         retries = options.max_retries if not isinstance(options.max_retries, NotGiven) else self._turnout_retries
         name, response = await self.router.send(options, stream=stream, timeout=deadline, max_retries=retries)

@@ -57,7 +57,7 @@ class OpenAICompatAdapter:
     ) -> None:
         """``transports``: the caller's ``http_client`` connection layer (``adapters._http``); ``proxy``: this
         backend's own; ``sdk``: the caller's other SDK constructor arguments (``admin_api_key``,
-        ``workload_identity``, ``provider``, ``organization``, ``project``, ``default_query``), given to this
+        ``workload_identity``, ``provider``, ``organization``, ``project``), given to this
         backend's SDK client as they are."""
         self.preset = preset if isinstance(preset, Preset) else get_preset(preset)
         self.name = name or self.preset.name

@@ -101,7 +101,7 @@ def router_for_client(*, api_key: Any = None, base_url: str | None = None, timeo
     ``default_headers`` go to every backend; ``http_client`` is the connection
     layer of every OpenAI-compatible backend. ``sdk``'s ``admin_api_key``,
     ``organization`` and ``project`` go to that one backend, else to every backend
-    whose provider is ``openai``; its ``default_query`` to every backend.
+    whose provider is ``openai``.
     """
     overrides = dict(settings)
     if timeout is not None:
@@ -109,7 +109,7 @@ def router_for_client(*, api_key: Any = None, base_url: str | None = None, timeo
     if max_retries is not None:
         overrides["max_retries"] = max_retries
     sdk = {k: v for k, v in (sdk or {}).items() if v is not None}
-    if api_key is not None or base_url is not None or set(sdk) - _OPENAI_ACCOUNT - _EVERY_BACKEND:
+    if api_key is not None or base_url is not None or set(sdk) - _OPENAI_ACCOUNT:
         name, provider = ("openai", "openai") if base_url is None or _openai_host(base_url) else ("default", "openai_compat")
         if "provider" in sdk:  # another cloud: its SDK provider brings the address and the login
             name, provider = "default", "openai_compat"
@@ -120,17 +120,12 @@ def router_for_client(*, api_key: Any = None, base_url: str | None = None, timeo
         overrides["backend"] = {name: {k: v for k, v in section.items() if v is not None}}
         return build_router(TurnoutSettings(**overrides), default_headers, http_client=http_client, sdk={name: sdk})
     config = resolve(TurnoutSettings(**overrides))
-    shared = {k: v for k, v in sdk.items() if k in _EVERY_BACKEND}
-    account = {k: v for k, v in sdk.items() if k in _OPENAI_ACCOUNT}
-    per_backend = {b.name: {**shared, **(account if b.preset is not None and b.preset.name == "openai" else {})}
-                   for b in config.backends}
-    return build_router(config, default_headers, http_client=http_client, sdk=per_backend)
+    account = {b.name: sdk for b in config.backends if b.preset is not None and b.preset.name == "openai"}
+    return build_router(config, default_headers, http_client=http_client, sdk=account)
 
 
 _OPENAI_ACCOUNT = frozenset({"admin_api_key", "organization", "project"})
 """OpenAI account settings: without a backend built from the constructor, for OpenAI's backends only."""
-_EVERY_BACKEND = frozenset({"default_query"})
-"""Like ``default_headers``: every backend's."""
 
 
 WORKLOAD_IDENTITY_KEY = "workload-identity-auth"
