@@ -22,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bench import harness as h
 from bench.server import STREAM_CHUNKS
 from turnout import Backend, OpenAICompatAdapter
 from turnout.adapters import Capabilities
@@ -32,7 +33,6 @@ STREAM_EVENTS = 206  # created, in_progress, item and part added, 198 deltas, te
 
 async def fig_responses(srv: Any, n: Any, rep: Any) -> None:
     """11. Bridged responses.create vs a direct chat completion: p50, p99, CPU per request; a streamed pair."""
-    from bench import run as h
 
     assert [{"role": "user", "content": INPUT}] == h.MESSAGES
     chat_only = Capabilities.unknown().replace(responses=False)

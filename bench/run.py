@@ -19,220 +19,25 @@ import gc
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
 import time
 import weakref
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator, Optional
 
 import openai
 
 import turnout
+from bench.harness import (
+    MODEL, KEY, TIMEOUT, MESSAGES, ROOT, Sizes, QUICK, Report, table, ms, pct, rss_mib, Server, raw_async,
+    adapter, routed, chat_call, interleaved, hand_failover, rps)
 from bench.responses import fig_responses
 from bench.serve import fig_serve
 from bench.state import fig_state
-from turnout import Backend, OpenAICompatAdapter, Router
-
-MODEL = "bench-model"
-KEY = "sk-bench"
-TIMEOUT = 60.0
-MESSAGES = [{"role": "user", "content": "ping"}]
-ROOT = Path(__file__).resolve().parent.parent
-
-
-# -- sizes ---------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Sizes:
-    """Sample counts: the full run's make the ratios stable; the quick run's only exercise the code."""
-
-    latency_rounds: int = 3000
-    warmup: int = 300
-    stream_rounds: int = 300
-    throughput_requests: int = 1000
-    throughput_repeats: int = 10
-    failover_rounds: int = 1000
-    sync_rounds: int = 3000
-    probe_samples: int = 9
-    long_rounds: int = 30
-    memory_small: int = 2000
-    memory_large: int = 20000
-    clients: int = 1000
-
-
-QUICK = Sizes(latency_rounds=150, warmup=20, stream_rounds=10, throughput_requests=256, throughput_repeats=1,
-              failover_rounds=50, sync_rounds=150, probe_samples=1, long_rounds=1, memory_small=100,
-              memory_large=500, clients=60)
-
-
-# -- results -------------------------------------------------------------------
-
-@dataclass
-class Row:
-    """One figure: the raw SDK's value, turnout's, how they compare, and the target for that comparison."""
-
-    fig: str
-    what: str
-    unit: str
-    raw: Optional[float]
-    turnout: Optional[float]
-    compare: Optional[float]
-    compare_kind: str  # "ratio", "delta" or "value"
-    target: str
-    met: Optional[bool]
-    note: str = ""
-
-
-@dataclass
-class Report:
-    rows: list[Row] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def add(self, fig: str, what: str, unit: str, raw: Optional[float], tout: Optional[float], *,
-            kind: str = "ratio", target: str = "", ok: Optional[Callable[[float], bool]] = None,
-            compare: Optional[float] = None, note: str = "") -> None:
-        if compare is None and raw is not None and tout is not None:
-            compare = tout / raw if kind == "ratio" else tout - raw
-        met = ok(compare) if ok is not None and compare is not None else None
-        self.rows.append(Row(fig, what, unit, raw, tout, compare, kind, target, met, note))
-        print(f"  {fig:<3} {what}: {_fmt(raw)} vs {_fmt(tout)} {unit} -> {_fmt_cmp(compare, kind)} "
-              f"{'' if met is None else ('met' if met else 'MISSED')}", flush=True)
-
-
-def _fmt(v: Optional[float]) -> str:
-    if v is None:
-        return "—"
-    if abs(v) >= 100:
-        return f"{v:.0f}"
-    if abs(v) >= 10:
-        return f"{v:.1f}"
-    return f"{v:.3f}" if abs(v) < 1 else f"{v:.2f}"
-
-
-def _fmt_cmp(v: Optional[float], kind: str) -> str:
-    if v is None:
-        return "—"
-    if kind == "ratio":
-        return f"{v:.3f}×"
-    if kind == "delta":
-        return f"{v:+.3f}" if abs(v) < 10 else f"{v:+.1f}"
-    return _fmt(v)
-
-
-def table(report: Report) -> str:
-    lines = ["| # | figure | unit | raw SDK | turnout | turnout vs raw | target | met |",
-             "|---|---|---|---:|---:|---:|---|---|"]
-    for r in report.rows:
-        met = "—" if r.met is None else ("yes" if r.met else "**no**")
-        what = r.what + (f" ({r.note})" if r.note else "")
-        lines.append(f"| {r.fig} | {what} | {r.unit} | {_fmt(r.raw)} | {_fmt(r.turnout)} | "
-                     f"{_fmt_cmp(r.compare, r.compare_kind)} | {r.target or '—'} | {met} |")
-    return "\n".join(lines)
-
-
-# -- helpers -------------------------------------------------------------------
-
-def ms(seconds: float) -> float:
-    return seconds * 1000.0
-
-
-def pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def closed_port() -> int:
-    """A loopback port nobody listens on: connecting is refused at once."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """The benchmark server in its own process; it exits when we close its stdin."""
-
-    def __enter__(self) -> Server:
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.server"], cwd=ROOT, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        ports = json.loads(self.proc.stdout.readline())
-        self.ok = f"http://127.0.0.1:{ports['ok']}/v1"
-        self.err503 = f"http://127.0.0.1:{ports['err503']}/v1"
-        self.refused = f"http://127.0.0.1:{closed_port()}/v1"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
-def raw_async(url: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(api_key=KEY, base_url=url, max_retries=0, timeout=TIMEOUT)
-
-
-def adapter(name: str, url: str) -> OpenAICompatAdapter:
-    return OpenAICompatAdapter(name, base_url=url, api_key=KEY, timeout=TIMEOUT)
-
-
-def routed(*backends: Backend) -> turnout.AsyncOpenAI:
-    return turnout.AsyncOpenAI(router=Router(list(backends)))
-
-
-def chat_call(client: Any, **extra: Any) -> Callable[[], Awaitable[Any]]:
-    async def call() -> Any:
-        return await client.chat.completions.create(model=MODEL, messages=MESSAGES, **extra)
-    return call
-
-
-async def interleaved(variants: dict[str, Callable[[], Awaitable[Any]]], rounds: int, warmup: int,
-                      cpu: Optional[dict[str, list[float]]] = None) -> dict[str, list[float]]:
-    """Per-request seconds for each variant, taking turns request by request, rotating who goes first.
-
-    With ``cpu``, each request's CPU seconds in this process go there too: on a
-    loaded machine wall time waits for the CPU, while CPU time is what the
-    client itself spent.
-    """
-    names = list(variants)
-    for _ in range(warmup):
-        for name in names:
-            await variants[name]()
-    out: dict[str, list[float]] = {n: [] for n in names}
-    if cpu is not None:
-        cpu.update({n: [] for n in names})
-    clock, cpu_clock = time.perf_counter, time.process_time
-    for i in range(rounds):
-        k = i % len(names)
-        for name in names[k:] + names[:k]:
-            used = cpu_clock() if cpu is not None else 0.0
-            start = clock()
-            await variants[name]()
-            out[name].append(clock() - start)
-            if cpu is not None:
-                cpu[name].append(cpu_clock() - used)
-    return out
-
-
-async def hand_failover(primary: openai.AsyncOpenAI, secondary: openai.AsyncOpenAI,
-                        **params: Any) -> Any:
-    """What a caller writes without turnout: try one client, on a server or connection error the other."""
-    try:
-        return await primary.chat.completions.create(**params)
-    except (openai.APIStatusError, openai.APIConnectionError):
-        return await secondary.chat.completions.create(**params)
+from turnout import Backend, Router
 
 
 # -- figures -------------------------------------------------------------------
@@ -284,20 +89,6 @@ async def fig_stream(srv: Server, n: Sizes, rep: Report) -> None:
     await asyncio.gather(raw.close(), tout.close())
 
 
-async def _rps(call: Callable[[], Awaitable[Any]], concurrency: int, total: int) -> float:
-    left = total
-
-    async def worker() -> None:
-        nonlocal left
-        while left > 0:
-            left -= 1
-            await call()
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return total / (time.perf_counter() - start)
-
-
 async def fig_throughput(srv: Server, n: Sizes, rep: Report) -> None:
     """3. Requests per second at concurrency 64 and 256 (median of alternating repeats)."""
     raw = raw_async(srv.ok)
@@ -305,11 +96,11 @@ async def fig_throughput(srv: Server, n: Sizes, rep: Report) -> None:
     for conc in (64, 256):
         calls = {"raw": chat_call(raw), "turnout": chat_call(tout)}
         for call in calls.values():  # open the connections first
-            await _rps(call, conc, conc if n.throughput_repeats == 1 else conc * 4)
+            await rps(call, conc, conc if n.throughput_repeats == 1 else conc * 4)
         got: dict[str, list[float]] = {"raw": [], "turnout": []}
         for i in range(n.throughput_repeats * 2):
             name = ("raw", "turnout")[i % 2] if (i // 2) % 2 == 0 else ("turnout", "raw")[i % 2]
-            got[name].append(await _rps(calls[name], conc, n.throughput_requests))
+            got[name].append(await rps(calls[name], conc, n.throughput_requests))
         rep.add("3", f"throughput, concurrency {conc}", "req/s", statistics.median(got["raw"]),
                 statistics.median(got["turnout"]), target="≥ 0.95", ok=lambda r: r >= 0.95)
     await asyncio.gather(raw.close(), tout.close())
@@ -466,7 +257,7 @@ async def fig_long(srv: Server, n: Sizes, rep: Report) -> None:
 
 
 async def _burst(call: Callable[[], Awaitable[Any]], total: int, concurrency: int = 16) -> None:
-    await _rps(call, concurrency, total)
+    await rps(call, concurrency, total)
 
 
 async def fig_memory(srv: Server, n: Sizes, rep: Report) -> None:

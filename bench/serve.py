@@ -21,6 +21,8 @@ import sys
 import threading
 from typing import Any, Callable
 
+from bench import harness as h
+
 READY = re.compile(r"listening on (http://127\.0\.0\.1:\d+/v1)")
 START_LIMIT = 60.0
 
@@ -71,7 +73,6 @@ def available() -> bool:
 
 def fig_serve(srv: Any, n: Any, rep: Any) -> None:
     """10. Latency at concurrency 1 (interleaved), a 200-chunk stream, throughput at concurrency 64."""
-    from bench import run as h
 
     if not available():
         print("  10  skipped: turnout serve needs the serve extra (pip install -e '.[serve]')", flush=True)
@@ -101,11 +102,11 @@ async def _measure(srv: Any, proxy: Proxy, n: Any, rep: Any, h: Any) -> None:
         conc = 64
         calls = {"raw": h.chat_call(raw), "serve": h.chat_call(served)}
         for call in calls.values():  # open the connections first
-            await h._rps(call, conc, conc)
+            await h.rps(call, conc, conc)
         got: dict[str, list[float]] = {"raw": [], "serve": []}
         for i in range(n.throughput_repeats * 2):
             name = ("raw", "serve")[i % 2] if (i // 2) % 2 == 0 else ("serve", "raw")[i % 2]
-            got[name].append(await h._rps(calls[name], conc, n.throughput_requests))
+            got[name].append(await h.rps(calls[name], conc, n.throughput_requests))
         rep.add("10", f"turnout serve: throughput, concurrency {conc}", "req/s", _median(got["raw"]),
                 _median(got["serve"]), note="one proxy process (one worker) on the same 2 cores")
     finally:

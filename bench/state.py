@@ -2,7 +2,7 @@
 
 Both sides are turnout's client over one backend on the benchmark server;
 they differ only in the store. The Redis side talks to a real ``redis-server``
-on loopback, started here (``tests/redis_server.py``, the one the tests use),
+on loopback, started here (``tests/support/redis_server.py``, the one the tests use),
 and pays its round trip: one per request (the admission: breaker, windows,
 budget); with a TPM limit, the token correction from the answer's usage is a
 second, sent while the answer goes back to the caller.
@@ -18,6 +18,8 @@ import asyncio
 import importlib.util
 from typing import Any
 
+from bench import harness as h
+
 LIMITS = {"rpm": 10**9, "tpm": 10**12}
 
 
@@ -25,13 +27,13 @@ def available() -> str | None:
     """Why the figure cannot run here, or ``None``."""
     if importlib.util.find_spec("redis") is None:
         return "the redis extra is not installed (pip install -e '.[redis]')"
-    from tests.redis_server import redis_server_missing
+    from tests.support.redis_server import redis_server_missing
 
     return redis_server_missing()
 
 
 def fig_state(srv: Any, n: Any, rep: Any) -> None:
-    from tests.redis_server import RedisServer
+    from tests.support.redis_server import RedisServer
 
     missing = available()
     if missing:
@@ -42,7 +44,6 @@ def fig_state(srv: Any, n: Any, rep: Any) -> None:
 
 
 async def _measure(srv: Any, url: str, n: Any, rep: Any) -> None:
-    from bench import run as h
     from turnout import Backend, Router
     from turnout.state import RedisState
 

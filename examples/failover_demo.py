@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.llamacpp import MODEL_ALIAS, LlamaCppServer, LlamaCppUnavailable  # noqa: E402
+from tests.support.llamacpp import MODEL_ALIAS, LlamaCppServer, LlamaCppUnavailable  # noqa: E402
 
 QUESTION = "What is the capital of France? Answer in one short sentence."
 

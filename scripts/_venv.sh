@@ -69,23 +69,26 @@ _turnout_llama_find() {  # sets TURNOUT_LLAMA_WHEEL to the wheelhouse's wheel, o
   TURNOUT_LLAMA_WHEEL="$(ls "$TURNOUT_LLAMA_WHEELHOUSE"/llama_cpp_python-"$TURNOUT_LLAMA_VERSION"-*.whl 2>/dev/null | head -n 1 || true)"
 }
 
-_turnout_llama_wheel() {  # sets TURNOUT_LLAMA_WHEEL to the portable wheel, building it if the wheelhouse has none
+_turnout_llama_wheel() {  # _turnout_llama_wheel VENV: sets TURNOUT_LLAMA_WHEEL, building it with VENV's pip if the wheelhouse has none
+  local venv="$1"
   _turnout_llama_find
   if [ -n "$TURNOUT_LLAMA_WHEEL" ]; then return 0; fi
   echo "Compiling llama.cpp (llama-cpp-python $TURNOUT_LLAMA_VERSION, portable build), once per machine:" \
-       "about 10 minutes on 2 cores. The wheel goes to $TURNOUT_LLAMA_WHEELHOUSE" >&2
+       "5 to 12 minutes on 2 cores, progress every 30 s. The wheel goes to $TURNOUT_LLAMA_WHEELHOUSE" >&2
   local parent tmp
   parent="$(dirname "$TURNOUT_LLAMA_WHEELHOUSE")"
   mkdir -p "$parent"
   find "$parent" -maxdepth 1 -name '*.partial.*' -mmin +180 -exec rm -rf {} + 2>/dev/null || true  # interrupted builds
   tmp="$(mktemp -d "$TURNOUT_LLAMA_WHEELHOUSE.partial.XXXXXX")"
   # --no-cache-dir: pip would otherwise hand back a wheel it cached from a native build.
+  # -v and a log: the compile's own steps, shown as progress while it runs and in full if it fails.
+  local cmd=("$venv/bin/python" -m pip --disable-pip-version-check -v wheel --no-deps --no-cache-dir
+             --no-binary llama-cpp-python --wheel-dir "$tmp" "llama-cpp-python==$TURNOUT_LLAMA_VERSION")
   if ! CMAKE_ARGS="$TURNOUT_LLAMA_CMAKE_ARGS" \
        CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)}" \
-       _turnout_pip "$VENV" wheel --no-deps --no-cache-dir --no-binary llama-cpp-python \
-         --wheel-dir "$tmp" "llama-cpp-python==$TURNOUT_LLAMA_VERSION" >&2; then
+       _turnout_progress "$tmp/build.log" "${cmd[@]}"; then
+    _turnout_llama_failed "$tmp/build.log" "${cmd[*]}"
     rm -rf "$tmp"
-    echo "Compiling llama.cpp failed (above). It needs a C++ compiler (build-essential or Xcode)." >&2
     return 1
   fi
   echo "$TURNOUT_LLAMA_CMAKE_ARGS" > "$tmp/cmake-args.txt"
@@ -94,6 +97,40 @@ _turnout_llama_wheel() {  # sets TURNOUT_LLAMA_WHEEL to the portable wheel, buil
   mv -f "$tmp"/*.whl "$TURNOUT_LLAMA_WHEELHOUSE/"  # a rename: the wheelhouse never holds half a wheel
   rm -rf "$tmp"
   _turnout_llama_find
+}
+
+_turnout_progress() {  # _turnout_progress LOG CMD...: run CMD into LOG, saying every 30 s how long and at which step
+  local log="$1"; shift
+  local started=$SECONDS
+  "$@" >"$log" 2>&1 &
+  local pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep "${TURNOUT_PROGRESS_EVERY:-30}" & wait $! 2>/dev/null || true
+    kill -0 "$pid" 2>/dev/null || break
+    # The build tool's step counter ("[94/193]" from ninja, "[ 42%]" from make) and the file
+    # it compiles; before the compile starts, the log's last line (pip resolving, cmake configuring).
+    local line step
+    line="$(grep -E '^ *\[ *[0-9]+(%|/[0-9]+)\]' "$log" 2>/dev/null | tail -n 1)"
+    if [ -n "$line" ]; then
+      step="$(grep -oE '\[ *[0-9]+(%|/[0-9]+)\]' <<<"$line" | head -n 1) $(
+        grep -oE '[^ /]+\.(c|cc|cpp|cxx)( |$)' <<<"$line" | tail -n 1 | sed 's/^/compiling /; s/ *$//')"
+    else
+      step="$(tail -n 1 "$log" 2>/dev/null | cut -c1-100)"
+    fi
+    printf '  ... %dm%02ds: %s\n' $(((SECONDS - started) / 60)) $(((SECONDS - started) % 60)) "$step" >&2
+  done
+  wait "$pid"
+}
+
+_turnout_llama_failed() {  # _turnout_llama_failed LOG COMMAND: say what failed, with its last lines and the likely cause
+  local log="$1" cmd="$2"
+  echo "Compiling llama.cpp failed. The command was:" >&2
+  echo "  $cmd" >&2
+  echo "Its last lines:" >&2
+  tail -n 25 "$log" | sed 's/^/  | /' >&2
+  if ! command -v c++ >/dev/null 2>&1 && ! command -v g++ >/dev/null 2>&1 && ! command -v clang++ >/dev/null 2>&1; then
+    echo "No C++ compiler was found (c++, g++ or clang++): install build-essential (Debian, Ubuntu) or Xcode's command line tools (macOS)." >&2
+  fi
 }
 
 _turnout_llama_repair() {  # _turnout_llama_repair VENV: unless its llama.cpp libraries are the wheel's, reinstall them
@@ -152,7 +189,7 @@ _turnout_floor() {  # the floor venv: turnout as in the main venv, with the olde
 
 # ---- a Redis server for the shared-state tests ----------------------------------
 
-# tests/redis_server.py starts redis-server on a free loopback port, with nothing written to
+# tests/support/redis_server.py starts redis-server on a free loopback port, with nothing written to
 # disk. Debian's package, installed once per machine, as root or through a sudo that asks no
 # password. Where no init system runs (containers, CI machines) apt's policy refuses to start
 # the service, so nothing listens on 6379; on a machine with systemd the service starts, as
@@ -186,7 +223,9 @@ _turnout_redis() {
 
 # ---- the venv the scripts run in ---------------------------------------------
 
-_turnout_llama_wheel
+# The venv first: its pip builds the llama.cpp wheel, which the venv's install then takes.
+_turnout_venv "$VENV" || return 1
+_turnout_llama_wheel "$VENV" || return 1
 _turnout_redis
-_turnout_install "$VENV"
-_turnout_compat "$VENV"
+_turnout_install "$VENV" || return 1
+_turnout_compat "$VENV" || return 1

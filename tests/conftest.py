@@ -4,7 +4,20 @@ from typing import AsyncIterator, Iterator
 
 import pytest
 
-from tests.loopback import OpenAIServer
+from tests.support.loopback import OpenAIServer
+
+# The slow groups (registered in pyproject.toml): a folder of its own, or a fixture that starts a real server.
+_MARK_BY_FOLDER = {"integration": "integration", "compat": "compat"}
+_MARK_BY_FIXTURE = {"llamacpp": "integration", "redis_server": "redis", "make_redis_server": "redis"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with the slow groups it belongs to, so ``-m "not integration"`` leaves them out."""
+    for item in items:
+        marks = {_MARK_BY_FOLDER.get(item.path.parent.name)}
+        marks |= {mark for name, mark in _MARK_BY_FIXTURE.items() if name in getattr(item, "fixturenames", ())}
+        for mark in sorted(marks - {None} - {m.name for m in item.iter_markers()}):
+            item.add_marker(mark)
 
 
 @pytest.fixture
@@ -55,7 +68,7 @@ def free_port() -> int:
 from typing import TYPE_CHECKING  # noqa: E402  (appended section: the real llama.cpp server)
 
 if TYPE_CHECKING:
-    from tests.llamacpp import LlamaCppServer
+    from tests.support.llamacpp import LlamaCppServer
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +80,7 @@ def llamacpp() -> Iterator[LlamaCppServer]:
     """
     import os
 
-    from tests.llamacpp import LlamaCppServer, llama_cpp_missing
+    from tests.support.llamacpp import LlamaCppServer, llama_cpp_missing
 
     reason = llama_cpp_missing()
     if reason:
@@ -89,7 +102,7 @@ def _llamacpp_alive(request: pytest.FixtureRequest) -> Iterator[None]:
 @pytest.fixture
 def ollama_server(monkeypatch: pytest.MonkeyPatch) -> Iterator:
     """A fresh Ollama-protocol server on a free loopback port; no ambient Ollama key reaches it."""
-    from tests.loopback import OllamaServer
+    from tests.support.loopback import OllamaServer
 
     monkeypatch.delenv("OLLAMA_API_KEY", raising=False)
 
@@ -100,7 +113,7 @@ def ollama_server(monkeypatch: pytest.MonkeyPatch) -> Iterator:
 @pytest.fixture
 def make_ollama_server(monkeypatch: pytest.MonkeyPatch) -> Iterator:
     """A factory for Ollama servers with non-default knobs; all are stopped afterwards."""
-    from tests.loopback import OllamaServer
+    from tests.support.loopback import OllamaServer
 
     monkeypatch.delenv("OLLAMA_API_KEY", raising=False)
 
@@ -155,11 +168,11 @@ async def client_over() -> AsyncIterator:
         await client.close()
 
 
-# -- a real Redis server (tests/redis_server.py) -------------------------------------------------
+# -- a real Redis server (tests/support/redis_server.py) -------------------------------------------------
 def _redis_or_skip() -> None:
     import os
 
-    from tests.redis_server import redis_server_missing
+    from tests.support.redis_server import redis_server_missing
 
     reason = redis_server_missing()
     if reason:
@@ -171,7 +184,7 @@ def _redis_or_skip() -> None:
 @pytest.fixture(scope="session")
 def _redis_session() -> Iterator:
     _redis_or_skip()
-    from tests.redis_server import RedisServer
+    from tests.support.redis_server import RedisServer
 
     with RedisServer() as server:
         yield server
@@ -188,7 +201,7 @@ def redis_server(_redis_session) -> Iterator:
 def make_redis_server() -> Iterator:
     """A factory for Redis servers of a test's own (to kill and start again); all stopped afterwards."""
     _redis_or_skip()
-    from tests.redis_server import RedisServer
+    from tests.support.redis_server import RedisServer
 
     servers: list[RedisServer] = []
 

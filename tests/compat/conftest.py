@@ -21,14 +21,9 @@ from typing import Any, Callable
 import openai
 import pytest
 
-from tests.loopback import OpenAIServer
+from tests.support.loopback import OpenAIServer
 
 KEY = "sk-test.key"
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "compat: real libraries (instructor, pydantic-ai, langchain-openai) handed turnout's clients")
 
 
 @dataclass

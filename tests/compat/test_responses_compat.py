@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field
 
 from tests.compat import need
 from tests.compat.conftest import Via
-from tests.loopback import OpenAIServer
+from tests.support.loopback import OpenAIServer
 
 need("pydantic_ai")
 need("langchain_openai")
