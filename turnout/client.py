@@ -89,19 +89,11 @@ class _Routed:
         if isinstance(handle, (_Handle, _SyncHandle)):  # copy(): share the original's router
             self.router = handle.router
             return kwargs
-        if "max_retries" in kwargs and kwargs["max_retries"] is None:  # before any backend is built
-            raise TypeError(MAX_RETRIES_NONE)
-        expected = handle_type.__bases__[0]  # httpx2.AsyncClient or httpx2.Client
-        if handle is not None and not isinstance(handle, expected):
-            raise TypeError(f"Invalid `http_client` argument; Expected an instance of `httpx2.{expected.__name__}` "
-                            f"(turnout's backends speak httpx2; an httpx client cannot carry their requests) "
-                            f"but got {type(handle)}")
+        _refuse_as_the_sdk(kwargs, handle_type.__bases__[0])  # before any backend is built
         names = _sdk_names(sdk)
         given = {k: v for k, v in kwargs.items() if k in names and _given(v) is not None}
         settings = {k: v for k, v in kwargs.items() if k not in names}
         logins = {k: given.pop(k) for k in _BACKEND_ONLY if k in given}
-        if "workload_identity" in logins and "api_key" in given:
-            raise openai.OpenAIError("The `api_key` and `workload_identity` arguments are mutually exclusive")
         logins.update({k: given[k] for k in _ALSO_BACKENDS if k in given})
         if handle is not None and "timeout" not in given and handle.timeout != _HTTPX_DEFAULT_TIMEOUT:
             given["timeout"] = handle.timeout  # the SDK's rule: a timeout set on the http_client counts
@@ -274,6 +266,20 @@ async def _next(chunks: AsyncIterator[bytes]) -> bytes:
 
 
 # -- small helpers ---------------------------------------------------------------
+
+def _refuse_as_the_sdk(kwargs: Mapping[str, Any], client_kind: type) -> None:
+    """The SDK's own refusals of arguments turnout reads before the SDK's constructor sees them."""
+    if "max_retries" in kwargs and kwargs["max_retries"] is None:
+        raise TypeError(MAX_RETRIES_NONE)
+    handle = kwargs.get("http_client")
+    if handle is not None and not isinstance(handle, client_kind):
+        raise TypeError(f"Invalid `http_client` argument; Expected an instance of `httpx2.{client_kind.__name__}` "
+                        f"(turnout's backends speak httpx2; an httpx client cannot carry their requests) "
+                        f"but got {type(handle)}")
+    if "workload_identity" in kwargs and _given(kwargs.get("api_key")) is not None \
+            and _given(kwargs["workload_identity"]) is not None:
+        raise openai.OpenAIError("The `api_key` and `workload_identity` arguments are mutually exclusive")
+
 
 def _replayable(options: FinalRequestOptions) -> FinalRequestOptions:
     """A synchronous iterator body, read here: the backends run on the router's loop, and a retry or a

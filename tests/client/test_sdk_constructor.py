@@ -276,3 +276,19 @@ async def test_a_copys_default_query_reaches_the_backend(openai_server: OpenAISe
         await client.copy(default_query={"b": "2"}).chat.completions.create(model="test-model", messages=MSG)
         await client.copy(set_default_query={"c": "3"}).chat.completions.create(model="test-model", messages=MSG)
     assert [r.query for r in openai_server.requests] == [{"a": "1", "b": "2"}, {"c": "3"}]
+
+
+def test_workload_identity_beside_an_api_key_is_refused_as_by_the_sdk() -> None:
+    with pytest.raises(openai.OpenAIError, match="mutually exclusive"):
+        turnout.OpenAI(api_key="sk-test", workload_identity={"provider": "gcp"})  # type: ignore[typeddict-item]
+
+
+async def test_a_provider_builds_the_one_backend_and_refuses_top_level_logins() -> None:
+    from openai.providers import bedrock
+
+    async with turnout.AsyncOpenAI(provider=bedrock(region="us-east-1", api_key="bedrock-token")) as client:
+        assert client.router.primary.adapter.base_url.startswith("https://")
+        assert "us-east-1" in client.router.primary.adapter.base_url
+        assert client.api_key == PLACEHOLDER_KEY
+    with pytest.raises(openai.OpenAIError, match="cannot be combined with top-level `api_key`"):
+        turnout.AsyncOpenAI(provider=bedrock(region="us-east-1", api_key="bedrock-token"), api_key="sk-test")
