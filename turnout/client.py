@@ -165,10 +165,13 @@ class _Routed:
 class AsyncOpenAI(_Routed, openai.AsyncOpenAI):
     """An ``openai.AsyncOpenAI`` whose requests are served by the backends the environment configures.
 
-    ``api_key`` and/or ``base_url`` make the one backend the SDK would talk to;
-    ``timeout`` and ``max_retries`` set every backend's per-attempt timeout and
-    retries; ``default_headers`` go to every backend; ``router=`` serves with a
-    Router you built. Other keyword arguments are settings fields (README).
+    ``api_key`` (or a key function), ``base_url``, ``workload_identity``, ``provider`` or
+    ``data_residency`` make the one backend the SDK would talk to; ``timeout`` and
+    ``max_retries`` set every backend's per-attempt timeout and retries;
+    ``default_headers`` and ``default_query`` go to every backend; ``http_client``'s
+    transports carry every backend's requests; ``router=`` serves with a Router you
+    built. Other keyword arguments are settings fields. Each argument:
+    docs/sdk-compatibility.md.
     """
 
     def __init__(self, *, router: Router | None = None, **kwargs: Any) -> None:
