@@ -166,6 +166,10 @@ def category(test: str, text: str) -> str:
 
 
 def _report(home: Path) -> int:
+    missing = [side for side in ("baseline", "turnout") if not (home / f"{side}.xml").is_file()]
+    if missing:
+        print(f"no results yet for {' and '.join(missing)}: run without SDK_SUITE_ONLY first", file=sys.stderr)
+        return 1
     base, ours = _outcomes(home / "baseline.xml"), _outcomes(home / "turnout.xml")
     passing = [t for t, (o, _) in base.items() if o == "passed"]
     failing = {t: ours.get(t, ("missing", "not run"))[1] for t in passing if ours.get(t, ("missing",))[0] != "passed"}

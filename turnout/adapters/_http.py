@@ -34,7 +34,6 @@ class Transports:
         if not isinstance(caller, (httpx2.AsyncClient, httpx2.Client)):
             raise TypeError(f"http_client must be an httpx2.Client or httpx2.AsyncClient (as the openai SDK takes), "
                             f"not {type(caller).__name__}")
-        self.caller = caller
         self.transport = _shared(caller._transport)
         self.mounts: dict[str, httpx2.AsyncBaseTransport | None] = {
             str(pattern.pattern): None if t is None else _shared(t) for pattern, t in caller._mounts.items()}
