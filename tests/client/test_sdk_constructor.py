@@ -292,3 +292,11 @@ async def test_a_provider_builds_the_one_backend_and_refuses_top_level_logins() 
         assert client.api_key == PLACEHOLDER_KEY
     with pytest.raises(openai.OpenAIError, match="cannot be combined with top-level `api_key`"):
         turnout.AsyncOpenAI(provider=bedrock(region="us-east-1", api_key="bedrock-token"), api_key="sk-test")
+
+
+def test_a_proxys_password_is_never_shown(monkeypatch) -> None:
+    from turnout.settings import TurnoutSettings, resolve
+
+    env(monkeypatch, TURNOUT_BACKENDS="vllm", TURNOUT_BACKEND__VLLM__PROXY="http://me:hunter2-secret@proxy.internal:3128")
+    shown = str(resolve(TurnoutSettings()).describe())
+    assert "proxy.internal:3128" in shown and "hunter2-secret" not in shown
