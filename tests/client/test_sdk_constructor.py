@@ -300,3 +300,15 @@ def test_a_proxys_password_is_never_shown(monkeypatch) -> None:
     env(monkeypatch, TURNOUT_BACKENDS="vllm", TURNOUT_BACKEND__VLLM__PROXY="http://me:hunter2-secret@proxy.internal:3128")
     shown = str(resolve(TurnoutSettings()).describe())
     assert "proxy.internal:3128" in shown and "hunter2-secret" not in shown
+
+
+async def test_a_response_from_a_stored_prompt_needs_no_model(make_openai_server) -> None:
+    down, up = make_openai_server(), make_openai_server()
+    down.fail(Fault(status=503))
+    async with turnout.AsyncOpenAI(
+            max_retries=0, backends=["down", "up"],
+            backend={"down": {"provider": "openai_compat", "base_url": down.base_url},
+                     "up": {"provider": "openai_compat", "base_url": up.base_url}}) as client:
+        response = await client.responses.create(prompt={"id": "pmpt_loopback", "variables": {"city": "Oslo"}})
+    assert turnout.served_by(response) == "up" and response.output_text == "echo: from a stored prompt"
+    assert "model" not in (up.requests[0].json or {}) and len(down.requests) == 1, "priority order, then failover"

@@ -333,6 +333,8 @@ class _Handler(LoopbackHandler):
         ``previous_response_id`` names; kept unless ``store`` is false. ``background`` (not streamed) answers
         ``queued`` and is done by the first retrieve, so it can be cancelled before that."""
         state = self.server_state
+        if body.get("prompt") and not body.get("model"):  # a stored prompt brings its model (and may hold the input)
+            body = {**body, "model": state.models[0], "input": body.get("input") or "from a stored prompt"}
         if self._missing(body, "input") or not self._known_model(body):
             return
         history: list[dict[str, Any]] = []
