@@ -18,6 +18,7 @@ library can carry one provider's key to another host.
 from __future__ import annotations
 
 import inspect
+import os
 import urllib.parse
 from typing import Any, AsyncIterator, Iterable, Iterator, Mapping, Optional, Type, cast
 
@@ -343,7 +344,19 @@ def _backend_url(given: dict[str, Any], logins: dict[str, Any], base_url: Any) -
             raise openai.OpenAIError(f"`provider` cannot be combined with top-level {named}. Move provider "
                                      f"authentication and routing options into `{_provider_name(provider)}(...)`.")
         return _text(_configure_provider(provider).base_url)
+    if "base_url" not in given and not os.environ.get("OPENAI_BASE_URL") and _x509(logins.get("workload_identity")):
+        from openai.auth._x509 import MTLS_API_BASE_URL
+
+        return MTLS_API_BASE_URL  # the SDK's own default for an X.509 identity: OpenAI's mTLS address
     return _text(given.get("base_url"))
+
+
+def _x509(identity: Any) -> bool:
+    if identity is None:
+        return False
+    from openai.auth._x509 import is_x509_workload_identity
+
+    return bool(is_x509_workload_identity(identity))
 
 
 _SDK_NAMES: dict[type, frozenset[str]] = {}

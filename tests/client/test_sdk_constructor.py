@@ -312,3 +312,12 @@ async def test_a_response_from_a_stored_prompt_needs_no_model(make_openai_server
         response = await client.responses.create(prompt={"id": "pmpt_loopback", "variables": {"city": "Oslo"}})
     assert turnout.served_by(response) == "up" and response.output_text == "echo: from a stored prompt"
     assert "model" not in (up.requests[0].json or {}) and len(down.requests) == 1, "priority order, then failover"
+
+
+async def test_an_x509_identity_goes_to_openais_mtls_address_as_in_the_sdk() -> None:
+    from openai.auth import x509_workload_identity
+
+    identity = x509_workload_identity(identity_provider_id="idp_1", service_account_id="svc_1")
+    async with turnout.AsyncOpenAI(workload_identity=identity) as client:
+        assert client.router.primary.adapter.base_url == "https://mtls.api.openai.com/v1"
+        assert client.router.primary.adapter.preset.name == "openai"
