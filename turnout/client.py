@@ -354,8 +354,10 @@ def _backend_url(given: dict[str, Any], logins: dict[str, Any], base_url: Any) -
 def _x509(identity: Any) -> bool:
     if identity is None:
         return False
-    from openai.auth._x509 import is_x509_workload_identity
-
+    try:
+        from openai.auth._x509 import is_x509_workload_identity
+    except ImportError:  # an SDK older than X.509 identities
+        return False
     return bool(is_x509_workload_identity(identity))
 
 

@@ -8,6 +8,8 @@ call, ``max_retries=None``, ``timeout=0``, and the router's own ``models.list`` 
 
 from __future__ import annotations
 
+import importlib.util
+import inspect
 from typing import Any
 
 import httpx2
@@ -20,6 +22,8 @@ from tests.support.loopback import Fault, OpenAIServer
 from tests.router.test_router import sleeps  # noqa: F401  (the fixture: backoff's waits recorded and skipped)
 
 MSG = [{"role": "user", "content": "hi"}]
+SDK_HAS_DATA_RESIDENCY = "data_residency" in inspect.signature(openai.AsyncOpenAI).parameters
+SDK_HAS_X509 = importlib.util.find_spec("openai.auth._x509") is not None  # both came after openai 3.0.0
 NOWHERE = "http://backend.invalid/v1"  # resolvable by no resolver: only a proxy can reach it
 
 
@@ -170,6 +174,7 @@ def test_a_key_function_as_a_setting_is_shown_masked(openai_server: OpenAIServer
     assert config.describe()["backends"][0]["fields"]["api_key"]["value"] == "(a function)"
 
 
+@pytest.mark.skipif(not SDK_HAS_DATA_RESIDENCY, reason="this openai SDK has no data_residency")
 async def test_data_residency_is_openais_regional_address(monkeypatch) -> None:
     env(monkeypatch, OPENAI_API_KEY="sk-openai")
     async with turnout.AsyncOpenAI(data_residency="eu") as client:
@@ -314,6 +319,7 @@ async def test_a_response_from_a_stored_prompt_needs_no_model(make_openai_server
     assert "model" not in (up.requests[0].json or {}) and len(down.requests) == 1, "priority order, then failover"
 
 
+@pytest.mark.skipif(not SDK_HAS_X509, reason="this openai SDK has no X.509 workload identity")
 async def test_an_x509_identity_goes_to_openais_mtls_address_as_in_the_sdk() -> None:
     from openai.auth import x509_workload_identity
 
