@@ -328,10 +328,10 @@ def _openai_itself(primary: Backend) -> bool:
 def _backend_url(given: dict[str, Any], logins: dict[str, Any], base_url: Any) -> str | None:
     """The address of the one backend the SDK would talk to: ``base_url``, a ``data_residency`` region's,
     or a ``provider``'s (its SDK provider keeps the login); the SDK's own rules on combining them apply."""
-    from openai._data_residency import resolve_data_residency
-
     region = logins.pop("data_residency", None)
-    if region is not None:
+    if region is not None:  # a keyword of newer SDKs only (after 3.0.0)
+        from openai._data_residency import resolve_data_residency
+
         return _text(resolve_data_residency(region, base_url, provider=logins.get("provider")))
     provider = logins.get("provider")
     if provider is not None:
