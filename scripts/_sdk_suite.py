@@ -41,8 +41,9 @@ CATEGORIES: tuple[tuple[str, str], ...] = (
                        r"|retries_and_failure|resigns_retries|before_retry|retries_are_disabled|honors_retry"),
     ("placeholder-key", r"turnout-routed|api_key_provider|before_after_refresh|auth_headers"),
     ("turnout-timeout", r"Timeout\(|timeout_option|native_timeouts|direct_(a)?sync_injection|timeout"),
+    ("stream-first-event", r"ended the stream before its first event"),
     ("sdk-internals", r"_build_request|_client\._client|_base_client|_platform|_idempotency_header|copy_signature"
-                      r"|_should_retry|http_client\._transport|_transport|default_stream_cls|httpx2_family"),
+                      r"|_should_retry|http_client\._transport|_transport|httpx2_family"),
     ("router-errors", r"all \d+ backend\(s\) failed"),
     ("not-routed", r"bypassed them \(websocket|websocket|realtime"),
 )
