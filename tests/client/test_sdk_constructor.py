@@ -327,3 +327,18 @@ async def test_an_x509_identity_goes_to_openais_mtls_address_as_in_the_sdk() -> 
     async with turnout.AsyncOpenAI(workload_identity=identity) as client:
         assert client.router.primary.adapter.base_url == "https://mtls.api.openai.com/v1"
         assert client.router.primary.adapter.preset.name == "openai"
+
+
+async def test_the_sdks_aiohttp_client_carries_every_backends_requests(make_openai_server) -> None:
+    down, up = make_openai_server(), make_openai_server()
+    down.fail(Fault(status=503))
+    caller = openai.DefaultAioHttpClient()
+    async with turnout.AsyncOpenAI(
+            http_client=caller, max_retries=0, backends=["down", "up"],
+            backend={"down": {"provider": "vllm", "base_url": down.base_url},
+                     "up": {"provider": "vllm", "base_url": up.base_url}}) as client:
+        reply = await client.chat.completions.create(model="test-model", messages=MSG)
+        chunks = [c async for c in await client.chat.completions.create(model="test-model", messages=MSG, stream=True)]
+    assert turnout.served_by(reply) == "up" and "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "echo: hi"
+    assert len(down.requests) == 2 and len(up.requests) == 2
+    assert caller.is_closed
