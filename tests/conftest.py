@@ -46,12 +46,14 @@ def make_openai_server() -> Iterator:
 def _no_ambient_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests see only the provider variables they set themselves."""
     from turnout.adapters import PRESETS
+    from turnout.adapters.presets import url_variables
 
     for preset in PRESETS.values():
-        for var in (*preset.key_envs, preset.url_env):
+        for var in (*preset.key_envs, preset.url_env, *url_variables(preset.base_url or "")):
             if var:
                 monkeypatch.delenv(var, raising=False)
-    for var in ("OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "OPENAI_CUSTOM_HEADERS", "OPENAI_ADMIN_KEY"):
+    for var in ("OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "OPENAI_CUSTOM_HEADERS", "OPENAI_ADMIN_KEY", "OPENAI_API_VERSION",
+                "GOOGLE_APPLICATION_CREDENTIALS"):
         monkeypatch.delenv(var, raising=False)
 
 

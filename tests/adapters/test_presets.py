@@ -8,13 +8,16 @@ import turnout
 from tests.support.loopback import OpenAIServer
 from turnout import ConfigError
 from turnout.adapters import PRESETS, Capabilities, OpenAICompatAdapter, get_preset
+from turnout.adapters.presets import fill_base_url
 
 OPENAI_ROWS = [p for p in PRESETS.values() if p.protocol == "openai"]
+KEYED_ROWS = [p for p in OPENAI_ROWS if "key" in p.auths]  # Vertex takes tokens only: tests/adapters/test_clouds.py
 REQUIRED = {
     "openai", "openrouter", "groq", "xai", "cerebras", "together", "fireworks", "deepseek", "mistral",
     "perplexity", "deepinfra", "gemini", "nvidia", "sambanova", "huggingface", "github",
     "llamacpp", "vllm", "tgi", "aphrodite", "localai", "lmstudio", "sglang", "llamafile", "koboldcpp",
     "tabbyapi", "textgen_webui", "jan", "ollama_openai", "ollama", "openai_compat",
+    "azure", "anthropic", "bedrock", "vertex",
 }
 
 
@@ -25,9 +28,10 @@ def test_the_table_has_every_required_provider() -> None:
 def test_rows_are_consistent() -> None:
     for p in PRESETS.values():
         assert p.doc_url.startswith("https://"), p.name
-        assert p.local == (not p.key_envs) or p.name == "openai_compat", p.name
+        assert p.local == (not p.key_envs) or p.name == "openai_compat" or "key" not in p.auths, p.name
         if p.base_url:
-            assert p.base_url.startswith("https://" if not p.local else "http://localhost:"), p.name
+            url = fill_base_url(p.name, p.base_url, lambda var: "https://res.example" if "ENDPOINT" in var else "x")
+            assert url.startswith("https://" if not p.local else "http://localhost:"), p.name
 
 
 def claiming(flag: str) -> set[str]:
@@ -37,23 +41,25 @@ def claiming(flag: str) -> set[str]:
 def test_only_whisper_style_providers_claim_transcription() -> None:
     """A claim sends audio there; README: only a Whisper-style /audio/transcriptions on the row's base URL."""
     assert claiming("audio_transcription") == {
-        "openai", "groq", "together", "mistral", "deepinfra", "vllm", "localai", "textgen_webui"}
+        "openai", "groq", "together", "mistral", "deepinfra", "vllm", "localai", "textgen_webui", "azure"}
 
 
 def test_only_documented_providers_claim_moderations_and_image_generation() -> None:
     assert claiming("moderations") == {"openai", "localai", "textgen_webui"}
     assert claiming("image_generation") == {
-        "openai", "xai", "together", "deepinfra", "gemini", "localai", "textgen_webui"}
+        "openai", "xai", "together", "deepinfra", "gemini", "localai", "textgen_webui", "azure"}
 
 
 def test_provider_rows_say_yes_or_no_and_the_generic_row_is_unknown() -> None:
     """A named provider's row is checked against its docs: no flag is left unknown, but where its builds
-    differ (llama.cpp's /v1/responses is in recent llama-server builds only). A server nobody named does
+    differ (llama.cpp's /v1/responses is in recent llama-server builds only) or the model decides (Bedrock
+    serves many vendors' models behind one endpoint). A server nobody named does
     chat, streams, tools and JSON mode (every OpenAI-compatible server does); the rest is unknown."""
     for p in PRESETS.values():
         if p.name != "openai_compat":
             unknown = {f for f in Capabilities.names() if getattr(p.capabilities, f) is None}
-            assert unknown == ({"responses"} if p.name == "llamacpp" else set()), p.name
+            expected = {"llamacpp": {"responses"}, "bedrock": {"vision", "json_schema"}}.get(p.name, set())
+            assert unknown == expected, p.name
     every_server = {"chat", "streaming", "tools", "json_mode"}
     generic = PRESETS["openai_compat"].capabilities
     assert generic == Capabilities.unknown()
@@ -100,7 +106,7 @@ def test_openai_base_url_variable_is_honoured(monkeypatch) -> None:
     assert OpenAICompatAdapter(preset="openai").base_url == "http://127.0.0.1:9/v1"
 
 
-@pytest.mark.parametrize("preset", OPENAI_ROWS, ids=lambda p: p.name)
+@pytest.mark.parametrize("preset", KEYED_ROWS, ids=lambda p: p.name)
 async def test_every_row_resolves_to_a_working_adapter(preset, openai_server: OpenAIServer, monkeypatch,
                                                      client_over) -> None:
     for i, var in enumerate(preset.key_envs):

@@ -87,6 +87,8 @@ def test_every_backend_field_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
         TURNOUT_BACKEND__PRIMARY__PROVIDER="vllm",
         TURNOUT_BACKEND__PRIMARY__BASE_URL="http://10.0.0.5:8000/v1",
         TURNOUT_BACKEND__PRIMARY__API_KEY="primary-secret-0123456789",
+        TURNOUT_BACKEND__PRIMARY__AUTH="key",
+        TURNOUT_BACKEND__PRIMARY__API_VERSION="2024-10-21",
         TURNOUT_BACKEND__PRIMARY__MODELS="fast=meta-llama/Llama-3.1-8B-Instruct,big=meta-llama/Llama-3.1-70B-Instruct",
         TURNOUT_BACKEND__PRIMARY__PRIORITY="3",
         TURNOUT_BACKEND__PRIMARY__WEIGHT="2.5",
@@ -109,6 +111,7 @@ def test_every_backend_field_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (b.priority.value, b.weight.value, b.max_retries.value, b.backoff_base.value, b.backoff_max.value) == (3, 2.5, 4, 3.0, 11.0)
     assert (b.timeout.value, b.allowed_fails.value, b.cooldown.value) == (5.0, 6, 45.0)
     assert (b.rpm.value, b.tpm.value, b.proxy.value) == (500, 30000, "http://proxy.internal:3128")
+    assert (b.auth.value, b.api_version.value) == ("key", "2024-10-21")
     assert b.headers.value is not None and {k: v.get_secret_value() for k, v in b.headers.value.items()} == {"X-Title": "my app"}
     assert b.capabilities.value == get_preset("vllm").capabilities.replace(vision=False, audio_transcription=False, tools=True)
     for field, resolved in b.fields().items():

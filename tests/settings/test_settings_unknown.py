@@ -121,7 +121,7 @@ def test_with_nothing_close_the_error_lists_what_turnout_reads(monkeypatch: pyte
     assert message.endswith("; accepted: TURNOUT_BACKENDS, TURNOUT_BACKEND, TURNOUT_MAX_RETRIES, TURNOUT_BACKOFF_BASE, "
                             "TURNOUT_BACKOFF_MAX, TURNOUT_TIMEOUT, TURNOUT_ALLOWED_FAILS, TURNOUT_COOLDOWN, "
                             "TURNOUT_DEADLINE, TURNOUT_RETRY_BUDGET, TURNOUT_RETRY_BUDGET_MIN, TURNOUT_STATEFUL_BACKEND, "
-                            "TURNOUT_RESPONSES_TTL, TURNOUT_RPM, TURNOUT_TPM, TURNOUT_STATE_URL, TURNOUT_STATE_PREFIX, "
+                            "TURNOUT_RESPONSES_TTL, TURNOUT_FAILOVER_ON_CONTENT_FILTER, TURNOUT_RPM, TURNOUT_TPM, TURNOUT_STATE_URL, TURNOUT_STATE_PREFIX, "
                             "TURNOUT_STATE_TIMEOUT, TURNOUT_STRICT, TURNOUT_SERVE_HOST, TURNOUT_SERVE_PORT, "
                             "TURNOUT_SERVE_API_KEYS, TURNOUT_SERVE_MAX_BODY, "
                             "TURNOUT_ENV_FILE, TURNOUT_BACKEND__<NAME>__<FIELD>")
@@ -205,7 +205,7 @@ def test_strict_off_warns_once_per_variable_and_carries_on(
     assert warnings(caplog) == [
         f"TURNOUT_MAX_RETRYS ({place}): is not a turnout variable; did you mean TURNOUT_MAX_RETRIES? "
         "(ignored: TURNOUT_STRICT is off)",
-        f"{rpm}: is not a backend setting; accepted: PROVIDER, BASE_URL, API_KEY, API_KEY_ENV, MODELS, PRIORITY, "
+        f"{rpm}: is not a backend setting; accepted: PROVIDER, BASE_URL, API_KEY, API_KEY_ENV, AUTH, API_VERSION, MODELS, PRIORITY, "
         "WEIGHT, MAX_RETRIES, BACKOFF_BASE, BACKOFF_MAX, TIMEOUT, HEADERS, CAPABILITIES, ALLOWED_FAILS, COOLDOWN, "
         "RPM, TPM, PROXY (ignored: TURNOUT_STRICT is off)",
     ]

@@ -11,6 +11,7 @@ import argparse
 import logging
 from typing import Any
 
+from ..adapters.auth import CREDENTIAL_SOURCES
 from .common import dump_json, load, ranked
 
 _SECONDS = frozenset({"timeout", "backoff_max", "cooldown", "deadline"})
@@ -35,7 +36,8 @@ def render(report: dict[str, Any]) -> str:
     """The human form of ``ResolvedConfig.describe()``: one block per backend, in routing order."""
     count = len(report["backends"])
     router = {k: report[k] for k in ("env_file", "deadline", "retry_budget", "retry_budget_min", "stateful_backend",
-                                     "responses_ttl", "state_url", "state_prefix", "state_timeout")}
+                                     "responses_ttl", "failover_on_content_filter", "state_url", "state_prefix",
+                                     "state_timeout")}
     blocks = [_cells(router)] + [_cells(b["fields"]) for b in report["backends"]]
     widths = (max(len(c[0]) for block in blocks for c in block),
               max(len(c[1]) if len(c[1]) <= _MAX_VALUE_WIDTH else 0 for block in blocks for c in block))
@@ -54,7 +56,12 @@ def render(report: dict[str, Any]) -> str:
 
 
 def _cells(fields: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
-    return [(name, *_cell(name, field)) for name, field in fields.items()]
+    cells = [(name, *_cell(name, field)) for name, field in fields.items()]
+    auth = fields.get("auth", {}).get("value")
+    if auth in CREDENTIAL_SOURCES:  # the key is not what is sent: say what is, and where it comes from
+        cells = [(n, f"none (AUTH={auth})", "") if n == "api_key" else
+                 (n, f"{v}: {CREDENTIAL_SOURCES[auth]}", s) if n == "auth" else (n, v, s) for n, v, s in cells]
+    return cells
 
 
 def _rows(cells: list[tuple[str, str, str]], widths: tuple[int, int], indent: str) -> list[str]:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import openai  # noqa: F401  before anything imports openai.types: that order is ~100 ms faster
 
 from ._base import Adapter, Call, Capabilities, Endpoint, Health, wire_response
+from .auth import Token, TokenSource
 from .openai_compat import OpenAICompatAdapter
 from .presets import PRESETS, Preset, get_preset
 
@@ -27,6 +28,8 @@ __all__ = [
     "OpenAICompatAdapter",
     "PRESETS",
     "Preset",
+    "Token",
+    "TokenSource",
     "get_preset",
     "wire_response",
 ]

@@ -21,8 +21,10 @@ from openai.types import Model
 from .._errors import ConfigError, describe, malformed_response
 from .._redact import redact_url
 from ._base import Call, Capabilities, Health
+from ._constructors import build_client
 from ._http import Transports, backend_http_client
-from .presets import Preset, get_preset
+from .auth import TokenSource, token_source
+from .presets import Auth, Preset, fill_base_url, get_preset
 
 __all__ = ["OpenAICompatAdapter", "LOCAL_PLACEHOLDER_KEY"]
 
@@ -46,11 +48,13 @@ class OpenAICompatAdapter:
         *,
         preset: str | Preset = "openai_compat",
         base_url: str | None = None,
-        api_key: str | Callable[[], Any] | None = None,
+        api_key: str | TokenSource | Callable[[], Any] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
         headers: Mapping[str, str] | None = None,
         capabilities: Capabilities | None = None,
         http_client: httpx2.AsyncClient | None = None,
+        auth: Auth | None = None,
+        api_version: str | None = None,
         transports: Transports | None = None,
         proxy: str | None = None,
         sdk: Mapping[str, Any] | None = None,
@@ -64,20 +68,19 @@ class OpenAICompatAdapter:
         self.capabilities = capabilities or self.preset.capabilities
         self.base_url = _resolve_base_url(self.name, self.preset, base_url)
         self.timeout = timeout
+        self.credential = api_key or _credential(self.name, self.preset, auth or self.preset.auths[0])
         sdk = dict(sdk or {})
-        login = {} if "provider" in sdk else {"api_key": _async_key(api_key or _preset_key(self.name, self.preset)),
-                                              "base_url": self.base_url}
         if http_client is None:  # the SDK's own defaults, less the SSL context it would build for each client
             http_client = backend_http_client(self.base_url, timeout, transports=transports, proxy=proxy,
                                               verify=_shared_ssl_context())
-        self._client = openai.AsyncOpenAI(
-            **login,
-            **sdk,
-            max_retries=0,
-            timeout=timeout,
-            default_headers=dict(headers) if headers else None,
-            http_client=http_client,
-        )
+        common: dict[str, Any] = dict(timeout=timeout, default_headers=dict(headers) if headers else None,
+                                      http_client=http_client)
+        if "provider" in sdk:  # the caller's own SDK provider brings the address and the login
+            self._client = openai.AsyncOpenAI(**sdk, max_retries=0, **common)
+        else:  # -- issue 26: the row names the SDK constructor (plain, Azure, Bedrock provider) ------------
+            self._client = build_client(self.preset, self.name, base_url=self.base_url,
+                                        credential=_async_key(self.credential), api_version=api_version, **common,
+                                        **sdk)
         if self.preset.name != "openai":
             _forget_openai_ambient(self._client, headers, sdk)
 
@@ -92,7 +95,7 @@ class OpenAICompatAdapter:
     @property
     def admin_api_key(self) -> str | None:
         """The key this backend sends to OpenAI's admin endpoints (``/organization/...``), if it has one."""
-        return self._client.admin_api_key
+        return getattr(self._client, "admin_api_key", None)
 
     async def send(self, call: Call) -> httpx2.Response:
         """The request through this backend's own SDK client, as the caller's SDK built it.
@@ -131,6 +134,8 @@ class OpenAICompatAdapter:
         return Health(True, time.perf_counter() - start, models=models)
 
     async def aclose(self) -> None:
+        if isinstance(self.credential, TokenSource):
+            await self.credential.aclose()
         await self._client.close()
 
 
@@ -158,12 +163,22 @@ def _is_json(response: httpx2.Response) -> bool:
 
 
 def _resolve_base_url(name: str, preset: Preset, base_url: str | None) -> str:
-    url = base_url or (preset.url_env and os.environ.get(preset.url_env)) or preset.base_url
+    url = base_url or (preset.url_env and os.environ.get(preset.url_env)) or (
+        preset.base_url and fill_base_url(name, preset.base_url, os.environ.get))
     if not url:
         raise ConfigError(f"backend {name!r}: provider {preset.name!r} needs a base_url")
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"backend {name!r}: base_url {redact_url(url)!r} must start with http:// or https://")
     return url
+
+
+def _credential(name: str, preset: Preset, auth: Auth) -> str | TokenSource | None:
+    """The preset's key, or the token source (or, for AWS, the SDK's own signing) ``auth`` names."""
+    if auth not in preset.auths:
+        raise ConfigError(f"backend {name!r}: provider {preset.name!r} takes AUTH={'|'.join(preset.auths)}, not {auth!r}")
+    if auth == "key":
+        return _preset_key(name, preset)
+    return None if auth == "aws" else token_source(auth, name)
 
 
 def _preset_key(name: str, preset: Preset) -> str:
@@ -190,9 +205,10 @@ def _forget_openai_ambient(client: openai.AsyncOpenAI, headers: Mapping[str, str
     client._custom_headers = dict(headers or {})
 
 
-def _async_key(key: str | Callable[[], Any]) -> str | Callable[[], Any]:
-    """A callable key (a token refreshed before each request) as the async SDK client calls it: awaited."""
-    if not callable(key) or inspect.iscoroutinefunction(key):
+def _async_key(key: Any) -> Any:
+    """A caller's key function (a token refreshed before each request) as the async SDK client calls it:
+    awaited. A token source is one already."""
+    if not callable(key) or isinstance(key, TokenSource) or inspect.iscoroutinefunction(key):
         return key
 
     async def fresh() -> Any:

@@ -13,15 +13,20 @@ support less, and a backend's settings can narrow it).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 from .._errors import ConfigError
 from ._base import Capabilities
 
-__all__ = ["Preset", "PRESETS", "get_preset", "normalize_name"]
+__all__ = ["Preset", "PRESETS", "get_preset", "normalize_name", "fill_base_url", "missing_url_variables", "url_variables", "Auth", "Constructor"]
 
 Protocol = Literal["openai", "ollama"]
+Constructor = Literal["openai", "azure", "bedrock"]
+"""Which of the openai SDK's own constructors builds a backend's client (see :mod:`._constructors`)."""
+Auth = Literal["key", "entra", "google", "aws"]
+"""Where a backend's credential comes from: a static key, or a token source (see :mod:`.auth`)."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,10 @@ class Preset:
     protocol: Protocol = "openai"
     url_env: str | None = None
     """A variable the provider's own SDK reads for its address (e.g. ``OLLAMA_HOST``)."""
+    constructor: Constructor = "openai"
+    """The SDK constructor that builds this backend's client: still one adapter class."""
+    auths: tuple[Auth, ...] = ("key",)
+    """The credential kinds the provider accepts, its default first (``TURNOUT_BACKEND__<NAME>__AUTH``)."""
 
     @property
     def key_env(self) -> str | None:
@@ -118,6 +127,41 @@ _ROWS: tuple[Preset, ...] = (
     _cloud("github", "https://models.github.ai/inference", "GITHUB_TOKEN",
            "https://docs.github.com/en/github-models/quickstart",
            _ALL, aliases=("github_models", "gh")),
+    # -- the clouds companies buy models through, with their own credentials (docs/clouds.md) ----------
+    # Azure OpenAI (Microsoft Foundry). Its v1 API at {endpoint}/openai/v1/ takes the key, or a Microsoft Entra ID
+    # token (AUTH=entra), as a bearer token, the plain SDK client as Microsoft's v1 examples use it. With an
+    # api-version (TURNOUT_BACKEND__<NAME>__API_VERSION, else OPENAI_API_VERSION as the SDK reads it) the SDK's
+    # AsyncAzureOpenAI speaks the older /openai/deployments/{deployment}/...?api-version= routes with the
+    # api-key header; MODELS aliases name the deployments. Moderations are not in the v1 API: off.
+    _cloud("azure", "{AZURE_OPENAI_ENDPOINT}/openai/v1/", "AZURE_OPENAI_API_KEY",
+           "https://learn.microsoft.com/en-us/azure/ai-foundry/openai/api-version-lifecycle",
+           _ALL.replace(audio_transcription=True, image_generation=True, **_CR),
+           constructor="azure", auths=("key", "entra"), aliases=("azure_openai", "foundry")),
+    # Anthropic's OpenAI SDK compatibility layer: chat (tools, images, streams) only. It ignores response_format
+    # (and strict, logprobs, seed, ...) instead of refusing them, so JSON mode and schemas are off: a request
+    # that needs them must not be answered as if they held. No embeddings, no Responses API.
+    _cloud("anthropic", "https://api.anthropic.com/v1/", "ANTHROPIC_API_KEY",
+           "https://docs.claude.com/en/api/openai-sdk",
+           Capabilities(vision=True, json_mode=False, json_schema=False), aliases=("claude",)),
+    # Amazon Bedrock's OpenAI-compatible endpoint (Mantle: chat completions and Responses), reached through
+    # the SDK's own Bedrock provider (openai.providers.bedrock): a Bedrock API key as a bearer token, or with
+    # AUTH=aws AWS's own credential chain signing each request (SigV4; the extra turnout[aws]).
+    # AWS_BEDROCK_BASE_URL is the SDK provider's own address variable. What else a model can do depends on
+    # the model: unknown.
+    _cloud("bedrock", "https://bedrock-mantle.{AWS_REGION,AWS_DEFAULT_REGION}.api.aws/v1", "AWS_BEARER_TOKEN_BEDROCK",
+           "https://docs.aws.amazon.com/bedrock/latest/userguide/bedrock-mantle.html",
+           Capabilities(vision=None, json_schema=None, responses=True),
+           constructor="bedrock", auths=("key", "aws"), url_env="AWS_BEDROCK_BASE_URL",
+           aliases=("aws_bedrock", "bedrock_mantle")),
+    # Vertex AI's OpenAI-compatible endpoint (Gemini, and Model Garden models): no static key, only a
+    # short-lived Google OAuth token (AUTH=google: google-auth's application default credentials, e.g.
+    # GOOGLE_APPLICATION_CREDENTIALS or the machine's identity; the extra turnout[google]). The global
+    # location's host has no region prefix. Chat only.
+    Preset("vertex", "https://{GOOGLE_CLOUD_LOCATION:global}-aiplatform.googleapis.com/v1/projects/"
+           "{GOOGLE_CLOUD_PROJECT}/locations/{GOOGLE_CLOUD_LOCATION:global}/endpoints/openapi", (), False,
+           Capabilities(vision=True, json_schema=True),
+           "https://cloud.google.com/vertex-ai/generative-ai/docs/migrate/openai/overview",
+           auths=("google",), aliases=("vertex_ai", "google_vertex")),
     # -- local -------------------------------------------------------------
     # llama-server (the C++ server this row is for) has /v1/completions, and /v1/responses in recent
     # builds only; llama-cpp-python's server, which the tests run, has none: unknown, so it is asked
@@ -168,6 +212,47 @@ _ROWS: tuple[Preset, ...] = (
 
 PRESETS: Mapping[str, Preset] = {p.name: p for p in _ROWS}
 _BY_NAME: dict[str, Preset] = {n: p for p in _ROWS for n in (p.name, *p.aliases)}
+
+
+_PLACEHOLDER = re.compile(r"\{([A-Z0-9_,]+)(?::([^}]*))?\}")
+
+
+def url_variables(template: str) -> list[str]:
+    """The variables a preset's address is filled from (``{AWS_REGION,AWS_DEFAULT_REGION}``: either), in order."""
+    return list(dict.fromkeys(n for names, _ in _placeholders(template) for n in names))
+
+
+def missing_url_variables(template: str, lookup: Callable[[str], str | None]) -> list[str]:
+    """What a preset's address still needs from the user (``A or B`` for alternatives); empty when it can be filled."""
+    return [" or ".join(names) for names, default in _placeholders(template)
+            if default is None and not any(_value(lookup, n) for n in names)]
+
+
+def fill_base_url(backend: str, template: str, lookup: Callable[[str], str | None]) -> str:
+    """A preset's address with the user's resource, region or project filled in from their variables.
+
+    ``{VAR}`` is required, ``{VAR:default}`` has a default, ``{A,B}`` reads A, else B. Missing ones
+    are a ConfigError naming them. Google's ``global`` location is served by the host without a region prefix.
+    """
+    missing = missing_url_variables(template, lookup)
+    if missing:
+        raise ConfigError(f"backend {backend!r}: its address needs {', '.join(missing)}; set "
+                          f"{' and '.join(missing)} (or TURNOUT_BACKEND__{backend.upper()}__BASE_URL to the whole address)")
+
+    def value(match: re.Match[str]) -> str:
+        names, default = match.group(1).split(","), match.group(2)
+        return next(filter(None, (_value(lookup, n) for n in names)), default or "")
+
+    return _PLACEHOLDER.sub(value, template).replace("://global-", "://", 1)
+
+
+def _placeholders(template: str) -> list[tuple[list[str], str | None]]:
+    return [(m.group(1).split(","), m.group(2)) for m in _PLACEHOLDER.finditer(template)]
+
+
+def _value(lookup: Callable[[str], str | None], name: str) -> str | None:
+    found = lookup(name)
+    return found.strip().rstrip("/") if found and found.strip() else None
 
 
 def normalize_name(name: str) -> str:

@@ -9,19 +9,23 @@
 | a backend refuses what it cannot do (code "unsupported_by_backend") | no | yes        |
 | 400/422: the request itself is bad         | no                 | no: raise      |
 | the router's own 429 (code "rate_limited_by_turnout"): no room in a rate window | no | yes |
+| a content filter refused it (Azure's code "content_filter", ...) | no | only with TURNOUT_FAILOVER_ON_CONTENT_FILTER |
+| AWS names throttling (x-amzn-errortype: ThrottlingException, ...), whatever the status | yes | yes |
 """
 
 from __future__ import annotations
 
 import email.utils
 import enum
+import json
 import time
 
+import httpx2
 import openai
 
-from .._errors import RATE_LIMITED, UNSUPPORTED
+from .._errors import RATE_LIMITED, UNSUPPORTED, status_error
 
-__all__ = ["Verdict", "classify", "retry_after"]
+__all__ = ["Verdict", "classify", "retry_after", "filtered_answer"]
 
 
 class Verdict(enum.Enum):
@@ -29,11 +33,15 @@ class Verdict(enum.Enum):
     FAILOVER = "failover"  # next backend, no retry here
     COOL = "cool"  # next backend, and cool this one down now
     RAISE = "raise"  # the request is bad: no backend will do better
+    FILTERED = "filtered"  # a content filter refused it: raised, unless the user opts in to failing over
 
 
 _RETRY_STATUS = frozenset({408, 409, 429})
 _COOL_STATUS = frozenset({401, 402, 403})
 _BAD_REQUEST_STATUS = frozenset({400, 422})
+_CONTENT_FILTER = frozenset({"content_filter", "content_policy_violation", "responsibleaipolicyviolation"})
+_AWS_THROTTLED = frozenset({"throttlingexception", "toomanyrequestsexception", "servicequotaexceededexception",
+                            "serviceunavailableexception", "modelnotreadyexception"})
 _CONTEXT_HINTS = (
     "context length", "context_length", "maximum context", "context window", "too many tokens",
     "prompt is too long", "reduce the length", "exceeds the model's",
@@ -55,8 +63,10 @@ def _classify_status(err: openai.APIStatusError) -> Verdict:
     status = err.status_code
     if err.code == RATE_LIMITED:  # raised here, before sending: nothing to retry, nobody to blame
         return Verdict.FAILOVER
-    if status >= 500 or status in _RETRY_STATUS:
+    if status >= 500 or status in _RETRY_STATUS or _aws_error(err) in _AWS_THROTTLED:
         return Verdict.RETRY
+    if _is_content_filter(err):
+        return Verdict.FILTERED
     if err.code == UNSUPPORTED or _is_context_length(err):
         return Verdict.FAILOVER
     if status in _BAD_REQUEST_STATUS:
@@ -64,6 +74,41 @@ def _classify_status(err: openai.APIStatusError) -> Verdict:
     if status in _COOL_STATUS:
         return Verdict.COOL
     return Verdict.FAILOVER
+
+
+def _is_content_filter(err: openai.APIStatusError) -> bool:
+    """Azure's ``code: content_filter`` (its inner ``ResponsibleAIPolicyViolation``), or the same word as
+    another provider's error ``type`` (Anthropic's native error shape puts it there)."""
+    body = err.body if isinstance(err.body, dict) else {}
+    inner = body.get("innererror") if isinstance(body.get("innererror"), dict) else {}
+    words = (err.code, err.type, inner.get("code"))
+    return any(isinstance(w, str) and w.lower() in _CONTENT_FILTER for w in words)
+
+
+_FILTERED_FINISH = frozenset({"content_filter", "refusal"})
+
+
+def filtered_answer(backend: str, response: httpx2.Response) -> openai.BadRequestError | None:
+    """A whole (not streamed) chat answer whose every choice a content filter stopped: Azure's output
+    filter, a model's refusal. As the error it stands for, for the router to fail over on when the user
+    opted in; ``None`` for any other answer, read no further than a byte search when it cannot be one."""
+    if not response.is_closed or b'"finish_reason"' not in response.content or not (
+            b"content_filter" in response.content or b"refusal" in response.content):
+        return None
+    try:
+        choices = json.loads(response.content).get("choices")
+    except (ValueError, AttributeError):
+        return None
+    if not choices or not all(isinstance(c, dict) and c.get("finish_reason") in _FILTERED_FINISH for c in choices):
+        return None
+    return status_error(openai.BadRequestError, 400, f"backend {backend!r}: a content filter stopped the answer",
+                        url=str(response.request.url), code="content_filter")
+
+
+def _aws_error(err: openai.APIStatusError) -> str:
+    """AWS's own error name (``x-amzn-errortype: ThrottlingException:http://...``, or the body's code), lowercased."""
+    name = err.response.headers.get("x-amzn-errortype") or (err.code if isinstance(err.code, str) else "")
+    return name.split(":", 1)[0].strip().lower()
 
 
 def _is_context_length(err: openai.APIStatusError) -> bool:

@@ -30,7 +30,7 @@ from .._errors import AllBackendsFailedError, describe, status_error, synthetic_
 from ..adapters import Adapter, Call, Health, wire_response
 from ..state import Admission, MemoryState, State
 from ._backend import Backend
-from ._classify import Verdict, classify
+from ._classify import Verdict, classify, filtered_answer
 from ._endpoints import endpoint_for
 from ._events import Hook, RouterEvent, make_emit
 from ._quota import MAX_WAIT, rate_limited
@@ -95,6 +95,7 @@ class Router:
         responses_ttl: float = 3600.0,
         state: State | None = None,
         on_event: Hook | None = None,
+        failover_on_content_filter: bool = False,
     ) -> None:
         if not backends:
             raise ValueError("a Router needs at least one backend")
@@ -105,6 +106,7 @@ class Router:
         self.timeout = timeout
         self.retry_budget = retry_budget
         self.retry_budget_min = retry_budget_min
+        self.failover_on_content_filter = failover_on_content_filter  # another provider's filter may differ
         self._emit = make_emit(on_event)
         self.state: State = state if state is not None else MemoryState()
         self._runners = [Runner(b, state=self.state, budget_ratio=retry_budget, budget_min=retry_budget_min,
@@ -305,14 +307,24 @@ class Router:
         except openai.APIError as err:
             if unsure and refused(err):
                 runner.learn(unsure, model)
-            elif classify(err) is Verdict.RAISE:
+            elif self._raised(classify(err)):
                 raise
-            errors[runner.name] = err
-            log.info("backend %s failed: %s", runner.name, describe(err))
-            if self._emit:
-                await self._emit(RouterEvent("failure", runner.name, error=err))
-            return None
+            return await self._failed(runner.name, err, errors)
+        filtered = filtered_answer(runner.name, response) if self.failover_on_content_filter else None
+        if filtered is not None:  # the user asked for another provider's filter to be tried
+            return await self._failed(runner.name, filtered, errors)
         return runner.name, response
+
+    async def _failed(self, name: str, err: openai.APIError, errors: dict[str, BaseException]) -> None:
+        errors[name] = err
+        log.info("backend %s failed: %s", name, describe(err))
+        if self._emit:
+            await self._emit(RouterEvent("failure", name, error=err))
+
+
+    def _raised(self, verdict: Verdict) -> bool:
+        """A bad request is raised at once; so is a content-filter refusal, unless failing over on it is on."""
+        return verdict is Verdict.RAISE or (verdict is Verdict.FILTERED and not self.failover_on_content_filter)
 
 
 OpFor = Callable[[Candidate, Call], tuple[Op, Call]]

@@ -41,6 +41,7 @@ def build_adapter(backend: ResolvedBackend, default_headers: Mapping[str, str] |
 
         return OllamaAdapter(backend.name, host=backend.base_url.value, **common)
     return OpenAICompatAdapter(backend.name, preset=backend.preset, base_url=backend.base_url.value,
+                               auth=backend.auth.value, api_version=backend.api_version.value,
                                transports=transports, sdk=sdk, **common)
 
 
@@ -79,6 +80,7 @@ def build_router(settings: TurnoutSettings | ResolvedConfig, default_headers: Ma
         retry_budget_min=config.retry_budget_min.value,
         stateful_backend=config.stateful_backend.value,
         responses_ttl=config.responses_ttl.value,
+        failover_on_content_filter=config.failover_on_content_filter.value,
         state=open_state(config.state_url.value, prefix=config.state_prefix.value, timeout=config.state_timeout.value),
         on_event=on_event,
     )

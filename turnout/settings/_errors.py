@@ -27,6 +27,11 @@ ACCEPTED: dict[str, str] = {
     "base_url": "an http:// or https:// URL",
     "api_key": "the key as text",
     "api_key_env": "the name of a variable holding the key, like MY_GROQ_KEY",
+    "auth": "key (a static key), entra (Microsoft Entra ID, turnout[azure]), google (Google credentials, "
+            "turnout[google]) or aws (AWS's credential chain, turnout[aws]); which ones depends on the provider",
+    "api_version": "an Azure OpenAI api-version like 2024-10-21 (unset: the v1 API)",
+    "failover_on_content_filter": "1 (a content-filter refusal fails over to the next backend) or 0 (it is "
+                                  "raised: the request is refused); true/false, yes/no, on/off too",
     "models": "alias=model,alias2=model2 (a bare model means alias == model), or a JSON object",
     "priority": "a whole number; lower is tried first",
     "weight": "a number > 0",

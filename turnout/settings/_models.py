@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 from types import EllipsisType
-from typing import Annotated, Any, Callable, Optional, Sequence, Union
+from typing import Annotated, Any, Callable, Literal, Optional, Sequence, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -50,6 +50,8 @@ class BackendSettings(BaseModel):
     base_url: Optional[str] = None
     api_key: Optional[Key] = None
     api_key_env: Optional[str] = None
+    auth: Optional[Literal["key", "entra", "google", "aws"]] = None
+    api_version: Optional[str] = None
     models: Annotated[Optional[dict[str, str]], NoDecode] = None
     priority: Optional[int] = None
     weight: Optional[Positive] = None
@@ -131,6 +133,7 @@ class TurnoutSettings(BaseSettings):
     retry_budget_min: Retries = 10
     stateful_backend: Optional[str] = None
     responses_ttl: PositiveSeconds = 3600.0
+    failover_on_content_filter: bool = False
     rpm: Optional[PerMinute] = None
     tpm: Optional[PerMinute] = None
     state_url: Optional[str] = None
@@ -147,7 +150,7 @@ class TurnoutSettings(BaseSettings):
     _env_file: Resolved[Optional[str]] = PrivateAttr(default=Resolved(None, DEFAULT))
     _ignored: tuple[str, ...] = PrivateAttr(default=())
 
-    @field_validator("strict", mode="before")
+    @field_validator("strict", "failover_on_content_filter", mode="before")
     @classmethod
     def _flag(cls, value: Any) -> bool:
         return parse_flag(value)  # the reading _strict() does ahead of validation: the two must agree

@@ -16,7 +16,7 @@ from pydantic import SecretStr
 
 from .._errors import ConfigError
 from ..adapters import Capabilities
-from ..adapters.presets import PRESETS, Preset, get_preset
+from ..adapters.presets import PRESETS, Preset, fill_base_url, get_preset, missing_url_variables, url_variables
 from ._errors import ACCEPTED, join_problems
 from ._models import BackendSettings, TurnoutSettings
 from ._names import warn_once
@@ -55,6 +55,8 @@ class ResolvedBackend:
     provider: Resolved[Optional[str]]
     base_url: Resolved[Optional[str]]
     api_key: Resolved[Optional[SecretStr | Callable[[], Any]]]
+    auth: Resolved[str]
+    api_version: Resolved[Optional[str]]
     models: Resolved[Optional[dict[str, str]]]
     priority: Resolved[Optional[int]]
     weight: Resolved[float]
@@ -98,6 +100,7 @@ class ResolvedConfig:
     stateful_backend: Resolved[Optional[str]]
     responses_ttl: Resolved[float]
     env_file: Resolved[Optional[str]]
+    failover_on_content_filter: Resolved[bool] = Resolved(False, DEFAULT)
     state_url: Resolved[Optional[str]] = Resolved(None, DEFAULT)
     state_prefix: Resolved[str] = Resolved("turnout", DEFAULT)
     state_timeout: Resolved[float] = Resolved(0.5, DEFAULT)
@@ -113,6 +116,7 @@ class ResolvedConfig:
             "retry_budget_min": _described(self.retry_budget_min),
             "stateful_backend": _described(self.stateful_backend),
             "responses_ttl": _described(self.responses_ttl),
+            "failover_on_content_filter": _described(self.failover_on_content_filter),
             "state_url": _described(self.state_url),
             "state_prefix": _described(self.state_prefix),
             "state_timeout": _described(self.state_timeout),
@@ -150,6 +154,7 @@ def resolve(settings: TurnoutSettings, *, strict: bool = True) -> ResolvedConfig
         stateful_backend=stateful,
         responses_ttl=_global(settings, "responses_ttl"),
         env_file=settings.env_file,
+        failover_on_content_filter=_global(settings, "failover_on_content_filter"),
         state_url=_global(settings, "state_url"),
         state_prefix=_global(settings, "state_prefix"),
         state_timeout=_global(settings, "state_timeout"),
@@ -183,10 +188,18 @@ def _selection(settings: TurnoutSettings) -> list[tuple[str, Origin]]:
             raise ConfigError(problem_text(settings.origin("backends"), [], "lists no backend", ACCEPTED["backends"]))
         return [(name, settings.origin("backends")) for name in settings.backends]
     found = [(name, settings.variable(var)) for name, var in discovery_order()]
-    selected = [(name, hit.origin) for name, hit in found if hit is not None]
+    selected = [(name, hit.origin) for name, hit in found if hit is not None and _addressed(settings, PRESETS[name])]
     if not selected:
         raise ConfigError(_nothing_configured())
     return selected
+
+
+def _addressed(settings: TurnoutSettings, preset: Preset) -> bool:
+    """A key alone does not make an Azure or Bedrock backend: its address needs the resource or region too
+    (AZURE_OPENAI_API_KEY may be set for other tools)."""
+    if not preset.base_url or (preset.url_env and settings.variable(preset.url_env)):
+        return True
+    return not missing_url_variables(preset.base_url, lambda var: getattr(settings.variable(var), "value", None))
 
 
 def _nothing_configured() -> str:
@@ -218,10 +231,14 @@ def _backend(settings: TurnoutSettings, name: str, selected_by: Origin) -> Resol
     provider = _attempt(problems, lambda: _provider(settings, name, section, selected_by), None)
     preset = provider.value if provider else None
     missing: Resolved[Any] = Resolved(None, Origin("missing", variable_name(("backend", name, "provider"))))
+    auth = _attempt(problems, lambda: _auth(settings, name, section, preset), Resolved("key", DEFAULT))
     fields: dict[str, Resolved[Any]] = {
         "provider": Resolved(preset.name, provider.origin) if provider and preset else missing,
         "base_url": _attempt(problems, lambda: _base_url(settings, name, section, preset), missing) if preset else missing,
-        "api_key": _attempt(problems, lambda: _api_key(settings, name, section, preset), _no_key(preset)) if preset else missing,
+        "api_key": (_attempt(problems, lambda: _api_key(settings, name, section, preset), _no_key(preset))
+                    if preset and auth.value == "key" else _no_key(None) if preset else missing),
+        "auth": auth,
+        "api_version": _api_version(settings, name, section, preset),
         "models": _own(settings, name, section, "models", None),
         "priority": _own(settings, name, section, "priority", None),
         "weight": _own(settings, name, section, "weight", 1.0),
@@ -269,12 +286,40 @@ def _base_url(settings: TurnoutSettings, name: str, section: BackendSettings, pr
         if preset.base_url is None:
             raise ConfigError(f"backend {name!r}: provider {preset.name!r} has no default address; set "
                               f"{variable_name(('backend', name, 'base_url'))}; accepted: {ACCEPTED['base_url']}")
-        return Resolved(preset.base_url, Origin("preset", preset.name))
+        return _filled(settings, name, preset, preset.base_url)
     try:
         check_url(chosen.value, host_only_ok=preset.protocol == "ollama")
     except ValueError as err:
         raise ConfigError(problem_text(chosen.origin, chosen.value, str(err), ACCEPTED["base_url"])) from None
     return Resolved(chosen.value.strip(), chosen.origin)
+
+
+def _auth(settings: TurnoutSettings, name: str, section: BackendSettings, preset: Preset | None) -> Resolved[str]:
+    """AUTH, else the provider's default credential kind; one the provider does not take is a problem."""
+    if section.auth is None:
+        return Resolved(preset.auths[0] if preset else "key", Origin("preset", preset.name if preset else None))
+    origin = settings.origin("backend", name, "auth")
+    if preset is not None and section.auth not in preset.auths:
+        raise ConfigError(problem_text(origin, section.auth, f"provider {preset.name} does not take it",
+                                       " or ".join(preset.auths)))
+    return Resolved(section.auth, origin)
+
+
+def _api_version(settings: TurnoutSettings, name: str, section: BackendSettings,
+                 preset: Preset | None) -> Resolved[Optional[str]]:
+    """API_VERSION, else (Azure only) OPENAI_API_VERSION, the variable the SDK's AzureOpenAI reads."""
+    if section.api_version is not None:
+        return Resolved(section.api_version.strip(), settings.origin("backend", name, "api_version"))
+    found = settings.variable("OPENAI_API_VERSION") if preset is not None and preset.constructor == "azure" else None
+    return Resolved(found.value.strip(), found.origin) if found is not None else Resolved(None, DEFAULT)
+
+
+def _filled(settings: TurnoutSettings, name: str, preset: Preset, template: str) -> Resolved[Optional[str]]:
+    """The preset's address with the user's resource, region or project from their variables."""
+    found = {var: settings.variable(var) for var in url_variables(template)}
+    url = fill_base_url(name, template, lambda var: found[var].value if found[var] is not None else None)
+    used = [var for var, hit in found.items() if hit is not None]
+    return Resolved(url, Origin("preset", " + ".join([preset.name, *used])))
 
 
 def _api_key(settings: TurnoutSettings, name: str, section: BackendSettings, preset: Preset) -> Resolved[Optional[SecretStr]]:

@@ -101,6 +101,8 @@ class OpenAIServer(LoopbackServer):
     models: list[str] = field(default_factory=lambda: ["test-model"])
     reply: str | None = None
     """Fixed reply text; by default the server echoes the last user message."""
+    finish_reason: str | None = None
+    """Every chat answer's finish reason, if set (``content_filter``: as a provider's output filter ends one)."""
     stream_chunks: int | None = None
     """Split a streamed reply into exactly this many content chunks."""
     stream_delay: float = 0.0
@@ -229,7 +231,7 @@ class _Handler(LoopbackHandler):
         text = None if tool else state.answer_text(body)
         usage = _usage(body, text or json.dumps(tool))
         text, cut_short = _limited(text, body.get("max_completion_tokens", body.get("max_tokens")))
-        finish = "tool_calls" if tool else "length" if cut_short else "stop"
+        finish = state.finish_reason or ("tool_calls" if tool else "length" if cut_short else "stop")
         if body.get("stream"):
             self._stream_chat(body, model, text, tool, finish, usage, fault)
             return
