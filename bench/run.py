@@ -58,35 +58,56 @@ async def fig_latency(srv: Server, n: Sizes, rep: Report) -> None:
 
 
 async def fig_stream(srv: Server, n: Sizes, rep: Report) -> None:
-    """2. A 200-chunk stream: time to first chunk and to the last."""
+    """2. A 200-chunk stream: time to first chunk and to the last; and turnout as it was before issue 23,
+    committing a stream at its first event and not checking that it ends whole, in the same run."""
     raw = raw_async(srv.ok)
     tout = routed(Backend(adapter("a", srv.ok)))
-    samples: dict[str, dict[str, list[float]]] = {"raw": {"first": [], "total": []}, "turnout": {"first": [], "total": []}}
+    names = ("raw", "turnout", "first event")
+    samples: dict[str, dict[str, list[float]]] = {name: {"first": [], "total": []} for name in names}
     clock = time.perf_counter
 
     async def one(name: str, client: Any, record: bool) -> None:
-        start = clock()
-        stream = await client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True)
-        first = None
-        count = 0
-        async for _ in stream:
-            if first is None:
-                first = clock()
-            count += 1
-        end = clock()
+        with _as_before_issue_23(name == "first event"):
+            start = clock()
+            stream = await client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True)
+            first = None
+            count = 0
+            async for _ in stream:
+                if first is None:
+                    first = clock()
+                count += 1
+            end = clock()
         assert count == 200, count
         if record:
             samples[name]["first"].append(first - start)  # type: ignore[operator]
             samples[name]["total"].append(end - start)
 
+    clients = {"raw": raw, "turnout": tout, "first event": tout}
     for i in range(n.stream_rounds + max(3, n.warmup // 10)):
-        pair = [("raw", raw), ("turnout", tout)]
-        for name, client in (pair if i % 2 == 0 else pair[::-1]):
-            await one(name, client, i >= max(3, n.warmup // 10))
+        order = names[i % 3:] + names[:i % 3]  # who goes first rotates
+        for name in order:
+            await one(name, clients[name], i >= max(3, n.warmup // 10))
     for key, label in (("first", "stream: time to first chunk, p50"), ("total", "stream: 200 chunks total, p50")):
         rep.add("2", label, "ms", ms(pct(samples["raw"][key], .5)), ms(pct(samples["turnout"][key], .5)),
                 target="≤ 1.05", ok=lambda r: r <= 1.05)
+        rep.add("2", f"{label}, committed at the first event (before issue 23)", "ms",
+                ms(pct(samples["raw"][key], .5)), ms(pct(samples["first event"][key], .5)))
     await asyncio.gather(raw.close(), tout.close())
+
+
+def _as_before_issue_23(on: bool) -> Any:
+    """The router as it streamed before issue 23: every event counts as a real token, every end as whole."""
+    import contextlib
+    from unittest import mock
+
+    from turnout.router import _stream
+
+    if not on:
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    stack.enter_context(mock.patch.object(_stream, "usable", lambda data: True))
+    stack.enter_context(mock.patch.object(_stream, "_says_whole", lambda window: True))
+    return stack
 
 
 async def fig_throughput(srv: Server, n: Sizes, rep: Report) -> None:

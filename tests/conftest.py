@@ -8,7 +8,8 @@ from tests.support.loopback import OpenAIServer
 
 # The slow groups (registered in pyproject.toml): a folder of its own, or a fixture that starts a real server.
 _MARK_BY_FOLDER = {"integration": "integration", "compat": "compat"}
-_MARK_BY_FIXTURE = {"llamacpp": "integration", "redis_server": "redis", "make_redis_server": "redis"}
+_MARK_BY_FIXTURE = {"llamacpp": "integration", "redis_server": "redis", "make_redis_server": "redis",
+                    "sentinel_group": "redis", "cluster": "redis"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -215,3 +216,23 @@ def make_redis_server() -> Iterator:
     yield make
     for server in servers:
         server.__exit__()
+
+
+@pytest.fixture
+def sentinel_group() -> Iterator:
+    """A primary, its replica and a Sentinel watching them (tests/support/redis_ha.py); stopped afterwards."""
+    _redis_or_skip()
+    from tests.support.redis_ha import SentinelGroup
+
+    with SentinelGroup() as group:
+        yield group
+
+
+@pytest.fixture
+def cluster() -> Iterator:
+    """A Redis Cluster of three primaries, each with a replica (tests/support/redis_ha.py); stopped afterwards."""
+    _redis_or_skip()
+    from tests.support.redis_ha import Cluster
+
+    with Cluster() as made:
+        yield made

@@ -322,3 +322,26 @@ def test_ctrl_c_exits_130_without_traceback(tmp_path: Path, openai_server: OpenA
             proc.wait()
     assert proc.returncode == 130
     assert "Traceback" not in err and SECRET not in out + err
+
+
+def test_a_ctrl_c_the_kernel_hands_to_another_thread_still_stops_the_command() -> None:
+    """The cause of the lost Ctrl-C: a process-directed SIGINT may land on any thread that does not block it
+    (the SDK's DNS look-ups run in a thread pool). Python then runs its handler only when the main thread next
+    runs Python code, and a loop waiting on a hung backend does not until that wait ends."""
+    import asyncio
+    import threading
+
+    from turnout._cli.common import run
+
+    async def hung() -> None:
+        def interrupt_from_another_thread() -> None:
+            time.sleep(0.2)
+            signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+
+        threading.Thread(target=interrupt_from_another_thread, daemon=True).start()
+        await asyncio.sleep(60)  # a backend that answers nothing
+
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run(hung())
+    assert time.monotonic() - start < 30, "the Ctrl-C waited for the hung request"

@@ -263,7 +263,7 @@ async def test_a_streamed_prompt_over_the_context_window_ends_silently(
     """
     too_long = [{"role": "user", "content": "hi " * (llamacpp.n_ctx + 500)}]
     assert await _stream(plain, model=llamacpp.model, messages=too_long, max_tokens=4) == []
-    with pytest.raises(turnout.BrokenStreamError, match=f"{BACKEND}' ended the stream before its first event"):
+    with pytest.raises(turnout.BrokenStreamError, match=f"{BACKEND}' ended the stream before its first token"):
         await local.chat.completions.create(model=llamacpp.model, messages=too_long, max_tokens=4, stream=True)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email.utils
 import time
+from typing import Any
 
 import openai
 import pytest
@@ -165,3 +166,50 @@ def test_the_token_estimate_counts_characters_messages_and_the_completion_allowe
     image = {"model": "m", "messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 100_000}}]}]}
     assert estimate_tokens(image) < 1100, "an inline image counts 1,000, not its base64 length"
+
+
+# -- estimates no caller can bend ------------------------------------------------------------------
+
+async def _after_a_refusal(clients: Any, make_openai_server: Any, request: pytest.FixtureRequest, store: str,
+                           max_tokens: int) -> Any:
+    """A client whose primary (TPM 1,000) has just refused, with a 400, a request for ``max_tokens``."""
+    from turnout.state import MemoryState, RedisState
+
+    state = MemoryState() if store == "memory" else RedisState(request.getfixturevalue("redis_server").url)
+    primary, backup = make_openai_server(), make_openai_server()
+    primary.fail(Fault(status=400, message="max_tokens is invalid"), times=1)
+    client = clients(backend(primary, "primary", tpm=1000), backend(backup, "backup"), state=state)
+    with pytest.raises(openai.BadRequestError):
+        await chat(client, max_tokens=max_tokens)
+    return client
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+async def test_a_negative_max_tokens_does_not_open_a_tpm_window(clients, make_openai_server, request,
+                                                                store: str) -> None:
+    """The report: ``max_tokens=-1e9`` (refused by the backend) and then five 600-token requests all passed."""
+    client = await _after_a_refusal(clients, make_openai_server, request, store, -10**9)
+    served = []
+    for _ in range(5):  # streamed without a usage event: each keeps its estimate
+        stream = await chat(client, max_tokens=600, stream=True)
+        served.append(served_by(stream))
+        assert [c async for c in stream]
+    assert served == ["primary"] + ["backup"] * 4, "one 600-token request fits in 1,000 tokens a minute"
+    window = (await client.router.shared_stats())["primary"]["window"]
+    assert 0 <= window["tpm"] <= 1000
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+async def test_a_request_refused_with_a_4xx_gives_its_estimate_back(clients, make_openai_server, request,
+                                                                    store: str) -> None:
+    client = await _after_a_refusal(clients, make_openai_server, request, store, 900)
+    assert served_by(await chat(client, max_tokens=900)) == "primary", "the refused request left the window"
+
+
+def test_the_token_estimate_takes_only_sane_counts() -> None:
+    base = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    plain = estimate_tokens(base)
+    assert estimate_tokens({**base, "max_tokens": -10**9}) == plain
+    assert estimate_tokens({**base, "max_tokens": True}) == plain
+    assert estimate_tokens({**base, "max_tokens": 100, "n": -5}) == plain + 100
+    assert estimate_tokens({**base, "max_tokens": 10**12}) == plain + 1_000_000

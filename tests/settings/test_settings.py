@@ -96,6 +96,7 @@ def test_every_backend_field_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
         TURNOUT_BACKEND__PRIMARY__BACKOFF_BASE="3",
         TURNOUT_BACKEND__PRIMARY__BACKOFF_MAX="11",
         TURNOUT_BACKEND__PRIMARY__TIMEOUT="5",
+        TURNOUT_BACKEND__PRIMARY__FIRST_TOKEN_TIMEOUT="2.5",
         TURNOUT_BACKEND__PRIMARY__HEADERS='{"X-Title": "my app"}',
         TURNOUT_BACKEND__PRIMARY__CAPABILITIES="vision=false,audio_transcription=false,tools=true",
         TURNOUT_BACKEND__PRIMARY__ALLOWED_FAILS="6",
@@ -109,7 +110,7 @@ def test_every_backend_field_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     assert b.api_key.value is not None and b.api_key.value.get_secret_value() == "primary-secret-0123456789"
     assert b.models.value == {"fast": "meta-llama/Llama-3.1-8B-Instruct", "big": "meta-llama/Llama-3.1-70B-Instruct"}
     assert (b.priority.value, b.weight.value, b.max_retries.value, b.backoff_base.value, b.backoff_max.value) == (3, 2.5, 4, 3.0, 11.0)
-    assert (b.timeout.value, b.allowed_fails.value, b.cooldown.value) == (5.0, 6, 45.0)
+    assert (b.timeout.value, b.first_token_timeout.value, b.allowed_fails.value, b.cooldown.value) == (5.0, 2.5, 6, 45.0)
     assert (b.rpm.value, b.tpm.value, b.proxy.value) == (500, 30000, "http://proxy.internal:3128")
     assert (b.auth.value, b.api_version.value) == ("key", "2024-10-21")
     assert b.headers.value is not None and {k: v.get_secret_value() for k, v in b.headers.value.items()} == {"X-Title": "my app"}

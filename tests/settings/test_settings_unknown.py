@@ -119,11 +119,12 @@ def test_with_nothing_close_the_error_lists_what_turnout_reads(monkeypatch: pyte
     assert "did you mean" not in message
     assert "TURNOUT_STRICT=0" in message  # the way out for an environment shared with another turnout version
     assert message.endswith("; accepted: TURNOUT_BACKENDS, TURNOUT_BACKEND, TURNOUT_MAX_RETRIES, TURNOUT_BACKOFF_BASE, "
-                            "TURNOUT_BACKOFF_MAX, TURNOUT_TIMEOUT, TURNOUT_ALLOWED_FAILS, TURNOUT_COOLDOWN, "
+                            "TURNOUT_BACKOFF_MAX, TURNOUT_TIMEOUT, TURNOUT_FIRST_TOKEN_TIMEOUT, TURNOUT_ALLOWED_FAILS, TURNOUT_COOLDOWN, "
                             "TURNOUT_DEADLINE, TURNOUT_RETRY_BUDGET, TURNOUT_RETRY_BUDGET_MIN, TURNOUT_STATEFUL_BACKEND, "
                             "TURNOUT_RESPONSES_TTL, TURNOUT_FAILOVER_ON_CONTENT_FILTER, TURNOUT_RPM, TURNOUT_TPM, TURNOUT_STATE_URL, TURNOUT_STATE_PREFIX, "
                             "TURNOUT_STATE_TIMEOUT, TURNOUT_STRICT, TURNOUT_SERVE_HOST, TURNOUT_SERVE_PORT, "
-                            "TURNOUT_SERVE_API_KEYS, TURNOUT_SERVE_MAX_BODY, "
+                            "TURNOUT_SERVE_API_KEYS, TURNOUT_SERVE_MAX_BODY, TURNOUT_SERVE_MAX_CONNECTIONS, "
+                            "TURNOUT_SERVE_HEADER_TIMEOUT, TURNOUT_SERVE_BODY_TIMEOUT, "
                             "TURNOUT_ENV_FILE, TURNOUT_BACKEND__<NAME>__<FIELD>")
 
 
@@ -206,7 +207,7 @@ def test_strict_off_warns_once_per_variable_and_carries_on(
         f"TURNOUT_MAX_RETRYS ({place}): is not a turnout variable; did you mean TURNOUT_MAX_RETRIES? "
         "(ignored: TURNOUT_STRICT is off)",
         f"{rpm}: is not a backend setting; accepted: PROVIDER, BASE_URL, API_KEY, API_KEY_ENV, AUTH, API_VERSION, MODELS, PRIORITY, "
-        "WEIGHT, MAX_RETRIES, BACKOFF_BASE, BACKOFF_MAX, TIMEOUT, HEADERS, CAPABILITIES, ALLOWED_FAILS, COOLDOWN, "
+        "WEIGHT, MAX_RETRIES, BACKOFF_BASE, BACKOFF_MAX, TIMEOUT, FIRST_TOKEN_TIMEOUT, HEADERS, CAPABILITIES, ALLOWED_FAILS, COOLDOWN, "
         "RPM, TPM, PROXY (ignored: TURNOUT_STRICT is off)",
     ]
     assert resolve(settings[0]).notes == tuple(warnings(caplog))  # what turnout config shows

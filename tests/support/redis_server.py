@@ -44,10 +44,14 @@ def _free_port() -> int:
 class RedisServer:
     """One ``redis-server`` process on 127.0.0.1; use as a context manager, or ``start()``/``stop()``."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *args: str, sentinel: str | None = None) -> None:
+        """``args``: more of redis-server's options (``--replicaof``, ``--cluster-enabled``); ``sentinel``:
+        the text of a Sentinel's configuration, to run as one."""
         self.port = port or _free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self._dir = tempfile.mkdtemp(prefix="turnout-redis-")
+        self._args = args
+        self._sentinel = sentinel
 
     @property
     def url(self) -> str:
@@ -56,10 +60,16 @@ class RedisServer:
     def start(self) -> RedisServer:
         binary = _binary()
         assert binary is not None, redis_server_missing()
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self._dir, "--logfile", str(Path(self._dir) / "redis.log"), "--daemonize", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        where = ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", self._dir,
+                 "--logfile", str(Path(self._dir) / "redis.log"), "--daemonize", "no"]
+        if self._sentinel is not None:
+            conf = Path(self._dir) / "sentinel.conf"  # Sentinel rewrites it: a file of its own
+            if not conf.exists():
+                conf.write_text(self._sentinel)
+            command = [binary, str(conf), "--sentinel", *where]
+        else:
+            command = [binary, *where, "--save", "", "--appendonly", "no", *self._args]
+        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + START_LIMIT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import re
+import signal
 import sys
 import urllib.parse
 from typing import Any, Coroutine, Iterator, Mapping, TextIO, TypeVar
@@ -49,8 +50,39 @@ def ranked(config: ResolvedConfig) -> list[ResolvedBackend]:
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    """One event loop per command; Ctrl-C cancels it (closing connections) and surfaces as KeyboardInterrupt."""
-    return asyncio.run(coro)
+    """One event loop per command; Ctrl-C cancels it (closing connections) and surfaces as KeyboardInterrupt.
+
+    The loop itself listens for SIGINT (``add_signal_handler``: the signal wakes it through its wakeup fd).
+    ``asyncio.run``'s own handler runs only when the main thread next runs Python code; a SIGINT the kernel
+    hands to another thread (the SDK's DNS look-ups run in a thread pool) then waited, unseen, for as long
+    as a hung backend kept the loop asleep."""
+    interrupted = False
+
+    async def main() -> T:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+
+        def on_sigint() -> None:
+            nonlocal interrupted
+            interrupted = True
+            if task is not None:
+                task.cancel()
+
+        try:
+            loop.add_signal_handler(signal.SIGINT, on_sigint)
+        except (NotImplementedError, RuntimeError):  # Windows, or not the main thread: asyncio.run's handler
+            return await coro
+        try:
+            return await coro
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+
+    try:
+        return asyncio.run(main())
+    except asyncio.CancelledError:
+        if interrupted:
+            raise KeyboardInterrupt from None
+        raise
 
 
 # -- output ---------------------------------------------------------------------

@@ -6,5 +6,6 @@ from ._backend import Backend
 from ._endpoints import ENDPOINTS, endpoint_for
 from ._events import RouterEvent
 from ._router import ModelList, Router
+from ._stream import usable
 
-__all__ = ["Backend", "ENDPOINTS", "ModelList", "Router", "RouterEvent", "endpoint_for"]
+__all__ = ["Backend", "ENDPOINTS", "ModelList", "Router", "RouterEvent", "endpoint_for", "usable"]

@@ -21,6 +21,9 @@ class Backend:
     max_retries   retries of one request on this backend (attempts = max_retries + 1)
     backoff_base  waits grow as backoff_base ** retry seconds (1, 2, 4, ...), full jitter
     backoff_max   cap on one wait, seconds; also the cap on an honoured Retry-After
+    first_token_timeout  seconds an attempt at a stream may take to its first real token (content, a
+                  tool call ...) before it counts as a timeout and is retried or failed over;
+                  ``None``: only the attempt's own timeout applies
     allowed_fails consecutive failed requests before the backend cools down
     cooldown      seconds a cooled-down backend is skipped before one probe request
     rpm           requests per minute this backend may be sent (``None``: no limit), counted in
@@ -35,6 +38,7 @@ class Backend:
     max_retries: int = 2
     backoff_base: float = 2.0
     backoff_max: float = 30.0
+    first_token_timeout: Optional[float] = None
     allowed_fails: int = 3
     cooldown: float = 30.0
     rpm: Optional[int] = None

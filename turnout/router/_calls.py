@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Awaitable, Callable
 
 import httpx2
 import openai
 
+from .._errors import synthetic_request
 from ..adapters import Call
 from ._retry import Runner
 from ._stream import open_stream
@@ -19,7 +21,8 @@ Op = Callable[[Call], Awaitable[httpx2.Response]]
 
 
 def sender(runner: Runner, stream: bool) -> Op:
-    """The backend's ``send``, and for a stream also reading up to its first event."""
+    """The backend's ``send``, and for a stream also reading up to its first real token (within the
+    backend's ``first_token_timeout``, if it has one: a timeout like any other, retried and failed over)."""
     if not stream:
         return runner.adapter.send
 
@@ -27,7 +30,20 @@ def sender(runner: Runner, stream: bool) -> Op:
         response = await runner.adapter.send(call)
         return await open_stream(response, runner.name, on_break=runner.broke)
 
-    return open_and_read
+    limit = runner.backend.first_token_timeout
+    if limit is None:
+        return open_and_read
+
+    async def within_first_token_limit(call: Call) -> httpx2.Response:
+        try:
+            return await asyncio.wait_for(open_and_read(call), limit)
+        except asyncio.TimeoutError:
+            err = openai.APITimeoutError(request=synthetic_request())
+            err.message = f"backend {runner.name!r} sent no first token within {limit:g}s (first_token_timeout)"
+            err.args = (err.message,)
+            raise err from None
+
+    return within_first_token_limit
 
 
 def renamed(call: Call, model: str) -> Call:

@@ -5,7 +5,11 @@ in the body (message texts, tool definitions, embedding inputs) counts one
 token per 4 characters (OpenAI's rule of thumb for English), a ``data:`` URL
 (an inline image or file) counts 1,000, each message 4 more for its framing,
 plus the completion the request allows (``max_tokens``,
-``max_completion_tokens`` or ``max_output_tokens``, times ``n``). OpenAI
+``max_completion_tokens`` or ``max_output_tokens``, times ``n``; each a
+whole number, at most ``MAX_COMPLETION`` and ``MAX_CHOICES``: a negative or
+odd value counts 0, so no request can shrink a window). A request counts at
+most a whole window (its TPM). One refused with a 4xx before it produced
+tokens gives its estimate back. OpenAI
 counts a request against its TPM in much the same way, before it runs.
 **After the call** the answer's ``usage.total_tokens`` replaces the estimate
 in the window (for a stream, from its usage event, when the caller asked for
@@ -46,6 +50,10 @@ MAX_WAIT = 60.0
 CHARS_PER_TOKEN = 4
 DATA_URL_TOKENS = 1000
 MESSAGE_TOKENS = 4
+MAX_COMPLETION = 1_000_000
+"""The most completion tokens one request is counted for: more than any model writes in one answer."""
+MAX_CHOICES = 128
+"""The most choices (``n``) one request is counted for: OpenAI's own maximum."""
 _COMPLETION_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 
 
@@ -68,10 +76,17 @@ def estimate_tokens(body: Mapping[str, Any]) -> int:
     messages = body.get("messages") or body.get("input")
     if isinstance(messages, list):
         extra += MESSAGE_TOKENS * len(messages)
-    completion: int = next((body[k] for k in _COMPLETION_KEYS if isinstance(body.get(k), int)), 0)
-    choices = body.get("n")
-    completion *= max(1, choices) if isinstance(choices, int) else 1
+    completion = next((_whole(body[k], MAX_COMPLETION) for k in _COMPLETION_KEYS if _whole(body.get(k), 1)), 0)
+    completion *= _whole(body.get("n"), MAX_CHOICES) or 1
     return math.ceil(chars / CHARS_PER_TOKEN) + extra + completion
+
+
+def _whole(value: Any, most: int) -> int:
+    """A count the caller sent, as the windows may take it: a whole number from 0 to ``most``; anything
+    else (negative, a float, ``True``) is 0, so no value can shrink a window or fill it for ever."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return 0
+    return max(0, min(value, most))
 
 
 _TOTAL = re.compile(rb'"total_tokens"\s*:\s*(\d+)')

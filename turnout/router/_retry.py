@@ -101,7 +101,8 @@ class Runner:
 
     async def admit(self, call: Any, *, hold: bool = True) -> Admission:
         """May ``call`` go to this backend now? Counted in its windows if so (see ``BackendState.admit``)."""
-        tokens = estimate_tokens(call.body) if self.limits.tpm and isinstance(call, Call) else 0
+        tpm = self.limits.tpm
+        tokens = min(estimate_tokens(call.body), tpm) if tpm and isinstance(call, Call) else 0
         return await self.shared.admit(tokens, hold=hold)
 
     def held(self, admission: Admission) -> str:
@@ -211,6 +212,8 @@ class Runner:
             await self.shared.failed(cool=True)
         else:  # it answered: alive, whatever it thought of the request
             await self.shared.succeeded(admission)
+        if admission.tokens and isinstance(err, openai.APIStatusError) and 400 <= err.status_code < 500:
+            await self.shared.used(admission, 0)  # refused before it produced a token: its estimate is given back
         limit = provider_limit(err.response.headers) if isinstance(err, openai.APIStatusError) else None
         if limit is not None:
             await self._full(*limit)

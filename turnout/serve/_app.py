@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable
@@ -35,6 +36,7 @@ from ..settings import TurnoutSettings, build_router, resolve
 from . import _log
 from ._auth import BearerAuth
 from ._health import LastErrors, report
+from ._leave import ClientLeft
 from ._limits import BodyLimit
 from ._scrub import Scrubber, secrets_of
 from ._wire import BACKEND_HEADER, NO_BACKEND, Refusal, answer_for, error_response
@@ -111,7 +113,7 @@ def create_app(settings: TurnoutSettings | None = None) -> Starlette:
         Route("/health/backends", _answering(_backends), methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error},
-                    middleware=[Middleware(_log.AccessLog), Middleware(BearerAuth, keys=keys),
+                    middleware=[Middleware(_log.AccessLog), Middleware(ClientLeft), Middleware(BearerAuth, keys=keys),
                                 Middleware(BodyLimit, limit=settings.serve_max_body)])
     app.state.scrub = scrub
     app.state.backends = [b.name for b in config.backends]
@@ -236,15 +238,40 @@ async def _json_body(request: Request) -> dict[str, Any]:
         raise Refusal(415, f"{request.url.path} takes a JSON body (Content-Type: application/json), not {media}.",
                       code="unsupported_media_type")
     raw = await request.body()
+    odd: list[bool] = []
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=lambda name: odd.append(True) or math.nan,
+                          parse_float=lambda text: _float(text, odd))
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise Refusal(400, "We could not parse the JSON body of your request: it is not valid JSON.",
                       code="invalid_json") from None
     if not isinstance(body, dict):
         raise Refusal(400, "The request body must be a JSON object.", code="invalid_json")
+    if odd:
+        field = _non_finite(body) or "?"
+        raise Refusal(400, f"{field} is not a finite number: JSON has no NaN or Infinity, and this number "
+                           "does not fit in one.", param=field, code="invalid_value")
     _require_model(body)
     return body
+
+
+def _float(text: str, odd: list[bool]) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: valid JSON, but no number the SDK can send on
+        odd.append(True)
+    return value
+
+
+def _non_finite(value: Any, path: str = "") -> str | None:
+    """Where in the body the first NaN or infinity is (``max_tokens``, ``messages[0].content``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _non_finite(item, f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else key)
+        if found is not None:
+            return found
+    return None
 
 
 def _require_model(body: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
     POST /v1/chat/completions 200 good 41.7ms
     POST /v1/chat/completions 200 good 1804.2ms stream, client left
+    POST /v1/chat/completions 499 - 912.0ms client left
 
 The path is logged without its query string, headers never: neither can
 then carry a key into the log. Every line, tracebacks included, passes
@@ -19,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._wire import BACKEND_HEADER, NO_BACKEND
 
-__all__ = ["AccessLog", "log", "setup", "narrate", "NOTE"]
+__all__ = ["AccessLog", "HttpMiddleware", "log", "setup", "narrate", "NOTE"]
 
 log = logging.getLogger("turnout.serve")
 
@@ -28,9 +29,12 @@ NOTE = "turnout.note"
 
 _HEADER = BACKEND_HEADER.encode()
 
+_LEFT = 499
+"""The status logged when nothing was sent: the caller left first (nginx's word for it)."""
 
-class AccessLog:
-    """ASGI middleware: method, path, status, backend and latency once the answer is complete."""
+
+class HttpMiddleware:
+    """ASGI middleware that acts on HTTP requests (``http``); anything else (the lifespan) passes through."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -39,6 +43,16 @@ class AccessLog:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.http(scope, receive, send)
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class AccessLog(HttpMiddleware):
+    """ASGI middleware: method, path, status, backend and latency once the answer is complete."""
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
         status = 0
         backend = NO_BACKEND
@@ -55,7 +69,7 @@ class AccessLog:
             await self.app(scope, receive, sending)
         finally:
             note = scope.get(NOTE)
-            log.info("%s %s %d %s %.1fms%s", scope["method"], scope["path"], status, backend,
+            log.info("%s %s %d %s %.1fms%s", scope["method"], scope["path"], status or _LEFT, backend,
                      (time.perf_counter() - start) * 1000, f" {note}" if note else "")
 
 

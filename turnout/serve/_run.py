@@ -20,6 +20,7 @@ from uvicorn.supervisors import Multiprocess
 from ..settings import TurnoutSettings
 from . import _log
 from ._app import create_app
+from ._http import BODY_TIMEOUT, HEADER_TIMEOUT, Protocol
 
 __all__ = ["exposure_problem", "is_loopback", "serve", "FACTORY"]
 
@@ -59,18 +60,28 @@ def serve(settings: TurnoutSettings, *, host: str, port: int, workers: int = 1, 
     sock = _bind(host, port)
     bound = sock.getsockname()[1]
     options: dict[str, Any] = dict(host=host, port=bound, timeout_graceful_shutdown=grace, log_config=None,
-                                   access_log=False, server_header=False, lifespan="on", backlog=_BACKLOG)
+                                   access_log=False, server_header=False, lifespan="on", backlog=_BACKLOG,
+                                   http=Protocol,  # uvicorn counts the connection a request comes on too: one more
+                                   limit_concurrency=settings.serve_max_connections + 1)
     where = f"http://{_url_host(host)}:{bound}/v1"
     backends = ", ".join(app.state.backends)
     access = "keys required" if settings.serve_api_keys else "no keys"
     signal.signal(signal.SIGTERM, _stopped)  # uvicorn re-raises it after shutting down: exit 0, not -15
     if workers > 1:
         _log.log.info("listening on %s with %d workers (backends: %s; %s)", where, workers, backends, access)
-        _supervisor(uvicorn.Config(FACTORY, factory=True, workers=workers, **options), sock).run()
+        _supervisor(_config(settings, FACTORY, factory=True, workers=workers, **options), sock).run()
     else:
-        _Server(uvicorn.Config(app, **options), f"listening on {where} (backends: {backends}; {access})").run(
+        _Server(_config(settings, app, **options), f"listening on {where} (backends: {backends}; {access})").run(
             sockets=[sock])
     return 0
+
+
+def _config(settings: TurnoutSettings, app: Any, **options: Any) -> uvicorn.Config:
+    """uvicorn's config, carrying the read timeouts to the protocol (and with it to each worker)."""
+    config = uvicorn.Config(app, **options)
+    setattr(config, HEADER_TIMEOUT, settings.serve_header_timeout)
+    setattr(config, BODY_TIMEOUT, settings.serve_body_timeout)
+    return config
 
 
 class _Server(uvicorn.Server):

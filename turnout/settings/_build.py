@@ -56,6 +56,7 @@ def build_backend(backend: ResolvedBackend, default_headers: Mapping[str, str] |
         max_retries=backend.max_retries.value,
         backoff_base=backend.backoff_base.value,
         backoff_max=backend.backoff_max.value,
+        first_token_timeout=backend.first_token_timeout.value,
         allowed_fails=backend.allowed_fails.value,
         cooldown=backend.cooldown.value,
         rpm=backend.rpm.value,

@@ -39,6 +39,7 @@ ACCEPTED: dict[str, str] = {
     "backoff_base": "a number > 0 (waits grow as backoff_base ** retry seconds)",
     "backoff_max": "seconds >= 0",
     "timeout": "seconds >= 0",
+    "first_token_timeout": "seconds > 0 a stream may take to its first token (unset: the attempt's timeout)",
     "headers": 'a JSON object, like {"X-Title": "my app"}',
     "capabilities": "name=true|false|unknown pairs, like vision=false,tools=true, or a JSON object; names: "
                     + ", ".join(Capabilities.names()),
@@ -47,7 +48,9 @@ ACCEPTED: dict[str, str] = {
     "rpm": "requests per minute, a whole number >= 1 (unset: no limit)",
     "tpm": "tokens per minute, a whole number >= 1 (unset: no limit)",
     "proxy": "the proxy this backend is reached through, like http://proxy.internal:3128 (http, https or socks5)",
-    "state_url": "redis://host:6379/0, rediss:// for TLS, or unix:///path/to/redis.sock (unset: this process's memory)",
+    "state_url": "redis://host:6379/0, rediss:// for TLS, unix:///path/to/redis.sock, "
+                 "redis+sentinel://host:26379,host2:26379/mymaster (Sentinel), or redis+cluster://host:7000,host2:7001 "
+                 "(Cluster) (unset: this process's memory)",
     "state_prefix": "one word that starts every Redis key, like turnout or myapp",
     "state_timeout": "seconds > 0 a Redis command may take before Redis counts as unreachable",
     "deadline": "seconds > 0",
@@ -62,6 +65,9 @@ ACCEPTED: dict[str, str] = {
     "serve_api_keys": "a comma list of keys callers send as `Authorization: Bearer <key>`, or @/path/to/keyfile "
                       "(one key per line)",
     "serve_max_body": "the largest request body in bytes, like 33554432, or with a unit: 32MiB, 10MB",
+    "serve_max_connections": "a whole number >= 1: open connections one server process holds (more are answered 503)",
+    "serve_header_timeout": "seconds > 0 a caller may take to send a request's headers",
+    "serve_body_timeout": "seconds > 0 a caller may take to send a request's body, once its headers are in",
     "backends": "a comma list of names (groq,openrouter) or a JSON list",
     "backend": "one TURNOUT_BACKEND__<NAME>__<FIELD> per field",
 }

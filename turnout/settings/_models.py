@@ -38,7 +38,8 @@ Key = Union[SecretStr, Callable[[], Any]]
 """A key, or (passed as a keyword) a function returning a fresh one before each request."""
 
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_STATE_SCHEMES = ("redis://", "rediss://", "unix://")
+_STATE_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "rediss+sentinel://", "redis+cluster://",
+                  "rediss+cluster://")  # turnout.state._redis.SCHEMES, without importing redis-py
 
 
 class BackendSettings(BaseModel):
@@ -59,6 +60,7 @@ class BackendSettings(BaseModel):
     backoff_base: Optional[Positive] = None
     backoff_max: Optional[Seconds] = None
     timeout: Optional[Seconds] = None
+    first_token_timeout: Optional[PositiveSeconds] = None
     headers: Annotated[Optional[dict[str, SecretStr]], NoDecode] = None
     capabilities: Annotated[Optional[dict[str, Optional[bool]]], NoDecode] = None
     allowed_fails: Optional[Fails] = None
@@ -126,6 +128,7 @@ class TurnoutSettings(BaseSettings):
     backoff_base: Positive = 2.0
     backoff_max: Seconds = 30.0
     timeout: Seconds = 60.0
+    first_token_timeout: Optional[PositiveSeconds] = None
     allowed_fails: Fails = 3
     cooldown: Seconds = 30.0
     deadline: Optional[PositiveSeconds] = None
@@ -145,6 +148,9 @@ class TurnoutSettings(BaseSettings):
     serve_port: Annotated[int, Field(ge=0, le=65535)] = 8001
     serve_api_keys: Annotated[Optional[tuple[SecretStr, ...]], NoDecode] = None
     serve_max_body: Annotated[int, Field(gt=0)] = 32 * 2**20
+    serve_max_connections: Annotated[int, Field(ge=1)] = 1000
+    serve_header_timeout: PositiveSeconds = 10.0
+    serve_body_timeout: PositiveSeconds = 120.0
 
     _layers: tuple[Layer, ...] = PrivateAttr(default=())
     _env_file: Resolved[Optional[str]] = PrivateAttr(default=Resolved(None, DEFAULT))

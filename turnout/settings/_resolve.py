@@ -33,7 +33,8 @@ T = TypeVar("T")
 AMBIENT_TOKENS = frozenset({"GITHUB_TOKEN", "HF_TOKEN"})
 """Set by CI runners and model downloads for other reasons: they never make a backend by themselves."""
 
-_INHERITED = ("max_retries", "backoff_base", "backoff_max", "timeout", "allowed_fails", "cooldown", "rpm", "tpm")
+_INHERITED = ("max_retries", "backoff_base", "backoff_max", "timeout", "first_token_timeout", "allowed_fails", "cooldown",
+              "rpm", "tpm")
 
 
 def discovery_order() -> list[tuple[str, str]]:
@@ -64,6 +65,7 @@ class ResolvedBackend:
     backoff_base: Resolved[float]
     backoff_max: Resolved[float]
     timeout: Resolved[float]
+    first_token_timeout: Resolved[Optional[float]]
     allowed_fails: Resolved[int]
     cooldown: Resolved[float]
     rpm: Resolved[Optional[int]]

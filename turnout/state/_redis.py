@@ -1,7 +1,14 @@
 """The Redis store: breaker, budget, rate windows and stored conversations shared by every process.
 
-``TURNOUT_STATE_URL=redis://host:6379/0`` (``rediss://`` for TLS). redis-py's
+``TURNOUT_STATE_URL=redis://host:6379/0`` (``rediss://`` for TLS); for a
+highly available Redis, ``redis+sentinel://host:26379,host2:26379/mymaster``
+(the primary Sentinel names, followed through failovers) or
+``redis+cluster://host:7000,host2:7001`` (a Redis Cluster). redis-py's
 asyncio client, an optional extra: ``pip install 'turnout[redis]'``.
+
+Cluster: each step touches one key (a backend's hash, tagged ``{name}`` so
+its name picks the slot, or one stored value), so every script runs on the
+one node that holds its key.
 
 Each step is one round trip (a Lua script, ``_scripts``). On the way of a
 request that goes well there is exactly one: the admission. A success writes
@@ -24,6 +31,7 @@ import asyncio
 import json
 import logging
 import math
+import urllib.parse
 from typing import Any, Awaitable, Callable, Optional, TypeVar
 
 from .._errors import ConfigError
@@ -33,7 +41,7 @@ from ._base import COOLING, PROBING, SPAN, Admission, Limits, View
 from ._local import LocalBackend, Ring
 from ._memory import MemoryState
 
-__all__ = ["RedisState", "RECONNECT_EVERY"]
+__all__ = ["RedisState", "RECONNECT_EVERY", "SCHEMES", "connect"]
 
 log = logging.getLogger("turnout")
 T = TypeVar("T")
@@ -55,19 +63,18 @@ class RedisState:
 
     def __init__(self, url: str, *, prefix: str = "turnout", timeout: float = 0.5) -> None:
         try:
-            import redis.asyncio as aioredis
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
-            from redis.exceptions import RedisError
+            from redis.exceptions import RedisClusterException, RedisError
         except ImportError:
             raise ConfigError("TURNOUT_STATE_URL names a Redis server, and the redis package is not installed: "
                               "pip install 'turnout[redis]'") from None
         self.url = url
         self.prefix = prefix
-        self._errors: tuple[type[BaseException], ...] = (RedisError, OSError, asyncio.TimeoutError)
+        self._errors: tuple[type[BaseException], ...] = (RedisError, RedisClusterException, OSError,
+                                                         asyncio.TimeoutError)  # a cluster's are not RedisErrors
         # no retries inside redis-py: a failed step falls back to local state at once, and the pings reconnect
-        self.client = aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                               retry=Retry(NoBackoff(), 0))
+        self.client = connect(url, timeout=timeout, retry=Retry(NoBackoff(), 0))
         self._scripts = {name: self.client.register_script(getattr(_scripts, name))
                          for name in ("ADMIT", "FAILED", "FULL", "USED", "BUDGET", "VIEW")}
         self._backends: list[RedisBackend] = []
@@ -113,19 +120,30 @@ class RedisState:
         self._pinging = asyncio.ensure_future(self._reconnect())
 
     async def _reconnect(self) -> None:
-        await self.client.connection_pool.disconnect()  # every pooled connection went to the server that left
+        await self._forget_connections()
         while True:
             await asyncio.sleep(RECONNECT_EVERY)
             try:
                 await self.client.ping()
             except self._errors:
-                await self.client.connection_pool.disconnect()
+                await self._forget_connections()
                 continue
             for backend in self._backends:  # what was counted locally meanwhile is dropped
                 backend.local = LocalBackend(backend.limits)
             self.down = False
             log.warning("shared state: Redis at %s answers again; shared state resumed", redact_url(self.url))
             return
+
+    async def _forget_connections(self) -> None:
+        """Every pooled connection went to a server that left: the next ones are made anew (through
+        Sentinel, to whichever server is the primary now). A cluster client re-reads the cluster's
+        layout itself after a failed command."""
+        pool = getattr(self.client, "connection_pool", None)
+        if pool is not None:
+            try:
+                await pool.disconnect()
+            except self._errors:
+                pass
 
     # -- key-value: stored conversations ------------------------------------------------------
     def _kv(self, key: str) -> str:
@@ -147,6 +165,60 @@ class RedisState:
             self._pinging.cancel()
         await asyncio.gather(*(b._settled() for b in self._backends))
         await self.client.aclose()
+
+
+def connect(url: str, *, timeout: float, retry: Any) -> Any:
+    """The redis-py client a URL names (see ``SCHEMES``); ``timeout`` bounds every command and connect."""
+    scheme, _, rest = url.partition("://")
+    scheme = scheme.lower()
+    options: dict[str, Any] = dict(socket_timeout=timeout, socket_connect_timeout=timeout, retry=retry)
+    if scheme in ("redis", "rediss", "unix"):
+        import redis.asyncio as aioredis
+
+        return aioredis.Redis.from_url(url, **options)
+    parts = urllib.parse.urlsplit(f"redis://{rest}")
+    nodes = _nodes(parts.netloc.rpartition("@")[2], url)
+    auth = dict(username=urllib.parse.unquote(parts.username) if parts.username else None,
+                password=urllib.parse.unquote(parts.password) if parts.password else None)
+    tls = scheme.startswith("rediss")
+    if scheme.endswith("+sentinel"):
+        from redis.asyncio.sentinel import Sentinel
+
+        service, _, db = parts.path.strip("/").partition("/")
+        if not service:
+            raise ConfigError(f"TURNOUT_STATE_URL {redact_url(url)!r} names no service: "
+                              "redis+sentinel://host:26379,host2:26379/<service>[/<db>]")
+        sentinels = Sentinel(nodes, sentinel_kwargs=dict(socket_timeout=timeout, socket_connect_timeout=timeout),
+                             **({"ssl": True} if tls else {}))
+        return sentinels.master_for(service, db=int(db or 0), **auth, **options)
+    if scheme.endswith("+cluster"):
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+        return RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in nodes], ssl=tls, **auth,
+                            **options)
+    raise ConfigError(f"TURNOUT_STATE_URL {redact_url(url)!r}: the scheme is not one of {', '.join(SCHEMES)}")
+
+
+SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "rediss+sentinel://", "redis+cluster://",
+           "rediss+cluster://")
+"""What ``TURNOUT_STATE_URL`` may start with: one server (TLS: ``rediss``), a socket, the primary Redis
+Sentinel names for a service, or a Redis Cluster (any of its nodes; the rest are found)."""
+
+
+def _nodes(hosts: str, url: str) -> list[tuple[str, int]]:
+    """``host:port,host2:port`` as pairs (port 26379 for a sentinel, 6379 for a cluster node by default)."""
+    default = 26379 if "+sentinel" in url.split("://", 1)[0] else 6379
+    nodes = []
+    for item in filter(None, hosts.split(",")):
+        host, sep, port = item.rpartition(":")
+        if not sep or "]" in port:  # no port (a bracketed IPv6 address has colons of its own)
+            host, port = item, ""
+        if port and not port.isdigit():
+            raise ConfigError(f"TURNOUT_STATE_URL {redact_url(url)!r}: {item!r} is not host:port")
+        nodes.append((host.strip("[]"), int(port) if port else default))
+    if not nodes:
+        raise ConfigError(f"TURNOUT_STATE_URL {redact_url(url)!r} names no host")
+    return nodes
 
 
 class RedisBackend:

@@ -12,8 +12,10 @@ import asyncio
 import base64
 import itertools
 import json
+import select
 import socket
 import threading
+import time
 from email.parser import BytesHeaderParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
@@ -44,6 +46,8 @@ class LoopbackServer:
         self.open_connections = 0
         self.connections_made = 0
         """Every connection ever accepted: a client that reuses its connections makes few."""
+        self.abandoned = 0
+        """Requests whose client hung up while this server was still working on them (a delay, a hang, a stall)."""
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
@@ -215,10 +219,11 @@ class LoopbackHandler(BaseHTTPRequestHandler):
 
     def _apply_fault(self, fault: Fault, body: dict[str, Any] | None) -> bool:
         """Carry out the fault's before-answer part; True when nothing more is to be sent."""
-        if fault.delay:
-            self.server_state.wait(fault.delay)
+        if fault.delay and not self.idle(fault.delay):
+            self.close_connection = True
+            return True
         if fault.hang:
-            self.server_state.wait(HANG_LIMIT)
+            self.idle(HANG_LIMIT)
             self.close_connection = True
             return True
         if fault.close:
@@ -231,6 +236,25 @@ class LoopbackHandler(BaseHTTPRequestHandler):
             self.raw(200, *self.malformed_body(body))
             return True
         return False
+
+    def idle(self, seconds: float) -> bool:
+        """Wait ``seconds`` as a busy backend would, watching the client: False (and counted in
+        ``abandoned``) when it hangs up first, so a test sees at once that its request was given up."""
+        state = self.server_state
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and not state._stopping.is_set():
+            readable, _, _ = select.select([self.connection], [], [], min(0.02, max(0.0, end - time.monotonic())))
+            if readable and self._peer_closed():
+                with state._lock:
+                    state.abandoned += 1
+                return False
+        return True
+
+    def _peer_closed(self) -> bool:
+        try:
+            return self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
 
     # -- wire helpers -------------------------------------------------------------
     def start_chunked(self, ctype: str) -> None:

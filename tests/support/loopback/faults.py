@@ -21,6 +21,10 @@ class Fault:
     hang          never answer (until the server stops, or 30 s)
     error_line    Ollama streams only: send an ``{"error": ...}`` line after ``cut_after`` chunks
     empty         streams only: end cleanly (``[DONE]``) before any chunk
+    end_after     streams only: end the body cleanly after this many chunks, with no finish reason,
+                  ``[DONE]`` or final event (a crashed worker behind a proxy)
+    stall_after   streams only: say nothing more after this many chunks (until the server stops, or 30 s)
+    no_done       streams only: finish with a finish reason but no ``[DONE]`` (TGI before July 2024)
     headers       extra headers on the answer, whatever it is (a provider's ``x-ratelimit-*``)
     """
 
@@ -37,6 +41,9 @@ class Fault:
     hang: bool = False
     error_line: str | None = None
     empty: bool = False
+    end_after: int | None = None
+    stall_after: int | None = None
+    no_done: bool = False
     headers: Mapping[str, str] = field(default_factory=dict)
 
 

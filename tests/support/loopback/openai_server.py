@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._http import (
+    HANG_LIMIT,
     LoopbackHandler,
     LoopbackServer,
     image_bytes,
@@ -285,11 +286,12 @@ class _Handler(LoopbackHandler):
         state = self.server_state
         if fault is not None and fault.empty:
             frames = ending = []
+        if fault is not None and fault.no_done:
+            closing = [frame for frame in closing if b"[DONE]" not in frame]
         self.start_chunked("text/event-stream")
         try:
             for i, frame in enumerate(frames):
-                if fault is not None and fault.cut_after is not None and i >= fault.cut_after:
-                    self.drop()
+                if self._stopped_at(i, fault):
                     return
                 self.chunk(frame)
                 if state.stream_delay:
@@ -299,6 +301,22 @@ class _Handler(LoopbackHandler):
             self.chunk(b"")
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+
+    def _stopped_at(self, i: int, fault: Fault | None) -> bool:
+        """Did a fault stop the stream before its ``i``-th frame: cut, ended cleanly, or stalled?"""
+        if fault is None:
+            return False
+        if fault.cut_after is not None and i >= fault.cut_after:
+            self.drop()
+            return True
+        if fault.end_after is not None and i >= fault.end_after:
+            self.chunk(b"")
+            return True
+        if fault.stall_after is not None and i >= fault.stall_after:
+            self.idle(HANG_LIMIT)
+            self.close_connection = True
+            return True
+        return False
 
     # -- legacy completions --------------------------------------------------
     def _completions(self, body: dict[str, Any], fault: Fault | None) -> None:
@@ -434,7 +452,9 @@ class _Handler(LoopbackHandler):
         done, verb = _AUDIO_TASKS[task]
         text = f"{done} {upload.filename} ({len(upload.data)} bytes)"
         fmt = body.get("response_format") or "json"
-        if fmt == "text":
+        if str(body.get("stream", "")).lower() == "true" and task == "transcriptions":
+            self._stream_transcript(text, fault)
+        elif fmt == "text":
             self.raw(200, text.encode(), "text/plain; charset=utf-8")
         elif fmt in ("srt", "vtt"):
             stamp = "00:00:00,000 --> 00:00:01,000" if fmt == "srt" else "00:00:00.000 --> 00:00:01.000"
@@ -451,6 +471,14 @@ class _Handler(LoopbackHandler):
         else:
             self.error(400, f"Invalid value for 'response_format': '{fmt}'.",
                        Fault(error_type="invalid_request_error", code="invalid_value"))
+
+    def _stream_transcript(self, text: str, fault: Fault | None) -> None:
+        """A streamed transcription as OpenAI sends one: ``transcript.text.delta`` events, then
+        ``transcript.text.done`` with the whole text, and no ``[DONE]``."""
+        frames = [_data({"type": "transcript.text.delta", "delta": piece}) for piece in pieces(text, None)]
+        done = {"type": "transcript.text.done", "text": text, "usage": {"type": "tokens", "input_tokens": 3,
+                                                                       "output_tokens": 5, "total_tokens": 8}}
+        self._stream(frames, [_data(done)], [], fault)
 
     # -- moderations ---------------------------------------------------------
     def _moderations(self, body: dict[str, Any], fault: Fault | None) -> None:
