@@ -14,6 +14,7 @@ adds only what the SDK has no word for:
 
 from __future__ import annotations
 
+import re
 from typing import Mapping, TypeVar
 
 import httpx2
@@ -29,7 +30,7 @@ RATE_LIMITED = "rate_limited_by_turnout"
 """The ``code`` of the 429 the router raises itself, before sending, when rate limits leave no room:
 the backend is not at fault (no breaker counts it), and every other candidate may still be tried."""
 
-__all__ = ["TurnoutError", "ConfigError", "BrokenStreamError", "AllBackendsFailedError", "status_error",
+__all__ = ["TurnoutError", "ConfigError", "BrokenStreamError", "AllBackendsFailedError", "status_error", "refused",
            "malformed_response", "describe"]
 
 
@@ -127,3 +128,15 @@ def malformed_response(backend: str, url: str, err: BaseException) -> openai.API
 def synthetic_request(url: str = "turnout://router") -> httpx2.Request:
     """The request object openai's connection errors require, for failures turnout detects itself."""
     return httpx2.Request("POST", url)
+
+
+_REFUSAL = re.compile(r"not (be )?supported|unsupported|does not support|not implemented|unknown (url|route|endpoint)"
+                      r"|no route|not found|unrecognized request", re.I)
+
+
+def refused(err: openai.APIError) -> bool:
+    """Did a backend say it cannot do this at all (rather than that this request is wrong)?"""
+    status = getattr(err, "status_code", None)
+    if status in (404, 405, 501):
+        return True
+    return status in (400, 422) and bool(_REFUSAL.search(getattr(err, "message", "") or ""))

@@ -25,10 +25,10 @@ from typing import Any, AsyncIterator, Iterable, Iterator, Mapping, Optional, Ty
 import httpx2
 import openai
 from openai import NotGiven
-from openai._constants import RAW_RESPONSE_HEADER
-from openai._models import FinalRequestOptions
 
 from ._portal import run
+from ._sdk import (RAW_RESPONSE_HEADER, FinalRequestOptions, configure_provider, is_x509_workload_identity,
+                   mtls_base_url, provider_name, resolve_data_residency)
 from .adapters import OpenAICompatAdapter
 from .router import Backend, Router
 
@@ -62,7 +62,7 @@ def served_by(answer: object) -> str | None:
     """The backend that produced ``answer``: a completion, embedding, stream chunk, stream (the
     ``stream()`` helpers' too), raw or HTTP response."""
     name = getattr(answer, "__dict__", {}).get(_SERVED_BY)
-    if name is not None:
+    if isinstance(name, str):
         return name
     for holder in (answer, getattr(answer, "response", None), getattr(answer, "http_response", None),
                    getattr(answer, "_response", None)):  # the stream helpers keep the SDK stream's response here
@@ -100,12 +100,10 @@ class _Routed:
             given["timeout"] = handle.timeout  # the SDK's rule: a timeout set on the http_client counts
         base_url = _backend_url(given, logins, kwargs.get("base_url", openai.NOT_GIVEN))
         if router is None:
-            from .settings import router_for_client
-
-            router = router_for_client(api_key=given.get("api_key"), base_url=base_url,
-                                       timeout=_seconds(given.get("timeout")), max_retries=given.get("max_retries"),
-                                       default_headers=given.get("default_headers"), http_client=handle,
-                                       sdk=logins, **settings)
+            router = _router_for_client(api_key=given.get("api_key"), base_url=base_url,
+                                        timeout=_seconds(given.get("timeout")), max_retries=given.get("max_retries"),
+                                        default_headers=given.get("default_headers"), http_client=handle,
+                                        sdk=logins, **settings)
         elif settings or handle is not None or logins:
             unused = sorted([*settings, *logins, *(["http_client"] if handle is not None else [])])
             raise TypeError(f"settings {unused} have no effect with router=...: set them on its backends")
@@ -309,20 +307,25 @@ def _tagged(answer: Any, name: str | None) -> Any:
 
 def _exposed_key(primary: Backend) -> str:
     """A real key only where any library may send it: OpenAI's own, when OpenAI's own host is primary."""
-    return (primary.adapter.api_key or PLACEHOLDER_KEY) if _openai_itself(primary) else PLACEHOLDER_KEY
+    adapter = _openai_itself(primary)
+    return (adapter.api_key or PLACEHOLDER_KEY) if adapter is not None else PLACEHOLDER_KEY
 
 
 def _exposed_admin_key(primary: Backend, logins: Mapping[str, Any]) -> str | None:
     """``client.admin_api_key``, by the same rule as ``client.api_key``; ``None`` where none was given."""
-    if _openai_itself(primary):
-        return getattr(primary.adapter, "admin_api_key", None)
+    adapter = _openai_itself(primary)
+    if adapter is not None:
+        return getattr(adapter, "admin_api_key", None)
     return PLACEHOLDER_KEY if logins.get("admin_api_key") else None
 
 
-def _openai_itself(primary: Backend) -> bool:
+def _openai_itself(primary: Backend) -> OpenAICompatAdapter | None:
+    """The primary backend's adapter when it is OpenAI's own, on OpenAI's own host; else ``None``."""
     adapter = primary.adapter
-    return isinstance(adapter, OpenAICompatAdapter) and adapter.preset.name == "openai" \
-        and urllib.parse.urlsplit(adapter.base_url).hostname == _OPENAI_HOST
+    if isinstance(adapter, OpenAICompatAdapter) and adapter.provider == "openai" \
+            and urllib.parse.urlsplit(adapter.base_url).hostname == _OPENAI_HOST:
+        return adapter
+    return None
 
 
 def _backend_url(given: dict[str, Any], logins: dict[str, Any], base_url: Any) -> str | None:
@@ -330,35 +333,71 @@ def _backend_url(given: dict[str, Any], logins: dict[str, Any], base_url: Any) -
     or a ``provider``'s (its SDK provider keeps the login); the SDK's own rules on combining them apply."""
     region = logins.pop("data_residency", None)
     if region is not None:  # a keyword of newer SDKs only (after 3.0.0)
-        from openai._data_residency import resolve_data_residency
-
         return _text(resolve_data_residency(region, base_url, provider=logins.get("provider")))
     provider = logins.get("provider")
     if provider is not None:
-        from openai._provider import _configure_provider, _provider_name
-
         clash = [k for k in ("api_key", "admin_api_key", "workload_identity", "base_url")
                  if k in given or k in logins]
         if clash:  # the SDK's own refusal, word for word
             named = ", ".join(f"`{k}`" for k in clash)
             raise openai.OpenAIError(f"`provider` cannot be combined with top-level {named}. Move provider "
-                                     f"authentication and routing options into `{_provider_name(provider)}(...)`.")
-        return _text(_configure_provider(provider).base_url)
-    if "base_url" not in given and not os.environ.get("OPENAI_BASE_URL") and _x509(logins.get("workload_identity")):
-        from openai.auth._x509 import MTLS_API_BASE_URL
-
-        return MTLS_API_BASE_URL  # the SDK's own default for an X.509 identity: OpenAI's mTLS address
+                                     f"authentication and routing options into `{provider_name(provider)}(...)`.")
+        return _text(configure_provider(provider).base_url)
+    if "base_url" not in given and not os.environ.get("OPENAI_BASE_URL") \
+            and is_x509_workload_identity(logins.get("workload_identity")):
+        return mtls_base_url()  # the SDK's own default for an X.509 identity: OpenAI's mTLS address
     return _text(given.get("base_url"))
 
 
-def _x509(identity: Any) -> bool:
-    if identity is None:
-        return False
-    try:
-        from openai.auth._x509 import is_x509_workload_identity
-    except ImportError:  # an SDK older than X.509 identities
-        return False
-    return bool(is_x509_workload_identity(identity))
+def _router_for_client(*, api_key: Any = None, base_url: str | None = None, timeout: float | None = None,
+                       max_retries: int | None = None, default_headers: Mapping[str, str] | None = None,
+                       http_client: Any = None, sdk: Mapping[str, Any] | None = None, **settings: Any) -> Router:
+    """The openai SDK's constructor arguments, in settings terms (see ``turnout.AsyncOpenAI``).
+
+    ``api_key`` (text or a function), ``base_url``, or the login options in ``sdk``
+    (``workload_identity``, ``provider``: given to that backend's SDK client as they are)
+    make exactly the one backend the SDK would talk to (OpenAI's address when no
+    ``base_url``); ``timeout`` and ``max_retries`` set every backend's;
+    ``default_headers`` go to every backend; ``http_client`` is the connection
+    layer of every OpenAI-compatible backend. ``sdk``'s ``admin_api_key``,
+    ``organization`` and ``project`` go to that one backend, else to every backend
+    whose provider is ``openai``.
+    """
+    from .settings import TurnoutSettings, build_router, resolve  # only when no router= was given
+
+    overrides = dict(settings)
+    if timeout is not None:
+        overrides["timeout"] = timeout
+    if max_retries is not None:
+        overrides["max_retries"] = max_retries
+    sdk = {k: v for k, v in (sdk or {}).items() if v is not None}
+    if api_key is not None or base_url is not None or set(sdk) - _OPENAI_ACCOUNT:
+        name, provider = ("openai", "openai") if base_url is None or _openai_host(base_url) else ("default", "openai_compat")
+        if "provider" in sdk:  # another cloud: its SDK provider brings the address and the login
+            name, provider = "default", "openai_compat"
+        elif "workload_identity" in sdk:  # the SDK's own stand-in for the key a workload identity fetches
+            api_key = WORKLOAD_IDENTITY_KEY
+        section = {"provider": provider, "base_url": base_url, "api_key": api_key}
+        overrides["backends"] = [name]
+        overrides["backend"] = {name: {k: v for k, v in section.items() if v is not None}}
+        return build_router(TurnoutSettings(**overrides), default_headers, http_client=http_client, sdk={name: sdk})
+    config = resolve(TurnoutSettings(**overrides))
+    account = {b.name: sdk for b in config.backends if b.preset is not None and b.preset.name == "openai"}
+    return build_router(config, default_headers, http_client=http_client, sdk=account)
+
+
+_OPENAI_ACCOUNT = frozenset({"admin_api_key", "organization", "project"})
+"""OpenAI account settings: without a backend built from the constructor, for OpenAI's backends only."""
+
+
+WORKLOAD_IDENTITY_KEY = "workload-identity-auth"
+"""What the SDK takes as ``api_key`` beside ``workload_identity`` (it then fetches the real token)."""
+
+
+def _openai_host(base_url: str) -> bool:
+    """OpenAI's own address (a data residency region's too): its backend is the ``openai`` provider."""
+    host = urllib.parse.urlsplit(base_url).hostname or ""
+    return host == _OPENAI_HOST or host.endswith("." + _OPENAI_HOST)
 
 
 _SDK_NAMES: dict[type, frozenset[str]] = {}

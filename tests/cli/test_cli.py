@@ -331,7 +331,7 @@ def test_a_ctrl_c_the_kernel_hands_to_another_thread_still_stops_the_command() -
     import asyncio
     import threading
 
-    from turnout._cli.common import run
+    from turnout.cli.common import run
 
     async def hung() -> None:
         def interrupt_from_another_thread() -> None:

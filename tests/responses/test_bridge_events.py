@@ -18,8 +18,8 @@ from openai.lib.streaming.responses._responses import AsyncResponseStream
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import BaseModel, TypeAdapter
 
-from turnout.adapters.bridge._answer import to_response
-from turnout.adapters.bridge._events import response_events, sse
+from turnout.responses.bridge._answer import to_response
+from turnout.responses.bridge._events import response_events, sse
 
 RESPONSE_ID = "resp_bridge0123456789"
 BODY: dict[str, Any] = {"model": "gpt-test", "input": "hi", "stream": True}

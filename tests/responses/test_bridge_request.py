@@ -16,7 +16,7 @@ import pytest
 from openai.types.responses import Response, ResponseInputItemParam, ToolParam
 from openai.types.responses.response_create_params import ToolChoice
 
-from turnout.adapters.bridge._request import Unsupported, messages_of, to_chat
+from turnout.responses.bridge._request import Unsupported, messages_of, to_chat
 from turnout.router._classify import Verdict, classify
 
 WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import openai  # noqa: F401  before anything imports openai.types: that order is ~100 ms faster
 
-from ._base import Adapter, Call, Capabilities, Endpoint, Health, wire_response
+from ._base import Adapter, Call, Capabilities, Endpoint, Health, made_response, wire_response
 from .auth import Token, TokenSource
 from .openai_compat import OpenAICompatAdapter
 from .presets import PRESETS, Preset, get_preset
@@ -31,6 +31,7 @@ __all__ = [
     "Token",
     "TokenSource",
     "get_preset",
+    "made_response",
     "wire_response",
 ]
 

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import Any, Literal, Mapping, Optional, Protocol, runtime_checkable
 
 import httpx2
-from openai._models import FinalRequestOptions
 from openai.types import Model
+
+from .._sdk import FinalRequestOptions
 
 __all__ = ["Adapter", "Call", "Capabilities", "Endpoint", "Health", "made_response", "wire_response"]
 
@@ -81,12 +82,16 @@ class Endpoint:
     ``model_optional``: the SDK lets the caller leave ``model`` out (a moderation, an
     image, a response from a stored prompt): every backend that can serve it is a
     candidate, in priority order, and the backend picks its default model.
+    ``streams``: ``"stream": true`` makes its answer server-sent events; ``upload``: its body is a
+    multipart form (a file), not JSON.
     """
 
     name: str
     mode: Mode = "routed"
     need: str | None = None
     model_optional: bool = False
+    streams: bool = False
+    upload: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,23 @@ class Call:
         """The JSON body (or the multipart fields), as the SDK built it."""
         data = self.options.json_data
         return data if isinstance(data, dict) else {}
+
+    def requested_model(self) -> str:
+        """The request's model; "" where the endpoint lets the caller leave it out (every backend is a candidate)."""
+        model = self.body.get("model")
+        if isinstance(model, str) and model:
+            return model
+        if self.endpoint.model_optional:
+            return ""
+        raise TypeError(f"model is required for {self.endpoint.name}: pass model=..., a model a backend serves")
+
+    def renamed(self, model: str) -> Call:
+        """This call with ``model`` as a backend knows it; the body is shared, not copied, when it already is."""
+        body = self.body
+        if not model or body.get("model") == model:  # "": the request named none; the backend picks its own
+            return self
+        return Call(self.endpoint, self.options.model_copy(update={"json_data": {**body, "model": model}}), self.stream,
+                    self.max_retries)
 
 
 def wire_response(call: Call, base_url: str, *, content: bytes | None = None,
@@ -147,6 +169,9 @@ class Adapter(Protocol):
     ``base_url`` is where its OpenAI-shaped API lives, for a client to report."""
 
     name: str
+    provider: str
+    """Which provider it is: its preset's name (``"openai"``, ``"groq"``, ``"ollama"``), so callers ask this
+    rather than guess from the class or its attributes."""
     base_url: str
     timeout: float | None
     """Seconds each attempt may take (``None``: no limit)."""

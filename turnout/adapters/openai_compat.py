@@ -20,6 +20,7 @@ from openai.types import Model
 
 from .._errors import ConfigError, describe, malformed_response
 from .._redact import redact_url
+from .._sdk import set_custom_headers
 from ._base import Call, Capabilities, Health
 from ._constructors import build_client
 from ._http import Transports, backend_http_client
@@ -65,6 +66,7 @@ class OpenAICompatAdapter:
         backend's SDK client as they are."""
         self.preset = preset if isinstance(preset, Preset) else get_preset(preset)
         self.name = name or self.preset.name
+        self.provider = self.preset.name
         self.capabilities = capabilities or self.preset.capabilities
         self.base_url = _resolve_base_url(self.name, self.preset, base_url)
         self.timeout = timeout
@@ -202,7 +204,7 @@ def _forget_openai_ambient(client: openai.AsyncOpenAI, headers: Mapping[str, str
     client.organization = given.get("organization")
     client.project = given.get("project")
     client.admin_api_key = given.get("admin_api_key")
-    client._custom_headers = dict(headers or {})
+    set_custom_headers(client, headers)
 
 
 def _async_key(key: Any) -> Any:

@@ -1,4 +1,8 @@
-"""Routing: which backend serves a request, in what order, with what retries."""
+"""Routing: which backend serves a request, in what order, with what retries.
+
+Besides ``Router.send`` (one SDK request), an endpoint family with ways of its own to serve a request
+(``turnout.responses``) uses the router's public ``select``, ``walk``, ``runner(name)`` and ``stateful``.
+"""
 
 from __future__ import annotations
 

@@ -6,13 +6,15 @@ from dataclasses import dataclass
 from typing import Mapping, Optional
 
 from ..adapters import Adapter
+from ..knobs import default
 
 __all__ = ["Backend"]
 
 
 @dataclass
 class Backend:
-    """An adapter with its routing knobs. Defaults match the settings' defaults.
+    """An adapter with its routing knobs; their defaults are the settings' (``turnout.knobs``), and the
+    settings hand every per-backend setting that has a field here to it (``settings._build``).
 
     models        alias -> this backend's model name (``{"fast": "llama3.1:8b"}``);
                   ``None`` accepts every model name unchanged
@@ -32,17 +34,17 @@ class Backend:
     """
 
     adapter: Adapter
-    models: Mapping[str, str] | None = None
-    priority: int | None = None
-    weight: float = 1.0
-    max_retries: int = 2
-    backoff_base: float = 2.0
-    backoff_max: float = 30.0
-    first_token_timeout: Optional[float] = None
-    allowed_fails: int = 3
-    cooldown: float = 30.0
-    rpm: Optional[int] = None
-    tpm: Optional[int] = None
+    models: Mapping[str, str] | None = default("models")
+    priority: int | None = default("priority")
+    weight: float = default("weight")
+    max_retries: int = default("max_retries")
+    backoff_base: float = default("backoff_base")
+    backoff_max: float = default("backoff_max")
+    first_token_timeout: Optional[float] = default("first_token_timeout")
+    allowed_fails: int = default("allowed_fails")
+    cooldown: float = default("cooldown")
+    rpm: Optional[int] = default("rpm")
+    tpm: Optional[int] = default("tpm")
 
     @property
     def name(self) -> str:

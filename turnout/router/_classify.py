@@ -1,4 +1,8 @@
-"""What a failure means for routing: DESIGN.md's error table, in one place.
+"""What a failure means for routing, in one place.
+
+The contract this table keeps (the project's design notes, "Errors the router acts on"): retry what
+is transient, fail over what is this backend's problem, raise a bad request at once; when every
+candidate fails, the caller gets one exception of the fitting openai class carrying each backend's error.
 
 | what happened                              | retry this backend | then fail over |
 | connection refused/reset, timeout          | yes                | yes            |
@@ -80,7 +84,8 @@ def _is_content_filter(err: openai.APIStatusError) -> bool:
     """Azure's ``code: content_filter`` (its inner ``ResponsibleAIPolicyViolation``), or the same word as
     another provider's error ``type`` (Anthropic's native error shape puts it there)."""
     body = err.body if isinstance(err.body, dict) else {}
-    inner = body.get("innererror") if isinstance(body.get("innererror"), dict) else {}
+    found = body.get("innererror")
+    inner = found if isinstance(found, dict) else {}
     words = (err.code, err.type, inner.get("code"))
     return any(isinstance(w, str) and w.lower() in _CONTENT_FILTER for w in words)
 

@@ -2,7 +2,7 @@
 
 One row per endpoint, matched on the method and the path the SDK built
 (relative to the client's base URL). A new endpoint is a row here, never a
-new code path. The Responses API has two modes of its own (``router._responses``):
+new code path. The Responses API has two modes of its own (``turnout.responses``):
 creating a response is routed, natively or through the bridge; a stored response
 is *held*, served where it was made. The admin endpoints (``/organization/...``) go to
 the backend holding an OpenAI admin key, never to another provider. What no row matches is pinned: stateful APIs (files,
@@ -22,24 +22,30 @@ __all__ = ["ENDPOINTS", "PINNED", "endpoint_for"]
 PINNED = Endpoint("pinned", mode="pinned")
 
 ENDPOINTS: tuple[tuple[str, str, Endpoint], ...] = (
-    # method ("*": any), path (a full match), endpoint
-    ("post", r"/chat/completions", Endpoint("chat")),
-    ("post", r"/completions", Endpoint("completions", need="completions")),
-    ("post", r"/embeddings", Endpoint("embeddings", need="embeddings")),
-    ("post", r"/audio/(transcriptions|translations)", Endpoint("audio", need="audio_transcription")),
-    ("post", r"/moderations", Endpoint("moderations", need="moderations", model_optional=True)),
-    ("post", r"/images/generations", Endpoint("images", need="image_generation", model_optional=True)),
-    ("post", r"/responses", Endpoint("responses", mode="responses", need="responses", model_optional=True)),
-    ("get", r"/responses/[^/]+(/input_items)?", Endpoint("response", mode="held")),
-    ("delete", r"/responses/[^/]+", Endpoint("response", mode="held")),
-    ("post", r"/responses/[^/]+/cancel", Endpoint("response", mode="held")),
-    ("get", r"/models", Endpoint("models", mode="aggregated")),
-    ("get", r"/models/[^/]+", Endpoint("model", mode="aggregated")),
+    # method ("*": any), path (``{id}``: one path segment; ``{path}``: one or more), endpoint
+    ("post", "/chat/completions", Endpoint("chat", streams=True)),
+    ("post", "/completions", Endpoint("completions", need="completions", streams=True)),
+    ("post", "/embeddings", Endpoint("embeddings", need="embeddings")),
+    ("post", "/audio/transcriptions", Endpoint("audio", need="audio_transcription", streams=True, upload=True)),
+    ("post", "/audio/translations", Endpoint("audio", need="audio_transcription", upload=True)),
+    ("post", "/moderations", Endpoint("moderations", need="moderations", model_optional=True)),
+    ("post", "/images/generations", Endpoint("images", need="image_generation", model_optional=True)),
+    ("post", "/responses", Endpoint("responses", mode="responses", need="responses", streams=True,
+                                    model_optional=True)),
+    ("get", "/responses/{id}", Endpoint("response", mode="held")),
+    ("get", "/responses/{id}/input_items", Endpoint("response", mode="held")),
+    ("delete", "/responses/{id}", Endpoint("response", mode="held")),
+    ("post", "/responses/{id}/cancel", Endpoint("response", mode="held")),
+    ("get", "/models", Endpoint("models", mode="aggregated")),
+    ("get", "/models/{id}", Endpoint("model", mode="aggregated")),
     # OpenAI's organization administration: OpenAI-only, with its admin key (OPENAI_ADMIN_KEY)
-    ("*", r"/organization/.*", Endpoint("admin", mode="admin")),
+    ("*", "/organization/{path}", Endpoint("admin", mode="admin")),
 )
+"""The table ``turnout serve`` answers from too (its routes are made from these rows)."""
 
-_COMPILED = tuple((method, re.compile(pattern), endpoint) for method, pattern, endpoint in ENDPOINTS)
+_COMPILED = tuple((method, re.compile(re.escape(path).replace(re.escape("{id}"), "[^/]+")
+                                       .replace(re.escape("{path}"), ".+")), endpoint)
+                  for method, path, endpoint in ENDPOINTS)
 _CACHE: dict[tuple[str, str], Endpoint] = {}
 
 

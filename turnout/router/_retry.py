@@ -28,11 +28,15 @@ from ._backend import Backend
 from ._classify import Verdict, classify, retry_after
 from ._events import Emit, RouterEvent
 from ._quota import count_stream, estimate_tokens, limit_text, provider_limit, retry_refused, tokens_used
+from ._stream import open_stream
 
-__all__ = ["Runner", "deadline", "remaining", "LEARNED_FOR"]
+__all__ = ["Op", "Runner", "deadline", "remaining", "LEARNED_FOR"]
 
 log = logging.getLogger("turnout")
 T = TypeVar("T")
+
+Op = Callable[[Call], Awaitable[httpx2.Response]]
+"""One attempt: the call in, the backend's HTTP answer out (a stream's first event already read)."""
 
 deadline: ContextVar[float | None] = ContextVar("turnout_deadline", default=None)
 """The current request's total deadline (``time.monotonic()`` seconds), if it has one."""
@@ -119,12 +123,37 @@ class Runner:
         retries = getattr(arg, "max_retries", None)
         call = self.call if retries is None else self._with_retries(retries)
         try:
-            result = await call(op, arg, admission)
+            result: T = await call(op, arg, admission)
         except openai.APIError:
             self.counters.failures += 1
             raise
         self.counters.successes += 1
         return result
+
+    def sender(self, stream: bool) -> Op:
+        """The backend's ``send``, and for a stream also reading up to its first real token (within the
+        backend's ``first_token_timeout``, if it has one: a timeout like any other, retried and failed over)."""
+        if not stream:
+            return self.adapter.send
+
+        async def open_and_read(call: Call) -> httpx2.Response:
+            response = await self.adapter.send(call)
+            return await open_stream(response, self.name, on_break=self.broke)
+
+        limit = self.backend.first_token_timeout
+        if limit is None:
+            return open_and_read
+
+        async def within_first_token_limit(call: Call) -> httpx2.Response:
+            try:
+                return await asyncio.wait_for(open_and_read(call), limit)
+            except asyncio.TimeoutError:
+                err = openai.APITimeoutError(request=synthetic_request())
+                err.message = f"backend {self.name!r} sent no first token within {limit:g}s (first_token_timeout)"
+                err.args = (err.message,)
+                raise err from None
+
+        return within_first_token_limit
 
     def broke(self) -> None:
         """A stream broke after its first event (told synchronously): counted as a failed attempt."""

@@ -7,6 +7,17 @@ decorator retries what is worth retrying; what is not, or what is still
 failing, fails over to the next. A bad request is raised at once. When
 every candidate fails, one error carries them all. The answer goes back as
 the backend's HTTP response, for the caller's SDK client to parse.
+
+One request, in the order it happens (everything but the last two steps is in this module):
+
+1. ``send``: the endpoint table (``_endpoints``) names the endpoint's mode; the deadline is set.
+2. routed: ``_plan`` asks the selection (``_select``) for the model's candidates that can serve it,
+   in order; ``walk`` tries each in turn (``_try``), admitted by the state (breaker, rate windows)
+   or waited for; pinned: ``_pinned``; Responses: ``turnout.responses``, which plans its own and
+   walks them with ``walk``; aggregated: ``_aggregated``.
+3. on one backend, ``Runner.serve`` (``_retry``) runs the attempts under its ``backoff`` decorator,
+   and ``_classify`` says what each failure means.
+4. the adapter sends it (``turnout.adapters``); a stream is read to its first event (``_stream``).
 """
 
 from __future__ import annotations
@@ -23,23 +34,23 @@ from typing import Any, AsyncIterator, Callable, Optional, Sequence
 import httpx2
 import openai
 from openai import NotGiven
-from openai._models import FinalRequestOptions
 from openai.types import Model
 
-from .._errors import AllBackendsFailedError, describe, status_error, synthetic_request
+from .._errors import AllBackendsFailedError, describe, refused, status_error, synthetic_request
+from .._sdk import FinalRequestOptions
 from ..adapters import Adapter, Call, Health, wire_response
+from ..knobs import default
+from ..responses import Responses
 from ..state import Admission, MemoryState, State
 from ._backend import Backend
 from ._classify import Verdict, classify, filtered_answer
 from ._endpoints import endpoint_for
 from ._events import Hook, RouterEvent, make_emit
 from ._quota import MAX_WAIT, rate_limited
-from ._retry import Runner, deadline
-from ._select import Candidate, Selector, kind_of, requested_model
-from ._calls import Op, refused, renamed, sender
-from ._responses import Responses
+from ._retry import Op, Runner, deadline
+from ._select import Candidate, Selector, kind_of
 
-__all__ = ["Router", "ModelList"]
+__all__ = ["Router", "ModelList", "OpFor"]
 
 log = logging.getLogger("turnout")
 
@@ -78,7 +89,7 @@ class Router:
     stateful_backend  the backend that serves stateful endpoints (files, batches, ...);
                       by default the first OpenAI backend, else the first backend
     responses_ttl     seconds the router keeps a stored response: which backend made it, and a
-                      bridged one's whole conversation (see ``_responses``)
+                      bridged one's whole conversation (see ``turnout.responses``)
     state             where breakers, budgets, rate windows and stored responses live (``turnout.state``):
                       this process's memory by default, or Redis shared by many processes; closed with the router
     on_event          optional async hook called with every attempt, retry, failure and failover
@@ -89,13 +100,13 @@ class Router:
         backends: Sequence[Backend | Adapter],
         *,
         timeout: float | None = None,
-        retry_budget: float = 0.2,
-        retry_budget_min: int = 10,
+        retry_budget: float = default("retry_budget"),
+        retry_budget_min: int = default("retry_budget_min"),
         stateful_backend: str | None = None,
-        responses_ttl: float = 3600.0,
+        responses_ttl: float = default("responses_ttl"),
         state: State | None = None,
         on_event: Hook | None = None,
-        failover_on_content_filter: bool = False,
+        failover_on_content_filter: bool = default("failover_on_content_filter"),
     ) -> None:
         if not backends:
             raise ValueError("a Router needs at least one backend")
@@ -111,8 +122,10 @@ class Router:
         self.state: State = state if state is not None else MemoryState()
         self._runners = [Runner(b, state=self.state, budget_ratio=retry_budget, budget_min=retry_budget_min,
                                 emit=self._emit) for b in self.backends]
-        self._select = Selector(self._runners)
-        self._stateful = self._stateful_runner(stateful_backend)
+        self.select = Selector(self._runners)
+        """Which backends may serve a model, and in what order (public: endpoint families plan with it)."""
+        self.stateful = self._stateful_runner(stateful_backend)
+        """The backend that serves stateful endpoints, and ids no backend is known to hold."""
         self._responses = Responses(self, responses_ttl)
 
     def __repr__(self) -> str:
@@ -121,17 +134,16 @@ class Router:
     @property
     def primary(self) -> Backend:
         """The backend requests try first (the lowest priority)."""
-        return self._select.runners[0].backend
+        return self.select.runners[0].backend
 
     def _stateful_runner(self, name: str | None) -> Runner:
-        ranked = self._select.runners
+        ranked = self.select.runners
         if name is not None:
             found = next((r for r in ranked if r.name == name), None)
             if found is None:
                 raise ValueError(f"stateful_backend {name!r} is not one of the backends {[r.name for r in ranked]}")
             return found
-        return next((r for r in ranked if getattr(getattr(r.adapter, "preset", None), "name", None) == "openai"),
-                    ranked[0])
+        return next((r for r in ranked if r.adapter.provider == "openai"), ranked[0])
 
     # -- the one entry point -------------------------------------------------
     async def send(self, options: FinalRequestOptions, *, stream: bool = False, timeout: float | None = None,
@@ -148,7 +160,7 @@ class Router:
         try:
             call = Call(endpoint, options, stream, max_retries)
             if endpoint.mode == "routed":
-                return await self._walk(self._plan(call), call)
+                return await self.walk(self._plan(call), call)
             if endpoint.mode == "pinned":
                 return await self._pinned(call)
             if endpoint.mode == "responses":
@@ -226,32 +238,39 @@ class Router:
 
     # -- pinned: one backend, never failed over -------------------------------------
     async def _pinned(self, call: Call) -> Served:
-        runner = self._stateful
-        return runner.name, await runner.serve(sender(runner, call.stream), call)
+        runner = self.stateful
+        return runner.name, await runner.serve(runner.sender(call.stream), call)
 
     async def _admin(self, call: Call) -> Served:
         """OpenAI's organization endpoints: the backend holding an admin key, the OpenAI one first."""
-        holders = [r for r in self._select.runners if getattr(r.adapter, "admin_api_key", None)]
+        holders = [r for r in self.select.runners if getattr(r.adapter, "admin_api_key", None)]
         if not holders:
             raise TypeError("OpenAI's admin endpoints need an admin key: set OPENAI_ADMIN_KEY for the openai "
                             "backend, or pass admin_api_key= with the client's api_key/base_url")
-        runner = next((r for r in holders if getattr(getattr(r.adapter, "preset", None), "name", None) == "openai"),
-                      holders[0])
-        return runner.name, await runner.serve(sender(runner, call.stream), call)
+        runner = next((r for r in holders if r.adapter.provider == "openai"), holders[0])
+        return runner.name, await runner.serve(runner.sender(call.stream), call)
 
     # -- routed: the walk ----------------------------------------------------------
     def _plan(self, call: Call) -> list[Candidate]:
-        model = requested_model(call)
-        choice = self._select.choice_for(model)
+        model = call.requested_model()
+        choice = self.select.choice_for(model)
         if not choice.candidates:
-            raise self._select.not_found(model)
+            raise self.select.not_found(model)
         kind = kind_of(call.endpoint.name, call.endpoint.need, call.stream)
-        return self._select.order(self._select.capable(choice, kind, call.body))
+        return self.select.order(self.select.capable(choice, kind, call.body))
 
-    async def _walk(self, plan: list[Candidate], call: Call, op_for: OpFor | None = None,
+    def runner(self, name: str) -> Runner | None:
+        """The backend of that name, as the walk calls it."""
+        return next((r for r in self._runners if r.name == name), None)
+
+    async def walk(self, plan: Sequence[Candidate], call: Call, op_for: OpFor | None = None,
                     skipped: dict[str, BaseException] | None = None) -> Served:
         """Each candidate in turn until one answers; ``op_for`` says what an attempt on it runs, and
-        ``skipped`` why some backends were not tried (named in the error if none answers)."""
+        ``skipped`` why some backends were not tried (named in the error if none answers).
+
+        The router's public walk: routed endpoints use it with each backend's plain ``send``, and an
+        endpoint family with its own ways to serve a request (``turnout.responses``) with its own ``op_for``.
+        Rate limits, cooldowns, failover, the deadline and the one combined error are all here."""
         op_for = op_for or _plain
         errors: dict[str, BaseException] = {}
         end = deadline.get() or time.monotonic() + MAX_WAIT  # how long a full window may be waited for
@@ -309,10 +328,12 @@ class Router:
                 runner.learn(unsure, model)
             elif self._raised(classify(err)):
                 raise
-            return await self._failed(runner.name, err, errors)
+            await self._failed(runner.name, err, errors)
+            return None
         filtered = filtered_answer(runner.name, response) if self.failover_on_content_filter else None
         if filtered is not None:  # the user asked for another provider's filter to be tried
-            return await self._failed(runner.name, filtered, errors)
+            await self._failed(runner.name, filtered, errors)
+            return None
         return runner.name, response
 
     async def _failed(self, name: str, err: openai.APIError, errors: dict[str, BaseException]) -> None:
@@ -332,7 +353,7 @@ OpFor = Callable[[Candidate, Call], tuple[Op, Call]]
 
 
 def _plain(candidate: Candidate, call: Call) -> tuple[Op, Call]:
-    return sender(candidate.runner, call.stream), renamed(call, candidate.model)
+    return candidate.runner.sender(call.stream), call.renamed(candidate.model)
 
 
 def _for_backends(options: FinalRequestOptions) -> FinalRequestOptions:

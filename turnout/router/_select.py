@@ -22,7 +22,6 @@ from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 import openai
 
 from .._errors import status_error
-from ..adapters import Call
 from ..adapters.presets import normalize_name
 from ._retry import Runner
 
@@ -45,16 +44,6 @@ class Choice(NamedTuple):
 _CACHE_SIZE = 256
 _CHAT_FLAGS = ("tools", "vision", "json_mode", "json_schema")
 _CHAT = {"chat": _CHAT_FLAGS, "chat+stream": ("streaming", *_CHAT_FLAGS)}
-
-
-def requested_model(call: Call) -> str:
-    """The request's model; "" where the endpoint lets the caller leave it out (every backend is a candidate)."""
-    model = call.body.get("model")
-    if isinstance(model, str) and model:
-        return model
-    if call.endpoint.model_optional:
-        return ""
-    raise TypeError(f"model is required for {call.endpoint.name}: pass model=..., a model a backend serves")
 
 
 def kind_of(endpoint: str, need: str | None, stream: bool) -> str:

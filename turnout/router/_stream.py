@@ -25,7 +25,7 @@ import openai
 
 from .._errors import BrokenStreamError
 
-__all__ = ["open_stream", "first_event", "usable"]
+__all__ = ["open_stream", "usable"]
 
 _OPENING_EVENTS = frozenset({"response.created", "response.in_progress", "response.queued"})
 """Responses events that say a response exists, but nothing of it yet."""
@@ -74,12 +74,6 @@ async def open_stream(response: httpx2.Response, backend: str, on_break: Callabl
     return response
 
 
-def first_event(response: httpx2.Response) -> bytes | None:
-    """The data of the first event of a stream :func:`open_stream` opened (``None`` if compressed)."""
-    stream = response.stream
-    return stream.first if isinstance(stream, _Relay) else None
-
-
 async def _until_usable(chunks: AsyncIterator[bytes], read: list[bytes], *, plain: bool, backend: str,
                         request: httpx2.Request) -> bytes | None:
     """Read until an event the caller can use, and return the first event's data; a compressed body is
@@ -100,7 +94,7 @@ async def _until_usable(chunks: AsyncIterator[bytes], read: list[bytes], *, plai
             return None
         pending = pending + chunk if pending else chunk
         done = 0
-        for data, done in _events(pending):
+        for data, done in _events(pending):  # noqa: B007  (its last value is used below)
             _check(data, backend, request)
             first = data if first is None else first
             if usable(data):
@@ -162,7 +156,10 @@ _OVERLAP = 64
 
 class _Relay(httpx2.AsyncByteStream):
     """The bytes already read, then the rest; a break after them, or an end that does not say the stream is
-    whole, is a :class:`BrokenStreamError`."""
+    whole, is a :class:`BrokenStreamError`.
+
+    ``first`` is the data of the first event (``None`` if compressed), for whoever reads what a stream
+    made before its caller does (``turnout.responses`` remembers the id of a response it opens with)."""
 
     def __init__(self, read: list[bytes], chunks: AsyncIterator[bytes], source: httpx2.AsyncByteStream,
                  backend: str, request: httpx2.Request, on_break: Callable[[], None], first: bytes | None) -> None:

@@ -3,7 +3,7 @@
 Needs the ``serve`` extra (``pip install 'turnout[serve]'``): Starlette for
 the app, uvicorn to serve it, python-multipart for audio uploads.
 
-    turnout serve --port 8001                      # the command (turnout/_cli/serve.py)
+    turnout serve --port 8001                      # the command (turnout/cli/serve.py)
     uvicorn --factory turnout.serve:app_from_env   # the app, for your own ASGI server
 """
 

@@ -21,7 +21,6 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import anyio
 import httpx2
 import openai
-from openai._types import RequestOptions
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -31,7 +30,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from .._sdk import RequestOptions
 from ..client import AsyncOpenAI, served_by
+from ..router import ENDPOINTS as ROUTER_ENDPOINTS
 from ..settings import TurnoutSettings, build_router, resolve
 from . import _log
 from ._auth import BearerAuth
@@ -43,25 +44,16 @@ from ._wire import BACKEND_HEADER, NO_BACKEND, Refusal, answer_for, error_respon
 
 __all__ = ["create_app", "app_from_env", "ENDPOINTS"]
 
-ENDPOINTS: tuple[tuple[str, str, bool], ...] = (
-    # path under /v1, body ("json" or "multipart"), whether ``"stream": true`` streams its answer
-    ("/chat/completions", "json", True),
-    ("/completions", "json", True),
-    ("/embeddings", "json", False),
-    ("/moderations", "json", False),
-    ("/images/generations", "json", False),
-    ("/audio/transcriptions", "multipart", True),
-    ("/audio/translations", "multipart", False),
-    ("/responses", "json", True),
-)
-"""The routed endpoints the server answers, each sent on through the router's endpoint table."""
+ENDPOINTS: tuple[tuple[str, str, bool], ...] = tuple(
+    (path, "multipart" if endpoint.upload else "json", endpoint.streams)
+    for method, path, endpoint in ROUTER_ENDPOINTS if method == "post" and endpoint.mode in ("routed", "responses"))
+"""The routed endpoints the server answers (path under /v1, body ``json`` or ``multipart``, whether
+``"stream": true`` streams its answer): the router's endpoint table's, so the two never disagree."""
 
-STORED: tuple[tuple[str, tuple[str, ...]], ...] = (
-    # a stored response, served where it was made (path under /v1, methods)
-    ("/responses/{ident}", ("GET", "DELETE")),
-    ("/responses/{ident}/input_items", ("GET",)),
-    ("/responses/{ident}/cancel", ("POST",)),
-)
+STORED: tuple[tuple[str, tuple[str, ...]], ...] = tuple(
+    (path.replace("{id}", "{ident}"), tuple(m.upper() for m, p, e in ROUTER_ENDPOINTS if p == path and e.mode == "held"))
+    for path in dict.fromkeys(p for _, p, e in ROUTER_ENDPOINTS if e.mode == "held"))
+"""Stored responses, served where they were made (path under /v1, methods): the router's table's too."""
 
 _RELAYED = ("x-request-id",)
 """Answer headers passed on from the backend besides the content type (its request id, for its support)."""
@@ -240,7 +232,7 @@ async def _json_body(request: Request) -> dict[str, Any]:
     raw = await request.body()
     odd: list[bool] = []
     try:
-        body = json.loads(raw, parse_constant=lambda name: odd.append(True) or math.nan,
+        body = json.loads(raw, parse_constant=lambda name: _constant(odd),
                           parse_float=lambda text: _float(text, odd))
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise Refusal(400, "We could not parse the JSON body of your request: it is not valid JSON.",
@@ -253,6 +245,12 @@ async def _json_body(request: Request) -> dict[str, Any]:
                            "does not fit in one.", param=field, code="invalid_value")
     _require_model(body)
     return body
+
+
+def _constant(odd: list[bool]) -> float:
+    """``NaN``, ``Infinity`` or ``-Infinity``: Python's json takes them, JSON and the SDK do not."""
+    odd.append(True)
+    return math.nan
 
 
 def _float(text: str, odd: list[bool]) -> float:

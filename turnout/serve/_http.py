@@ -50,7 +50,7 @@ async def _busy(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-h11_impl.service_unavailable = _busy  # type: ignore[assignment]  # the one app uvicorn answers with over the cap
+h11_impl.service_unavailable = _busy  # type: ignore[assignment,attr-defined]  # the one app uvicorn answers with over the cap
 
 
 class Protocol(H11Protocol):
@@ -136,7 +136,7 @@ class Protocol(H11Protocol):
             self.transport.write_eof()
         self.loop.call_later(_LINGER, self.transport.close)
 
-    def eof_received(self) -> bool | None:
+    def eof_received(self) -> None:
         if self._draining:
             self.transport.close()
-        return super().eof_received()
+        super().eof_received()

@@ -79,9 +79,10 @@ def answer_for(err: Exception, scrub: Callable[[str], str]) -> Response | None:
 def _message(err: openai.APIError) -> str:
     """The backend's own words (its body's ``message``), or turnout's summary naming every backend's failure."""
     body = err.body if isinstance(err.body, dict) else {}
-    if isinstance(err, AllBackendsFailedError) or not isinstance(body.get("message"), str):
+    message = body.get("message")
+    if isinstance(err, AllBackendsFailedError) or not isinstance(message, str):
         return str(err)
-    return body["message"]
+    return message
 
 
 def _text(value: object) -> str | None:

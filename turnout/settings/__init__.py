@@ -1,5 +1,7 @@
 """Configuration from environment variables and ``.env``, with the origin of every value.
 
+Each setting is declared once, as a row of ``turnout.knobs``: the models here are made from it.
+
     from turnout.settings import from_env
     router = from_env()                      # TURNOUT_BACKENDS, provider keys, .env
     router = from_env(max_retries=0)         # keyword arguments win over both
@@ -10,13 +12,12 @@
 
 from __future__ import annotations
 
-from ._build import build_adapter, build_backend, build_router, from_env, router_for_client
+from ._build import build_adapter, build_backend, build_router, from_env
 from ._models import ENV_FILE_VARIABLE, BackendSettings, TurnoutSettings
-from ._origin import Origin, Resolved, mask
-from ._resolve import AMBIENT_TOKENS, ResolvedBackend, ResolvedConfig, discovery_order, resolve
+from ._origin import Origin, Resolved
+from ._resolve import ResolvedBackend, ResolvedConfig, discovery_order, resolve
 
 __all__ = [
-    "AMBIENT_TOKENS",
     "BackendSettings",
     "ENV_FILE_VARIABLE",
     "Origin",
@@ -29,7 +30,5 @@ __all__ = [
     "build_router",
     "discovery_order",
     "from_env",
-    "mask",
     "resolve",
-    "router_for_client",
 ]

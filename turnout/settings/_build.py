@@ -7,7 +7,7 @@ behind the settings' back (and a key found in .env reaches it too).
 
 from __future__ import annotations
 
-import urllib.parse
+import dataclasses
 from typing import Any, Mapping
 
 from pydantic import SecretStr
@@ -20,7 +20,7 @@ from ..state import open_state
 from ._models import TurnoutSettings
 from ._resolve import ResolvedBackend, ResolvedConfig, resolve
 
-__all__ = ["build_adapter", "build_backend", "build_router", "from_env", "router_for_client"]
+__all__ = ["build_adapter", "build_backend", "build_router", "from_env"]
 
 
 def build_adapter(backend: ResolvedBackend, default_headers: Mapping[str, str] | None = None,
@@ -47,21 +47,9 @@ def build_adapter(backend: ResolvedBackend, default_headers: Mapping[str, str] |
 
 def build_backend(backend: ResolvedBackend, default_headers: Mapping[str, str] | None = None,
                   transports: Transports | None = None, sdk: Mapping[str, Any] | None = None) -> Backend:
-    """The adapter with its routing knobs."""
-    return Backend(
-        build_adapter(backend, default_headers, transports, sdk),
-        models=backend.models.value,
-        priority=backend.priority.value,
-        weight=backend.weight.value,
-        max_retries=backend.max_retries.value,
-        backoff_base=backend.backoff_base.value,
-        backoff_max=backend.backoff_max.value,
-        first_token_timeout=backend.first_token_timeout.value,
-        allowed_fails=backend.allowed_fails.value,
-        cooldown=backend.cooldown.value,
-        rpm=backend.rpm.value,
-        tpm=backend.tpm.value,
-    )
+    """The adapter with its routing knobs: every per-backend setting :class:`Backend` has a field for."""
+    knobs = {f.name: backend.values[f.name].value for f in dataclasses.fields(Backend) if f.name in backend.values}
+    return Backend(build_adapter(backend, default_headers, transports, sdk), **knobs)
 
 
 def build_router(settings: TurnoutSettings | ResolvedConfig, default_headers: Mapping[str, str] | None = None,
@@ -90,52 +78,3 @@ def build_router(settings: TurnoutSettings | ResolvedConfig, default_headers: Ma
 def from_env(**overrides: Any) -> Router:
     """A Router from the environment and .env; keyword arguments (any TurnoutSettings field) win over both."""
     return build_router(TurnoutSettings(**overrides))
-
-
-def router_for_client(*, api_key: Any = None, base_url: str | None = None, timeout: float | None = None,
-                      max_retries: int | None = None, default_headers: Mapping[str, str] | None = None,
-                      http_client: Any = None, sdk: Mapping[str, Any] | None = None, **settings: Any) -> Router:
-    """The openai SDK's constructor arguments, in settings terms (see ``turnout.AsyncOpenAI``).
-
-    ``api_key`` (text or a function), ``base_url``, or the login options in ``sdk``
-    (``workload_identity``, ``provider``: given to that backend's SDK client as they are)
-    make exactly the one backend the SDK would talk to (OpenAI's address when no
-    ``base_url``); ``timeout`` and ``max_retries`` set every backend's;
-    ``default_headers`` go to every backend; ``http_client`` is the connection
-    layer of every OpenAI-compatible backend. ``sdk``'s ``admin_api_key``,
-    ``organization`` and ``project`` go to that one backend, else to every backend
-    whose provider is ``openai``.
-    """
-    overrides = dict(settings)
-    if timeout is not None:
-        overrides["timeout"] = timeout
-    if max_retries is not None:
-        overrides["max_retries"] = max_retries
-    sdk = {k: v for k, v in (sdk or {}).items() if v is not None}
-    if api_key is not None or base_url is not None or set(sdk) - _OPENAI_ACCOUNT:
-        name, provider = ("openai", "openai") if base_url is None or _openai_host(base_url) else ("default", "openai_compat")
-        if "provider" in sdk:  # another cloud: its SDK provider brings the address and the login
-            name, provider = "default", "openai_compat"
-        elif "workload_identity" in sdk:  # the SDK's own stand-in for the key a workload identity fetches
-            api_key = WORKLOAD_IDENTITY_KEY
-        section = {"provider": provider, "base_url": base_url, "api_key": api_key}
-        overrides["backends"] = [name]
-        overrides["backend"] = {name: {k: v for k, v in section.items() if v is not None}}
-        return build_router(TurnoutSettings(**overrides), default_headers, http_client=http_client, sdk={name: sdk})
-    config = resolve(TurnoutSettings(**overrides))
-    account = {b.name: sdk for b in config.backends if b.preset is not None and b.preset.name == "openai"}
-    return build_router(config, default_headers, http_client=http_client, sdk=account)
-
-
-_OPENAI_ACCOUNT = frozenset({"admin_api_key", "organization", "project"})
-"""OpenAI account settings: without a backend built from the constructor, for OpenAI's backends only."""
-
-
-WORKLOAD_IDENTITY_KEY = "workload-identity-auth"
-"""What the SDK takes as ``api_key`` beside ``workload_identity`` (it then fetches the real token)."""
-
-
-def _openai_host(base_url: str) -> bool:
-    """OpenAI's own address (a data residency region's too): its backend is the ``openai`` provider."""
-    host = urllib.parse.urlsplit(base_url).hostname or ""
-    return host == "api.openai.com" or host.endswith(".api.openai.com")

@@ -11,13 +11,23 @@ import os
 import re
 from pathlib import Path
 from types import EllipsisType
-from typing import Annotated, Any, Callable, Literal, Optional, Sequence, Union
+from typing import Annotated, Any, Optional, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    create_model,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .._errors import ConfigError
 from ..adapters.presets import get_preset
+from ..knobs import KNOBS, Knob, names
 from ._errors import translate
 from ._names import ENV_FILE_VARIABLE, Names, check_variables
 from ._origin import DEFAULT, Origin, Resolved, did_you_mean, problem_text
@@ -28,46 +38,26 @@ __all__ = ["BackendSettings", "TurnoutSettings", "ENV_FILE_VARIABLE"]
 
 _DEFAULT_ENV_FILE = ".env"
 
-Retries = Annotated[int, Field(ge=0)]
-Seconds = Annotated[float, Field(ge=0)]
-PositiveSeconds = Annotated[float, Field(gt=0)]
-Positive = Annotated[float, Field(gt=0)]
-Fails = Annotated[int, Field(ge=1)]
-PerMinute = Annotated[int, Field(ge=1)]
-Key = Union[SecretStr, Callable[[], Any]]
-"""A key, or (passed as a keyword) a function returning a fresh one before each request."""
-
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _STATE_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "rediss+sentinel://", "redis+cluster://",
                   "rediss+cluster://")  # turnout.state._redis.SCHEMES, without importing redis-py
 
 
-class BackendSettings(BaseModel):
+def _field(knob: Knob, *, per_backend: bool) -> tuple[Any, Any]:
+    """A row of ``turnout.knobs`` as a pydantic field: a backend's own is optional (unset: it inherits)."""
+    kind = Optional[knob.type] if per_backend else knob.type
+    return (Annotated[kind, NoDecode] if knob.raw else kind), (None if per_backend else knob.default)
+
+
+_BackendFields: Any = create_model(  # type: ignore[call-overload]  # every per-backend row of turnout.knobs
+    "_BackendFields", __base__=BaseModel,
+    **{name: _field(KNOBS[name], per_backend=True) for name in names("backend", "both")})
+
+
+class BackendSettings(_BackendFields):  # type: ignore[misc]
     """One backend's own settings (``TURNOUT_BACKEND__<NAME>__<FIELD>``); unset fields inherit."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-    provider: Optional[str] = None
-    base_url: Optional[str] = None
-    api_key: Optional[Key] = None
-    api_key_env: Optional[str] = None
-    auth: Optional[Literal["key", "entra", "google", "aws"]] = None
-    api_version: Optional[str] = None
-    models: Annotated[Optional[dict[str, str]], NoDecode] = None
-    priority: Optional[int] = None
-    weight: Optional[Positive] = None
-    max_retries: Optional[Retries] = None
-    backoff_base: Optional[Positive] = None
-    backoff_max: Optional[Seconds] = None
-    timeout: Optional[Seconds] = None
-    first_token_timeout: Optional[PositiveSeconds] = None
-    headers: Annotated[Optional[dict[str, SecretStr]], NoDecode] = None
-    capabilities: Annotated[Optional[dict[str, Optional[bool]]], NoDecode] = None
-    allowed_fails: Optional[Fails] = None
-    cooldown: Optional[Seconds] = None
-    rpm: Optional[PerMinute] = None
-    tpm: Optional[PerMinute] = None
-    proxy: Optional[str] = None
 
     @field_validator("provider")
     @classmethod
@@ -102,7 +92,19 @@ class BackendSettings(BaseModel):
         return parse_capabilities(value)
 
 
-class TurnoutSettings(BaseSettings):
+class _Selection(BaseSettings):
+    """Which backends there are: the two fields the table of knobs does not hold."""
+
+    backends: Annotated[Optional[list[str]], NoDecode] = None
+    backend: dict[str, BackendSettings] = Field(default_factory=dict)
+
+
+_Fields: Any = create_model(  # type: ignore[call-overload]  # the selection, then the other rows
+    "_Fields", __base__=_Selection, **{name: _field(KNOBS[name], per_backend=False)
+                                      for name in names("router", "both", "other")})
+
+
+class TurnoutSettings(_Fields):  # type: ignore[misc]
     """Every ``TURNOUT_*`` variable, plus where each value came from.
 
     Build it with no arguments to read the environment and ``.env``, or pass
@@ -121,36 +123,6 @@ class TurnoutSettings(BaseSettings):
         case_sensitive=False,
         frozen=True,
     )
-
-    backends: Annotated[Optional[list[str]], NoDecode] = None
-    backend: dict[str, BackendSettings] = Field(default_factory=dict)
-    max_retries: Retries = 2
-    backoff_base: Positive = 2.0
-    backoff_max: Seconds = 30.0
-    timeout: Seconds = 60.0
-    first_token_timeout: Optional[PositiveSeconds] = None
-    allowed_fails: Fails = 3
-    cooldown: Seconds = 30.0
-    deadline: Optional[PositiveSeconds] = None
-    retry_budget: Annotated[float, Field(ge=0)] = 0.2
-    retry_budget_min: Retries = 10
-    stateful_backend: Optional[str] = None
-    responses_ttl: PositiveSeconds = 3600.0
-    failover_on_content_filter: bool = False
-    rpm: Optional[PerMinute] = None
-    tpm: Optional[PerMinute] = None
-    state_url: Optional[str] = None
-    state_prefix: str = "turnout"
-    state_timeout: PositiveSeconds = 0.5
-    strict: bool = True
-    # `turnout serve` (the extra turnout[serve]); read here so TURNOUT_SERVE_* are known variables
-    serve_host: str = "127.0.0.1"
-    serve_port: Annotated[int, Field(ge=0, le=65535)] = 8001
-    serve_api_keys: Annotated[Optional[tuple[SecretStr, ...]], NoDecode] = None
-    serve_max_body: Annotated[int, Field(gt=0)] = 32 * 2**20
-    serve_max_connections: Annotated[int, Field(ge=1)] = 1000
-    serve_header_timeout: PositiveSeconds = 10.0
-    serve_body_timeout: PositiveSeconds = 120.0
 
     _layers: tuple[Layer, ...] = PrivateAttr(default=())
     _env_file: Resolved[Optional[str]] = PrivateAttr(default=Resolved(None, DEFAULT))

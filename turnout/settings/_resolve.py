@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from .._errors import ConfigError
 from ..adapters import Capabilities
 from ..adapters.presets import PRESETS, Preset, fill_base_url, get_preset, missing_url_variables, url_variables
+from ..knobs import KNOBS, names
 from ._errors import ACCEPTED, join_problems
 from ._models import BackendSettings, TurnoutSettings
 from ._names import warn_once
@@ -33,8 +34,12 @@ T = TypeVar("T")
 AMBIENT_TOKENS = frozenset({"GITHUB_TOKEN", "HF_TOKEN"})
 """Set by CI runners and model downloads for other reasons: they never make a backend by themselves."""
 
-_INHERITED = ("max_retries", "backoff_base", "backoff_max", "timeout", "first_token_timeout", "allowed_fails", "cooldown",
-              "rpm", "tpm")
+_INHERITED = names("both")
+"""Per-backend settings a backend inherits from the router-wide value when it has none of its own."""
+_ROUTER_WIDE = names("router")
+"""The router-wide settings (``turnout config`` shows them above the backends)."""
+_RESOLVED_PER_BACKEND = tuple(name for name in names("backend", "both") if name != "api_key_env")
+"""What a backend shows and runs with (``api_key_env`` is where ``api_key`` came from, not a value)."""
 
 
 def discovery_order() -> list[tuple[str, str]]:
@@ -46,39 +51,31 @@ def discovery_order() -> list[tuple[str, str]]:
     return cloud + ollama
 
 
+class _Values:
+    """Resolved values read as attributes (``backend.max_retries.value``): the fields are the
+    rows of ``turnout.knobs``, so a new setting needs no new attribute here."""
+
+    def __getattr__(self, name: str) -> Resolved[Any]:
+        try:
+            return self.__dict__["values"][name]  # type: ignore[no-any-return]
+        except KeyError:
+            raise AttributeError(f"{type(self).__name__} has no field {name!r}") from None
+
+
 @dataclass(frozen=True)
-class ResolvedBackend:
-    """One backend as it will run. ``problems`` is empty for a backend that can be built."""
+class ResolvedBackend(_Values):
+    """One backend as it will run: every per-backend setting beside its origin (``values``, also read as
+    attributes). ``problems`` is empty for a backend that can be built."""
 
     name: str
     selected_by: Origin
     preset: Optional[Preset]
-    provider: Resolved[Optional[str]]
-    base_url: Resolved[Optional[str]]
-    api_key: Resolved[Optional[SecretStr | Callable[[], Any]]]
-    auth: Resolved[str]
-    api_version: Resolved[Optional[str]]
-    models: Resolved[Optional[dict[str, str]]]
-    priority: Resolved[Optional[int]]
-    weight: Resolved[float]
-    max_retries: Resolved[int]
-    backoff_base: Resolved[float]
-    backoff_max: Resolved[float]
-    timeout: Resolved[float]
-    first_token_timeout: Resolved[Optional[float]]
-    allowed_fails: Resolved[int]
-    cooldown: Resolved[float]
-    rpm: Resolved[Optional[int]]
-    tpm: Resolved[Optional[int]]
-    headers: Resolved[Optional[dict[str, SecretStr]]]
-    capabilities: Resolved[Optional[Capabilities]]
-    proxy: Resolved[Optional[str]] = Resolved(None, DEFAULT)
+    values: dict[str, Resolved[Any]]
     problems: tuple[str, ...] = ()
 
     def fields(self) -> dict[str, Resolved[Any]]:
-        """Every resolved field by name, in a stable order."""
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return {name: value for name, value in values.items() if isinstance(value, Resolved)}
+        """Every resolved field by name, in a stable order (the table's)."""
+        return dict(self.values)
 
     def describe(self) -> dict[str, Any]:
         """JSON-able, keys masked: what ``turnout config --json`` prints for this backend."""
@@ -92,20 +89,13 @@ class ResolvedBackend:
 
 
 @dataclass(frozen=True)
-class ResolvedConfig:
-    """Every backend in priority order, the router-wide values, and what went wrong."""
+class ResolvedConfig(_Values):
+    """Every backend in priority order, the router-wide values (``values``, also read as attributes:
+    ``config.deadline.value``), and what went wrong."""
 
     backends: tuple[ResolvedBackend, ...]
-    deadline: Resolved[Optional[float]]
-    retry_budget: Resolved[float]
-    retry_budget_min: Resolved[int]
-    stateful_backend: Resolved[Optional[str]]
-    responses_ttl: Resolved[float]
     env_file: Resolved[Optional[str]]
-    failover_on_content_filter: Resolved[bool] = Resolved(False, DEFAULT)
-    state_url: Resolved[Optional[str]] = Resolved(None, DEFAULT)
-    state_prefix: Resolved[str] = Resolved("turnout", DEFAULT)
-    state_timeout: Resolved[float] = Resolved(0.5, DEFAULT)
+    values: dict[str, Resolved[Any]] = dataclasses.field(default_factory=dict)
     problems: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
 
@@ -113,15 +103,7 @@ class ResolvedConfig:
         """JSON-able, keys masked: what ``turnout config --json`` prints."""
         return {
             "env_file": _described(self.env_file),
-            "deadline": _described(self.deadline),
-            "retry_budget": _described(self.retry_budget),
-            "retry_budget_min": _described(self.retry_budget_min),
-            "stateful_backend": _described(self.stateful_backend),
-            "responses_ttl": _described(self.responses_ttl),
-            "failover_on_content_filter": _described(self.failover_on_content_filter),
-            "state_url": _described(self.state_url),
-            "state_prefix": _described(self.state_prefix),
-            "state_timeout": _described(self.state_timeout),
+            **{name: _described(value) for name, value in self.values.items()},
             "backends": [b.describe() for b in self.backends],
             "problems": list(self.problems),
             "notes": list(self.notes),
@@ -144,22 +126,15 @@ def resolve(settings: TurnoutSettings, *, strict: bool = True) -> ResolvedConfig
     selected: list[tuple[str, Origin]] = _attempt(problems, lambda: _selection(settings), [])
     backends = tuple(_backend(settings, name, origin) for name, origin in selected)
     problems += [p for b in backends for p in b.problems]
-    stateful = _global(settings, "stateful_backend")
+    values = {name: _global(settings, name) for name in _ROUTER_WIDE}
+    stateful = values["stateful_backend"]
     if stateful.value is not None and stateful.value not in [b.name for b in backends]:
         problems.append(f"stateful_backend {stateful.value!r} ({stateful.origin}) is not a listed backend; "
                         f"accepted: one of {', '.join(b.name for b in backends) or 'the listed backends'}")
     config = ResolvedConfig(
         backends=backends,
-        deadline=_global(settings, "deadline"),
-        retry_budget=_global(settings, "retry_budget"),
-        retry_budget_min=_global(settings, "retry_budget_min"),
-        stateful_backend=stateful,
-        responses_ttl=_global(settings, "responses_ttl"),
         env_file=settings.env_file,
-        failover_on_content_filter=_global(settings, "failover_on_content_filter"),
-        state_url=_global(settings, "state_url"),
-        state_prefix=_global(settings, "state_prefix"),
-        state_timeout=_global(settings, "state_timeout"),
+        values=values,
         problems=tuple(problems),
         notes=(*settings.ignored, *_orphans(settings, [name for name, _ in selected])),
     )
@@ -234,35 +209,29 @@ def _backend(settings: TurnoutSettings, name: str, selected_by: Origin) -> Resol
     preset = provider.value if provider else None
     missing: Resolved[Any] = Resolved(None, Origin("missing", variable_name(("backend", name, "provider"))))
     auth = _attempt(problems, lambda: _auth(settings, name, section, preset), Resolved("key", DEFAULT))
-    fields: dict[str, Resolved[Any]] = {
+    special: dict[str, Resolved[Any]] = {  # found with the preset's help
         "provider": Resolved(preset.name, provider.origin) if provider and preset else missing,
         "base_url": _attempt(problems, lambda: _base_url(settings, name, section, preset), missing) if preset else missing,
         "api_key": (_attempt(problems, lambda: _api_key(settings, name, section, preset), _no_key(preset))
                     if preset and auth.value == "key" else _no_key(None) if preset else missing),
         "auth": auth,
         "api_version": _api_version(settings, name, section, preset),
-        "models": _own(settings, name, section, "models", None),
-        "priority": _own(settings, name, section, "priority", None),
-        "weight": _own(settings, name, section, "weight", 1.0),
-        "headers": _own(settings, name, section, "headers", None),
-        "proxy": _own(settings, name, section, "proxy", None),
         "capabilities": _capabilities(settings, name, section, preset),
-        **{field: _inherit(settings, name, section, field) for field in _INHERITED},
     }
-    return ResolvedBackend(name=name, selected_by=selected_by, preset=preset, problems=tuple(problems), **fields)
-
-
-def _own(settings: TurnoutSettings, name: str, section: BackendSettings, field: str, default: Any) -> Resolved[Any]:
-    value = getattr(section, field)
-    return Resolved(value, settings.origin("backend", name, field)) if value is not None else Resolved(default, DEFAULT)
+    values = {field: special[field] if field in special else _inherit(settings, name, section, field)
+              for field in _RESOLVED_PER_BACKEND}
+    return ResolvedBackend(name=name, selected_by=selected_by, preset=preset, values=values, problems=tuple(problems))
 
 
 def _inherit(settings: TurnoutSettings, name: str, section: BackendSettings, field: str) -> Resolved[Any]:
-    """The backend's own value, else the router-wide one (TURNOUT_<FIELD>), else the default."""
+    """The backend's own value, else (for a setting of scope ``both``) the router-wide one
+    (TURNOUT_<FIELD>), else the default."""
     own = getattr(section, field)
     if own is not None:
         return Resolved(own, settings.origin("backend", name, field))
-    return _global(settings, field)
+    if field in _INHERITED:
+        return _global(settings, field)
+    return Resolved(KNOBS[field].default, DEFAULT)
 
 
 def _provider(settings: TurnoutSettings, name: str, section: BackendSettings, selected_by: Origin) -> Resolved[Preset]:
@@ -319,7 +288,7 @@ def _api_version(settings: TurnoutSettings, name: str, section: BackendSettings,
 def _filled(settings: TurnoutSettings, name: str, preset: Preset, template: str) -> Resolved[Optional[str]]:
     """The preset's address with the user's resource, region or project from their variables."""
     found = {var: settings.variable(var) for var in url_variables(template)}
-    url = fill_base_url(name, template, lambda var: found[var].value if found[var] is not None else None)
+    url = fill_base_url(name, template, lambda var: hit.value if (hit := found[var]) is not None else None)
     used = [var for var, hit in found.items() if hit is not None]
     return Resolved(url, Origin("preset", " + ".join([preset.name, *used])))
 

@@ -26,14 +26,16 @@ PROBING = "probed by another request"
 
 @dataclass(frozen=True)
 class Limits:
-    """One backend's knobs, as the store enforces them (every process passes its own)."""
+    """One backend's knobs, as the store enforces them (every process passes its own). The router
+    fills them in from its backend (``turnout.knobs`` holds their defaults); the last two are the
+    store's own."""
 
-    allowed_fails: int = 3
-    cooldown: float = 30.0
-    rpm: Optional[int] = None
-    tpm: Optional[int] = None
-    budget_ratio: float = 0.2
-    budget_min: int = 10
+    allowed_fails: int
+    cooldown: float
+    rpm: Optional[int]
+    tpm: Optional[int]
+    budget_ratio: float
+    budget_min: int
     budget_window: int = 10
     probe_lease: float = 60.0
     """How long a half-open probe is held; it lapses after this if its process dies mid-probe."""

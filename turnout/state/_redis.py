@@ -151,7 +151,8 @@ class RedisState:
 
     async def get(self, key: str) -> dict[str, Any] | None:
         raw = await self.command(lambda: self.client.get(self._kv(key)), lambda: self._local_kv.get(key))
-        return json.loads(raw) if isinstance(raw, (bytes, str)) else raw
+        value: dict[str, Any] | None = json.loads(raw) if isinstance(raw, (bytes, str)) else raw
+        return value
 
     async def put(self, key: str, value: dict[str, Any], ttl: float) -> None:
         await self.command(lambda: self.client.set(self._kv(key), json.dumps(value), px=max(1, math.ceil(ttl * 1000))),
@@ -178,7 +179,7 @@ def connect(url: str, *, timeout: float, retry: Any) -> Any:
         return aioredis.Redis.from_url(url, **options)
     parts = urllib.parse.urlsplit(f"redis://{rest}")
     nodes = _nodes(parts.netloc.rpartition("@")[2], url)
-    auth = dict(username=urllib.parse.unquote(parts.username) if parts.username else None,
+    auth: dict[str, Any] = dict(username=urllib.parse.unquote(parts.username) if parts.username else None,
                 password=urllib.parse.unquote(parts.password) if parts.password else None)
     tls = scheme.startswith("rediss")
     if scheme.endswith("+sentinel"):
@@ -189,7 +190,7 @@ def connect(url: str, *, timeout: float, retry: Any) -> Any:
             raise ConfigError(f"TURNOUT_STATE_URL {redact_url(url)!r} names no service: "
                               "redis+sentinel://host:26379,host2:26379/<service>[/<db>]")
         sentinels = Sentinel(nodes, sentinel_kwargs=dict(socket_timeout=timeout, socket_connect_timeout=timeout),
-                             **({"ssl": True} if tls else {}))
+                             **({"ssl": True} if tls else {}))  # type: ignore[arg-type]
         return sentinels.master_for(service, db=int(db or 0), **auth, **options)
     if scheme.endswith("+cluster"):
         from redis.asyncio.cluster import ClusterNode, RedisCluster

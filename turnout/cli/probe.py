@@ -56,7 +56,9 @@ async def _shared_state(config: ResolvedConfig, backends: list[ResolvedBackend])
     try:
         views = {}
         for b in backends:
-            limits = Limits(rpm=b.rpm.value, tpm=b.tpm.value)
+            limits = Limits(allowed_fails=b.allowed_fails.value, cooldown=b.cooldown.value, rpm=b.rpm.value,
+                            tpm=b.tpm.value, budget_ratio=config.retry_budget.value,
+                            budget_min=config.retry_budget_min.value)
             views[b.name] = (await state.backend(b.name, limits).refresh()).as_dict(limits)
         reachable = not state.down
     finally:

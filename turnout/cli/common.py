@@ -169,7 +169,7 @@ def redacted_output() -> Iterator[None]:
     for stream in saved:  # a terminal that cannot show "…" gets "?", not a UnicodeEncodeError
         with contextlib.suppress(AttributeError, ValueError):
             stream.reconfigure(errors="replace")  # type: ignore[union-attr]
-    sys.stdout, sys.stderr = _Redacting(sys.stdout), _Redacting(sys.stderr)  # type: ignore[assignment]
+    sys.stdout, sys.stderr = _Redacting(sys.stdout), _Redacting(sys.stderr)
     try:
         yield
     finally:

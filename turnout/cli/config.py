@@ -12,9 +12,10 @@ import logging
 from typing import Any
 
 from ..adapters.auth import CREDENTIAL_SOURCES
+from ..knobs import KNOBS, names
 from .common import dump_json, load, ranked
 
-_SECONDS = frozenset({"timeout", "backoff_max", "cooldown", "deadline"})
+_SECONDS = frozenset(name for name, knob in KNOBS.items() if knob.unit == "s")
 _MAX_VALUE_WIDTH = 32
 
 
@@ -35,9 +36,7 @@ def run(args: argparse.Namespace) -> int:
 def render(report: dict[str, Any]) -> str:
     """The human form of ``ResolvedConfig.describe()``: one block per backend, in routing order."""
     count = len(report["backends"])
-    router = {k: report[k] for k in ("env_file", "deadline", "retry_budget", "retry_budget_min", "stateful_backend",
-                                     "responses_ttl", "failover_on_content_filter", "state_url", "state_prefix",
-                                     "state_timeout")}
+    router = {k: report[k] for k in ("env_file", *names("router"))}
     blocks = [_cells(router)] + [_cells(b["fields"]) for b in report["backends"]]
     widths = (max(len(c[0]) for block in blocks for c in block),
               max(len(c[1]) if len(c[1]) <= _MAX_VALUE_WIDTH else 0 for block in blocks for c in block))

@@ -4,7 +4,7 @@ what is kept so a follow-up finds its conversation.
 Where a request goes. The candidates are the model's backends in priority
 order, as for chat. A backend with the Responses API gets the request as the
 caller's SDK built it. One without it gets it through the bridge
-(``adapters.bridge``), as a chat completion. One that may have it (unknown)
+(``responses.bridge``), as a chat completion. One that may have it (unknown)
 is asked natively; if it answers that it lacks the endpoint, it is bridged in
 the same attempt, and remembered as lacking it. What a chat backend cannot
 do (built-in tools, ``background``) is refused before anything is sent, so
@@ -31,28 +31,91 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Optional
+from typing import Any, Awaitable, Callable, Mapping, Optional, Protocol, Sequence
 
 import httpx2
 import openai
 
-from .._errors import status_error
-from ..adapters import Call, bridge, wire_response
-from ._calls import Op, refused, renamed, sender
-from ._retry import Runner
-from ._select import Candidate, requested_model
-from ._stream import first_event
+from .._errors import refused, status_error
+from ..adapters import Adapter, Call, wire_response
+from ..state import State
+from . import bridge
 
-if TYPE_CHECKING:
-    from ._router import Router, Served
+__all__ = ["Responses", "Routing"]
 
-__all__ = ["Responses"]
+Op = Callable[[Call], Awaitable[httpx2.Response]]
+Served = tuple[Optional[str], httpx2.Response]
+
+
+# -- the router as this family uses it: its public API, and nothing else -------------------
+class Runner(Protocol):
+    """One backend as the router's walk calls it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def adapter(self) -> Adapter: ...
+
+    def has(self, flag: str, model: str) -> bool | None: ...
+
+    def learn(self, flags: tuple[str, ...], model: str) -> None: ...
+
+    def sender(self, stream: bool) -> Op: ...
+
+    async def serve(self, op: Op, arg: Call) -> httpx2.Response: ...
+
+
+class Candidate(Protocol):
+    """A backend for a request's model, and its name for that model."""
+
+    @property
+    def runner(self) -> Runner: ...
+
+    @property
+    def model(self) -> str: ...
+
+
+class Choice(Protocol):
+    @property
+    def candidates(self) -> Sequence[Candidate]: ...
+
+
+class Select(Protocol):
+    """The router's selection: a model's candidates, those that can serve a request, their order."""
+
+    def choice_for(self, model: str) -> Choice: ...
+
+    def capable(self, choice: Any, kind: str, params: Mapping[str, Any]) -> Sequence[Candidate]: ...
+
+    def order(self, candidates: Sequence[Any]) -> Sequence[Candidate]: ...
+
+    def not_found(self, model: str) -> openai.NotFoundError: ...
+
+
+class Routing(Protocol):
+    """What Responses asks of the router (``turnout.router.Router`` has it): its state, its selection, its
+    walk over candidates, its stateful backend, and a backend by name."""
+
+    @property
+    def state(self) -> State: ...
+
+    @property
+    def select(self) -> Select: ...
+
+    @property
+    def stateful(self) -> Runner: ...
+
+    def runner(self, name: str) -> Runner | None: ...
+
+    async def walk(self, plan: Sequence[Any], call: Call, op_for: Callable[[Any, Call], tuple[Op, Call]] | None = None,
+                   skipped: dict[str, BaseException] | None = None) -> Served: ...
 
 
 class Responses:
     """The Responses endpoints of one router, and the state they keep."""
 
-    def __init__(self, router: Router, ttl: float) -> None:
+    def __init__(self, router: Routing, ttl: float) -> None:
         self.router = router
         self.state = router.state
         self.ttl = ttl
@@ -69,18 +132,18 @@ class Responses:
         chat_body, refusal = _chat_body(call, history)
         plan, left_out = self._plan(call, chat_body, replay=replay)
         if not plan:
-            raise refusal or self.router._select.not_found(str(call.body.get("model")))
+            raise refusal or self.router.select.not_found(str(call.body.get("model")))
         skipped: dict[str, BaseException] = {c.runner.name: refusal for c in left_out} if refusal else {}
-        return await self.router._walk(plan, call, lambda c, call: self._op(c, call, chat_body, history, replay),
-                                       skipped)
+        return await self.router.walk(plan, call, lambda c, call: self._op(c, call, chat_body, history, replay),
+                                      skipped)
 
     def _plan(self, call: Call, chat_body: dict[str, Any] | None, *,
               replay: bool) -> tuple[list[Candidate], list[Candidate]]:
         """Each candidate once, in priority order: natively when it may have the Responses API (never for a
         replayed conversation, which only the router holds), else bridged when it can serve the chat body;
         and the candidates that can do neither."""
-        model = requested_model(call)
-        select = self.router._select
+        model = call.requested_model()
+        select = self.router.select
         choice = select.choice_for(model)
         bridgeable: dict[int, Candidate] = {}
         if chat_body is not None and choice.candidates:
@@ -103,8 +166,8 @@ class Responses:
 
     def _op(self, candidate: Candidate, call: Call, chat_body: dict[str, Any] | None, history: list[Any],
             replay: bool) -> tuple[Op, Call]:
-        runner, model, _ = candidate
-        call = renamed(call, model)
+        runner, model = candidate.runner, candidate.model
+        call = call.renamed(model)
         flag = runner.has("responses", model)
         if chat_body is None:
             return self._native(runner, call), call
@@ -117,7 +180,7 @@ class Responses:
     # -- the two ways to serve it --------------------------------------------------------
     def _native(self, runner: Runner, call: Call) -> Op:
         """The request as built, through the backend's own Responses API; its id is remembered."""
-        send = sender(runner, call.stream)
+        send = runner.sender(call.stream)
 
         async def native(call: Call) -> httpx2.Response:
             response = await send(call)
@@ -136,7 +199,7 @@ class Responses:
         chat_body = {**chat_body, "model": model}
         if "max_tokens" in chat_body and _wants_completion_tokens(runner):
             chat_body["max_completion_tokens"] = chat_body.pop("max_tokens")
-        send = sender(runner, bool(chat_body.get("stream")))
+        send = runner.sender(bool(chat_body.get("stream")))
 
         async def bridged(call: Call) -> httpx2.Response:
             response_id = bridge.new_id("resp")
@@ -184,7 +247,7 @@ class Responses:
         if held and held.get("bridged"):
             return held["backend"], await self._from_store(call, ident, held, rest)
         runner = self._holder(held, ident)
-        response = await runner.serve(sender(runner, call.stream), call)
+        response = await runner.serve(runner.sender(call.stream), call)
         if call.options.method.lower() == "delete":
             await self._forget(ident)
         return runner.name, response
@@ -223,10 +286,10 @@ class Responses:
         """The backend that made a stored response; for an id not in the store, the stateful backend,
         if it can hold responses at all."""
         name = held.get("backend") if held else None
-        found = next((r for r in self.router._runners if r.name == name), None) if name else None
+        found = self.router.runner(name) if name else None
         if found is not None:
             return found
-        runner = self.router._stateful
+        runner = self.router.stateful
         if runner.adapter.capabilities.responses is False:
             raise status_error(openai.NotFoundError, 404,
                                f"response {ident!r} is not known here: bridged responses are kept "
@@ -239,10 +302,10 @@ class Responses:
         """``call`` with the model named as ``runner`` knows it."""
         model = call.body.get("model")
         if isinstance(model, str):
-            choice = self.router._select.choice_for(model)
+            choice = self.router.select.choice_for(model)
             found = next((c.model for c in choice.candidates if c.runner is runner), None)
             if found:
-                return renamed(call, found)
+                return call.renamed(found)
         return call
 
 
@@ -263,8 +326,7 @@ def _chat_body(call: Call, history: list[Any]) -> tuple[dict[str, Any] | None, o
 
 def _wants_completion_tokens(runner: Runner) -> bool:
     """OpenAI's own chat API refuses ``max_tokens`` for reasoning models; every other server takes it."""
-    preset = getattr(getattr(runner.adapter, "preset", None), "name", None)
-    return preset == "openai"
+    return runner.adapter.provider == "openai"
 
 
 async def _read_left_open(response: httpx2.Response) -> None:
@@ -278,13 +340,20 @@ async def _read_left_open(response: httpx2.Response) -> None:
 def _made_id(response: httpx2.Response, stream: bool) -> str | None:
     """The id of the response a backend just made: in the JSON, or in a stream's first event."""
     try:
-        data = json.loads(first_event(response) or b"null") if stream else json.loads(response.content)
+        data = json.loads(_first_event(response) or b"null") if stream else json.loads(response.content)
     except ValueError:
         return None
     if isinstance(data, dict) and stream:
         data = data.get("response")
     ident = data.get("id") if isinstance(data, dict) else None
     return ident if isinstance(ident, str) else None
+
+
+def _first_event(response: httpx2.Response) -> bytes | None:
+    """The data of a stream's first event, which the router read before handing it on: its relay keeps it
+    as ``first`` (``None`` for a compressed stream)."""
+    first = getattr(response.stream, "first", None)
+    return first if isinstance(first, bytes) else None
 
 
 def _key(ident: str) -> str:

@@ -64,7 +64,7 @@ async def _default_model(backends: list[ResolvedBackend], say: _Narrator) -> str
     """The first alias in the first backend's MODELS; else the first model the best-ranked backend lists."""
     first = backends[0]
     if first.models.value:
-        model = next(iter(first.models.value))
+        model: str = next(iter(first.models.value))
         say(f"model {model!r} (no --model: the first alias in {first.name}'s MODELS)")
         return model
     model, owner = await first_listed_model(backends)

@@ -1,7 +1,7 @@
 """Ollama's answers in the OpenAI wire format: completions, stream chunks, embeddings, models.
 
-The other half of :mod:`turnout.adapters.ollama`, which converts requests and
-sends them: here Ollama's native ``/api/chat``, ``/api/embed`` and
+The answers half of :mod:`turnout.adapters.ollama` (``_requests`` converts the requests, ``_adapter``
+sends them): here Ollama's native ``/api/chat``, ``/api/embed`` and
 ``/api/tags`` answers become the openai SDK's types, and a stream becomes the
 server-sent events an OpenAI server would send.
 """

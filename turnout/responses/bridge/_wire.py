@@ -11,9 +11,9 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
 import httpx2
 import openai
-from openai._streaming import SSEDecoder
 
-from .._base import Call, Endpoint, made_response
+from ..._sdk import SSEDecoder
+from ...adapters import Call, Endpoint, made_response
 from ._answer import to_response
 from ._events import response_events, sse
 

@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; turn the errors users cause into a message and an exit status."""
     args = build_parser().parse_args(argv)
     try:
-        from ._cli import common
+        from . import common
 
         with common.redacted_output():
             return _dispatch(args)
@@ -104,8 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from ._cli import common
-    from ._errors import AllBackendsFailedError, ConfigError
+    from .._errors import AllBackendsFailedError, ConfigError
+    from . import common
 
     common.show_log()
     try:
@@ -132,11 +132,12 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _command(target: str) -> Callable[[argparse.Namespace], int]:
-    """``"module:function"`` in turnout._cli, imported only when that subcommand runs."""
+    """``"module:function"`` in turnout.cli, imported only when that subcommand runs."""
     import importlib
 
     module, _, function = target.partition(":")
-    return getattr(importlib.import_module(f"turnout._cli.{module}"), function)
+    command: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(f"turnout.cli.{module}"), function)
+    return command
 
 
 def _seconds(text: str) -> float:

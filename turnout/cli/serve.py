@@ -22,8 +22,8 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"`turnout serve` needs the serve extra, which is not installed (no "
                          f"{', '.join('python-multipart' if m == 'multipart' else m for m in missing)}): "
                          f"pip install 'turnout[serve]'")
-    from ..settings import TurnoutSettings
     from ..serve._run import exposure_problem, serve
+    from ..settings import TurnoutSettings
 
     load()  # the backends resolve, and their keys join the redaction of everything printed
     settings = TurnoutSettings()

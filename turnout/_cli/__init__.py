@@ -1,1 +1,0 @@
-"""The ``turnout`` command's subcommands (see :mod:`turnout.cli`); imported only when one runs."""

@@ -1,0 +1,91 @@
+"""The one place that touches the openai SDK's private API.
+
+Every name below is private to the SDK (a leading underscore), so a new
+openai release may move it. They are imported here and nowhere else, so an
+upgrade that breaks one breaks this module, at import, not five others.
+
+Checked against openai 3.0.0 (the floor of the pin in pyproject.toml, which
+``./scripts/test`` runs the suite on too) and 3.60.0 (the newest the suite
+ran on when this was written); recheck both when either moves.
+
+- ``FinalRequestOptions`` (``openai._models``): one request's options as the
+  caller's SDK built them (method, url, json_data, files, headers, ...). The
+  routing seam receives them and the router routes them: the client's
+  ``request()`` override, ``Router.send``, the adapters' ``Call``.
+- ``RequestOptions`` (``openai._types``): the per-call options a raw
+  ``client.post(..., options=...)`` takes (``turnout serve``).
+- ``SSEDecoder`` (``openai._streaming``): the SDK's own server-sent-events
+  parser, which the Responses bridge reads a chat stream with.
+- ``set_custom_headers``: a client's ``_custom_headers``, where the SDK keeps
+  ``OPENAI_CUSTOM_HEADERS`` from the environment (kept away from other hosts).
+- ``RAW_RESPONSE_HEADER`` (``openai._constants``): the header by which
+  ``with_streaming_response`` asks for a body left unread (the client reads it).
+- ``resolve_data_residency`` (``openai._data_residency``), ``configure_provider``
+  and ``provider_name`` (``openai._provider``), ``is_x509_workload_identity`` and
+  ``mtls_base_url`` (``openai.auth._x509``): the constructor's ``data_residency``,
+  ``provider`` and X.509 ``workload_identity`` resolved by the SDK's own rules, for
+  the one backend the client builds from them. Newer than 3.0.0, so imported only
+  when called (an X.509 check on an SDK without them says no).
+
+The client also overrides one private hook of the SDK's base client,
+``_process_response_data`` (``client.py``: to mark who served an answer);
+its signature (keyword-only ``data``, ``cast_to``, ``response``) is the same
+in both versions.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from openai._constants import RAW_RESPONSE_HEADER
+from openai._models import FinalRequestOptions
+from openai._streaming import SSEDecoder
+from openai._types import RequestOptions
+
+__all__ = ["FinalRequestOptions", "RAW_RESPONSE_HEADER", "RequestOptions", "SSEDecoder", "configure_provider",
+           "is_x509_workload_identity", "mtls_base_url", "provider_name", "resolve_data_residency",
+           "set_custom_headers"]
+
+
+def set_custom_headers(client: Any, headers: Mapping[str, str] | None) -> None:
+    """Replace the headers an SDK client read from ``OPENAI_CUSTOM_HEADERS`` with ``headers``."""
+    client._custom_headers = dict(headers or {})
+
+
+def resolve_data_residency(region: Any, base_url: Any, *, provider: Any) -> Any:
+    """The address of a ``data_residency`` region (and the SDK's refusals of what it cannot go with)."""
+    from openai._data_residency import resolve_data_residency as resolve
+
+    return resolve(region, base_url, provider=provider)
+
+
+def configure_provider(provider: Any) -> Any:
+    """A ``provider=`` as the SDK configures it (its ``base_url`` among the rest)."""
+    from openai._provider import _configure_provider
+
+    return _configure_provider(provider)
+
+
+def provider_name(provider: Any) -> str:
+    """The provider's name as the SDK's own error messages spell it."""
+    from openai._provider import _provider_name
+
+    return str(_provider_name(provider))
+
+
+def is_x509_workload_identity(identity: Any) -> bool:
+    """Is ``identity`` an X.509 workload identity? No on an SDK older than them."""
+    if identity is None:
+        return False
+    try:
+        from openai.auth._x509 import is_x509_workload_identity as is_x509
+    except ImportError:
+        return False
+    return bool(is_x509(identity))
+
+
+def mtls_base_url() -> str:
+    """OpenAI's mTLS address: the SDK's default base URL for an X.509 identity."""
+    from openai.auth._x509 import MTLS_API_BASE_URL
+
+    return str(MTLS_API_BASE_URL)
