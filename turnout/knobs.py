@@ -117,6 +117,17 @@ KNOBS: dict[str, Knob] = {
     "state_prefix": Knob(str, "turnout", "router", "one word that starts every Redis key, like turnout or myapp"),
     "state_timeout": Knob(PositiveSeconds, 0.5, "router",
                           "seconds > 0 a Redis command may take before Redis counts as unreachable"),
+    # how one priority level's backends are ordered (router/_strategy.py, _affinity.py, _hedge.py)
+    "strategy": Knob(Literal["weighted", "latency", "least-busy"], "weighted", "router",
+                     "weighted (by weight, the default), latency (the fastest lately) or least-busy (fewest in flight)"),
+    "affinity": Knob(Literal["on", "off", "hash"], "on", "router",
+                     "on (a request naming a session goes where its last turn went; the default), off, or hash "
+                     "(also a conversation named by a hash of its first messages)"),
+    "affinity_ttl": Knob(PositiveSeconds, 3600.0, "router", "seconds > 0 a session's backend is remembered", unit="s"),
+    "hedge_after": Knob(Optional[Annotated[str, Field(pattern=r"^\s*(p\d{1,2}(\.\d+)?|\d*\.?\d+)\s*$")]], None,
+                        "router", "seconds > 0, like 0.5, or a percentile of the backend's recent latency, like p95 "
+                        "(unset: no hedging)", raw=True),
+    "max_hedges": Knob(Annotated[int, Field(ge=1)], 1, "router", "a whole number >= 1 of hedges per request"),
     # how settings are read
     "strict": Knob(bool, True, "other", "1 (a TURNOUT_ variable turnout does not read is an error) or 0 (a warning); "
                    "true/false, yes/no, on/off too"),

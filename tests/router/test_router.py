@@ -429,8 +429,10 @@ async def test_events_and_logs_record_each_attempt_retry_and_failover(clients, m
     with caplog.at_level(logging.DEBUG, logger="turnout"):
         await chat(client)
     assert [(e.kind, e.backend) for e in events] == [
-        ("attempt", "a"), ("retry", "a"), ("attempt", "a"), ("failure", "a"), ("failover", "a"), ("attempt", "b")]
+        ("attempt", "a"), ("retry", "a"), ("attempt", "a"), ("failure", "a"), ("failover", "a"), ("attempt", "b"),
+        ("success", "b")]
     assert events[4].to == "b"
+    assert events[-1].times is events[-2].times, "the success carries the timings its attempt started"
     text = caplog.text
     assert "backend a: InternalServerError 503" in text and "failing over from a to b" in text
 

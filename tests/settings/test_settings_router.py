@@ -42,7 +42,8 @@ def test_the_router_has_the_backends_in_order_with_their_knobs(monkeypatch: pyte
     state = router_options.pop("state")
     assert router_options == {"timeout": 45.0, "retry_budget": 0.3, "retry_budget_min": 4, "stateful_backend": None,
                               "responses_ttl": 120.0, "on_event": None,
-                              "failover_on_content_filter": False}
+                              "failover_on_content_filter": False, "strategy": "weighted", "affinity": "on",
+                              "affinity_ttl": 3600.0, "hedge_after": None, "max_hedges": 1}
     assert isinstance(state, MemoryState), "without TURNOUT_STATE_URL, this process's memory"
     primary, groq, ollama = router.backends
     assert (primary.rpm, primary.tpm, groq.rpm, groq.tpm) == (100, None, 30, 6000), "TURNOUT_RPM is every backend's default"

@@ -70,8 +70,9 @@ def workers() -> Iterator:
     """``workers(n, redis_url, backends)``: n worker processes, started and ready; all stopped afterwards."""
     made: list[Worker] = []
 
-    def start(n: int, redis_url: str, backends: list[tuple[str, OpenAIServer, dict[str, Any]]]) -> list[Worker]:
-        spec = {"redis": redis_url, "prefix": f"test-{uuid.uuid4().hex[:8]}",
+    def start(n: int, redis_url: str, backends: list[tuple[str, OpenAIServer, dict[str, Any]]],
+              prefix: str | None = None, **router: Any) -> list[Worker]:
+        spec = {"redis": redis_url, "prefix": prefix or f"test-{uuid.uuid4().hex[:8]}", "router": router,
                 "backends": [(name, server.base_url, knobs) for name, server, knobs in backends]}
         batch = [Worker(spec) for _ in range(n)]
         made.extend(batch)

@@ -4,7 +4,9 @@ Started with multiprocessing's ``spawn``, it builds a turnout client over the
 loopback servers the test runs, with its state in the test's Redis, then
 does what the test asks through a queue and answers through another:
 
-    ("chat",)                        one request       -> ("chat", served_by or "error: ...")
+    ("chat", {kwargs})               one request (kwargs: of the create call, optional)
+                                                       -> ("chat", served_by or "error: ...")
+    ("hold", model, n)               n requests started and left running -> ("hold",)
     ("burst", start_at, seconds, n)  n requests at a time from ``start_at`` (time.time()) for ``seconds``
                                                        -> ("burst", {backend: count, "errors": [...]})
     ("loop",)                        one request after another until ``stop`` is set
@@ -50,11 +52,12 @@ async def _main(spec: dict[str, Any], commands: Queue, replies: Queue, stop: Eve
     backends = [Backend(OpenAICompatAdapter(name, preset="vllm", base_url=url, timeout=10), **knobs)
                 for name, url, knobs in spec["backends"]]
     client = turnout.AsyncOpenAI(router=Router(backends, state=RedisState(spec["redis"], prefix=spec["prefix"],
-                                                                          timeout=2)))
+                                                                          timeout=2), **spec.get("router", {})))
+    holding: list[asyncio.Future[None]] = []
 
-    async def one(counts: Counter[str], errors: list[str]) -> None:
+    async def one(counts: Counter[str], errors: list[str], **kwargs: Any) -> None:
         try:
-            reply = await client.chat.completions.create(model="test-model", messages=MSG)
+            reply = await client.chat.completions.create(**{"model": "test-model", "messages": MSG, **kwargs})
         except Exception as err:  # noqa: BLE001 -- reported to the test, which asserts there are none
             errors.append(f"{type(err).__name__}: {err}")
         else:
@@ -66,8 +69,11 @@ async def _main(spec: dict[str, Any], commands: Queue, replies: Queue, stop: Eve
         counts: Counter[str] = Counter()
         errors: list[str] = []
         if command[0] == "chat":
-            await one(counts, errors)
+            await one(counts, errors, **(command[1] if len(command) > 1 else {}))
             replies.put(("chat", errors[0] if errors else next(iter(counts))))
+        elif command[0] == "hold":
+            holding.extend(asyncio.ensure_future(one(Counter(), [], model=command[1])) for _ in range(command[2]))
+            replies.put(("hold",))
         elif command[0] == "burst":
             _, start_at, seconds, at_once = command
             await asyncio.sleep(max(0.0, start_at - time.time()))

@@ -95,6 +95,8 @@ class _Narrator:
             self(f"{event.backend}: failed: {error}")
         elif event.kind == "failover":
             self(f"failing over from {event.backend} to {event.to}")
+        elif event.kind == "hedge":
+            self(f"{event.backend} is slow: hedging on {event.to}")
 
 
 def _read_stdin() -> str:

@@ -23,12 +23,13 @@ import openai
 
 from .._errors import describe, synthetic_request
 from ..adapters import Call
-from ..state import Admission, Limits, State, _clock
+from ..state import Admission, Limits, Session, State, _clock
 from ._backend import Backend
 from ._classify import Verdict, classify, retry_after
-from ._events import Emit, RouterEvent
+from ._events import AttemptTimes, Emit, RouterEvent, clock
 from ._quota import count_stream, estimate_tokens, limit_text, provider_limit, retry_refused, tokens_used
-from ._stream import open_stream
+from ._stream import open_stream, when_closed
+from ._strategy import Latency
 
 __all__ = ["Op", "Runner", "deadline", "remaining", "LEARNED_FOR"]
 
@@ -70,18 +71,19 @@ class Runner:
     """Calls one backend: attempts, retries with backoff, and the bookkeeping around them."""
 
     def __init__(self, backend: Backend, *, state: State, budget_ratio: float, budget_min: int,
-                 emit: Emit | None) -> None:
+                 emit: Emit | None, busy: bool = False) -> None:
         self.backend = backend
         self.name = backend.name
         self.adapter = backend.adapter
         timeout = getattr(backend.adapter, "timeout", None) or 60.0
         self.limits = Limits(allowed_fails=max(1, backend.allowed_fails), cooldown=backend.cooldown, rpm=backend.rpm,
                              tpm=backend.tpm, budget_ratio=budget_ratio, budget_min=budget_min,
-                             probe_lease=max(backend.cooldown, timeout * (backend.max_retries + 1)))
+                             probe_lease=max(backend.cooldown, timeout * (backend.max_retries + 1)), busy=busy)
         self.shared = state.backend(backend.name, self.limits)
         self.counters = Counters()
         self._emit = emit
         self._learned: dict[tuple[str, str], float] = {}
+        self._latency: dict[str, Latency] = {}  # model -> its recent latency on this backend
         self._pending: set[asyncio.Future[Any]] = set()
         self._calls: dict[int, Callable[..., Awaitable[Any]]] = {}
         self.call = self._with_retries(backend.max_retries)
@@ -103,11 +105,45 @@ class Runner:
             )(self._attempt)
         return call
 
-    async def admit(self, call: Any, *, hold: bool = True) -> Admission:
+    async def admit(self, call: Any, *, hold: bool = True, hedge: bool = False,
+                    session: Session | None = None) -> Admission:
         """May ``call`` go to this backend now? Counted in its windows if so (see ``BackendState.admit``)."""
         tpm = self.limits.tpm
         tokens = min(estimate_tokens(call.body), tpm) if tpm and isinstance(call, Call) else 0
-        return await self.shared.admit(tokens, hold=hold)
+        return await self.shared.admit(tokens, hold=hold, hedge=hedge, session=session)
+
+    # -- what the strategies read: no I/O ------------------------------------------
+    def latency_of(self, model: str) -> float | None:
+        """The moving average of this backend's latency for ``model``; ``None`` before its first answer."""
+        found = self._latency.get(model)
+        return None if found is None else found.mean
+
+    def latency_percentile(self, model: str, p: float) -> float | None:
+        found = self._latency.get(model)
+        return None if found is None else found.percentile(p)
+
+    def busy(self) -> int:
+        return self.shared.busy()
+
+    def _measured(self, arg: Any, times: AttemptTimes, *, lower_bound: bool = False) -> None:
+        """One attempt's time to its first answer, from the events' own measurement. A cancelled attempt
+        (a hedge's loser) gives a lower bound: counted only when it is slower than the average already."""
+        seconds = times.to_first if times.first is not None else None
+        if seconds is None and lower_bound and times.end is not None:
+            seconds = times.end - times.start
+        model = arg.body.get("model") if isinstance(arg, Call) else None
+        if seconds is None or not isinstance(model, str):
+            return
+        found = self._latency.get(model)
+        if found is None:
+            if lower_bound:
+                return
+            if len(self._latency) >= 256:  # bounded: a router asked for endless model names stays small
+                self._latency.clear()
+            found = self._latency[model] = Latency()
+        if lower_bound and (found.mean is None or seconds <= found.mean):
+            return
+        found.add(seconds)
 
     def held(self, admission: Admission) -> str:
         """What held a request back, in words."""
@@ -124,10 +160,16 @@ class Runner:
         call = self.call if retries is None else self._with_retries(retries)
         try:
             result: T = await call(op, arg, admission)
-        except openai.APIError:
-            self.counters.failures += 1
+        except BaseException as err:
+            if isinstance(err, openai.APIError):
+                self.counters.failures += 1
+            self.shared.done(admission)
             raise
         self.counters.successes += 1
+        if isinstance(result, httpx2.Response) and not result.is_closed:  # a stream: in flight until it closes
+            when_closed(result, lambda: self.shared.done(admission))
+        else:
+            self.shared.done(admission)
         return result
 
     def sender(self, stream: bool) -> Op:
@@ -188,24 +230,36 @@ class Runner:
             self.counters.retries += 1
         admission.attempts += 1
         self.counters.attempts += 1
+        times = AttemptTimes(clock())
         if self._emit:
-            await self._emit(RouterEvent("attempt", self.name))
-        start = time.perf_counter()
+            await self._emit(RouterEvent("attempt", self.name, times=times))
         left = remaining()
         try:
             result = await (op(arg) if left is None else _within(op(arg), left))
         except openai.APIError as err:
+            times.end = clock()
             if admission.probe:
                 setattr(err, _PROBE, True)
             await self._failed(err, admission)
             raise
-        except BaseException:  # cancelled, or a bug: no verdict on the backend
+        except BaseException as err:  # cancelled (a hedge lost), or a bug: no verdict on the backend
+            times.end = clock()
+            if isinstance(err, asyncio.CancelledError):
+                self._measured(arg, times, lower_bound=True)
             await self.shared.release(admission)
             raise
-        latency = time.perf_counter() - start
+        times.first = clock()
+        if isinstance(result, httpx2.Response) and not result.is_closed:
+            when_closed(result, lambda: setattr(times, "end", clock()))
+        else:
+            times.end = times.first
+        latency = times.first - times.start
         self.counters.latency_last = latency
         self.counters.latency_total += latency
+        self._measured(arg, times)
         await self._answered(result, admission)
+        if self._emit:
+            await self._emit(RouterEvent("success", self.name, times=times))
         return result
 
     async def _answered(self, result: Any, admission: Admission) -> None:
@@ -296,6 +350,7 @@ class Runner:
             **asdict(c),
             "latency_mean": c.latency_total / c.successes if c.successes else None,
             "completed": done,
+            "in_flight": self.busy(),
             **self.shared.view().as_dict(self.limits),
         }
 

@@ -41,14 +41,17 @@ from .._sdk import FinalRequestOptions
 from ..adapters import Adapter, Call, Health, wire_response
 from ..knobs import default
 from ..responses import Responses
-from ..state import Admission, MemoryState, State
+from ..state import Admission, MemoryState, Session, State
+from ._affinity import SESSION_HEADER, Affinity, AffinityMode, session_of
 from ._backend import Backend
 from ._classify import Verdict, classify, filtered_answer
 from ._endpoints import endpoint_for
 from ._events import Hook, RouterEvent, make_emit
+from ._hedge import Hedge, hedgeable, parse_hedge
 from ._quota import MAX_WAIT, rate_limited
 from ._retry import Op, Runner, deadline
 from ._select import Candidate, Selector, kind_of
+from ._strategy import StrategyName
 
 __all__ = ["Router", "ModelList", "OpFor"]
 
@@ -92,7 +95,14 @@ class Router:
                       bridged one's whole conversation (see ``turnout.responses``)
     state             where breakers, budgets, rate windows and stored responses live (``turnout.state``):
                       this process's memory by default, or Redis shared by many processes; closed with the router
-    on_event          optional async hook called with every attempt, retry, failure and failover
+    on_event          optional async hook called with every attempt, retry, failure, failover, success and hedge
+    strategy          how backends of one priority level are ordered: ``"weighted"`` (by weight, random),
+                      ``"latency"`` (the fastest lately) or ``"least-busy"`` (the fewest in flight); see ``_strategy``
+    affinity          ``"on"``: a request naming a session goes where its last turn went; ``"hash"``: also a
+                      conversation named by its first messages; ``"off"``. Sessions are kept ``affinity_ttl`` seconds
+    hedge_after       seconds (``0.5``) or a percentile of the backend's recent latency (``"p95"``) after which a
+                      request still without an answer is also sent to the next candidate; ``None``: never.
+                      At most ``max_hedges`` per request, each counted against the retry budget
     """
 
     def __init__(
@@ -106,6 +116,11 @@ class Router:
         responses_ttl: float = default("responses_ttl"),
         state: State | None = None,
         on_event: Hook | None = None,
+        strategy: StrategyName = "weighted",
+        affinity: AffinityMode = "on",
+        affinity_ttl: float = 3600.0,
+        hedge_after: float | str | None = None,
+        max_hedges: int = 1,
         failover_on_content_filter: bool = default("failover_on_content_filter"),
     ) -> None:
         if not backends:
@@ -120,10 +135,18 @@ class Router:
         self.failover_on_content_filter = failover_on_content_filter  # another provider's filter may differ
         self._emit = make_emit(on_event)
         self.state: State = state if state is not None else MemoryState()
+        busy = strategy == "least-busy"
         self._runners = [Runner(b, state=self.state, budget_ratio=retry_budget, budget_min=retry_budget_min,
-                                emit=self._emit) for b in self.backends]
-        self.select = Selector(self._runners)
+                                emit=self._emit, busy=busy) for b in self.backends]
+        self.select = Selector(self._runners, strategy)
         """Which backends may serve a model, and in what order (public: endpoint families plan with it)."""
+        if affinity not in ("on", "off", "hash"):
+            raise ValueError(f"affinity {affinity!r} is not one of on, off, hash")
+        self._affinity = Affinity(affinity_ttl) if affinity != "off" else None
+        self._hash_sessions = affinity == "hash"
+        self._hedge: Hedge | None = parse_hedge(hedge_after, max_hedges)
+        in_flight = getattr(self.state, "busy", None)  # with shared state: other processes' counts, kept fresh
+        self._fresh_counts = in_flight.fresh if busy and self.state.shared and in_flight is not None else None
         self.stateful = self._stateful_runner(stateful_backend)
         """The backend that serves stateful endpoints, and ids no backend is known to hold."""
         self._responses = Responses(self, responses_ttl)
@@ -154,13 +177,16 @@ class Router:
         each backend, else each backend's own.
         """
         endpoint = endpoint_for(options.method, options.url)
+        session = self._session_of(options) if endpoint.mode == "routed" and self._affinity is not None else None
         options = _for_backends(options)
         limit = timeout if timeout is not None else self.timeout
         token = deadline.set(time.monotonic() + limit) if limit is not None else None
         try:
             call = Call(endpoint, options, stream, max_retries)
             if endpoint.mode == "routed":
-                return await self.walk(self._plan(call), call)
+                if self._fresh_counts is not None:
+                    await self._fresh_counts()
+                return await self.walk(self._plan(call, session), call, session=session)
             if endpoint.mode == "pinned":
                 return await self._pinned(call)
             if endpoint.mode == "responses":
@@ -222,6 +248,8 @@ class Router:
     async def shared_stats(self) -> dict[str, dict[str, Any]]:
         """``stats()`` with each backend's state read from the store now (with Redis: what every process did)."""
         await asyncio.gather(*(r.shared.refresh() for r in self._runners))
+        if self._fresh_counts is not None:
+            await self._fresh_counts()
         return self.stats()
 
     # -- lifecycle ---------------------------------------------------------------
@@ -251,38 +279,67 @@ class Router:
         return runner.name, await runner.serve(runner.sender(call.stream), call)
 
     # -- routed: the walk ----------------------------------------------------------
-    def _plan(self, call: Call) -> list[Candidate]:
+    def _session_of(self, options: FinalRequestOptions) -> str | None:
+        body = options.json_data if isinstance(options.json_data, dict) else {}
+        headers = options.headers if isinstance(options.headers, dict) else None
+        return session_of(body, headers, self._hash_sessions)
+
+    def _plan(self, call: Call, session: str | None = None) -> list[Candidate]:
         model = call.requested_model()
         choice = self.select.choice_for(model)
         if not choice.candidates:
             raise self.select.not_found(model)
         kind = kind_of(call.endpoint.name, call.endpoint.need, call.stream)
-        return self.select.order(self.select.capable(choice, kind, call.body))
+        prefer = self._affinity.get(session) if session is not None and self._affinity is not None else None
+        return self.select.order(self.select.capable(choice, kind, call.body), prefer)
 
     def runner(self, name: str) -> Runner | None:
         """The backend of that name, as the walk calls it."""
         return next((r for r in self._runners if r.name == name), None)
 
     async def walk(self, plan: Sequence[Candidate], call: Call, op_for: OpFor | None = None,
-                    skipped: dict[str, BaseException] | None = None) -> Served:
+                   skipped: dict[str, BaseException] | None = None, session: str | None = None) -> Served:
         """Each candidate in turn until one answers; ``op_for`` says what an attempt on it runs, and
         ``skipped`` why some backends were not tried (named in the error if none answers).
-
         The router's public walk: routed endpoints use it with each backend's plain ``send``, and an
         endpoint family with its own ways to serve a request (``turnout.responses``) with its own ``op_for``.
-        Rate limits, cooldowns, failover, the deadline and the one combined error are all here."""
+        Rate limits, cooldowns, failover, the deadline and the one combined error are all here. A request
+        that names a ``session`` records where it was served; with shared state, the admission moves it
+        to the backend another process served the session on last."""
         op_for = op_for or _plain
         errors: dict[str, BaseException] = {}
         end = deadline.get() or time.monotonic() + MAX_WAIT  # how long a full window may be waited for
+        hedge = self._hedge if self._hedge is not None and hedgeable(call) else None
+        hedges_left = 0
+        if hedge is not None:
+            hedges_left = hedge.max_hedges
         while True:
             held: list[tuple[Candidate, Admission]] = []  # cooling down, or no room in a rate limit
-            for candidate in plan:
-                admission = await candidate.runner.admit(call)
+            queue = list(plan)
+            i = 0
+            while i < len(queue):
+                candidate = queue[i]
+                i += 1
+                admission = await candidate.runner.admit(call, session=self._shared_session(session, queue, i))
+                if admission.moved:  # another process served this session there last: go there first
+                    moved = next((j for j in range(i, len(queue)) if queue[j].runner.name == admission.moved), None)
+                    if moved is not None:
+                        queue.insert(i - 1, queue.pop(moved))
+                        i -= 1
+                        continue
+                    admission = await candidate.runner.admit(call)
                 if not admission.ok:
                     held.append((candidate, admission))
                     continue
-                served = await self._try(candidate, call, errors, op_for, admission)
+                if hedge is not None and hedges_left:
+                    served, used = await hedge.race(self, candidate, admission, queue, i, call, errors, op_for,
+                                                    hedges_left)
+                    hedges_left -= used
+                else:
+                    served = await self._try(candidate, call, errors, op_for, admission)
                 if served is not None:
+                    if session is not None and self._affinity is not None:
+                        self._affinity.put(session, served[0])  # type: ignore[arg-type]
                     return served
             if errors or not held:
                 break
@@ -307,11 +364,18 @@ class Router:
             errors = {**skipped, **errors}
         raise AllBackendsFailedError.combine(errors, next(reversed(errors.values())))
 
+    def _shared_session(self, session: str | None, queue: list[Candidate], i: int) -> Session | None:
+        """The session as the shared store's admission reads it: where else this request may still go."""
+        if session is None or not self.state.shared or self._affinity is None:
+            return None
+        return Session(session, self._affinity.ttl, tuple(c.runner.name for c in queue[i:]))
+
     async def _try(self, candidate: Candidate, call: Call, errors: dict[str, BaseException], op_for: OpFor,
                    admission: Admission) -> Served | None:
         """One backend, with its retries: the answer, or ``None`` after recording why it failed."""
         runner, model, unsure = candidate
         if _deadline_passed():
+            runner.shared.done(admission)
             await runner.shared.release(admission)
             errors.setdefault("deadline", openai.APITimeoutError(request=synthetic_request()))
             return None
@@ -359,6 +423,10 @@ def _plain(candidate: Candidate, call: Call) -> tuple[Op, Call]:
 def _for_backends(options: FinalRequestOptions) -> FinalRequestOptions:
     """The caller's per-call timeout is the router's deadline, and the router does the retrying:
     each backend gets its own per-attempt timeout and one try per attempt."""
+    headers = options.headers
+    if isinstance(headers, dict) and SESSION_HEADER in headers:  # turnout's own header: no backend's business
+        headers = {k: v for k, v in headers.items() if k != SESSION_HEADER}
+        options = options.model_copy(update={"headers": headers})
     if isinstance(options.timeout, NotGiven) and isinstance(options.max_retries, NotGiven):
         return options
     return options.model_copy(update={"timeout": NotGiven(), "max_retries": NotGiven()})

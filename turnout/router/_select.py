@@ -4,7 +4,8 @@ Model routing: ``"<backend>/<model>"`` pins a configured backend; otherwise the
 candidates are the backends that declare the model (as an alias or as their
 own name for it) plus those that declare no model list. Then backends lacking
 a capability the request needs are dropped, and backends of equal priority
-are put in a weighted random order so they share the load.
+are ordered by the router's strategy (``_strategy``: weighted, latency or
+least-busy), the backend a session last used first among its level.
 
 Capabilities are yes, no or unknown: a backend that lacks what a request
 needs is skipped before anything is sent; one that may or may not have it is
@@ -15,7 +16,6 @@ a while (``LEARNED_FOR`` seconds, in ``_retry``).
 
 from __future__ import annotations
 
-import random
 from itertools import groupby
 from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
@@ -24,6 +24,7 @@ import openai
 from .._errors import status_error
 from ..adapters.presets import normalize_name
 from ._retry import Runner
+from ._strategy import STRATEGIES
 
 __all__ = ["Selector", "Candidate"]
 
@@ -58,7 +59,11 @@ def _flags(kind: str) -> tuple[str, ...]:
 
 
 class Selector:
-    def __init__(self, runners: Sequence[Runner]) -> None:
+    def __init__(self, runners: Sequence[Runner], strategy: str = "weighted") -> None:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
+        self.strategy = strategy
+        self._order_level = STRATEGIES[strategy]
         ranked = sorted(enumerate(runners), key=lambda ir: (_priority(ir[1], ir[0]), ir[0]))
         self.runners = [r for _, r in ranked]
         self._rank = {id(r): _priority(r, i) for i, r in ranked}
@@ -113,13 +118,23 @@ class Selector:
                             f"pin a backend with: {', '.join(pins)}", code="model_not_found")
 
     # -- ordering --------------------------------------------------------------
-    def order(self, candidates: Sequence[Candidate]) -> list[Candidate]:
-        """Equal-priority backends in a weighted random order, the rest as ranked."""
+    def order(self, candidates: Sequence[Candidate], prefer: str | None = None) -> list[Candidate]:
+        """Priority levels in rank order, each ordered by the strategy; ``prefer`` (a session's backend)
+        leads its own level."""
         if not self._shares_load or len(candidates) < 2:
             return list(candidates)
         ordered: list[Candidate] = []
         for _, group in groupby(candidates, key=lambda c: self._rank[id(c[0])]):
-            ordered.extend(_weighted_shuffle(list(group)))
+            level = list(group)
+            if len(level) < 2:
+                ordered.extend(level)
+                continue
+            found = next((c for c in level if c.runner.name == prefer), None) if prefer is not None else None
+            if found is not None:
+                ordered.append(found)
+                ordered.extend(self._order_level([c for c in level if c is not found]))
+            else:
+                ordered.extend(self._order_level(level))
         return ordered
 
     # -- capabilities ------------------------------------------------------------
@@ -155,14 +170,6 @@ def _always(params: Mapping[str, Any]) -> bool:
 
 def _priority(runner: Runner, index: int) -> int:
     return runner.backend.priority if runner.backend.priority is not None else index
-
-
-def _weighted_shuffle(group: list[Candidate]) -> Iterable[Candidate]:
-    """Efraimidis-Spirakis: each backend leads with probability weight / total weight."""
-    if len(group) == 1:
-        return group
-    keyed = [(random.random() ** (1.0 / c[0].backend.weight) if c[0].backend.weight > 0 else 0.0, c) for c in group]
-    return [c for _, c in sorted(keyed, key=lambda kc: kc[0], reverse=True)]
 
 
 def _wants_format(params: Mapping[str, Any], wanted: str) -> bool:

@@ -25,7 +25,7 @@ import openai
 
 from .._errors import BrokenStreamError
 
-__all__ = ["open_stream", "usable"]
+__all__ = ["open_stream", "usable", "when_closed"]
 
 _OPENING_EVENTS = frozenset({"response.created", "response.in_progress", "response.queued"})
 """Responses events that say a response exists, but nothing of it yet."""
@@ -132,6 +132,23 @@ def _check(data: bytes, backend: str, request: httpx2.Request) -> None:
         error = body.get("error") or body
         message = error.get("message") if isinstance(error, dict) else str(error)
         raise openai.APIError(f"backend {backend!r} opened the stream with an error: {message}", request, body=error)
+
+
+def when_closed(response: httpx2.Response, callback: Callable[[], None]) -> None:
+    """Call ``callback`` once when the response's stream is closed (read to its end by the SDK, or closed
+    early by the caller): a stream is in flight, and its attempt lasts, until then."""
+    stream = response.stream
+    previous = stream.aclose  # type: ignore[union-attr]
+    called = False
+
+    async def aclose() -> None:
+        nonlocal called
+        if not called:
+            called = True
+            callback()
+        await previous()
+
+    stream.aclose = aclose  # type: ignore[union-attr,method-assign]
 
 
 _FINISHED = re.compile(rb'"finish_reason"\s*:\s*"')  # a literal first: re scans for it fast

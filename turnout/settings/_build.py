@@ -20,6 +20,9 @@ from ..state import open_state
 from ._models import TurnoutSettings
 from ._resolve import ResolvedBackend, ResolvedConfig, resolve
 
+ROUTING = ("strategy", "affinity", "affinity_ttl", "hedge_after", "max_hedges")
+"""The routing settings (issue 25): each a Router keyword of the same name."""
+
 __all__ = ["build_adapter", "build_backend", "build_router", "from_env"]
 
 
@@ -72,6 +75,7 @@ def build_router(settings: TurnoutSettings | ResolvedConfig, default_headers: Ma
         failover_on_content_filter=config.failover_on_content_filter.value,
         state=open_state(config.state_url.value, prefix=config.state_prefix.value, timeout=config.state_timeout.value),
         on_event=on_event,
+        **{name: config.values[name].value for name in ROUTING},
     )
 
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._base import COOLING, PROBING, Admission, BackendState, Limits, State, View
+from ._base import COOLING, PROBING, Admission, BackendState, Limits, Session, State, View
 from ._memory import MemoryState
 
 if TYPE_CHECKING:
     from ._redis import RedisState
 
-__all__ = ["Admission", "BackendState", "COOLING", "Limits", "MemoryState", "PROBING", "RedisState", "State", "View",
+__all__ = ["Admission", "BackendState", "COOLING", "Limits", "MemoryState", "PROBING", "RedisState", "Session", "State", "View",
            "open_state"]
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional, Protocol
 
-__all__ = ["Limits", "Admission", "View", "BackendState", "State", "COOLING", "PROBING", "SPAN"]
+__all__ = ["Limits", "Admission", "View", "BackendState", "State", "Session", "COOLING", "PROBING", "SPAN"]
 
 SPAN = 61
 """Seconds a rate window looks back: the last 60 whole seconds and the current one, so that no
@@ -39,6 +39,18 @@ class Limits:
     budget_window: int = 10
     probe_lease: float = 60.0
     """How long a half-open probe is held; it lapses after this if its process dies mid-probe."""
+    busy: bool = False
+    """Count requests in flight across processes too (the ``least-busy`` strategy; in memory they always are)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A request's session, for affinity: its key, how long the store keeps it (seconds), and the
+    backends it may be sent to instead (the same priority level, not tried yet in this request)."""
+
+    key: str
+    ttl: float
+    others: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -61,6 +73,8 @@ class Admission:
     """Consecutive failures when it was admitted: a success need not reset a count that was 0."""
     attempts: int = 0
     """Attempts made under it so far (the router's count: a retry takes its own room in the windows)."""
+    moved: str = ""
+    """Not admitted because the request's session was last served by this other backend (shared state)."""
 
 
 @dataclass(frozen=True)
@@ -95,10 +109,21 @@ class BackendState(Protocol):
 
     limits: Limits
 
-    async def admit(self, tokens: int, *, hold: bool = True) -> Admission:
-        """Check the breaker, the provider's limit and the windows, and count the request if it may go;
-        a half-open breaker's probe is claimed. ``hold=False`` counts it whatever (a pinned request, or
-        the one tried when every candidate cools down) and never claims a probe."""
+    async def admit(self, tokens: int, *, hold: bool = True, hedge: bool = False,
+                    session: Optional[Session] = None) -> Admission:
+        """Check the breaker, the provider's limit and the windows, and count the request if it may go
+        (and as in flight); a half-open breaker's probe is claimed. ``hold=False`` counts it whatever
+        (a pinned request, or the one tried when every candidate cools down) and never claims a probe;
+        ``hedge`` counts it as a retry too (the budget). A shared store records ``session`` as served
+        here, or answers ``moved`` when another of ``session.others`` served it last."""
+        ...
+
+    def done(self, admission: Admission) -> None:
+        """An admitted request ended (its answer read, or it failed): no longer in flight. Never waits."""
+        ...
+
+    def busy(self) -> int:
+        """Requests in flight on this backend as last seen (every process's, with shared state), no round trip."""
         ...
 
     async def again(self, tokens: int) -> Admission:

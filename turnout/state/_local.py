@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Optional
 
 from . import _clock
-from ._base import COOLING, PROBING, SPAN, Admission, Limits, View
+from ._base import COOLING, PROBING, SPAN, Admission, Limits, Session, View
 
 __all__ = ["LocalBackend", "Ring"]
 
@@ -79,7 +79,8 @@ class LocalBackend:
                breaker, its failure opens it for another cooldown
     """
 
-    __slots__ = ("limits", "fails", "open_until", "probing", "openings", "full_until", "full_what", "ring")
+    __slots__ = ("limits", "fails", "open_until", "probing", "openings", "full_until", "full_what", "ring",
+                 "in_flight")
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
@@ -90,9 +91,10 @@ class LocalBackend:
         self.full_until = 0.0
         self.full_what = ""
         self.ring = Ring()
+        self.in_flight = 0
 
     # -- the steps, synchronous: the Redis store's fallback calls them as they are ---------
-    def admit_now(self, tokens: int, hold: bool = True) -> Admission:
+    def admit_now(self, tokens: int, hold: bool = True, hedge: bool = False) -> Admission:
         now = _clock.now()
         probe = False
         if hold:
@@ -109,9 +111,10 @@ class LocalBackend:
                 if held is not None:
                     return Admission(False, wait=held[1], why=held[0], full=True)
         second = int(now)
-        self.ring.count(second, 1, tokens, 0)
+        self.ring.count(second, 1, tokens, 1 if hedge else 0)
         if probe:
             self.probing = True
+        self.in_flight += 1
         return Admission(True, probe=probe, tokens=tokens, second=second, fails=self.fails)
 
     def again_now(self, tokens: int) -> Admission:
@@ -177,8 +180,16 @@ class LocalBackend:
         return bool(self.open_until) and (_clock.now() < self.open_until or self.probing)
 
     # -- the BackendState protocol --------------------------------------------------------------
-    async def admit(self, tokens: int, *, hold: bool = True) -> Admission:
-        return self.admit_now(tokens, hold)
+    async def admit(self, tokens: int, *, hold: bool = True, hedge: bool = False,
+                    session: Optional[Session] = None) -> Admission:
+        return self.admit_now(tokens, hold, hedge)
+
+    def done(self, admission: Admission) -> None:
+        if self.in_flight > 0:
+            self.in_flight -= 1
+
+    def busy(self) -> int:
+        return self.in_flight
 
     async def again(self, tokens: int) -> Admission:
         return self.again_now(tokens)

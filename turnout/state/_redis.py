@@ -31,17 +31,21 @@ import asyncio
 import json
 import logging
 import math
+import os
+import secrets
+import socket
 import urllib.parse
+from collections import Counter
 from typing import Any, Awaitable, Callable, Optional, TypeVar
 
 from .._errors import ConfigError
 from .._redact import redact_url
 from . import _clock, _scripts
-from ._base import COOLING, PROBING, SPAN, Admission, Limits, View
+from ._base import COOLING, PROBING, SPAN, Admission, Limits, Session, View
 from ._local import LocalBackend, Ring
 from ._memory import MemoryState
 
-__all__ = ["RedisState", "RECONNECT_EVERY", "SCHEMES", "connect"]
+__all__ = ["RedisState", "RECONNECT_EVERY", "SCHEMES", "connect", "LEASE"]
 
 log = logging.getLogger("turnout")
 T = TypeVar("T")
@@ -51,6 +55,12 @@ RECONNECT_EVERY = 1.0
 
 OWED_FOR = 0.05
 """Seconds a token correction waits for an admission to ride with before it is sent alone."""
+
+LEASE = 5.0
+"""Seconds a process's requests in flight count after its last word: a process that died is forgotten then."""
+
+FRESH = 0.25
+"""Seconds the in-flight counts last seen are good for ordering; older, they are read again (least-busy only)."""
 
 _WHY = {"cooling down": COOLING, "probed by another request": PROBING}
 
@@ -75,8 +85,11 @@ class RedisState:
                                                          asyncio.TimeoutError)  # a cluster's are not RedisErrors
         # no retries inside redis-py: a failed step falls back to local state at once, and the pings reconnect
         self.client = connect(url, timeout=timeout, retry=Retry(NoBackoff(), 0))
+        self.cluster = "+cluster" in url.split("://", 1)[0].lower()
+        """A Redis Cluster: one slot per script, so no in-flight counts or sessions across backends' keys."""
         self._scripts = {name: self.client.register_script(getattr(_scripts, name))
-                         for name in ("ADMIT", "FAILED", "FULL", "USED", "BUDGET", "VIEW")}
+                         for name in ("ADMIT", "FAILED", "FULL", "USED", "BUDGET", "VIEW", "BUSY")}
+        self.busy = InFlight(self)
         self._backends: list[RedisBackend] = []
         self._local_kv = MemoryState()  # while Redis is away: bounded, expiring, this process's own
         self.down = False
@@ -86,17 +99,17 @@ class RedisState:
         return f"RedisState(url={redact_url(self.url)!r}, prefix={self.prefix!r}, down={self.down})"
 
     def backend(self, name: str, limits: Limits) -> RedisBackend:
-        made = RedisBackend(self, f"{self.prefix}:backend:{{{name}}}", limits)
+        made = RedisBackend(self, name, f"{self.prefix}:backend:{{{name}}}", limits)
         self._backends.append(made)
         return made
 
     # -- one step, or the fallback ---------------------------------------------------------
-    async def run(self, script: str, key: str, args: list[Any], fallback: Callable[[], T]) -> Any:
+    async def run(self, script: str, key: str | list[str], args: list[Any], fallback: Callable[[], T]) -> Any:
         """The script's answer, or ``fallback()``'s while Redis is unreachable."""
         if self.down:
             return fallback()
         try:
-            return await self._scripts[script](keys=[key], args=args)
+            return await self._scripts[script](keys=[key] if isinstance(key, str) else key, args=args)
         except self._errors as err:
             self._lost(err)
             return fallback()
@@ -161,10 +174,13 @@ class RedisState:
     async def delete(self, key: str) -> bool:
         return bool(await self.command(lambda: self.client.delete(self._kv(key)), lambda: self._local_kv.delete(key)))
 
+    def session_key(self, session: str) -> str:
+        return f"{self.prefix}:session:{session}"
+
     async def aclose(self) -> None:
         if self._pinging is not None:
             self._pinging.cancel()
-        await asyncio.gather(*(b._settled() for b in self._backends))
+        await asyncio.gather(self.busy.settle(), *(b._settled() for b in self._backends))
         await self.client.aclose()
 
 
@@ -229,8 +245,9 @@ class RedisBackend:
     holds), so ``is_open`` and ``view`` need no round trip; ``refresh`` reads it all anew.
     """
 
-    def __init__(self, store: RedisState, key: str, limits: Limits) -> None:
+    def __init__(self, store: RedisState, name: str, key: str, limits: Limits) -> None:
         self.store = store
+        self.name = name
         self.key = key
         self.limits = limits
         self.local = LocalBackend(limits)
@@ -246,8 +263,8 @@ class RedisBackend:
         self._full_what = ""
         self._limits = f"{limits.rpm or 0} {limits.tpm or 0} {limits.probe_lease:.3f} {_scripts.KEEP_MS}".encode()
 
-    def _args(self, tokens: int, mode: str) -> list[Any]:
-        return [tokens, mode, self._limits, *self._take_owed()]
+    def _args(self, tokens: int, mode: str, ended: str = "", session: str = "") -> list[Any]:
+        return [tokens, mode, self._limits, ended, session, *self._take_owed()]
 
     def _take_owed(self) -> list[int]:
         owed, self._owed = self._owed, []
@@ -287,17 +304,47 @@ class RedisBackend:
         self._send_owed()
         await self._corrected()
 
-    async def admit(self, tokens: int, *, hold: bool = True) -> Admission:
+    async def admit(self, tokens: int, *, hold: bool = True, hedge: bool = False,
+                    session: Optional[Session] = None) -> Admission:
         await self._corrected()
-        answer = await self.store.run("ADMIT", self.key, self._args(tokens, "hold" if hold else "count"),
-                                      lambda: self.local.admit_now(tokens, hold))
+        busy = self.store.busy if self.limits.busy and not self.store.cluster else None
+        if self.store.cluster:
+            session = None  # the session's key is in another slot: this process's own memory decides
+        ended = busy.spec(self.name) if busy is not None else ""
+        # only the keys this step uses: a request without least-busy or a session touches one key (one slot
+        # of a Redis Cluster); the unused places repeat it
+        keys = [self.key, *((self.store.busy.key, self.store.busy.procs) if busy is not None else (self.key,) * 2),
+                self.store.session_key(session.key) if session is not None else self.key]
+        mode = "hedge" if hedge else "hold" if hold else "count"
+        answer = await self.store.run("ADMIT", keys, self._args(tokens, mode, ended, _session_arg(self.name, session)),
+                                      lambda: self.local.admit_now(tokens, hold, hedge))
         if isinstance(answer, Admission):
+            if busy is not None:
+                busy.unsent(ended)
             return answer
         code, wait, why, fields = self._saw(answer)
+        if busy is not None:
+            busy.saw(fields[8] if len(fields) > 8 else None)
+        if code == 3:
+            return Admission(False, moved=why)
         if code > 0:
             self._probing = self._probing or code == 2
+            if busy is not None:
+                busy.started(self.name)
+            elif self.store.cluster:
+                self.local.in_flight += 1  # counted in this process only (see RedisState.cluster)
             return Admission(True, probe=code == 2, tokens=tokens, second=int(fields[5]), fails=self._fails)
         return Admission(False, wait=wait, why=_WHY.get(why, why), full=code < 0)
+
+    def done(self, admission: Admission) -> None:
+        self.local.done(admission)
+        if self.limits.busy:
+            self.store.busy.ended(self.name)
+
+    def busy(self) -> int:
+        if self.store.down or self.store.cluster:
+            return self.local.busy()
+        return self.store.busy.count(self.name)
 
     async def again(self, tokens: int) -> Admission:
         await self._corrected()
@@ -402,6 +449,116 @@ class RedisBackend:
         self._full_until = now + full_until - redis_now if full_until > redis_now else 0.0
         self._full_what = fields.get("full_what", "")
         return self.view()
+
+
+def _session_arg(name: str, session: Optional[Session]) -> str:
+    """The session for the admission script: this backend, the key's lifetime (ms), the others it may move to."""
+    if session is None:
+        return ""
+    return "\t".join((name, str(max(1, math.ceil(session.ttl * 1000))), *session.others))
+
+
+class InFlight:
+    """Requests in flight on each backend, counted across processes for ``least-busy`` (see ``_scripts``).
+
+    This process's own counts are exact; the other processes' are as the last script answered,
+    read again when older than ``FRESH`` (``fresh()``). Ended requests ride with the next admission,
+    or go alone after ``OWED_FOR``; while this process has requests in flight its lease is renewed
+    every ``LEASE / 3`` seconds, so a long stream keeps counting and a dead process stops.
+    """
+
+    def __init__(self, store: RedisState) -> None:
+        self.store = store
+        self.key = f"{store.prefix}:inflight"
+        self.procs = f"{store.prefix}:procs"
+        self.proc = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.mine: Counter[str] = Counter()
+        self.others: dict[str, int] = {}
+        self.seen_at = -math.inf
+        self._ended: list[str] = []
+        self._sending: Optional[asyncio.TimerHandle] = None
+        self._beating: Optional[asyncio.Task[None]] = None
+        self._reading: Optional[asyncio.Future[None]] = None
+        self._steps: set[asyncio.Future[Any]] = set()
+
+    def count(self, name: str) -> int:
+        return self.others.get(name, 0) + self.mine[name]
+
+    def spec(self, name: str = "-") -> str:
+        """This process, its lease, the backend to count one more on, and the requests ended since it last said."""
+        ended, self._ended = self._ended, []
+        if self._sending is not None:
+            self._sending.cancel()
+            self._sending = None
+        return "\t".join((self.proc, f"{LEASE:.3f}", name, *ended))
+
+    def unsent(self, spec: str) -> None:
+        """Redis did not take ``spec``: its ended requests are owed still."""
+        self._ended.extend(spec.split("\t")[3:])
+
+    def saw(self, others: bytes | None) -> None:
+        if others is None:
+            return
+        counts: dict[str, int] = {}
+        for item in others.split():
+            name, _, n = item.decode().rpartition("=")
+            counts[name] = int(n)
+        self.others = counts
+        self.seen_at = _clock.now()
+
+    def started(self, name: str) -> None:
+        self.mine[name] += 1
+        if self._beating is None or self._beating.done():
+            self._beating = asyncio.ensure_future(self._beat())
+
+    def ended(self, name: str) -> None:
+        if self.mine[name] > 0:
+            self.mine[name] -= 1
+            self._ended.append(name)
+            if self._sending is None:
+                self._sending = asyncio.get_running_loop().call_later(OWED_FOR, self._send)
+
+    def _send(self) -> None:
+        self._sending = None
+        if self._ended:
+            step = asyncio.ensure_future(self._read())
+            self._steps.add(step)
+            step.add_done_callback(self._steps.discard)
+
+    async def _read(self) -> None:
+        spec = self.spec()
+        answer = await self.store.run("BUSY", [self.key, self.procs], [spec], lambda: None)
+        if answer is None:
+            self.unsent(spec)
+        else:
+            self.saw(answer)
+
+    async def fresh(self) -> None:
+        """The other processes' counts, read now if the last seen are older than ``FRESH`` (one read for
+        every request that asks meanwhile)."""
+        if self.store.down or _clock.now() - self.seen_at < FRESH:
+            return
+        if self._reading is None or self._reading.done():
+            self._reading = asyncio.ensure_future(self._read())
+        await asyncio.shield(self._reading)
+
+    async def _beat(self) -> None:
+        while sum(self.mine.values()) > 0:
+            await asyncio.sleep(LEASE / 3)
+            if _clock.now() - self.seen_at >= LEASE / 3:
+                await self._read()
+
+    async def settle(self) -> None:
+        """At close: no more lease renewals; the requests that ended are said to have ended."""
+        if self._beating is not None:
+            self._beating.cancel()
+        if self._sending is not None:
+            self._sending.cancel()
+            self._sending = None
+        if self._ended and not self.store.down:
+            await self._read()
+        if self._steps:
+            await asyncio.gather(*self._steps)
 
 
 def _text(value: Any) -> str:

@@ -12,11 +12,23 @@ scripts answer in seconds from now.
 
 The key expires a day after its last write (``KEEP_MS``), or later while a
 cooldown or a provider's limit lasts longer.
+
+**Requests in flight** (the ``least-busy`` strategy) are one hash for every
+backend, ``<prefix>:inflight``, a field per backend and process
+(``<backend>\t<process>``), and a sorted set of live processes,
+``<prefix>:procs``, scored by when each one's lease ends. Every admission
+renews its process's lease, counts the request and answers how many requests
+the *other* live processes have in flight on each backend; a process's
+requests that ended ride with its next admission as decrements. A process
+that dies stops renewing: at its lease's end its counts are dropped by the
+next script that looks, so none leaks. **Sessions** (affinity) are keys
+``<prefix>:session:<id>`` holding the backend that served them last, set by
+the admission that sends them there.
 """
 
 from __future__ import annotations
 
-__all__ = ["ADMIT", "FAILED", "FULL", "USED", "BUDGET", "VIEW", "KEEP_MS"]
+__all__ = ["ADMIT", "FAILED", "FULL", "USED", "BUDGET", "VIEW", "BUSY", "KEEP_MS"]
 
 KEEP_MS = 86_400_000
 
@@ -39,6 +51,46 @@ local function correct(from)  -- ARGV[from..]: (second, tokens) pairs, estimates
     end
   end
 end
+local function split(text)
+  local f = {}
+  for w in string.gmatch(text, '[^\t]+') do f[#f + 1] = w end
+  return f
+end
+-- in flight: spec is "process\tlease\tbackend\tended1\tended2..." (backend: the one to count one more on,
+-- or "-"); answers "backend=n backend=n" for the other live processes' requests
+local function ended(ik, spec)  -- this process's requests that ended since it last said
+  local f = split(spec)
+  for j = 4, #f do
+    local field = f[j] .. '\t' .. f[1]
+    if redis.call('HINCRBY', ik, field, -1) <= 0 then redis.call('HDEL', ik, field) end
+  end
+end
+local function inflight(ik, pk, spec, add)
+  local f = split(spec)
+  local proc, lease = f[1], tonumber(f[2])
+  if add then redis.call('HINCRBY', ik, f[3] .. '\t' .. proc, 1) end
+  redis.call('ZADD', pk, now + lease, proc)
+  redis.call('ZREMRANGEBYSCORE', pk, '-inf', now)
+  local live = {}
+  for _, p in ipairs(redis.call('ZRANGE', pk, 0, -1)) do live[p] = true end
+  local all = redis.call('HGETALL', ik)
+  local counts, names = {}, {}
+  for j = 1, #all, 2 do
+    local name, owner = string.match(all[j], '^(.*)\t([^\t]*)$')
+    if owner == nil or not live[owner] then
+      redis.call('HDEL', ik, all[j])
+    elseif owner ~= proc then
+      if counts[name] == nil then names[#names + 1] = name; counts[name] = 0 end
+      counts[name] = counts[name] + (tonumber(all[j + 1]) or 0)
+    end
+  end
+  local keep_for = math.ceil(lease * 4000) + 60000
+  redis.call('PEXPIRE', ik, keep_for)
+  redis.call('PEXPIRE', pk, keep_for)
+  local out = {}
+  for _, name in ipairs(names) do out[#out + 1] = name .. '=' .. counts[name] end
+  return table.concat(out, ' ')
+end
 local function slots(names)
   local fields = {}
   for i = 0, 60 do
@@ -49,10 +101,14 @@ end
 """
 
 ADMIT = _PRELUDE + """
--- ARGV: tokens, mode (hold | count | again), the backend's limits "rpm tpm probe-lease keep-ms" (rpm, tpm
--- 0: none), then token corrections this process owes (see USED), applied first. The answer is one string,
--- "code|wait|why|fails|openings[|second|rpm used|tpm used]" (one reply to read, not eight).
-correct(4)
+-- KEYS: the backend, the in-flight hash, the live processes, the session (any key when there is none).
+-- ARGV: tokens, mode (hold | hedge | count | again), the backend's limits "rpm tpm probe-lease keep-ms" (rpm,
+-- tpm 0: none), in flight (see inflight(); "" when not counted), the session "backend\tttl-ms\tother1..."
+-- ("": none), then token corrections this process owes (see USED), applied first. The answer is one string,
+-- "code|wait|why|fails|openings[|second|rpm used|tpm used|in flight elsewhere]" (one reply to read, not
+-- eight); code 3: the session was served last by the backend in "why", one of the others named.
+correct(6)
+if ARGV[4] ~= '' then ended(KEYS[2], ARGV[4]) end
 local tokens, mode = tonumber(ARGV[1]), ARGV[2]
 local rpm, tpm, lease, keep_ms = string.match(ARGV[3], '(%d+) (%d+) ([%d.]+) (%d+)')
 rpm, tpm, lease, keep_ms = tonumber(rpm), tonumber(tpm), tonumber(lease), tonumber(keep_ms)
@@ -63,7 +119,8 @@ local b = redis.call('HMGET', k, 'open_until', 'probe_until', 'full_until', 'ful
                      'wr', 'wt', 'wlo', 's' .. i, 'r' .. i, 't' .. i, 'x' .. i)
 local open_until, fails, openings = tonumber(b[1]) or 0, tonumber(b[5]) or 0, tonumber(b[6]) or 0
 local probe = false
-if mode == 'hold' then
+local holds = mode == 'hold' or mode == 'hedge'
+if holds then
   if open_until > 0 then
     if now < open_until then return answer(0, tostring(open_until - now), 'cooling down', fails, openings) end
     if now < (tonumber(b[2]) or 0) then return answer(0, '0', 'probed by another request', fails, openings) end
@@ -71,6 +128,15 @@ if mode == 'hold' then
   end
   local full_until = tonumber(b[3]) or 0
   if now < full_until then return answer(-1, tostring(full_until - now), b[4] or 'provider', fails, openings) end
+end
+local session = ARGV[5] ~= '' and split(ARGV[5]) or nil
+if session and holds then  -- affinity: the session's last backend, if it is another this request may go to
+  local last = redis.call('GET', KEYS[4])
+  if last and last ~= session[1] then
+    for j = 3, #session do
+      if session[j] == last then return answer(3, '0', last, fails, openings) end
+    end
+  end
 end
 -- the window's running totals (wr requests, wt tokens) count the seconds from wlo on: take out those that left
 local used_r, used_t, lo = tonumber(b[7]) or 0, tonumber(b[8]) or 0, tonumber(b[9])
@@ -111,7 +177,7 @@ local r, t, x = 1, tokens, 0
 if tonumber(b[10]) == sec then
   r, t, x = (tonumber(b[11]) or 0) + 1, (tonumber(b[12]) or 0) + tokens, tonumber(b[13]) or 0
 end
-if mode == 'again' then x = x + 1 end
+if mode == 'again' or mode == 'hedge' then x = x + 1 end
 used_r, used_t = used_r + 1, used_t + tokens
 if probe then
   redis.call('HSET', k, 's' .. i, sec, 'r' .. i, r, 't' .. i, t, 'x' .. i, x, 'wr', used_r, 'wt', used_t,
@@ -121,8 +187,11 @@ else
              'wlo', sec - 60)
 end
 keep(keep_ms, 3600000)  -- every request would otherwise write the expiry again
-if probe then return answer(2, '0', '', fails, openings, sec, used_r, used_t) end
-return answer(1, '0', '', fails, openings, sec, used_r, used_t)
+if session then redis.call('SET', KEYS[4], session[1], 'PX', tonumber(session[2])) end
+local elsewhere = ''
+if ARGV[4] ~= '' and mode ~= 'again' then elsewhere = inflight(KEYS[2], KEYS[3], ARGV[4], true) end
+if probe then return answer(2, '0', '', fails, openings, sec, used_r, used_t, elsewhere) end
+return answer(1, '0', '', fails, openings, sec, used_r, used_t, elsewhere)
 """
 
 FAILED = _PRELUDE + """
@@ -180,6 +249,13 @@ for i = 0, 60 do
   end
 end
 return {requests, retries}
+"""
+
+BUSY = _PRELUDE + """
+-- KEYS: the in-flight hash, the live processes. ARGV: in flight (see inflight(); nothing counted). The lease's
+-- renewal while requests last, the decrements no admission came to carry, or a fresh read for the ordering.
+ended(KEYS[1], ARGV[1])
+return inflight(KEYS[1], KEYS[2], ARGV[1], false)
 """
 
 VIEW = _PRELUDE + """

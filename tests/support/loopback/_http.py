@@ -18,7 +18,7 @@ import threading
 import time
 from email.parser import BytesHeaderParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 from urllib.parse import parse_qsl
 
 from .faults import Fault, FaultQueue, FormFile, RecordedRequest
@@ -46,6 +46,10 @@ class LoopbackServer:
         self.open_connections = 0
         self.connections_made = 0
         """Every connection ever accepted: a client that reuses its connections makes few."""
+        self.latency: float | Callable[[int], float] = 0.0
+        """Seconds every request waits before it is answered, or a schedule: request number (from 1) -> seconds."""
+        self.answered = 0
+        """Requests answered (or failed by a fault) to the end, not abandoned by their client."""
         self.abandoned = 0
         """Requests whose client hung up while this server was still working on them (a delay, a hang, a stall)."""
         self._lock = threading.Lock()
@@ -100,6 +104,10 @@ class LoopbackServer:
     def wait(self, seconds: float) -> None:
         """Sleep, but wake when the server stops."""
         self._stopping.wait(seconds)
+
+    def latency_of(self, number: int) -> float:
+        latency = self.latency
+        return latency(number) if callable(latency) else latency
 
     def serve_until_interrupted(self, port: int) -> None:
         """For ``python -m``: print the port, serve until Ctrl-C."""
@@ -198,12 +206,19 @@ class LoopbackHandler(BaseHTTPRequestHandler):
         self.query = dict(parse_qsl(query))
         if self.request_id_prefix is not None:
             self.request_id = f"{self.request_id_prefix}{next(_request_numbers)}"
-        state.requests.append(RecordedRequest(self.command, path, dict(self.headers.items()),
-                                              None if form is not None else body, form, self.query, self.request_id))
+        with state._lock:
+            state.requests.append(RecordedRequest(self.command, path, dict(self.headers.items()),
+                                                  None if form is not None else body, form, self.query, self.request_id))
+            number = len(state.requests)
+        if not self.idle(state.latency_of(number)):
+            self.close_connection = True
+            return
         fault = self.fault = state.faults.take()
         if fault is not None and self._apply_fault(fault, body):
             return
         self.route(path, body, fault)
+        with state._lock:
+            state.answered += 1
 
     def route(self, path: str, body: dict[str, Any] | None, fault: Fault | None) -> None:
         """Answer one request: ``body`` is the JSON body, or the multipart fields; ``self.query`` the query."""
