@@ -25,8 +25,15 @@ ran on when this was written); recheck both when either moves.
   on the class (logfire's class-level mode) sees the caller's call once, not each
   backend attempt again; the client compares its class's ``request`` with it to
   know whether such a wrapper is there.
-- ``RAW_RESPONSE_HEADER`` (``openai._constants``): the header by which the
-  SDK asks for a raw response; the client's stand-in request keeps it.
+- ``RAW_RESPONSE_HEADER`` (``openai._constants``): the header by which
+  ``with_streaming_response`` asks for a body left unread (the client reads it;
+  its stand-in request keeps it).
+- ``resolve_data_residency`` (``openai._data_residency``), ``configure_provider``
+  and ``provider_name`` (``openai._provider``), ``is_x509_workload_identity`` and
+  ``mtls_base_url`` (``openai.auth._x509``): the constructor's ``data_residency``,
+  ``provider`` and X.509 ``workload_identity`` resolved by the SDK's own rules, for
+  the one backend the client builds from them. Newer than 3.0.0, so imported only
+  when called (an X.509 check on an SDK without them says no).
 
 The client also overrides private hooks of the SDK's base client
 (``client.py``): ``_process_response_data`` (to mark who served an answer
@@ -46,8 +53,9 @@ from openai._models import FinalRequestOptions
 from openai._streaming import SSEDecoder
 from openai._types import RequestOptions
 
-__all__ = ["ASYNC_SDK_REQUEST", "SYNC_SDK_REQUEST", "RAW_RESPONSE_HEADER", "FinalRequestOptions", "RequestOptions",
-           "SSEDecoder", "set_custom_headers"]
+__all__ = ["ASYNC_SDK_REQUEST", "SYNC_SDK_REQUEST", "FinalRequestOptions", "RAW_RESPONSE_HEADER", "RequestOptions",
+           "SSEDecoder", "configure_provider", "is_x509_workload_identity", "mtls_base_url", "provider_name",
+           "resolve_data_residency", "set_custom_headers"]
 
 ASYNC_SDK_REQUEST = AsyncAPIClient.request
 SYNC_SDK_REQUEST = SyncAPIClient.request
@@ -56,3 +64,42 @@ SYNC_SDK_REQUEST = SyncAPIClient.request
 def set_custom_headers(client: Any, headers: Mapping[str, str] | None) -> None:
     """Replace the headers an SDK client read from ``OPENAI_CUSTOM_HEADERS`` with ``headers``."""
     client._custom_headers = dict(headers or {})
+
+
+def resolve_data_residency(region: Any, base_url: Any, *, provider: Any) -> Any:
+    """The address of a ``data_residency`` region (and the SDK's refusals of what it cannot go with)."""
+    from openai._data_residency import resolve_data_residency as resolve
+
+    return resolve(region, base_url, provider=provider)
+
+
+def configure_provider(provider: Any) -> Any:
+    """A ``provider=`` as the SDK configures it (its ``base_url`` among the rest)."""
+    from openai._provider import _configure_provider
+
+    return _configure_provider(provider)
+
+
+def provider_name(provider: Any) -> str:
+    """The provider's name as the SDK's own error messages spell it."""
+    from openai._provider import _provider_name
+
+    return str(_provider_name(provider))
+
+
+def is_x509_workload_identity(identity: Any) -> bool:
+    """Is ``identity`` an X.509 workload identity? No on an SDK older than them."""
+    if identity is None:
+        return False
+    try:
+        from openai.auth._x509 import is_x509_workload_identity as is_x509
+    except ImportError:
+        return False
+    return bool(is_x509(identity))
+
+
+def mtls_base_url() -> str:
+    """OpenAI's mTLS address: the SDK's default base URL for an X.509 identity."""
+    from openai.auth._x509 import MTLS_API_BASE_URL
+
+    return str(MTLS_API_BASE_URL)

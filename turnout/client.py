@@ -21,19 +21,20 @@ library can carry one provider's key to another host.
 from __future__ import annotations
 
 import inspect
+import os
 from contextvars import ContextVar
 import urllib.parse
-from typing import Any, AsyncIterator, Iterator, Mapping, Optional, Type, cast
+from typing import Any, AsyncIterator, Iterable, Iterator, Mapping, Optional, Type, cast
 
 import httpx2
 import openai
 from openai import NotGiven
 
 from ._portal import run
-from ._sdk import ASYNC_SDK_REQUEST, RAW_RESPONSE_HEADER, SYNC_SDK_REQUEST, FinalRequestOptions
+from ._sdk import (ASYNC_SDK_REQUEST, RAW_RESPONSE_HEADER, SYNC_SDK_REQUEST, FinalRequestOptions, configure_provider,
+                   is_x509_workload_identity, mtls_base_url, provider_name, resolve_data_residency)
 from .adapters import OpenAICompatAdapter
 from .router import Backend, Router
-from .router._retry import max_retries_override
 from .telemetry import COST_HEADER
 
 __all__ = ["AsyncOpenAI", "OpenAI", "served_by", "cost_of", "BACKEND_HEADER", "PLACEHOLDER_KEY"]
@@ -48,9 +49,20 @@ _STAND_IN_URL = "http://turnout.invalid/"
 _SERVED_BY = "_turnout_backend"
 _COST = "_turnout_cost"
 _OPENAI_HOST = "api.openai.com"
+MAX_RETRIES_NONE = ("max_retries cannot be None. If you want to disable retries, pass `0`; if you want unlimited "
+                    "retries, pass `math.inf` or a very high number; if you want the default behavior, pass "
+                    "`openai.DEFAULT_MAX_RETRIES`")
+"""The SDK's own refusal of ``max_retries=None``, word for word."""
+
+_HTTPX_DEFAULT_TIMEOUT = httpx2.Timeout(5.0)
+"""httpx's own default: an http_client with any other timeout gives the client its timeout, as in the SDK."""
+
+_BACKEND_ONLY = ("admin_api_key", "workload_identity", "provider", "data_residency")
+"""Constructor arguments for the one backend the SDK would talk to, never for the client itself."""
+_ALSO_BACKENDS = ("organization", "project")
+"""Constructor arguments the client keeps (libraries read them) that its backends need too."""
 _NOT_COPIED = ("api_key", "admin_api_key", "workload_identity", "provider", "organization", "project",
-               "base_url", "websocket_base_url", "data_residency", "http_client", "default_query",
-               "set_default_query", "webhook_secret")
+               "base_url", "websocket_base_url", "data_residency", "http_client")
 
 
 def served_by(answer: object) -> str | None:
@@ -89,6 +101,7 @@ class _Routed:
     _turnout_retries: int | None
     _turnout_deadline: float | None
     _turnout_headers: dict[str, str]
+    _custom_query: Mapping[str, object]
 
     def _sdk_arguments(self, sdk: type, handle_type: type, router: Router | None,
                        kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -99,23 +112,29 @@ class _Routed:
         if isinstance(handle, (_Handle, _SyncHandle)):  # copy(): share the original's router
             self.router = handle.router
             return kwargs
-        if handle is not None:
-            raise TypeError("turnout clients send each request through its backend's own SDK client; "
-                            "http_client cannot be set (a backend's address, key and timeout are settings)")
+        _refuse_as_the_sdk(kwargs, handle_type.__bases__[0])  # before any backend is built
         names = _sdk_names(sdk)
         given = {k: v for k, v in kwargs.items() if k in names and _given(v) is not None}
         settings = {k: v for k, v in kwargs.items() if k not in names}
+        logins = {k: given.pop(k) for k in _BACKEND_ONLY if k in given}
+        logins.update({k: given[k] for k in _ALSO_BACKENDS if k in given})
+        if handle is not None and "timeout" not in given and handle.timeout != _HTTPX_DEFAULT_TIMEOUT:
+            given["timeout"] = handle.timeout  # the SDK's rule: a timeout set on the http_client counts
+        base_url = _backend_url(given, logins, kwargs.get("base_url", openai.NOT_GIVEN))
         if router is None:
-            router = _router_for_client(api_key=given.get("api_key"), base_url=_text(given.get("base_url")),
+            router = _router_for_client(api_key=given.get("api_key"), base_url=base_url,
                                         timeout=_seconds(given.get("timeout")), max_retries=given.get("max_retries"),
-                                        default_headers=given.get("default_headers"), **settings)
-        elif settings:
-            raise TypeError(f"settings {sorted(settings)} have no effect with router=...: set them on its backends")
+                                        default_headers=given.get("default_headers"), http_client=handle,
+                                        sdk=logins, **settings)
+        elif settings or handle is not None or logins:
+            unused = sorted([*settings, *logins, *(["http_client"] if handle is not None else [])])
+            raise TypeError(f"settings {unused} have no effect with router=...: set them on its backends")
         self.router = router
         primary = router.primary
-        return {**given, "api_key": _exposed_key(primary), "base_url": primary.adapter.base_url,
+        return {**given, "api_key": _exposed_key(primary), "admin_api_key": _exposed_admin_key(primary, logins),
+                "base_url": primary.adapter.base_url,
                 "timeout": given.get("timeout", getattr(primary.adapter, "timeout", openai.NOT_GIVEN)),
-                "max_retries": given.get("max_retries", primary.max_retries), "http_client": handle_type(router)}
+                "max_retries": given.get("max_retries", primary.max_retries), "http_client": handle_type(router, handle)}
 
     def copy(self, *, timeout: Any = openai.NOT_GIVEN, max_retries: Any = openai.NOT_GIVEN,
              default_headers: Mapping[str, str] | None = None, set_default_headers: Mapping[str, str] | None = None,
@@ -140,15 +159,18 @@ class _Routed:
         if self._turnout_headers:
             sent = options.headers if isinstance(options.headers, Mapping) else {}
             options = options.model_copy(update={"headers": {**self._turnout_headers, **sent}})
+        if self._custom_query:  # default_query (the constructor's or a copy's), for whichever backend serves
+            params = options.params if isinstance(options.params, Mapping) else {}
+            options = options.model_copy(update={"params": {**self._custom_query, **params}})
         deadline = _seconds(options.timeout) if not isinstance(options.timeout, NotGiven) else self._turnout_deadline
-        token = max_retries_override.set(self._turnout_retries) if self._turnout_retries is not None else None
-        try:
-            name, response = await self.router.send(options, stream=stream, timeout=deadline)
-        finally:
-            if token is not None:
-                max_retries_override.reset(token)
+        retries = options.max_retries if not isinstance(options.max_retries, NotGiven) else self._turnout_retries
+        name, response = await self.router.send(options, stream=stream, timeout=deadline, max_retries=retries)
         if name is not None:
             response.headers[BACKEND_HEADER] = name
+        else:  # made by the router (every backend's models): the request as this client's SDK would have sent it,
+            response.request = super()._build_request(options)  # type: ignore[misc]  # the SDK's, not the stand-in
+            if not _streamed(options):  # and read whole, as httpx leaves a response it was not asked to stream
+                response.is_stream_consumed = response.is_closed = True
         return name, response
 
     def _build_request(self, options: FinalRequestOptions, *, retries_taken: int = 0) -> httpx2.Request:
@@ -175,10 +197,13 @@ class _Routed:
 class AsyncOpenAI(_Routed, openai.AsyncOpenAI):
     """An ``openai.AsyncOpenAI`` whose requests are served by the backends the environment configures.
 
-    ``api_key`` and/or ``base_url`` make the one backend the SDK would talk to;
-    ``timeout`` and ``max_retries`` set every backend's per-attempt timeout and
-    retries; ``default_headers`` go to every backend; ``router=`` serves with a
-    Router you built. Other keyword arguments are settings fields (README).
+    ``api_key`` (or a key function), ``base_url``, ``workload_identity``, ``provider`` or
+    ``data_residency`` make the one backend the SDK would talk to; ``timeout`` and
+    ``max_retries`` set every backend's per-attempt timeout and retries;
+    ``default_headers`` and ``default_query`` go to every backend; ``http_client``'s
+    transports carry every backend's requests; ``router=`` serves with a Router you
+    built. Other keyword arguments are settings fields. Each argument:
+    docs/sdk-compatibility.md.
     """
 
     def __init__(self, *, router: Router | None = None, **kwargs: Any) -> None:
@@ -224,7 +249,7 @@ class OpenAI(_Routed, openai.OpenAI):
                 stream_cls: Optional[type[Any]] = None) -> Any:
         if openai.OpenAI.request is SYNC_SDK_REQUEST:  # as AsyncOpenAI.request
             cast_to = self._maybe_override_cast_to(cast_to, options)
-            name, response = run(self._route(options, stream))
+            name, response = run(self._route(_replayable(options), stream))
             answer = self._process_response(cast_to=cast_to, options=options, response=_synchronous(response),
                                             stream=stream, stream_cls=stream_cls)
             return _tagged(answer, name)
@@ -242,7 +267,7 @@ class OpenAI(_Routed, openai.OpenAI):
 
     def _send_request(self, request: httpx2.Request, *, stream: bool, **kwargs: Any) -> httpx2.Response:
         pending = _pending.get()
-        pending.served, response = run(self._route(pending.routed(), pending.stream))
+        pending.served, response = run(self._route(_replayable(pending.routed()), pending.stream))
         return _synchronous(response)
 
 
@@ -287,24 +312,31 @@ class _Refuse(httpx2.AsyncBaseTransport, httpx2.BaseTransport):
 
 
 class _Handle(httpx2.AsyncClient):
-    """The SDK's ``close()`` closes its http client: for turnout's clients, that closes the backends."""
+    """The SDK's ``close()`` closes its http client: for turnout's clients, that closes the backends, and
+    the caller's ``http_client`` (as the SDK closes it) whose transports they share."""
 
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router, caller: httpx2.AsyncClient | None = None) -> None:
         super().__init__(transport=_Refuse(), trust_env=False)
         self.router = router
+        self.caller = caller
 
     async def aclose(self) -> None:
         await self.router.aclose()
+        if self.caller is not None:
+            await self.caller.aclose()
         await super().aclose()
 
 
 class _SyncHandle(httpx2.Client):
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router, caller: httpx2.Client | None = None) -> None:
         super().__init__(transport=_Refuse(), trust_env=False)
         self.router = router
+        self.caller = caller
 
     def close(self) -> None:
         run(self.router.aclose())
+        if self.caller is not None:
+            self.caller.close()
         super().close()
 
 
@@ -332,6 +364,35 @@ async def _next(chunks: AsyncIterator[bytes]) -> bytes:
 
 # -- small helpers ---------------------------------------------------------------
 
+def _refuse_as_the_sdk(kwargs: Mapping[str, Any], client_kind: type) -> None:
+    """The SDK's own refusals of arguments turnout reads before the SDK's constructor sees them."""
+    if "max_retries" in kwargs and kwargs["max_retries"] is None:
+        raise TypeError(MAX_RETRIES_NONE)
+    handle = kwargs.get("http_client")
+    if handle is not None and not isinstance(handle, client_kind):
+        raise TypeError(f"Invalid `http_client` argument; Expected an instance of `httpx2.{client_kind.__name__}` "
+                        f"(turnout's backends speak httpx2; an httpx client cannot carry their requests) "
+                        f"but got {type(handle)}")
+    if "workload_identity" in kwargs and _given(kwargs.get("api_key")) is not None \
+            and _given(kwargs["workload_identity"]) is not None:
+        raise openai.OpenAIError("The `api_key` and `workload_identity` arguments are mutually exclusive")
+
+
+def _replayable(options: FinalRequestOptions) -> FinalRequestOptions:
+    """A synchronous iterator body, read here: the backends run on the router's loop, and a retry or a
+    failover sends the body again."""
+    content = options.content
+    if content is None or isinstance(content, (bytes, bytearray, str)) or not isinstance(content, Iterable):
+        return options
+    return options.model_copy(update={"content": b"".join(content)})
+
+
+def _streamed(options: FinalRequestOptions) -> bool:
+    """Did the caller ask for the body unread (``with_streaming_response``)?"""
+    headers = options.headers if isinstance(options.headers, Mapping) else {}
+    return headers.get(RAW_RESPONSE_HEADER) == "stream"
+
+
 def _tagged(answer: Any, name: str | None) -> Any:
     """Mark who served an answer, beside its fields (``model_dump()`` never sees it)."""
     if name is not None and hasattr(answer, "__dict__"):
@@ -341,35 +402,97 @@ def _tagged(answer: Any, name: str | None) -> Any:
 
 def _exposed_key(primary: Backend) -> str:
     """A real key only where any library may send it: OpenAI's own, when OpenAI's own host is primary."""
+    adapter = _openai_itself(primary)
+    return (adapter.api_key or PLACEHOLDER_KEY) if adapter is not None else PLACEHOLDER_KEY
+
+
+def _exposed_admin_key(primary: Backend, logins: Mapping[str, Any]) -> str | None:
+    """``client.admin_api_key``, by the same rule as ``client.api_key``; ``None`` where none was given."""
+    adapter = _openai_itself(primary)
+    if adapter is not None:
+        return getattr(adapter, "admin_api_key", None)
+    return PLACEHOLDER_KEY if logins.get("admin_api_key") else None
+
+
+def _openai_itself(primary: Backend) -> OpenAICompatAdapter | None:
+    """The primary backend's adapter when it is OpenAI's own, on OpenAI's own host; else ``None``."""
     adapter = primary.adapter
-    if adapter.provider == "openai" and isinstance(adapter, OpenAICompatAdapter) \
+    if isinstance(adapter, OpenAICompatAdapter) and adapter.provider == "openai" \
             and urllib.parse.urlsplit(adapter.base_url).hostname == _OPENAI_HOST:
-        return adapter.api_key
-    return PLACEHOLDER_KEY
+        return adapter
+    return None
 
 
-def _router_for_client(*, api_key: str | None = None, base_url: str | None = None, timeout: float | None = None,
-                      max_retries: int | None = None, default_headers: Mapping[str, str] | None = None,
-                      **settings: Any) -> Router:
+def _backend_url(given: dict[str, Any], logins: dict[str, Any], base_url: Any) -> str | None:
+    """The address of the one backend the SDK would talk to: ``base_url``, a ``data_residency`` region's,
+    or a ``provider``'s (its SDK provider keeps the login); the SDK's own rules on combining them apply."""
+    region = logins.pop("data_residency", None)
+    if region is not None:  # a keyword of newer SDKs only (after 3.0.0)
+        return _text(resolve_data_residency(region, base_url, provider=logins.get("provider")))
+    provider = logins.get("provider")
+    if provider is not None:
+        clash = [k for k in ("api_key", "admin_api_key", "workload_identity", "base_url")
+                 if k in given or k in logins]
+        if clash:  # the SDK's own refusal, word for word
+            named = ", ".join(f"`{k}`" for k in clash)
+            raise openai.OpenAIError(f"`provider` cannot be combined with top-level {named}. Move provider "
+                                     f"authentication and routing options into `{provider_name(provider)}(...)`.")
+        return _text(configure_provider(provider).base_url)
+    if "base_url" not in given and not os.environ.get("OPENAI_BASE_URL") \
+            and is_x509_workload_identity(logins.get("workload_identity")):
+        return mtls_base_url()  # the SDK's own default for an X.509 identity: OpenAI's mTLS address
+    return _text(given.get("base_url"))
+
+
+def _router_for_client(*, api_key: Any = None, base_url: str | None = None, timeout: float | None = None,
+                       max_retries: int | None = None, default_headers: Mapping[str, str] | None = None,
+                       http_client: Any = None, sdk: Mapping[str, Any] | None = None, **settings: Any) -> Router:
     """The openai SDK's constructor arguments, in settings terms (see ``turnout.AsyncOpenAI``).
 
-    ``api_key`` or ``base_url`` make exactly the one backend the SDK would talk
-    to (OpenAI's address when no ``base_url``); ``timeout`` and ``max_retries``
-    set every backend's; ``default_headers`` go to every backend.
+    ``api_key`` (text or a function), ``base_url``, or the login options in ``sdk``
+    (``workload_identity``, ``provider``: given to that backend's SDK client as they are)
+    make exactly the one backend the SDK would talk to (OpenAI's address when no
+    ``base_url``); ``timeout`` and ``max_retries`` set every backend's;
+    ``default_headers`` go to every backend; ``http_client`` is the connection
+    layer of every OpenAI-compatible backend. ``sdk``'s ``admin_api_key``,
+    ``organization`` and ``project`` go to that one backend, else to every backend
+    whose provider is ``openai``.
     """
+    from .settings import TurnoutSettings, build_router, resolve  # only when no router= was given
+
     overrides = dict(settings)
     if timeout is not None:
         overrides["timeout"] = timeout
     if max_retries is not None:
         overrides["max_retries"] = max_retries
-    if api_key is not None or base_url is not None:
-        name, provider = ("openai", "openai") if base_url is None else ("default", "openai_compat")
+    sdk = {k: v for k, v in (sdk or {}).items() if v is not None}
+    if api_key is not None or base_url is not None or set(sdk) - _OPENAI_ACCOUNT:
+        name, provider = ("openai", "openai") if base_url is None or _openai_host(base_url) else ("default", "openai_compat")
+        if "provider" in sdk:  # another cloud: its SDK provider brings the address and the login
+            name, provider = "default", "openai_compat"
+        elif "workload_identity" in sdk:  # the SDK's own stand-in for the key a workload identity fetches
+            api_key = WORKLOAD_IDENTITY_KEY
         section = {"provider": provider, "base_url": base_url, "api_key": api_key}
         overrides["backends"] = [name]
         overrides["backend"] = {name: {k: v for k, v in section.items() if v is not None}}
-    from .settings import TurnoutSettings, build_router  # only when no router= was given
+        return build_router(TurnoutSettings(**overrides), default_headers, http_client=http_client, sdk={name: sdk})
+    config = resolve(TurnoutSettings(**overrides))
+    account = {b.name: sdk for b in config.backends if b.preset is not None and b.preset.name == "openai"}
+    return build_router(config, default_headers, http_client=http_client, sdk=account)
 
-    return build_router(TurnoutSettings(**overrides), default_headers)
+
+_OPENAI_ACCOUNT = frozenset({"admin_api_key", "organization", "project"})
+"""OpenAI account settings: without a backend built from the constructor, for OpenAI's backends only."""
+
+
+WORKLOAD_IDENTITY_KEY = "workload-identity-auth"
+"""What the SDK takes as ``api_key`` beside ``workload_identity`` (it then fetches the real token)."""
+
+
+def _openai_host(base_url: str) -> bool:
+    """OpenAI's own address (a data residency region's too): its backend is the ``openai`` provider."""
+    host = urllib.parse.urlsplit(base_url).hostname or ""
+    return host == _OPENAI_HOST or host.endswith("." + _OPENAI_HOST)
 
 
 _SDK_NAMES: dict[type, frozenset[str]] = {}

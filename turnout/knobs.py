@@ -27,7 +27,7 @@ Scopes:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Callable, Literal, Optional, Union
 
 from pydantic import Field, SecretStr
 
@@ -46,6 +46,8 @@ PerMinute = Annotated[int, Field(ge=1)]
 Share = Annotated[float, Field(ge=0)]
 Port = Annotated[int, Field(ge=0, le=65535)]
 Bytes = Annotated[int, Field(gt=0)]
+Key = Union[SecretStr, Callable[[], Any]]
+"""A key, or (passed as a keyword) a function returning a fresh one before each request."""
 
 
 @dataclass(frozen=True)
@@ -66,12 +68,14 @@ KNOBS: dict[str, Knob] = {
     # which backend it is and how to reach it (per backend; resolved with the presets, in settings/_resolve.py)
     "provider": Knob(Optional[str], None, "backend", "a preset name"),
     "base_url": Knob(Optional[str], None, "backend", "an http:// or https:// URL"),
-    "api_key": Knob(Optional[SecretStr], None, "backend", "the key as text", secret=True),
+    "api_key": Knob(Optional[Key], None, "backend", "the key as text", secret=True),
     "api_key_env": Knob(Optional[str], None, "backend", "the name of a variable holding the key, like MY_GROQ_KEY"),
     "auth": Knob(Optional[Literal["key", "entra", "google", "aws"]], None, "backend",
                  "key (a static key), entra (Microsoft Entra ID, turnout[azure]), google (Google credentials, "
                  "turnout[google]) or aws (AWS's credential chain, turnout[aws]); which ones depends on the provider"),
     "api_version": Knob(Optional[str], None, "backend", "an Azure OpenAI api-version like 2024-10-21 (unset: the v1 API)"),
+    "proxy": Knob(Optional[str], None, "backend", "the proxy this backend is reached through, like "
+                  "http://proxy.internal:3128 (http, https or socks5)", secret=True),  # its password is masked
     # which requests it serves, and its share of them
     "models": Knob(Optional[dict[str, str]], None, "backend",
                    "alias=model,alias2=model2 (a bare model means alias == model), or a JSON object", raw=True),
@@ -81,7 +85,7 @@ KNOBS: dict[str, Knob] = {
     "max_retries": Knob(Retries, 2, "both", "a whole number >= 0"),
     "backoff_base": Knob(Positive, 2.0, "both", "a number > 0 (waits grow as backoff_base ** retry seconds)"),
     "backoff_max": Knob(Seconds, 30.0, "both", "seconds >= 0", unit="s"),  # also the cap on an honoured Retry-After
-    "timeout": Knob(PositiveSeconds, 60.0, "both", "seconds > 0", unit="s"),  # one attempt
+    "timeout": Knob(Seconds, 60.0, "both", "seconds >= 0", unit="s"),  # one attempt (0: the SDK's own meaning)
     "first_token_timeout": Knob(Optional[PositiveSeconds], None, "both",
                                 "seconds > 0 a stream may take to its first token (unset: the attempt's timeout)",
                                 unit="s"),

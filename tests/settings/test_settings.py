@@ -103,6 +103,7 @@ def test_every_backend_field_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
         TURNOUT_BACKEND__PRIMARY__COOLDOWN="45",
         TURNOUT_BACKEND__PRIMARY__RPM="500",
         TURNOUT_BACKEND__PRIMARY__TPM="30000",
+        TURNOUT_BACKEND__PRIMARY__PROXY="http://proxy.internal:3128",
         TURNOUT_BACKEND__PRIMARY__PRICE="big=0.9/0.9;*=0.1/0.2/0.05")
     b = one()
     assert b.name == "primary" and b.provider.value == "vllm" and b.preset is get_preset("vllm")
@@ -111,7 +112,7 @@ def test_every_backend_field_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     assert b.models.value == {"fast": "meta-llama/Llama-3.1-8B-Instruct", "big": "meta-llama/Llama-3.1-70B-Instruct"}
     assert (b.priority.value, b.weight.value, b.max_retries.value, b.backoff_base.value, b.backoff_max.value) == (3, 2.5, 4, 3.0, 11.0)
     assert (b.timeout.value, b.first_token_timeout.value, b.allowed_fails.value, b.cooldown.value) == (5.0, 2.5, 6, 45.0)
-    assert (b.rpm.value, b.tpm.value) == (500, 30000)
+    assert (b.rpm.value, b.tpm.value, b.proxy.value) == (500, 30000, "http://proxy.internal:3128")
     assert b.price.value == {"big": (0.9, 0.9), "*": (0.1, 0.2, 0.05)}
     assert (b.auth.value, b.api_version.value) == ("key", "2024-10-21")
     assert b.headers.value is not None and {k: v.get_secret_value() for k, v in b.headers.value.items()} == {"X-Title": "my app"}

@@ -106,7 +106,7 @@ def test_a_custom_server_needs_a_base_url(monkeypatch: pytest.MonkeyPatch) -> No
     ("TURNOUT_BACKEND__VLLM__MAX_RETRIES", "-1", "a whole number >= 0"),
     ("TURNOUT_MAX_RETRIES", "-1", "a whole number >= 0"),
     ("TURNOUT_MAX_RETRIES", "two", "a whole number >= 0"),
-    ("TURNOUT_BACKEND__VLLM__TIMEOUT", "0", "seconds > 0"),
+    ("TURNOUT_BACKEND__VLLM__TIMEOUT", "-0.5", "seconds >= 0"),
     ("TURNOUT_BACKOFF_MAX", "-3", "seconds >= 0"),
     ("TURNOUT_ALLOWED_FAILS", "0", "a whole number >= 1"),
     ("TURNOUT_BACKEND__VLLM__WEIGHT", "0", "a number > 0"),

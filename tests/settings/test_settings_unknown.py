@@ -207,8 +207,8 @@ def test_strict_off_warns_once_per_variable_and_carries_on(
     assert warnings(caplog) == [
         f"TURNOUT_MAX_RETRYS ({place}): is not a turnout variable; did you mean TURNOUT_MAX_RETRIES? "
         "(ignored: TURNOUT_STRICT is off)",
-        f"{rpm}: is not a backend setting; accepted: PROVIDER, BASE_URL, API_KEY, API_KEY_ENV, AUTH, API_VERSION, MODELS, PRIORITY, "
-        "WEIGHT, MAX_RETRIES, BACKOFF_BASE, BACKOFF_MAX, TIMEOUT, FIRST_TOKEN_TIMEOUT, HEADERS, CAPABILITIES, ALLOWED_FAILS, COOLDOWN, "
+        f"{rpm}: is not a backend setting; accepted: PROVIDER, BASE_URL, API_KEY, API_KEY_ENV, AUTH, API_VERSION, PROXY, MODELS, "
+        "PRIORITY, WEIGHT, MAX_RETRIES, BACKOFF_BASE, BACKOFF_MAX, TIMEOUT, FIRST_TOKEN_TIMEOUT, HEADERS, CAPABILITIES, ALLOWED_FAILS, COOLDOWN, "
         "RPM, TPM, PRICE (ignored: TURNOUT_STRICT is off)",
     ]
     assert resolve(settings[0]).notes == tuple(warnings(caplog))  # what turnout config shows

@@ -66,7 +66,7 @@ class Capabilities:
 
 _EVERY_SERVER = frozenset({"chat", "streaming", "tools", "json_mode"})
 
-Mode = Literal["routed", "aggregated", "pinned", "responses", "held"]
+Mode = Literal["routed", "aggregated", "pinned", "responses", "held", "admin"]
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,11 @@ class Endpoint:
     ``aggregated``: every backend answers and the answers are merged (models);
     ``pinned``: stateful (files, batches, ...), one backend, never failed over;
     ``responses``: routed, natively or through the chat bridge; ``held``: a stored
-    response, served by the backend (or the router's state) that made it.
+    response, served by the backend (or the router's state) that made it; ``admin``:
+    OpenAI's organization endpoints, pinned to the backend with an admin key.
+    ``model_optional``: the SDK lets the caller leave ``model`` out (a moderation, an
+    image, a response from a stored prompt): every backend that can serve it is a
+    candidate, in priority order, and the backend picks its default model.
     ``streams``: ``"stream": true`` makes its answer server-sent events; ``upload``: its body is a
     multipart form (a file), not JSON.
     """
@@ -85,17 +89,20 @@ class Endpoint:
     name: str
     mode: Mode = "routed"
     need: str | None = None
+    model_optional: bool = False
     streams: bool = False
     upload: bool = False
 
 
 @dataclass(frozen=True)
 class Call:
-    """One request for one backend: the SDK's own options, and whether the answer is an SSE stream."""
+    """One request for one backend: the SDK's own options, whether the answer is an SSE stream, and the
+    caller's own ``max_retries`` for it (``None``: each backend's)."""
 
     endpoint: Endpoint
     options: FinalRequestOptions
     stream: bool = False
+    max_retries: int | None = None
 
     @property
     def body(self) -> dict[str, Any]:
@@ -103,12 +110,22 @@ class Call:
         data = self.options.json_data
         return data if isinstance(data, dict) else {}
 
+    def requested_model(self) -> str:
+        """The request's model; "" where the endpoint lets the caller leave it out (every backend is a candidate)."""
+        model = self.body.get("model")
+        if isinstance(model, str) and model:
+            return model
+        if self.endpoint.model_optional:
+            return ""
+        raise TypeError(f"model is required for {self.endpoint.name}: pass model=..., a model a backend serves")
+
     def renamed(self, model: str) -> Call:
         """This call with ``model`` as a backend knows it; the body is shared, not copied, when it already is."""
         body = self.body
-        if body.get("model") == model:
+        if not model or body.get("model") == model:  # "": the request named none; the backend picks its own
             return self
-        return Call(self.endpoint, self.options.model_copy(update={"json_data": {**body, "model": model}}), self.stream)
+        return Call(self.endpoint, self.options.model_copy(update={"json_data": {**body, "model": model}}), self.stream,
+                    self.max_retries)
 
 
 def wire_response(call: Call, base_url: str, *, content: bytes | None = None,

@@ -7,11 +7,12 @@ decides which address and key it talks to. A provider is a row in
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import ssl
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import httpx2
 import openai
@@ -22,6 +23,7 @@ from .._redact import redact_url
 from .._sdk import ASYNC_SDK_REQUEST, set_custom_headers
 from ._base import Call, Capabilities, Health
 from ._constructors import build_client
+from ._http import Transports, backend_http_client
 from .auth import TokenSource, token_source
 from .presets import Auth, Preset, fill_base_url, get_preset
 
@@ -47,14 +49,21 @@ class OpenAICompatAdapter:
         *,
         preset: str | Preset = "openai_compat",
         base_url: str | None = None,
-        api_key: str | TokenSource | None = None,
+        api_key: str | TokenSource | Callable[[], Any] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
         headers: Mapping[str, str] | None = None,
         capabilities: Capabilities | None = None,
         http_client: httpx2.AsyncClient | None = None,
         auth: Auth | None = None,
         api_version: str | None = None,
+        transports: Transports | None = None,
+        proxy: str | None = None,
+        sdk: Mapping[str, Any] | None = None,
     ) -> None:
+        """``transports``: the caller's ``http_client`` connection layer (``adapters._http``); ``proxy``: this
+        backend's own; ``sdk``: the caller's other SDK constructor arguments (``admin_api_key``,
+        ``workload_identity``, ``provider``, ``organization``, ``project``), given to this
+        backend's SDK client as they are."""
         self.preset = preset if isinstance(preset, Preset) else get_preset(preset)
         self.name = name or self.preset.name
         self.provider = self.preset.name
@@ -62,15 +71,20 @@ class OpenAICompatAdapter:
         self.base_url = _resolve_base_url(self.name, self.preset, base_url)
         self.timeout = timeout
         self.credential = api_key or _credential(self.name, self.preset, auth or self.preset.auths[0])
+        sdk = dict(sdk or {})
         if http_client is None:  # the SDK's own defaults, less the SSL context it would build for each client
-            http_client = openai.DefaultAsyncHttpxClient(base_url=self.base_url, timeout=timeout,
-                                                         verify=_shared_ssl_context())
-        # -- issue 26: the row names the SDK constructor (plain, Azure, Bedrock provider) ------------
-        self._client = build_client(self.preset, self.name, base_url=self.base_url, credential=self.credential,
-                                    api_version=api_version, timeout=timeout,
-                                    default_headers=dict(headers) if headers else None, http_client=http_client)
+            http_client = backend_http_client(self.base_url, timeout, transports=transports, proxy=proxy,
+                                              verify=_shared_ssl_context())
+        common: dict[str, Any] = dict(timeout=timeout, default_headers=dict(headers) if headers else None,
+                                      http_client=http_client)
+        if "provider" in sdk:  # the caller's own SDK provider brings the address and the login
+            self._client = openai.AsyncOpenAI(**sdk, max_retries=0, **common)
+        else:  # -- issue 26: the row names the SDK constructor (plain, Azure, Bedrock provider) ------------
+            self._client = build_client(self.preset, self.name, base_url=self.base_url,
+                                        credential=_async_key(self.credential), api_version=api_version, **common,
+                                        **sdk)
         if self.preset.name != "openai":
-            _forget_openai_ambient(self._client, headers)
+            _forget_openai_ambient(self._client, headers, sdk)
 
     def __repr__(self) -> str:
         return f"OpenAICompatAdapter(name={self.name!r}, preset={self.preset.name!r}, base_url={redact_url(self.base_url)!r})"
@@ -79,6 +93,11 @@ class OpenAICompatAdapter:
     def api_key(self) -> str:
         """The key this backend sends (only ever to its own host)."""
         return self._client.api_key
+
+    @property
+    def admin_api_key(self) -> str | None:
+        """The key this backend sends to OpenAI's admin endpoints (``/organization/...``), if it has one."""
+        return getattr(self._client, "admin_api_key", None)
 
     async def send(self, call: Call) -> httpx2.Response:
         """The request through this backend's own SDK client, as the caller's SDK built it.
@@ -174,13 +193,28 @@ def _preset_key(name: str, preset: Preset) -> str:
     return key
 
 
-def _forget_openai_ambient(client: openai.AsyncOpenAI, headers: Mapping[str, str] | None) -> None:
+def _forget_openai_ambient(client: openai.AsyncOpenAI, headers: Mapping[str, str] | None,
+                           given: Mapping[str, Any]) -> None:
     """Keep OpenAI's own ambient settings away from other providers' hosts.
 
-    The SDK reads ``OPENAI_ORG_ID``, ``OPENAI_PROJECT_ID`` and
+    The SDK reads ``OPENAI_ORG_ID``, ``OPENAI_PROJECT_ID``, ``OPENAI_ADMIN_KEY`` and
     ``OPENAI_CUSTOM_HEADERS`` from the environment for every client it builds;
     sent to Groq or a local server they would leak OpenAI account details.
+    What was given for this backend itself stays.
     """
-    client.organization = None
-    client.project = None
+    client.organization = given.get("organization")
+    client.project = given.get("project")
+    client.admin_api_key = given.get("admin_api_key")
     set_custom_headers(client, headers)
+
+
+def _async_key(key: Any) -> Any:
+    """A caller's key function (a token refreshed before each request) as the async SDK client calls it:
+    awaited. A token source is one already."""
+    if not callable(key) or isinstance(key, TokenSource) or inspect.iscoroutinefunction(key):
+        return key
+
+    async def fresh() -> Any:
+        value = key()
+        return await value if inspect.isawaitable(value) else value
+    return fresh

@@ -8,9 +8,11 @@ import os
 import re
 import signal
 import sys
+import urllib.parse
 from typing import Any, Coroutine, Iterator, Mapping, TextIO, TypeVar
 
 from openai import APIError
+from pydantic import SecretStr
 
 from .._errors import describe
 from ..settings import ResolvedBackend, ResolvedConfig, TurnoutSettings, resolve
@@ -128,8 +130,11 @@ _MIN_SECRET = 8  # shorter values are too likely to be ordinary words
 def _secrets_of(config: ResolvedConfig) -> set[str]:
     found: set[str] = set()
     for backend in config.backends:
-        if backend.api_key.value is not None:
+        if isinstance(backend.api_key.value, SecretStr):  # not a key function (passed in code only)
             found.add(backend.api_key.value.get_secret_value())
+        password = urllib.parse.urlsplit(backend.proxy.value or "").password
+        if password:  # a proxy's, wherever an error message repeats its address
+            found.add(urllib.parse.unquote(password))
         for name, value in (backend.headers.value or {}).items():
             if _SECRET_HEADER.search(name):
                 found.add(value.get_secret_value())

@@ -142,9 +142,7 @@ class Responses:
         """Each candidate once, in priority order: natively when it may have the Responses API (never for a
         replayed conversation, which only the router holds), else bridged when it can serve the chat body;
         and the candidates that can do neither."""
-        model = call.body.get("model")
-        if not isinstance(model, str) or not model:
-            raise TypeError("model is required: pass model=... as with the openai SDK")
+        model = call.requested_model()
         select = self.router.select
         choice = select.choice_for(model)
         bridgeable: dict[int, Candidate] = {}
@@ -187,6 +185,8 @@ class Responses:
         async def native(call: Call) -> httpx2.Response:
             response = await send(call)
             if call.body.get("store") is not False or call.body.get("background"):
+                if not call.stream and not hasattr(response, "_content"):  # with_streaming_response: left unread
+                    await _read_left_open(response)
                 made = _made_id(response, call.stream)
                 if made:
                     await self.state.put(_key(made), {"backend": runner.name}, self.ttl)
@@ -327,6 +327,14 @@ def _chat_body(call: Call, history: list[Any]) -> tuple[dict[str, Any] | None, o
 def _wants_completion_tokens(runner: Runner) -> bool:
     """OpenAI's own chat API refuses ``max_tokens`` for reasoning models; every other server takes it."""
     return runner.adapter.provider == "openai"
+
+
+async def _read_left_open(response: httpx2.Response) -> None:
+    """Read a body the caller asked to stream to itself (one JSON answer), and leave the response open to it,
+    serving what was read."""
+    await response.aread()
+    response.stream = httpx2.ByteStream(response.content)
+    response.is_closed = response.is_stream_consumed = False
 
 
 def _made_id(response: httpx2.Response, stream: bool) -> str | None:

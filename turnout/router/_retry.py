@@ -31,7 +31,7 @@ from ._quota import count_stream, estimate_tokens, limit_text, provider_limit, r
 from ._stream import open_stream, when_closed
 from ._strategy import Latency
 
-__all__ = ["Op", "Runner", "deadline", "remaining", "max_retries_override", "LEARNED_FOR"]
+__all__ = ["Op", "Runner", "deadline", "remaining", "LEARNED_FOR"]
 
 log = logging.getLogger("turnout")
 T = TypeVar("T")
@@ -43,9 +43,8 @@ deadline: ContextVar[float | None] = ContextVar("turnout_deadline", default=None
 """The current request's total deadline (``time.monotonic()`` seconds), if it has one."""
 
 
-max_retries_override: ContextVar[int | None] = ContextVar("turnout_max_retries", default=None)
-"""A per-call ``max_retries`` (``client.with_options(max_retries=...)``) for every backend."""
-
+_PROBE = "_turnout_probe"
+"""Set on an error a half-open probe met."""
 
 LEARNED_FOR = 600.0
 """Seconds a backend that answered it cannot do something is not asked to again (for that model)."""
@@ -86,17 +85,25 @@ class Runner:
         self._learned: dict[tuple[str, str], float] = {}
         self._latency: dict[str, Latency] = {}  # model -> its recent latency on this backend
         self._pending: set[asyncio.Future[Any]] = set()
-        # backoff's stubs expect a wait generator that yields floats and a sync handler; it also primes
-        # the generator with next() and accepts async handlers, which these are.
-        self.call: Callable[..., Awaitable[Any]] = backoff.on_exception(
-            self._waits,  # type: ignore[arg-type]
-            openai.APIError,
-            max_tries=self._max_tries,
-            jitter=None,  # _waits jitters the exponential waits itself and honours Retry-After exactly
-            giveup=self._giveup,  # type: ignore[arg-type]
-            on_backoff=self._on_backoff,  # type: ignore[arg-type]
-            logger=None,
-        )(self._attempt)
+        self._calls: dict[int, Callable[..., Awaitable[Any]]] = {}
+        self.call = self._with_retries(backend.max_retries)
+
+    def _with_retries(self, retries: int) -> Callable[..., Awaitable[Any]]:
+        """One attempt wrapped in its backoff decorator, for ``retries`` retries (one per count in use)."""
+        call = self._calls.get(retries)
+        if call is None:
+            # backoff's stubs expect a wait generator that yields floats and a sync handler; it also primes
+            # the generator with next() and accepts async handlers, which these are.
+            call = self._calls[retries] = backoff.on_exception(
+                self._waits,  # type: ignore[arg-type]
+                openai.APIError,
+                max_tries=retries + 1,
+                jitter=None,  # _waits jitters the exponential waits itself and honours Retry-After exactly
+                giveup=self._giveup,  # type: ignore[arg-type]
+                on_backoff=self._on_backoff,  # type: ignore[arg-type]
+                logger=None,
+            )(self._attempt)
+        return call
 
     async def admit(self, call: Any, *, hold: bool = True, hedge: bool = False,
                     session: Session | None = None) -> Admission:
@@ -149,8 +156,10 @@ class Runner:
         if admission is None:
             admission = await self.admit(arg, hold=False)
         self.counters.requests += 1
+        retries = getattr(arg, "max_retries", None)
+        call = self.call if retries is None else self._with_retries(retries)
         try:
-            result: T = await self.call(op, arg, admission)
+            result: T = await call(op, arg, admission)
         except BaseException as err:
             if isinstance(err, openai.APIError):
                 self.counters.failures += 1
@@ -213,10 +222,6 @@ class Runner:
         log.info("backend %s cannot do %s for model %s: not asked again for %.0fs", self.name,
                  " and ".join(flags), model, LEARNED_FOR)
 
-    def _max_tries(self) -> int:
-        override = max_retries_override.get()
-        return (self.backend.max_retries if override is None else override) + 1
-
     # -- one attempt -----------------------------------------------------------
     async def _attempt(self, op: Callable[[Any], Awaitable[T]], arg: Any, admission: Admission) -> T:
         if admission.attempts:  # a retry is one more request the provider counts: it needs room too
@@ -237,6 +242,8 @@ class Runner:
             result = await (op(arg) if left is None else _within(op(arg), left))
         except openai.APIError as err:
             times.end = clock()
+            if admission.probe:
+                setattr(err, _PROBE, True)
             if self._emit:
                 await self._emit(RouterEvent("attempt_failed", self.name, error=err, request=request,
                                              attempt=admission.attempts, start=times.start, end=times.end,
@@ -336,7 +343,10 @@ class Runner:
             err = yield wait
 
     async def _giveup(self, err: BaseException) -> bool:
-        if classify(err) is not Verdict.RETRY or self.shared.is_open():
+        """Stop retrying this backend? Not because its breaker opened meanwhile: a request's ``max_retries``
+        is what it says (the breaker decides where the next requests go; the retry budget caps storms).
+        A half-open probe is the breaker's one try, though: failed, it is not retried."""
+        if classify(err) is not Verdict.RETRY or (getattr(err, _PROBE, False) and self.shared.is_open()):
             return True
         hint = retry_after(err)
         if hint is not None and hint > self.backend.backoff_max:

@@ -171,10 +171,12 @@ class Router:
         return next((r for r in ranked if r.adapter.provider == "openai"), ranked[0])
 
     # -- the one entry point -------------------------------------------------
-    async def send(self, options: FinalRequestOptions, *, stream: bool = False, timeout: float | None = None) -> Served:
+    async def send(self, options: FinalRequestOptions, *, stream: bool = False, timeout: float | None = None,
+                   max_retries: int | None = None) -> Served:
         """Serve one SDK request: its backend's name and HTTP answer (a stream's first event already read).
 
-        ``timeout`` is this request's total deadline, else the router's.
+        ``timeout`` is this request's total deadline, else the router's; ``max_retries`` its retries on
+        each backend, else each backend's own.
         """
         endpoint = endpoint_for(options.method, options.url)
         session = self._session_of(options) if endpoint.mode == "routed" and self._affinity is not None else None
@@ -182,7 +184,7 @@ class Router:
         limit = timeout if timeout is not None else self.timeout
         token = deadline.set(time.monotonic() + limit) if limit is not None else None
         try:
-            call = Call(endpoint, options, stream)
+            call = Call(endpoint, options, stream, max_retries)
             if not self._emit:
                 return await self._serve(call, session)
             return await self._told(call, session)
@@ -202,6 +204,8 @@ class Router:
             return await self._responses.create(call)
         if mode == "held":
             return await self._responses.held(call)
+        if mode == "admin":
+            return await self._admin(call)
         return None, await self._aggregated(call)
 
     async def _told(self, call: Call, session: str | None) -> Served:
@@ -305,6 +309,15 @@ class Router:
         runner = self.stateful
         return runner.name, await runner.serve(runner.sender(call.stream), call)
 
+    async def _admin(self, call: Call) -> Served:
+        """OpenAI's organization endpoints: the backend holding an admin key, the OpenAI one first."""
+        holders = [r for r in self.select.runners if getattr(r.adapter, "admin_api_key", None)]
+        if not holders:
+            raise TypeError("OpenAI's admin endpoints need an admin key: set OPENAI_ADMIN_KEY for the openai "
+                            "backend, or pass admin_api_key= with the client's api_key/base_url")
+        runner = next((r for r in holders if r.adapter.provider == "openai"), holders[0])
+        return runner.name, await runner.serve(runner.sender(call.stream), call)
+
     # -- routed: the walk ----------------------------------------------------------
     def _session_of(self, options: FinalRequestOptions) -> str | None:
         body = options.json_data if isinstance(options.json_data, dict) else {}
@@ -312,9 +325,7 @@ class Router:
         return session_of(body, headers, self._hash_sessions)
 
     def _plan(self, call: Call, session: str | None = None) -> list[Candidate]:
-        model = call.body.get("model")
-        if not isinstance(model, str) or not model:
-            raise TypeError("model is required: pass model=... as with the openai SDK")
+        model = call.requested_model()
         choice = self.select.choice_for(model)
         if not choice.candidates:
             raise self.select.not_found(model)

@@ -94,6 +94,8 @@ class Selector:
         return found
 
     def _candidates_for(self, model: str) -> tuple[Candidate, ...]:
+        if not model:  # a request without one (where the SDK allows that): every backend, each its default
+            return tuple(Candidate(r, "") for r in self.runners)
         pinned = self._pinned(model)
         if pinned is not None:
             return (pinned,)

@@ -31,7 +31,7 @@ from ..knobs import KNOBS, Knob, names
 from ._errors import translate
 from ._names import ENV_FILE_VARIABLE, Names, check_variables
 from ._origin import DEFAULT, Origin, Resolved, did_you_mean, problem_text
-from ._parse import parse_capabilities, parse_flag, parse_headers, parse_models
+from ._parse import check_proxy, parse_capabilities, parse_flag, parse_headers, parse_models
 from ._sources import Layer, lookup, make_layers, origin_of, variable_name
 
 __all__ = ["BackendSettings", "TurnoutSettings", "ENV_FILE_VARIABLE"]
@@ -70,6 +70,11 @@ class BackendSettings(_BackendFields):  # type: ignore[misc]
         if value is not None and not _VARIABLE.match(value.strip()):
             raise ValueError("is not a variable name")
         return None if value is None else value.strip()
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_proxy(value)
 
     @field_validator("models", mode="before")
     @classmethod

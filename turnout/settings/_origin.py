@@ -80,6 +80,8 @@ def shown(value: Any) -> Any:
     """A JSON-able copy of ``value`` with every :class:`SecretStr` masked."""
     if isinstance(value, SecretStr):
         return mask(value)
+    if callable(value) and not isinstance(value, type):  # a key function (passed as a keyword)
+        return "(a function)"
     if isinstance(value, str):
         return redact_url(value)
     if isinstance(value, Capabilities):

@@ -144,6 +144,14 @@ def parse_names(value: Any) -> list[str]:
     return names
 
 
+def check_proxy(url: str) -> str:
+    """A proxy's URL, as httpx takes it: http, https or socks5 with a host."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https", "socks5", "socks5h") or not parts.hostname:
+        raise ValueError("is not a proxy URL (http://, https:// or socks5:// with a host)")
+    return url.strip()
+
+
 def check_url(url: str, *, host_only_ok: bool = False) -> str:
     """An http(s) URL with a host; ``host_only_ok`` also takes ``host[:port]`` as OLLAMA_HOST does."""
     text = url.strip()

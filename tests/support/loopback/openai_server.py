@@ -79,6 +79,7 @@ _ROUTES: list[tuple[str, str, str, str | None]] = [  # method, path after any pr
     ("DELETE", "/responses/(?P<ident>[^/]+)", "responses", "_delete_response"),
     ("GET", "/responses/(?P<ident>[^/]+)/input_items", "responses", "_response_input_items"),
     ("POST", "/responses/(?P<ident>[^/]+)/cancel", "responses", "_cancel_response"),
+    ("GET", "/organization/admin_api_keys", "admin", "_list_admin_keys"),
 ]
 ROUTES = [(method, re.compile(".*?" + path), family, handler) for method, path, family, handler in _ROUTES]
 """In order: ``/chat/completions`` before ``/completions``, since a prefix may come before either."""
@@ -352,6 +353,8 @@ class _Handler(LoopbackHandler):
         ``previous_response_id`` names; kept unless ``store`` is false. ``background`` (not streamed) answers
         ``queued`` and is done by the first retrieve, so it can be cancelled before that."""
         state = self.server_state
+        if body.get("prompt") and not body.get("model"):  # a stored prompt brings its model (and may hold the input)
+            body = {**body, "model": state.models[0], "input": body.get("input") or "from a stored prompt"}
         if self._missing(body, "input") or not self._known_model(body):
             return
         history: list[dict[str, Any]] = []
@@ -562,6 +565,11 @@ class _Handler(LoopbackHandler):
                  "request_counts": {"total": lines, "completed": 0, "failed": 0}}
         self.server_state.batches[batch["id"]] = batch
         self.json(200, batch)
+
+    # -- admin (OpenAI's organization endpoints) ---------------------------------
+    def _list_admin_keys(self, body: dict[str, Any], fault: Fault | None) -> None:
+        """An empty page; the admin key a request carried is in ``requests`` for tests to read."""
+        self.json(200, {"object": "list", "data": [], "first_id": None, "last_id": None, "has_more": False})
 
     def _list_batches(self, body: dict[str, Any], fault: Fault | None) -> None:
         self.json(200, _page(list(self.server_state.batches.values()), self.query))

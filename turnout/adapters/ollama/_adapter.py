@@ -90,7 +90,9 @@ class OllamaAdapter(Requests):
         headers: Mapping[str, str] | None = None,
         capabilities: Capabilities | None = None,
         fetch_image_urls: bool = False,
+        proxy: str | None = None,
     ) -> None:
+        """``proxy``: the proxy this backend is reached through (else the environment's, as httpx reads it)."""
         self.preset = preset = get_preset("ollama")
         self.name = name or preset.name
         self.provider = preset.name
@@ -102,7 +104,8 @@ class OllamaAdapter(Requests):
         sent_headers = dict(headers or {})
         if api_key:
             sent_headers["Authorization"] = f"Bearer {api_key}"
-        self._client = ollama.AsyncClient(host=raw_host, timeout=timeout, headers=sent_headers)
+        self._client = ollama.AsyncClient(host=raw_host, timeout=timeout, headers=sent_headers,
+                                          **({"proxy": proxy} if proxy else {}))
         self.host = str(self._client._client.base_url).rstrip("/")
         self.base_url = self.host + "/v1"  # what a client reports: Ollama's own OpenAI-shaped address
 

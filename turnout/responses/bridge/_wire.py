@@ -28,7 +28,7 @@ Keep = Callable[[dict[str, Any]], Awaitable[None]]
 def chat_call(call: Call, chat_body: dict[str, Any]) -> Call:
     """The chat completion request that serves the Responses ``call``."""
     options = call.options.model_copy(update={"url": "/chat/completions", "json_data": chat_body})
-    return Call(CHAT, options, call.stream)
+    return Call(CHAT, options, call.stream, call.max_retries)
 
 
 async def answer(chat: httpx2.Response, call: Call, response_id: str, keep: Keep) -> httpx2.Response:
