@@ -224,8 +224,10 @@ _turnout_redis() {
 # ---- the venv the scripts run in ---------------------------------------------
 
 # The venv first: its pip builds the llama.cpp wheel, which the venv's install then takes.
-_turnout_venv "$VENV" || return 1
-_turnout_llama_wheel "$VENV" || return 1
+# No `|| return` here: it would switch off the callers' `set -e` inside these functions, and a failed pip
+# install would go on unnoticed. scripts/demo and scripts/test run with `set -euo pipefail`.
+_turnout_venv "$VENV"
+_turnout_llama_wheel "$VENV"
 _turnout_redis
-_turnout_install "$VENV" || return 1
-_turnout_compat "$VENV" || return 1
+_turnout_install "$VENV"
+_turnout_compat "$VENV"

