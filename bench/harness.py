@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # -- sizes ---------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Sizes:
     """Sample counts: the full run's make the ratios stable; the quick run's only exercise the code."""
@@ -49,12 +50,24 @@ class Sizes:
     clients: int = 1000
 
 
-QUICK = Sizes(latency_rounds=150, warmup=20, stream_rounds=10, throughput_requests=256, throughput_repeats=1,
-              failover_rounds=50, sync_rounds=150, probe_samples=1, long_rounds=1, memory_small=100,
-              memory_large=500, clients=60)
+QUICK = Sizes(
+    latency_rounds=150,
+    warmup=20,
+    stream_rounds=10,
+    throughput_requests=256,
+    throughput_repeats=1,
+    failover_rounds=50,
+    sync_rounds=150,
+    probe_samples=1,
+    long_rounds=1,
+    memory_small=100,
+    memory_large=500,
+    clients=60,
+)
 
 
 # -- results -------------------------------------------------------------------
+
 
 @dataclass
 class Row:
@@ -77,15 +90,29 @@ class Report:
     rows: list[Row] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def add(self, fig: str, what: str, unit: str, raw: Optional[float], tout: Optional[float], *,
-            kind: str = "ratio", target: str = "", ok: Optional[Callable[[float], bool]] = None,
-            compare: Optional[float] = None, note: str = "") -> None:
+    def add(
+        self,
+        fig: str,
+        what: str,
+        unit: str,
+        raw: Optional[float],
+        tout: Optional[float],
+        *,
+        kind: str = "ratio",
+        target: str = "",
+        ok: Optional[Callable[[float], bool]] = None,
+        compare: Optional[float] = None,
+        note: str = "",
+    ) -> None:
         if compare is None and raw is not None and tout is not None:
             compare = tout / raw if kind == "ratio" else tout - raw
         met = ok(compare) if ok is not None and compare is not None else None
         self.rows.append(Row(fig, what, unit, raw, tout, compare, kind, target, met, note))
-        print(f"  {fig:<3} {what}: {_fmt(raw)} vs {_fmt(tout)} {unit} -> {_fmt_cmp(compare, kind)} "
-              f"{'' if met is None else ('met' if met else 'MISSED')}", flush=True)
+        print(
+            f"  {fig:<3} {what}: {_fmt(raw)} vs {_fmt(tout)} {unit} -> {_fmt_cmp(compare, kind)} "
+            f"{'' if met is None else ('met' if met else 'MISSED')}",
+            flush=True,
+        )
 
 
 def _fmt(v: Optional[float]) -> str:
@@ -109,17 +136,22 @@ def _fmt_cmp(v: Optional[float], kind: str) -> str:
 
 
 def table(report: Report) -> str:
-    lines = ["| # | figure | unit | raw SDK | turnout | turnout vs raw | target | met |",
-             "|---|---|---|---:|---:|---:|---|---|"]
+    lines = [
+        "| # | figure | unit | raw SDK | turnout | turnout vs raw | target | met |",
+        "|---|---|---|---:|---:|---:|---|---|",
+    ]
     for r in report.rows:
         met = "—" if r.met is None else ("yes" if r.met else "**no**")
         what = r.what + (f" ({r.note})" if r.note else "")
-        lines.append(f"| {r.fig} | {what} | {r.unit} | {_fmt(r.raw)} | {_fmt(r.turnout)} | "
-                     f"{_fmt_cmp(r.compare, r.compare_kind)} | {r.target or '—'} | {met} |")
+        lines.append(
+            f"| {r.fig} | {what} | {r.unit} | {_fmt(r.raw)} | {_fmt(r.turnout)} | "
+            f"{_fmt_cmp(r.compare, r.compare_kind)} | {r.target or '—'} | {met} |"
+        )
     return "\n".join(lines)
 
 
 # -- helpers -------------------------------------------------------------------
+
 
 def ms(seconds: float) -> float:
     return seconds * 1000.0
@@ -146,8 +178,9 @@ class Server:
     """The benchmark server in its own process; it exits when we close its stdin."""
 
     def __enter__(self) -> Server:
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.server"], cwd=ROOT, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.server"], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         assert self.proc.stdout is not None
         ports = json.loads(self.proc.stdout.readline())
         self.ok = f"http://127.0.0.1:{ports['ok']}/v1"
@@ -180,11 +213,16 @@ def routed(*backends: Backend) -> turnout.AsyncOpenAI:
 def chat_call(client: Any, **extra: Any) -> Callable[[], Awaitable[Any]]:
     async def call() -> Any:
         return await client.chat.completions.create(model=MODEL, messages=MESSAGES, **extra)
+
     return call
 
 
-async def interleaved(variants: dict[str, Callable[[], Awaitable[Any]]], rounds: int, warmup: int,
-                      cpu: Optional[dict[str, list[float]]] = None) -> dict[str, list[float]]:
+async def interleaved(
+    variants: dict[str, Callable[[], Awaitable[Any]]],
+    rounds: int,
+    warmup: int,
+    cpu: Optional[dict[str, list[float]]] = None,
+) -> dict[str, list[float]]:
     """Per-request seconds for each variant, taking turns request by request, rotating who goes first.
 
     With ``cpu``, each request's CPU seconds in this process go there too: on a
@@ -211,8 +249,7 @@ async def interleaved(variants: dict[str, Callable[[], Awaitable[Any]]], rounds:
     return out
 
 
-async def hand_failover(primary: openai.AsyncOpenAI, secondary: openai.AsyncOpenAI,
-                        **params: Any) -> Any:
+async def hand_failover(primary: openai.AsyncOpenAI, secondary: openai.AsyncOpenAI, **params: Any) -> Any:
     """What a caller writes without turnout: try one client, on a server or connection error the other."""
     try:
         return await primary.chat.completions.create(**params)

@@ -29,6 +29,7 @@ def rss_mib() -> float:
 def _raw() -> dict[str, object]:
     start = time.perf_counter()
     from openai import AsyncOpenAI  # noqa: F401
+
     imported = time.perf_counter() - start
     import openai
 
@@ -47,15 +48,16 @@ def _raw() -> dict[str, object]:
 def _turnout() -> dict[str, object]:
     start = time.perf_counter()
     from turnout import AsyncOpenAI  # noqa: F401
+
     imported = time.perf_counter() - start
     after_import = set(sys.modules)
     import turnout
-
     from turnout import Backend, OpenAICompatAdapter, Router
 
     def router(n: int) -> Router:
-        return Router([Backend(OpenAICompatAdapter(f"b{i}", base_url=BASE_URL, api_key="sk-bench", timeout=60))
-                       for i in range(n)])
+        return Router(
+            [Backend(OpenAICompatAdapter(f"b{i}", base_url=BASE_URL, api_key="sk-bench", timeout=60)) for i in range(n)]
+        )
 
     start = time.perf_counter()
     twenty = router(20)
@@ -68,8 +70,13 @@ def _turnout() -> dict[str, object]:
     heavy = sorted(m for m in ("ollama", "pydantic_settings", "dotenv") if m in sys.modules)
     heavy_on_import = sorted(m for m in ("ollama", "pydantic_settings", "dotenv") if m in after_import)
     del twenty, ten
-    return {"import_s": imported, "construct_s": construct, "rss10_mib": extra,
-            "optional_modules_loaded": heavy, "optional_modules_on_import": heavy_on_import}
+    return {
+        "import_s": imported,
+        "construct_s": construct,
+        "rss10_mib": extra,
+        "optional_modules_loaded": heavy,
+        "optional_modules_on_import": heavy_on_import,
+    }
 
 
 def main() -> None:

@@ -16,10 +16,9 @@
 
 from __future__ import annotations
 
-import functools
-
 import argparse
 import asyncio
+import functools
 import os
 import statistics
 import time
@@ -42,15 +41,18 @@ def ordering_cost(url: str, loops: int, rounds: int) -> dict[str, float]:
     from turnout.adapters import Call
     from turnout.router import endpoint_for
 
-    options = FinalRequestOptions.construct(method="post", url="/chat/completions",
-                                            json_data={"model": "bench-model", "messages": [{"role": "user",
-                                                                                             "content": "ping"}]})
+    options = FinalRequestOptions.construct(
+        method="post",
+        url="/chat/completions",
+        json_data={"model": "bench-model", "messages": [{"role": "user", "content": "ping"}]},
+    )
     call = Call(endpoint_for("post", "/chat/completions"), options, False)
     routers = {s: _router(url, s) for s in STRATEGIES}
     for runner in routers["latency"]._runners:
         for seconds in (0.010, 0.011, 0.012):
-            runner._latency.setdefault("bench-model", __import__("turnout.router._strategy",
-                                                                 fromlist=["Latency"]).Latency()).add(seconds)
+            runner._latency.setdefault(
+                "bench-model", __import__("turnout.router._strategy", fromlist=["Latency"]).Latency()
+            ).add(seconds)
     routers["weighted+session"] = _router(url, "weighted")
     routers["weighted+session"]._affinity.put("s1", "b")
     plans: dict[str, Callable[[], Any]] = {name: (lambda r=r: r._plan(call)) for name, r in routers.items()}
@@ -65,10 +67,9 @@ def ordering_cost(url: str, loops: int, rounds: int) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-async def through_client(url: str, rounds: int, warmup: int,
-                         cpu: dict[str, list[float]]) -> dict[str, list[float]]:
-    from bench import harness as h
+async def through_client(url: str, rounds: int, warmup: int, cpu: dict[str, list[float]]) -> dict[str, list[float]]:
     import turnout
+    from bench import harness as h
 
     clients = {s: turnout.AsyncOpenAI(router=_router(url, s)) for s in STRATEGIES}
     calls = {s: h.chat_call(c) for s, c in clients.items()}
@@ -83,28 +84,33 @@ async def through_client(url: str, rounds: int, warmup: int,
 
 
 async def hedging(requests: int, at_once: int = 10) -> dict[str, dict[str, float]]:
-    from tests.support.loopback import OpenAIServer
     import turnout
+    from tests.support.loopback import OpenAIServer
     from turnout import Backend, OpenAICompatAdapter, Router
 
     out: dict[str, dict[str, float]] = {}
     for label, hedge in (("no hedging", None), ("hedge_after=p90", "p90")):
         with OpenAIServer() as tail, OpenAIServer() as other:
             tail.latency = other.latency = 0.02
-            backends = [Backend(OpenAICompatAdapter(n, preset="vllm", base_url=s.base_url, timeout=30), priority=i)
-                        for i, (n, s) in enumerate((("tail", tail), ("other", other)))]
+            backends = [
+                Backend(OpenAICompatAdapter(n, preset="vllm", base_url=s.base_url, timeout=30), priority=i)
+                for i, (n, s) in enumerate((("tail", tail), ("other", other)))
+            ]
             client = turnout.AsyncOpenAI(router=Router(backends, hedge_after=hedge, retry_budget_min=requests))
-            call = functools.partial(client.chat.completions.create, model="test-model",
-                                     messages=[{"role": "user", "content": "hi"}])
+            call = functools.partial(
+                client.chat.completions.create, model="test-model", messages=[{"role": "user", "content": "hi"}]
+            )
             await _pool(call, 30, at_once)  # warm-up: the percentile is known
             tail.latency = lambda n: 3.0 if n % 10 == 0 else 0.02
             before = len(tail.requests) + len(other.requests)
             times = await _pool(call, requests, at_once)
             await client.close()
             ranked = sorted(times)
-            out[label] = {"p50_ms": ranked[len(ranked) // 2] * 1000,
-                          "p99_ms": ranked[min(len(ranked) - 1, int(len(ranked) * 0.99))] * 1000,
-                          "attempts_per_request": (len(tail.requests) + len(other.requests) - before) / requests}
+            out[label] = {
+                "p50_ms": ranked[len(ranked) // 2] * 1000,
+                "p99_ms": ranked[min(len(ranked) - 1, int(len(ranked) * 0.99))] * 1000,
+                "attempts_per_request": (len(tail.requests) + len(other.requests) - before) / requests,
+            }
     return out
 
 
@@ -138,16 +144,20 @@ def main() -> None:
             print(f"    {name:18s} {us:7.2f} µs  ({us - cost['weighted']:+.2f} µs beside weighted)")
         cpu: dict[str, list[float]] = {}
         lat = asyncio.run(through_client(srv.ok, latency_rounds, 20, cpu))
-        base, base_cpu = h.pct(lat["weighted"], .5), h.pct(cpu["weighted"], .5)
+        base, base_cpu = h.pct(lat["weighted"], 0.5), h.pct(cpu["weighted"], 0.5)
         print("13  through the client, per request p50 (interleaved): CPU time, latency")
         for name, values in lat.items():
-            p50, used = h.pct(values, .5), h.pct(cpu[name], .5)
-            print(f"    {name:18s} CPU {h.ms(used):6.3f} ms ({h.ms(used - base_cpu):+.3f})  "
-                  f"latency {h.ms(p50):6.3f} ms ({h.ms(p50 - base):+.3f}) beside weighted")
+            p50, used = h.pct(values, 0.5), h.pct(cpu[name], 0.5)
+            print(
+                f"    {name:18s} CPU {h.ms(used):6.3f} ms ({h.ms(used - base_cpu):+.3f})  "
+                f"latency {h.ms(p50):6.3f} ms ({h.ms(p50 - base):+.3f}) beside weighted"
+            )
     print("13  hedging, a backend whose every 10th request takes 3 s, ten at a time:")
     for label, figures in asyncio.run(hedging(requests)).items():
-        print(f"    {label:18s} p50 {figures['p50_ms']:7.1f} ms  p99 {figures['p99_ms']:7.1f} ms  "
-              f"attempts/request {figures['attempts_per_request']:.3f}")
+        print(
+            f"    {label:18s} p50 {figures['p50_ms']:7.1f} ms  p99 {figures['p99_ms']:7.1f} ms  "
+            f"attempts/request {figures['attempts_per_request']:.3f}"
+        )
     print(f"load after: {os.getloadavg()}")
 
 

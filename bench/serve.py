@@ -32,12 +32,22 @@ class Proxy:
 
     def __init__(self, backend_url: str, key: str) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TURNOUT_")}
-        env.update(TURNOUT_BACKENDS="bench", TURNOUT_BACKEND__BENCH__PROVIDER="openai_compat",
-                   TURNOUT_BACKEND__BENCH__BASE_URL=backend_url, TURNOUT_BACKEND__BENCH__API_KEY=key,
-                   TURNOUT_MAX_RETRIES="0", TURNOUT_TIMEOUT="60")
-        self.proc = subprocess.Popen([sys.executable, "-m", "turnout", "serve", "--port", "0"], env=env,
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True)
+        env.update(
+            TURNOUT_BACKENDS="bench",
+            TURNOUT_BACKEND__BENCH__PROVIDER="openai_compat",
+            TURNOUT_BACKEND__BENCH__BASE_URL=backend_url,
+            TURNOUT_BACKEND__BENCH__API_KEY=key,
+            TURNOUT_MAX_RETRIES="0",
+            TURNOUT_TIMEOUT="60",
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "turnout", "serve", "--port", "0"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.url = ""
         self.access_lines = 0
         found = threading.Event()
@@ -82,23 +92,47 @@ def fig_serve(srv: Any, n: Any, rep: Any) -> None:
         asyncio.run(_measure(srv, proxy, n, rep, h))
     finally:
         status = proxy.stop()
-    rep.extra["serve"] = {"exit_status_on_sigterm": status, "access_lines": proxy.access_lines,
-                          "http": "httptools" if importlib.util.find_spec("httptools") else "h11"}
+    rep.extra["serve"] = {
+        "exit_status_on_sigterm": status,
+        "access_lines": proxy.access_lines,
+        "http": "httptools" if importlib.util.find_spec("httptools") else "h11",
+    }
 
 
 async def _measure(srv: Any, proxy: Proxy, n: Any, rep: Any, h: Any) -> None:
     raw, served = h.raw_async(srv.ok), h.raw_async(proxy.url)
     try:
         s = await h.interleaved({"raw": h.chat_call(raw), "serve": h.chat_call(served)}, n.latency_rounds, n.warmup)
-        p50 = {k: h.ms(h.pct(v, .5)) for k, v in s.items()}
-        rep.add("10", "turnout serve: added latency p50, concurrency 1", "ms", p50["raw"], p50["serve"],
-                kind="delta", target="≤ +3 ms (LiteLLM's proxy: 3–12 ms)", ok=lambda d: d <= 3.0)
-        rep.add("10", "turnout serve: latency p99, concurrency 1", "ms", h.ms(h.pct(s["raw"], .99)),
-                h.ms(h.pct(s["serve"], .99)), kind="delta")
-        streams = await h.interleaved({"raw": _stream_call(raw, h), "serve": _stream_call(served, h)},
-                                      n.stream_rounds, max(3, n.warmup // 10))
-        rep.add("10", "turnout serve: 200-chunk stream, whole, p50", "ms", h.ms(h.pct(streams["raw"], .5)),
-                h.ms(h.pct(streams["serve"], .5)), kind="delta")
+        p50 = {k: h.ms(h.pct(v, 0.5)) for k, v in s.items()}
+        rep.add(
+            "10",
+            "turnout serve: added latency p50, concurrency 1",
+            "ms",
+            p50["raw"],
+            p50["serve"],
+            kind="delta",
+            target="≤ +3 ms (LiteLLM's proxy: 3–12 ms)",
+            ok=lambda d: d <= 3.0,
+        )
+        rep.add(
+            "10",
+            "turnout serve: latency p99, concurrency 1",
+            "ms",
+            h.ms(h.pct(s["raw"], 0.99)),
+            h.ms(h.pct(s["serve"], 0.99)),
+            kind="delta",
+        )
+        streams = await h.interleaved(
+            {"raw": _stream_call(raw, h), "serve": _stream_call(served, h)}, n.stream_rounds, max(3, n.warmup // 10)
+        )
+        rep.add(
+            "10",
+            "turnout serve: 200-chunk stream, whole, p50",
+            "ms",
+            h.ms(h.pct(streams["raw"], 0.5)),
+            h.ms(h.pct(streams["serve"], 0.5)),
+            kind="delta",
+        )
         conc = 64
         calls = {"raw": h.chat_call(raw), "serve": h.chat_call(served)}
         for call in calls.values():  # open the connections first
@@ -107,8 +141,14 @@ async def _measure(srv: Any, proxy: Proxy, n: Any, rep: Any, h: Any) -> None:
         for i in range(n.throughput_repeats * 2):
             name = ("raw", "serve")[i % 2] if (i // 2) % 2 == 0 else ("serve", "raw")[i % 2]
             got[name].append(await h.rps(calls[name], conc, n.throughput_requests))
-        rep.add("10", f"turnout serve: throughput, concurrency {conc}", "req/s", _median(got["raw"]),
-                _median(got["serve"]), note="one proxy process (one worker) on the same 2 cores")
+        rep.add(
+            "10",
+            f"turnout serve: throughput, concurrency {conc}",
+            "req/s",
+            _median(got["raw"]),
+            _median(got["serve"]),
+            note="one proxy process (one worker) on the same 2 cores",
+        )
     finally:
         await asyncio.gather(raw.close(), served.close())
 
@@ -121,6 +161,7 @@ def _stream_call(client: Any, h: Any) -> Callable[[], Any]:
             count += 1
         assert count == 200, count
         return count
+
     return call
 
 

@@ -33,16 +33,22 @@ _BASE = {"id": "chatcmpl-bench", "created": 1700000000, "model": "bench-model"}
 
 
 def _response(status: str, body: bytes, ctype: str = "application/json", extra: str = "") -> bytes:
-    head = (f"HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {len(body)}\r\n"
-            f"{extra}connection: keep-alive\r\n\r\n")
+    head = (
+        f"HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {len(body)}\r\n"
+        f"{extra}connection: keep-alive\r\n\r\n"
+    )
     return head.encode() + body
 
 
 def _chat() -> bytes:
-    body = {**_BASE, "object": "chat.completion",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "pong"},
-                         "finish_reason": "stop", "logprobs": None}],
-            "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}}
+    body = {
+        **_BASE,
+        "object": "chat.completion",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "pong"}, "finish_reason": "stop", "logprobs": None}
+        ],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
+    }
     return _response("200 OK", json.dumps(body).encode())
 
 
@@ -51,10 +57,16 @@ def _stream() -> bytes:
     events = []
     deltas = [{"role": "assistant", "content": ""}] + [{"content": f"t{i} "} for i in range(STREAM_CHUNKS - 2)]
     for delta in deltas:
-        events.append({**_BASE, "object": "chat.completion.chunk",
-                       "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
-    events.append({**_BASE, "object": "chat.completion.chunk",
-                   "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        events.append(
+            {
+                **_BASE,
+                "object": "chat.completion.chunk",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+            }
+        )
+    events.append(
+        {**_BASE, "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    )
     out = b""
     for payload in [b"data: " + json.dumps(e).encode() + b"\n\n" for e in events] + [b"data: [DONE]\n\n"]:
         out += f"{len(payload):x}\r\n".encode() + payload + b"\r\n"
@@ -64,15 +76,18 @@ def _stream() -> bytes:
 
 
 def _models() -> bytes:
-    body = {"object": "list", "data": [{"id": "bench-model", "object": "model", "created": 1700000000,
-                                         "owned_by": "bench"}]}
+    body = {
+        "object": "list",
+        "data": [{"id": "bench-model", "object": "model", "created": 1700000000, "owned_by": "bench"}],
+    }
     return _response("200 OK", json.dumps(body).encode())
 
 
 CHAT, STREAM, MODELS = _chat(), _stream(), _models()
 NOT_FOUND = _response("404 Not Found", b'{"error":{"message":"no route","type":"invalid_request_error"}}')
-UNAVAILABLE = _response("503 Service Unavailable",
-                        b'{"error":{"message":"overloaded","type":"server_error","param":null,"code":null}}')
+UNAVAILABLE = _response(
+    "503 Service Unavailable", b'{"error":{"message":"overloaded","type":"server_error","param":null,"code":null}}'
+)
 
 
 def _answer_ok(method: bytes, path: bytes, body: bytes) -> bytes:
@@ -113,11 +128,11 @@ class _HTTP(asyncio.Protocol):
             at = lower.find(b"\r\ncontent-length:")
             if at >= 0:
                 stop = lower.find(b"\r\n", at + 2)
-                length = int(lower[at + 17: stop if stop >= 0 else len(lower)])
+                length = int(lower[at + 17 : stop if stop >= 0 else len(lower)])
             total = end + 4 + length
             if len(self.buf) < total:
                 return
-            body = self.buf[end + 4: total]
+            body = self.buf[end + 4 : total]
             self.buf = self.buf[total:]
             line_end = head.find(b"\r\n")
             method, path, _ = (head[:line_end] if line_end >= 0 else head).split(b" ", 2)

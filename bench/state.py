@@ -52,21 +52,46 @@ async def _measure(srv: Any, url: str, n: Any, rep: Any) -> None:
 
         return turnout.AsyncOpenAI(router=Router([Backend(h.adapter("a", srv.ok), **limits)], state=state))
 
-    clients = {"memory": client(None), "redis": client(RedisState(url)),
-               "memory+limits": client(None, **LIMITS), "redis+limits": client(RedisState(url), **LIMITS)}
+    clients = {
+        "memory": client(None),
+        "redis": client(RedisState(url)),
+        "memory+limits": client(None, **LIMITS),
+        "redis+limits": client(RedisState(url), **LIMITS),
+    }
     try:
         # with limits, max_tokens makes the estimate differ from the answer's usage: every request is corrected
-        calls = {name: h.chat_call(c, **({"max_tokens": 50} if "limits" in name else {}))
-                 for name, c in clients.items()}
+        calls = {
+            name: h.chat_call(c, **({"max_tokens": 50} if "limits" in name else {})) for name, c in clients.items()
+        }
         s = await h.interleaved(calls, n.latency_rounds, n.warmup)
-        for label, mem, red, trips in (("no limits", "memory", "redis", "one round trip"),
-                                       ("RPM and TPM limits", "memory+limits", "redis+limits",
-                                        "one round trip, and the token correction beside the answer")):
-            rep.add("12", f"state in Redis vs in memory, {label}: added latency p50", "ms", h.ms(h.pct(s[mem], .5)),
-                    h.ms(h.pct(s[red], .5)), kind="delta", target="≤ +0.5 ms", ok=lambda d: d <= 0.5,
-                    note=f"{trips} to a loopback redis-server")
-            rep.add("12", f"state in Redis vs in memory, {label}: latency p99", "ms", h.ms(h.pct(s[mem], .99)),
-                    h.ms(h.pct(s[red], .99)), kind="delta")
+        for label, mem, red, trips in (
+            ("no limits", "memory", "redis", "one round trip"),
+            (
+                "RPM and TPM limits",
+                "memory+limits",
+                "redis+limits",
+                "one round trip, and the token correction beside the answer",
+            ),
+        ):
+            rep.add(
+                "12",
+                f"state in Redis vs in memory, {label}: added latency p50",
+                "ms",
+                h.ms(h.pct(s[mem], 0.5)),
+                h.ms(h.pct(s[red], 0.5)),
+                kind="delta",
+                target="≤ +0.5 ms",
+                ok=lambda d: d <= 0.5,
+                note=f"{trips} to a loopback redis-server",
+            )
+            rep.add(
+                "12",
+                f"state in Redis vs in memory, {label}: latency p99",
+                "ms",
+                h.ms(h.pct(s[mem], 0.99)),
+                h.ms(h.pct(s[red], 0.99)),
+                kind="delta",
+            )
         counted = (await clients["redis+limits"].router.shared_stats())["a"]["window"]
         rep.extra["state"] = {"redis_window_after_run": counted}
     finally:

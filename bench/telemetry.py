@@ -49,14 +49,28 @@ async def fig_telemetry(srv: Any, n: Any, rep: Any) -> None:
         metrics.get_meter_provider = original  # type: ignore[assignment]
     del trace  # the global providers stay untouched: later figures see none
     cpu: dict[str, list[float]] = {}
-    s = await h.interleaved({"off": h.chat_call(off), "idle": h.chat_call(idle), "on": h.chat_call(on)},
-                            n.latency_rounds, n.warmup, cpu=cpu)
+    s = await h.interleaved(
+        {"off": h.chat_call(off), "idle": h.chat_call(idle), "on": h.chat_call(on)}, n.latency_rounds, n.warmup, cpu=cpu
+    )
     for label, key in (("subscribed, no provider", "idle"), ("tracing + metrics on, no-op exporter", "on")):
-        rep.add("14", f"telemetry {label}: latency p50 (raw = off)", "µs", h.pct(s["off"], .5) * 1e6,
-                h.pct(s[key], .5) * 1e6, kind="delta", target="≤ +30" if key == "on" else "",
-                ok=(lambda d: d <= 30) if key == "on" else None)
-        rep.add("14", f"telemetry {label}: CPU per request p50 (raw = off)", "µs", h.pct(cpu["off"], .5) * 1e6,
-                h.pct(cpu[key], .5) * 1e6, kind="delta")
+        rep.add(
+            "14",
+            f"telemetry {label}: latency p50 (raw = off)",
+            "µs",
+            h.pct(s["off"], 0.5) * 1e6,
+            h.pct(s[key], 0.5) * 1e6,
+            kind="delta",
+            target="≤ +30" if key == "on" else "",
+            ok=(lambda d: d <= 30) if key == "on" else None,
+        )
+        rep.add(
+            "14",
+            f"telemetry {label}: CPU per request p50 (raw = off)",
+            "µs",
+            h.pct(cpu["off"], 0.5) * 1e6,
+            h.pct(cpu[key], 0.5) * 1e6,
+            kind="delta",
+        )
     for client in (off, idle, on):
         await client.close()
     tracing.shutdown()

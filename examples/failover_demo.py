@@ -50,7 +50,9 @@ def turnout_env(local_url: str) -> dict[str, str]:
 def main(argv: list[str]) -> int:
     prompt = " ".join(argv) or QUESTION
     model = os.environ.get("TURNOUT_DEMO_MODEL") or None
-    print(f"starting llama.cpp's server with {model or 'SmolLM2-135M-Instruct'} on a free loopback port ...", flush=True)
+    print(
+        f"starting llama.cpp's server with {model or 'SmolLM2-135M-Instruct'} on a free loopback port ...", flush=True
+    )
     try:
         with LlamaCppServer(model) as server:
             return chat(server, prompt)
@@ -62,8 +64,10 @@ def main(argv: list[str]) -> int:
 def chat(server: LlamaCppServer, prompt: str) -> int:
     """Run ``turnout chat`` against the running server; its exit status."""
     config = turnout_env(server.base_url)
-    print(f"llama.cpp server (llama-cpp-python {server.version}) up at {server.base_url} "
-          f"in {server.startup_seconds:.1f}s\n")
+    print(
+        f"llama.cpp server (llama-cpp-python {server.version}) up at {server.base_url} "
+        f"in {server.startup_seconds:.1f}s\n"
+    )
     print("configuration (environment only):")
     for name, value in config.items():
         print(f"  {name}={value}")

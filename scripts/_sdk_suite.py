@@ -37,13 +37,19 @@ CATEGORIES: tuple[tuple[str, str], ...] = (
     ("workload-identity-exchange", r"x509|workload"),
     ("aggregated-models", r"no backend lists model|'NoneType' object is not iterable|test_models\.|models\.list"),
     ("body-read-first", r"content_upload_with_iterator|body should not have been read|non-replayable|one_shot"),
-    ("router-retries", r"test_retr|retries_taken|retry_count|_calculate_retry_timeout|x-stainless-retry-count"
-                       r"|retries_and_failure|resigns_retries|before_retry|retries_are_disabled|honors_retry"),
+    (
+        "router-retries",
+        r"test_retr|retries_taken|retry_count|_calculate_retry_timeout|x-stainless-retry-count"
+        r"|retries_and_failure|resigns_retries|before_retry|retries_are_disabled|honors_retry",
+    ),
     ("placeholder-key", r"turnout-routed|api_key_provider|before_after_refresh|auth_headers"),
     ("turnout-timeout", r"Timeout\(|timeout_option|native_timeouts|direct_(a)?sync_injection|timeout"),
     ("stream-first-event", r"ended the stream before its first event"),
-    ("sdk-internals", r"_build_request|_client\._client|_base_client|_platform|_idempotency_header|copy_signature"
-                      r"|_should_retry|http_client\._transport|_transport|httpx2_family"),
+    (
+        "sdk-internals",
+        r"_build_request|_client\._client|_base_client|_platform|_idempotency_header|copy_signature"
+        r"|_should_retry|http_client\._transport|_transport|httpx2_family",
+    ),
     ("router-errors", r"all \d+ backend\(s\) failed"),
     ("not-routed", r"bypassed them \(websocket|websocket|realtime"),
 )
@@ -73,6 +79,7 @@ def main() -> int:
 
 # -- running one side ---------------------------------------------------------------
 
+
 def _run(side: str, source: Path, home: Path, port: int, pytest_args: list[str]) -> None:
     tree = home / side
     if tree.exists():
@@ -82,11 +89,27 @@ def _run(side: str, source: Path, home: Path, port: int, pytest_args: list[str])
         changed = sum(_swap(path) for path in (tree / "tests").rglob("*.py"))
         print(f"==> {changed} test modules now import OpenAI/AsyncOpenAI from turnout", file=sys.stderr)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "TURNOUT_"))}
-    env.update(TEST_API_BASE_URL=f"http://127.0.0.1:{port}", DEFER_PYDANTIC_BUILD="false",
-               PYTHONDONTWRITEBYTECODE="1", TURNOUT_STRICT="1")
+    env.update(
+        TEST_API_BASE_URL=f"http://127.0.0.1:{port}",
+        DEFER_PYDANTIC_BUILD="false",
+        PYTHONDONTWRITEBYTECODE="1",
+        TURNOUT_STRICT="1",
+    )
     workers = os.environ.get("SDK_SUITE_WORKERS", "2")
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"-n{workers}",
-               "-o", "timeout=120", "--tb=line", f"--junitxml={home / f'{side}.xml'}", *pytest_args]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        f"-n{workers}",
+        "-o",
+        "timeout=120",
+        "--tb=line",
+        f"--junitxml={home / f'{side}.xml'}",
+        *pytest_args,
+    ]
     print(f"==> {side}: {' '.join(command[2:])}", file=sys.stderr)
     started = time.monotonic()
     with open(home / f"{side}.log", "w") as log:
@@ -108,7 +131,9 @@ def _swap(path: Path) -> bool:
             names = [(a.name, a.asname or a.name) for a in node.names if a.name in SWAPPED]
             if names:
                 aliases = ", ".join(n if n == a else f"{n} as {a}" for n, a in names)
-                inserts.append((node.end_lineno or node.lineno, " " * node.col_offset + f"from turnout import {aliases}\n"))
+                inserts.append(
+                    (node.end_lineno or node.lineno, " " * node.col_offset + f"from turnout import {aliases}\n")
+                )
     for line, statement in sorted(inserts, reverse=True):
         lines.insert(line, statement)
     if inserts:
@@ -117,6 +142,7 @@ def _swap(path: Path) -> bool:
 
 
 # -- the mock server ----------------------------------------------------------------------
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -128,8 +154,11 @@ def _start_steady(steady: Path, source: Path, port: int, log: Path) -> subproces
     spec = source / "api_reference" / "openapi.transformed.yml"
     flags = [f"--validator-{k}-format=brackets" for k in ("query-array", "form-array", "query-object", "form-object")]
     out = open(log, "wb")
-    server = subprocess.Popen(["node", str(steady), "--host", "127.0.0.1", "-p", str(port), *flags, str(spec)],
-                              stdout=out, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        ["node", str(steady), "--host", "127.0.0.1", "-p", str(port), *flags, str(spec)],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
     for _ in range(600):
         if server.poll() is not None:
             raise SystemExit(f"the mock server exited: see {log}")
@@ -143,6 +172,7 @@ def _start_steady(steady: Path, source: Path, port: int, log: Path) -> subproces
 
 
 # -- comparing -------------------------------------------------------------------------------
+
 
 def _outcomes(xml: Path) -> dict[str, tuple[str, str]]:
     """test id -> (passed|failed|skipped, failure text)."""

@@ -8,8 +8,13 @@ from tests.support.loopback import OpenAIServer
 
 # The slow groups (registered in pyproject.toml): a folder of its own, or a fixture that starts a real server.
 _MARK_BY_FOLDER = {"integration": "integration", "compat": "compat"}
-_MARK_BY_FIXTURE = {"llamacpp": "integration", "redis_server": "redis", "make_redis_server": "redis",
-                    "sentinel_group": "redis", "cluster": "redis"}
+_MARK_BY_FIXTURE = {
+    "llamacpp": "integration",
+    "redis_server": "redis",
+    "make_redis_server": "redis",
+    "sentinel_group": "redis",
+    "cluster": "redis",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -53,8 +58,14 @@ def _no_ambient_keys(monkeypatch: pytest.MonkeyPatch) -> None:
         for var in (*preset.key_envs, preset.url_env, *url_variables(preset.base_url or "")):
             if var:
                 monkeypatch.delenv(var, raising=False)
-    for var in ("OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "OPENAI_CUSTOM_HEADERS", "OPENAI_ADMIN_KEY", "OPENAI_API_VERSION",
-                "GOOGLE_APPLICATION_CREDENTIALS"):
+    for var in (
+        "OPENAI_ORG_ID",
+        "OPENAI_PROJECT_ID",
+        "OPENAI_CUSTOM_HEADERS",
+        "OPENAI_ADMIN_KEY",
+        "OPENAI_API_VERSION",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+    ):
         monkeypatch.delenv(var, raising=False)
 
 

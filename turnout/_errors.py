@@ -30,8 +30,16 @@ RATE_LIMITED = "rate_limited_by_turnout"
 """The ``code`` of the 429 the router raises itself, before sending, when rate limits leave no room:
 the backend is not at fault (no breaker counts it), and every other candidate may still be tried."""
 
-__all__ = ["TurnoutError", "ConfigError", "BrokenStreamError", "AllBackendsFailedError", "status_error", "refused",
-           "malformed_response", "describe"]
+__all__ = [
+    "TurnoutError",
+    "ConfigError",
+    "BrokenStreamError",
+    "AllBackendsFailedError",
+    "status_error",
+    "refused",
+    "malformed_response",
+    "describe",
+]
 
 
 class TurnoutError(Exception):
@@ -83,8 +91,9 @@ _COMBINED: dict[type, type] = {}
 def _combined_class(base: type) -> type:
     """``AllBackendsFailedError`` mixed into ``base``, keeping ``base``'s name so logs read as the SDK's."""
     if base not in _COMBINED:
-        _COMBINED[base] = type(base.__name__, (AllBackendsFailedError, base),
-                               {"__module__": "turnout", "__qualname__": base.__qualname__})
+        _COMBINED[base] = type(
+            base.__name__, (AllBackendsFailedError, base), {"__module__": "turnout", "__qualname__": base.__qualname__}
+        )
     return _COMBINED[base]
 
 
@@ -107,8 +116,15 @@ def describe(err: BaseException) -> str:
     return f"{type(err).__name__}: {message}"
 
 
-def status_error(cls: type[_E], status: int, message: str, *, url: str = "turnout://router",
-                 headers: Mapping[str, str] | None = None, code: str | None = None) -> _E:
+def status_error(
+    cls: type[_E],
+    status: int,
+    message: str,
+    *,
+    url: str = "turnout://router",
+    headers: Mapping[str, str] | None = None,
+    code: str | None = None,
+) -> _E:
     """An openai status error for a failure turnout detects itself, shaped like the SDK's own."""
     request = httpx2.Request("POST", url)
     response = httpx2.Response(status, request=request, headers=dict(headers or {}))
@@ -130,8 +146,11 @@ def synthetic_request(url: str = "turnout://router") -> httpx2.Request:
     return httpx2.Request("POST", url)
 
 
-_REFUSAL = re.compile(r"not (be )?supported|unsupported|does not support|not implemented|unknown (url|route|endpoint)"
-                      r"|no route|not found|unrecognized request", re.I)
+_REFUSAL = re.compile(
+    r"not (be )?supported|unsupported|does not support|not implemented|unknown (url|route|endpoint)"
+    r"|no route|not found|unrecognized request",
+    re.I,
+)
 
 
 def refused(err: openai.APIError) -> bool:

@@ -16,4 +16,4 @@ def redact_url(url: str) -> str:
         return url
     user, sep, _ = match.group(2).partition(":")
     userinfo = f"{user}:****" if sep else "****"
-    return f"{match.group(1)}{userinfo}@{url[match.end():]}"
+    return f"{match.group(1)}{userinfo}@{url[match.end() :]}"

@@ -53,9 +53,20 @@ from openai._models import FinalRequestOptions
 from openai._streaming import SSEDecoder
 from openai._types import RequestOptions
 
-__all__ = ["ASYNC_SDK_REQUEST", "SYNC_SDK_REQUEST", "FinalRequestOptions", "RAW_RESPONSE_HEADER", "RequestOptions",
-           "SSEDecoder", "configure_provider", "is_x509_workload_identity", "mtls_base_url", "provider_name",
-           "resolve_data_residency", "set_custom_headers"]
+__all__ = [
+    "ASYNC_SDK_REQUEST",
+    "SYNC_SDK_REQUEST",
+    "FinalRequestOptions",
+    "RAW_RESPONSE_HEADER",
+    "RequestOptions",
+    "SSEDecoder",
+    "configure_provider",
+    "is_x509_workload_identity",
+    "mtls_base_url",
+    "provider_name",
+    "resolve_data_residency",
+    "set_custom_headers",
+]
 
 ASYNC_SDK_REQUEST = AsyncAPIClient.request
 SYNC_SDK_REQUEST = SyncAPIClient.request

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import inspect
 import os
-from contextvars import ContextVar
 import urllib.parse
+from contextvars import ContextVar
 from typing import Any, AsyncIterator, Iterable, Iterator, Mapping, Optional, Type, cast
 
 import httpx2
@@ -31,8 +31,17 @@ import openai
 from openai import NotGiven
 
 from ._portal import run
-from ._sdk import (ASYNC_SDK_REQUEST, RAW_RESPONSE_HEADER, SYNC_SDK_REQUEST, FinalRequestOptions, configure_provider,
-                   is_x509_workload_identity, mtls_base_url, provider_name, resolve_data_residency)
+from ._sdk import (
+    ASYNC_SDK_REQUEST,
+    RAW_RESPONSE_HEADER,
+    SYNC_SDK_REQUEST,
+    FinalRequestOptions,
+    configure_provider,
+    is_x509_workload_identity,
+    mtls_base_url,
+    provider_name,
+    resolve_data_residency,
+)
 from .adapters import OpenAICompatAdapter
 from .router import Backend, Router
 from .telemetry import COST_HEADER
@@ -49,9 +58,11 @@ _STAND_IN_URL = "http://turnout.invalid/"
 _SERVED_BY = "_turnout_backend"
 _COST = "_turnout_cost"
 _OPENAI_HOST = "api.openai.com"
-MAX_RETRIES_NONE = ("max_retries cannot be None. If you want to disable retries, pass `0`; if you want unlimited "
-                    "retries, pass `math.inf` or a very high number; if you want the default behavior, pass "
-                    "`openai.DEFAULT_MAX_RETRIES`")
+MAX_RETRIES_NONE = (
+    "max_retries cannot be None. If you want to disable retries, pass `0`; if you want unlimited "
+    "retries, pass `math.inf` or a very high number; if you want the default behavior, pass "
+    "`openai.DEFAULT_MAX_RETRIES`"
+)
 """The SDK's own refusal of ``max_retries=None``, word for word."""
 
 _HTTPX_DEFAULT_TIMEOUT = httpx2.Timeout(5.0)
@@ -61,8 +72,18 @@ _BACKEND_ONLY = ("admin_api_key", "workload_identity", "provider", "data_residen
 """Constructor arguments for the one backend the SDK would talk to, never for the client itself."""
 _ALSO_BACKENDS = ("organization", "project")
 """Constructor arguments the client keeps (libraries read them) that its backends need too."""
-_NOT_COPIED = ("api_key", "admin_api_key", "workload_identity", "provider", "organization", "project",
-               "base_url", "websocket_base_url", "data_residency", "http_client")
+_NOT_COPIED = (
+    "api_key",
+    "admin_api_key",
+    "workload_identity",
+    "provider",
+    "organization",
+    "project",
+    "base_url",
+    "websocket_base_url",
+    "data_residency",
+    "http_client",
+)
 
 
 def served_by(answer: object) -> str | None:
@@ -86,8 +107,12 @@ def _mark(answer: object, key: str, header: str) -> str | None:
     value = getattr(answer, "__dict__", {}).get(key)
     if isinstance(value, str):
         return value
-    for holder in (answer, getattr(answer, "response", None), getattr(answer, "http_response", None),
-                   getattr(answer, "_response", None)):  # the stream helpers keep the SDK stream's response here
+    for holder in (
+        answer,
+        getattr(answer, "response", None),
+        getattr(answer, "http_response", None),
+        getattr(answer, "_response", None),
+    ):  # the stream helpers keep the SDK stream's response here
         headers = getattr(holder, "headers", None)
         if isinstance(headers, httpx2.Headers):
             return headers.get(header)
@@ -103,8 +128,9 @@ class _Routed:
     _turnout_headers: dict[str, str]
     _custom_query: Mapping[str, object]
 
-    def _sdk_arguments(self, sdk: type, handle_type: type, router: Router | None,
-                       kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _sdk_arguments(
+        self, sdk: type, handle_type: type, router: Router | None, kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
         """The SDK client's own keyword arguments; the rest build the router (unless ``router=`` is given)."""
         handle = kwargs.get("http_client")
         self._turnout_retries = self._turnout_deadline = None
@@ -122,35 +148,62 @@ class _Routed:
             given["timeout"] = handle.timeout  # the SDK's rule: a timeout set on the http_client counts
         base_url = _backend_url(given, logins, kwargs.get("base_url", openai.NOT_GIVEN))
         if router is None:
-            router = _router_for_client(api_key=given.get("api_key"), base_url=base_url,
-                                        timeout=_seconds(given.get("timeout")), max_retries=given.get("max_retries"),
-                                        default_headers=given.get("default_headers"), http_client=handle,
-                                        sdk=logins, **settings)
+            router = _router_for_client(
+                api_key=given.get("api_key"),
+                base_url=base_url,
+                timeout=_seconds(given.get("timeout")),
+                max_retries=given.get("max_retries"),
+                default_headers=given.get("default_headers"),
+                http_client=handle,
+                sdk=logins,
+                **settings,
+            )
         elif settings or handle is not None or logins:
             unused = sorted([*settings, *logins, *(["http_client"] if handle is not None else [])])
             raise TypeError(f"settings {unused} have no effect with router=...: set them on its backends")
         self.router = router
         primary = router.primary
-        return {**given, "api_key": _exposed_key(primary), "admin_api_key": _exposed_admin_key(primary, logins),
-                "base_url": primary.adapter.base_url,
-                "timeout": given.get("timeout", getattr(primary.adapter, "timeout", openai.NOT_GIVEN)),
-                "max_retries": given.get("max_retries", primary.max_retries), "http_client": handle_type(router, handle)}
+        return {
+            **given,
+            "api_key": _exposed_key(primary),
+            "admin_api_key": _exposed_admin_key(primary, logins),
+            "base_url": primary.adapter.base_url,
+            "timeout": given.get("timeout", getattr(primary.adapter, "timeout", openai.NOT_GIVEN)),
+            "max_retries": given.get("max_retries", primary.max_retries),
+            "http_client": handle_type(router, handle),
+        }
 
-    def copy(self, *, timeout: Any = openai.NOT_GIVEN, max_retries: Any = openai.NOT_GIVEN,
-             default_headers: Mapping[str, str] | None = None, set_default_headers: Mapping[str, str] | None = None,
-             **kwargs: Any) -> Any:
+    def copy(
+        self,
+        *,
+        timeout: Any = openai.NOT_GIVEN,
+        max_retries: Any = openai.NOT_GIVEN,
+        default_headers: Mapping[str, str] | None = None,
+        set_default_headers: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """A client sharing this one's backends (and their breakers), with a total ``timeout`` per call,
         ``max_retries`` for every backend, or more ``default_headers``."""
         changed = sorted(k for k in kwargs if k in _NOT_COPIED and _given(kwargs[k]) is not None)
         if changed:
-            raise TypeError(f"copy() of a turnout client cannot change {', '.join(changed)}: its requests go to "
-                            f"its configured backends; build another turnout client for other backends")
-        new = super().copy(timeout=timeout, max_retries=max_retries,  # type: ignore[misc]
-                           default_headers=default_headers, set_default_headers=set_default_headers, **kwargs)
+            raise TypeError(
+                f"copy() of a turnout client cannot change {', '.join(changed)}: its requests go to "
+                f"its configured backends; build another turnout client for other backends"
+            )
+        new = super().copy(  # type: ignore[misc]
+            timeout=timeout,
+            max_retries=max_retries,
+            default_headers=default_headers,
+            set_default_headers=set_default_headers,
+            **kwargs,
+        )
         new._turnout_retries = max_retries if _given(max_retries) is not None else self._turnout_retries
         new._turnout_deadline = _seconds(timeout) if _given(timeout) is not None else self._turnout_deadline
-        new._turnout_headers = (dict(set_default_headers) if set_default_headers is not None
-                                else {**self._turnout_headers, **(default_headers or {})})
+        new._turnout_headers = (
+            dict(set_default_headers)
+            if set_default_headers is not None
+            else {**self._turnout_headers, **(default_headers or {})}
+        )
         return new
 
     with_options = copy
@@ -178,8 +231,9 @@ class _Routed:
         the real request), and the SDK's loop reads only its method and raw-stream header."""
         sent = options.headers if isinstance(options.headers, Mapping) else {}
         raw = sent.get(RAW_RESPONSE_HEADER)
-        return httpx2.Request(options.method.upper(), _STAND_IN_URL,
-                              headers={RAW_RESPONSE_HEADER: raw} if isinstance(raw, str) else None)
+        return httpx2.Request(
+            options.method.upper(), _STAND_IN_URL, headers={RAW_RESPONSE_HEADER: raw} if isinstance(raw, str) else None
+        )
 
     def _process_response_data(self, *, data: object, cast_to: type[Any], response: httpx2.Response) -> Any:
         """Everything the SDK parses (an answer, a raw response's ``parse()``, each stream chunk) is marked
@@ -209,21 +263,29 @@ class AsyncOpenAI(_Routed, openai.AsyncOpenAI):
     def __init__(self, *, router: Router | None = None, **kwargs: Any) -> None:
         super().__init__(**self._sdk_arguments(openai.AsyncOpenAI, _Handle, router, kwargs))
 
-    async def request(self, cast_to: Type[Any], options: FinalRequestOptions, *, stream: bool = False,
-                      stream_cls: Optional[type[Any]] = None) -> Any:
+    async def request(
+        self,
+        cast_to: Type[Any],
+        options: FinalRequestOptions,
+        *,
+        stream: bool = False,
+        stream_cls: Optional[type[Any]] = None,
+    ) -> Any:
         """Routed at once; where instrumentation wraps ``request`` on ``openai.AsyncOpenAI`` (logfire's
         class-level mode), through the SDK's own ``request`` instead, so the wrapper sees this call once, and
         routed at its send (:meth:`_send_request`)."""
         if openai.AsyncOpenAI.request is ASYNC_SDK_REQUEST:  # nothing wraps it: skip the SDK's retry loop
             cast_to = self._maybe_override_cast_to(cast_to, options)
             name, response = await self._route(options, stream)
-            answer = await self._process_response(cast_to=cast_to, options=options, response=response,
-                                                  stream=stream, stream_cls=stream_cls)
+            answer = await self._process_response(
+                cast_to=cast_to, options=options, response=response, stream=stream, stream_cls=stream_cls
+            )
             return _tagged(answer, name)
         token = _pending.set(_Pending(stream))
         try:
-            return _tagged(await super().request(cast_to, options, stream=stream, stream_cls=stream_cls),
-                           _pending.get().served)
+            return _tagged(
+                await super().request(cast_to, options, stream=stream, stream_cls=stream_cls), _pending.get().served
+            )
         finally:
             _pending.reset(token)
 
@@ -245,18 +307,26 @@ class OpenAI(_Routed, openai.OpenAI):
     def __init__(self, *, router: Router | None = None, **kwargs: Any) -> None:
         super().__init__(**self._sdk_arguments(openai.OpenAI, _SyncHandle, router, kwargs))
 
-    def request(self, cast_to: Type[Any], options: FinalRequestOptions, *, stream: bool = False,
-                stream_cls: Optional[type[Any]] = None) -> Any:
+    def request(
+        self,
+        cast_to: Type[Any],
+        options: FinalRequestOptions,
+        *,
+        stream: bool = False,
+        stream_cls: Optional[type[Any]] = None,
+    ) -> Any:
         if openai.OpenAI.request is SYNC_SDK_REQUEST:  # as AsyncOpenAI.request
             cast_to = self._maybe_override_cast_to(cast_to, options)
             name, response = run(self._route(_replayable(options), stream))
-            answer = self._process_response(cast_to=cast_to, options=options, response=_synchronous(response),
-                                            stream=stream, stream_cls=stream_cls)
+            answer = self._process_response(
+                cast_to=cast_to, options=options, response=_synchronous(response), stream=stream, stream_cls=stream_cls
+            )
             return _tagged(answer, name)
         token = _pending.set(_Pending(stream))
         try:
-            return _tagged(super().request(cast_to, options, stream=stream, stream_cls=stream_cls),
-                           _pending.get().served)
+            return _tagged(
+                super().request(cast_to, options, stream=stream, stream_cls=stream_cls), _pending.get().served
+            )
         finally:
             _pending.reset(token)
 
@@ -299,13 +369,16 @@ _pending: ContextVar[_Pending] = ContextVar("turnout_pending")
 
 # -- the SDK's http_client slot: carries the router through the SDK's copy() ----------
 
+
 class _Refuse(httpx2.AsyncBaseTransport, httpx2.BaseTransport):
     """Nothing is sent from the outer client itself: every request goes through ``request()``."""
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
-        raise NotImplementedError(f"turnout routes requests made through the SDK's request methods; "
-                                  f"{request.method} {request.url} bypassed them (websocket and realtime APIs "
-                                  f"are not routed: use the openai SDK directly for them)")
+        raise NotImplementedError(
+            f"turnout routes requests made through the SDK's request methods; "
+            f"{request.method} {request.url} bypassed them (websocket and realtime APIs "
+            f"are not routed: use the openai SDK directly for them)"
+        )
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         return self.handle_request(request)
@@ -364,17 +437,23 @@ async def _next(chunks: AsyncIterator[bytes]) -> bytes:
 
 # -- small helpers ---------------------------------------------------------------
 
+
 def _refuse_as_the_sdk(kwargs: Mapping[str, Any], client_kind: type) -> None:
     """The SDK's own refusals of arguments turnout reads before the SDK's constructor sees them."""
     if "max_retries" in kwargs and kwargs["max_retries"] is None:
         raise TypeError(MAX_RETRIES_NONE)
     handle = kwargs.get("http_client")
     if handle is not None and not isinstance(handle, client_kind):
-        raise TypeError(f"Invalid `http_client` argument; Expected an instance of `httpx2.{client_kind.__name__}` "
-                        f"(turnout's backends speak httpx2; an httpx client cannot carry their requests) "
-                        f"but got {type(handle)}")
-    if "workload_identity" in kwargs and _given(kwargs.get("api_key")) is not None \
-            and _given(kwargs["workload_identity"]) is not None:
+        raise TypeError(
+            f"Invalid `http_client` argument; Expected an instance of `httpx2.{client_kind.__name__}` "
+            f"(turnout's backends speak httpx2; an httpx client cannot carry their requests) "
+            f"but got {type(handle)}"
+        )
+    if (
+        "workload_identity" in kwargs
+        and _given(kwargs.get("api_key")) is not None
+        and _given(kwargs["workload_identity"]) is not None
+    ):
         raise openai.OpenAIError("The `api_key` and `workload_identity` arguments are mutually exclusive")
 
 
@@ -417,8 +496,11 @@ def _exposed_admin_key(primary: Backend, logins: Mapping[str, Any]) -> str | Non
 def _openai_itself(primary: Backend) -> OpenAICompatAdapter | None:
     """The primary backend's adapter when it is OpenAI's own, on OpenAI's own host; else ``None``."""
     adapter = primary.adapter
-    if isinstance(adapter, OpenAICompatAdapter) and adapter.provider == "openai" \
-            and urllib.parse.urlsplit(adapter.base_url).hostname == _OPENAI_HOST:
+    if (
+        isinstance(adapter, OpenAICompatAdapter)
+        and adapter.provider == "openai"
+        and urllib.parse.urlsplit(adapter.base_url).hostname == _OPENAI_HOST
+    ):
         return adapter
     return None
 
@@ -431,22 +513,34 @@ def _backend_url(given: dict[str, Any], logins: dict[str, Any], base_url: Any) -
         return _text(resolve_data_residency(region, base_url, provider=logins.get("provider")))
     provider = logins.get("provider")
     if provider is not None:
-        clash = [k for k in ("api_key", "admin_api_key", "workload_identity", "base_url")
-                 if k in given or k in logins]
+        clash = [k for k in ("api_key", "admin_api_key", "workload_identity", "base_url") if k in given or k in logins]
         if clash:  # the SDK's own refusal, word for word
             named = ", ".join(f"`{k}`" for k in clash)
-            raise openai.OpenAIError(f"`provider` cannot be combined with top-level {named}. Move provider "
-                                     f"authentication and routing options into `{provider_name(provider)}(...)`.")
+            raise openai.OpenAIError(
+                f"`provider` cannot be combined with top-level {named}. Move provider "
+                f"authentication and routing options into `{provider_name(provider)}(...)`."
+            )
         return _text(configure_provider(provider).base_url)
-    if "base_url" not in given and not os.environ.get("OPENAI_BASE_URL") \
-            and is_x509_workload_identity(logins.get("workload_identity")):
+    if (
+        "base_url" not in given
+        and not os.environ.get("OPENAI_BASE_URL")
+        and is_x509_workload_identity(logins.get("workload_identity"))
+    ):
         return mtls_base_url()  # the SDK's own default for an X.509 identity: OpenAI's mTLS address
     return _text(given.get("base_url"))
 
 
-def _router_for_client(*, api_key: Any = None, base_url: str | None = None, timeout: float | None = None,
-                       max_retries: int | None = None, default_headers: Mapping[str, str] | None = None,
-                       http_client: Any = None, sdk: Mapping[str, Any] | None = None, **settings: Any) -> Router:
+def _router_for_client(
+    *,
+    api_key: Any = None,
+    base_url: str | None = None,
+    timeout: float | None = None,
+    max_retries: int | None = None,
+    default_headers: Mapping[str, str] | None = None,
+    http_client: Any = None,
+    sdk: Mapping[str, Any] | None = None,
+    **settings: Any,
+) -> Router:
     """The openai SDK's constructor arguments, in settings terms (see ``turnout.AsyncOpenAI``).
 
     ``api_key`` (text or a function), ``base_url``, or the login options in ``sdk``
@@ -467,7 +561,9 @@ def _router_for_client(*, api_key: Any = None, base_url: str | None = None, time
         overrides["max_retries"] = max_retries
     sdk = {k: v for k, v in (sdk or {}).items() if v is not None}
     if api_key is not None or base_url is not None or set(sdk) - _OPENAI_ACCOUNT:
-        name, provider = ("openai", "openai") if base_url is None or _openai_host(base_url) else ("default", "openai_compat")
+        name, provider = (
+            ("openai", "openai") if base_url is None or _openai_host(base_url) else ("default", "openai_compat")
+        )
         if "provider" in sdk:  # another cloud: its SDK provider brings the address and the login
             name, provider = "default", "openai_compat"
         elif "workload_identity" in sdk:  # the SDK's own stand-in for the key a workload identity fetches

@@ -77,6 +77,7 @@ def source(issuer: FakeIssuer, name: str = "cloud") -> TokenSource:
 
 # -- Azure OpenAI --------------------------------------------------------------------------------
 
+
 async def test_azure_v1_from_its_variables(openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_API_KEY are all it takes: the v1 API, the key as a bearer."""
     monkeypatch.setenv("TURNOUT_BACKENDS", "azure")
@@ -89,8 +90,9 @@ async def test_azure_v1_from_its_variables(openai_server: OpenAIServer, monkeypa
     assert got.path == "/openai/v1/chat/completions" and got.header("Authorization") == f"Bearer {AZURE_KEY}"
 
 
-async def test_azure_deployment_routes_with_an_api_version(make_openai_server: Callable[..., OpenAIServer],
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_azure_deployment_routes_with_an_api_version(
+    make_openai_server: Callable[..., OpenAIServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With an api-version the SDK's AsyncAzureOpenAI speaks the older routes: the model alias names the
     deployment in the path, api-version rides in the query, the key in the api-key header (no bearer)."""
     server = make_openai_server(models=["my-gpt-deployment"])
@@ -110,13 +112,19 @@ async def test_azure_deployment_routes_with_an_api_version(make_openai_server: C
 
 
 @pytest.mark.parametrize("api_version", [None, "2024-10-21"])
-async def test_azure_entra_tokens_are_bearer_tokens(openai_server: OpenAIServer, client_over,
-                                                    api_version: str | None) -> None:
+async def test_azure_entra_tokens_are_bearer_tokens(
+    openai_server: OpenAIServer, client_over, api_version: str | None
+) -> None:
     """An Entra ID token goes as a bearer on both routes (the SDK's azure_ad_token_provider on the old
     one), never in the api-key header."""
     issuer = FakeIssuer(Clock())
-    adapter = OpenAICompatAdapter("azure", preset="azure", base_url=root(openai_server) + "/openai/v1/",
-                                  api_key=source(issuer, "azure"), api_version=api_version)
+    adapter = OpenAICompatAdapter(
+        "azure",
+        preset="azure",
+        base_url=root(openai_server) + "/openai/v1/",
+        api_key=source(issuer, "azure"),
+        api_version=api_version,
+    )
     await client_over(adapter).chat.completions.create(**CHAT)
     got = openai_server.requests[-1]
     assert got.header("Authorization") == "Bearer tok-1" and got.header("api-key") is None
@@ -124,16 +132,23 @@ async def test_azure_entra_tokens_are_bearer_tokens(openai_server: OpenAIServer,
 
 
 async def test_a_content_filter_refusal_is_raised_unless_failing_over_on_it_is_on(
-        make_openai_server: Callable[..., OpenAIServer]) -> None:
+    make_openai_server: Callable[..., OpenAIServer],
+) -> None:
     """Azure's 400 with code content_filter: a bad request by default (no other backend asked, no breaker
     counts it); with TURNOUT_FAILOVER_ON_CONTENT_FILTER the next backend, whose filter may differ, answers."""
     azure, other = make_openai_server(), make_openai_server()
-    filtered = Fault(status=400, error_type="invalid_request_error", code="content_filter",
-                     message="The response was filtered due to the prompt triggering content management policy.")
+    filtered = Fault(
+        status=400,
+        error_type="invalid_request_error",
+        code="content_filter",
+        message="The response was filtered due to the prompt triggering content management policy.",
+    )
     azure.fail(filtered)
     for opt_in in (False, True):
-        adapters = [OpenAICompatAdapter("azure", preset="azure", base_url=azure.base_url, api_key=AZURE_KEY),
-                    OpenAICompatAdapter("other", preset="openai_compat", base_url=other.base_url)]
+        adapters = [
+            OpenAICompatAdapter("azure", preset="azure", base_url=azure.base_url, api_key=AZURE_KEY),
+            OpenAICompatAdapter("other", preset="openai_compat", base_url=other.base_url),
+        ]
         router = turnout.Router([backend(a) for a in adapters], failover_on_content_filter=opt_in)
         async with turnout.AsyncOpenAI(router=router) as client:
             if opt_in:
@@ -146,18 +161,22 @@ async def test_a_content_filter_refusal_is_raised_unless_failing_over_on_it_is_o
 
 
 async def test_an_answer_a_content_filter_stopped_fails_over_only_when_asked(
-        make_openai_server: Callable[..., OpenAIServer]) -> None:
+    make_openai_server: Callable[..., OpenAIServer],
+) -> None:
     """Azure's output filter (and a refusal) ends a 200 with finish_reason content_filter: returned as it is by
     default; with the switch on, the next backend is asked instead."""
     azure, other = make_openai_server(reply="", finish_reason="content_filter"), make_openai_server()
     for opt_in in (False, True):
-        adapters = [OpenAICompatAdapter("azure", preset="azure", base_url=azure.base_url, api_key=AZURE_KEY),
-                    OpenAICompatAdapter("other", preset="openai_compat", base_url=other.base_url)]
+        adapters = [
+            OpenAICompatAdapter("azure", preset="azure", base_url=azure.base_url, api_key=AZURE_KEY),
+            OpenAICompatAdapter("other", preset="openai_compat", base_url=other.base_url),
+        ]
         router = turnout.Router([backend(a) for a in adapters], failover_on_content_filter=opt_in)
         async with turnout.AsyncOpenAI(router=router) as client:
             reply = await client.chat.completions.create(**CHAT)
         assert (turnout.served_by(reply), reply.choices[0].finish_reason) == (
-            ("other", "stop") if opt_in else ("azure", "content_filter"))
+            ("other", "stop") if opt_in else ("azure", "content_filter")
+        )
 
 
 def test_the_content_filter_switch_is_an_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -172,14 +191,18 @@ def test_the_content_filter_switch_is_an_environment_variable(monkeypatch: pytes
 
 # -- Anthropic -----------------------------------------------------------------------------------
 
+
 async def test_anthropic_overloaded_is_retried_then_failed_over_and_a_bad_request_is_raised(
-        make_openai_server: Callable[..., OpenAIServer], monkeypatch: pytest.MonkeyPatch) -> None:
+    make_openai_server: Callable[..., OpenAIServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Anthropic's 529 overloaded_error is its server's trouble: retried, then the next backend; its 400
     invalid_request_error is the request's: raised from Anthropic, nobody else asked."""
     anthropic, other = make_openai_server(), make_openai_server()
     monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
-    adapters = [OpenAICompatAdapter(preset="anthropic", base_url=anthropic.base_url),
-                OpenAICompatAdapter("other", preset="openai_compat", base_url=other.base_url)]
+    adapters = [
+        OpenAICompatAdapter(preset="anthropic", base_url=anthropic.base_url),
+        OpenAICompatAdapter("other", preset="openai_compat", base_url=other.base_url),
+    ]
     async with turnout.AsyncOpenAI(router=turnout.Router([backend(a, max_retries=1) for a in adapters])) as client:
         anthropic.fail(Fault(status=529, error_type="overloaded_error", message="Overloaded"), times=2)
         reply = await client.chat.completions.create(**CHAT)
@@ -192,14 +215,17 @@ async def test_anthropic_overloaded_is_retried_then_failed_over_and_a_bad_reques
     assert anthropic.requests[0].header("Authorization") == f"Bearer {ANTHROPIC_KEY}"
 
 
-async def test_json_mode_is_not_sent_where_it_would_be_ignored(make_openai_server: Callable[..., OpenAIServer],
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_json_mode_is_not_sent_where_it_would_be_ignored(
+    make_openai_server: Callable[..., OpenAIServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Anthropic's compatibility layer ignores response_format: a JSON-mode request goes to a backend that
     honours it, while plain chat still goes to Anthropic first."""
     anthropic, other = make_openai_server(), make_openai_server()
     monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
-    adapters = [OpenAICompatAdapter(preset="anthropic", base_url=anthropic.base_url),
-                OpenAICompatAdapter("other", preset="openai_compat", base_url=other.base_url)]
+    adapters = [
+        OpenAICompatAdapter(preset="anthropic", base_url=anthropic.base_url),
+        OpenAICompatAdapter("other", preset="openai_compat", base_url=other.base_url),
+    ]
     async with turnout.AsyncOpenAI(router=turnout.Router([backend(a) for a in adapters])) as client:
         json_reply = await client.chat.completions.create(**CHAT, response_format={"type": "json_object"})
         plain = await client.chat.completions.create(**CHAT)
@@ -208,8 +234,10 @@ async def test_json_mode_is_not_sent_where_it_would_be_ignored(make_openai_serve
 
 # -- Bedrock -------------------------------------------------------------------------------------
 
+
 async def test_bedrock_bearer_key_through_the_sdks_provider_and_its_throttling_is_retried(
-        openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """AWS_BEARER_TOKEN_BEDROCK as the bearer, AWS_BEDROCK_BASE_URL as the address (the SDK provider's own
     variables); AWS names throttling in x-amzn-errortype, retried here even when sent with a 400."""
     monkeypatch.setenv("TURNOUT_BACKENDS", "bedrock")
@@ -217,9 +245,15 @@ async def test_bedrock_bearer_key_through_the_sdks_provider_and_its_throttling_i
     monkeypatch.setenv("TURNOUT_BACKOFF_MAX", "0")
     monkeypatch.setenv("AWS_BEARER_TOKEN_BEDROCK", BEDROCK_KEY)
     monkeypatch.setenv("AWS_BEDROCK_BASE_URL", openai_server.base_url)
-    openai_server.fail(Fault(status=400, error_type="ThrottlingException", message="Too many requests",
-                             headers={"x-amzn-errortype": "ThrottlingException:http://internal.amazon.com/coral/"}),
-                       times=1)
+    openai_server.fail(
+        Fault(
+            status=400,
+            error_type="ThrottlingException",
+            message="Too many requests",
+            headers={"x-amzn-errortype": "ThrottlingException:http://internal.amazon.com/coral/"},
+        ),
+        times=1,
+    )
     async with turnout.AsyncOpenAI(router=from_env(_env_file=None)) as client:
         reply = await client.chat.completions.create(**CHAT)
     assert turnout.served_by(reply) == "bedrock" and len(openai_server.chat_requests()) == 2
@@ -227,23 +261,32 @@ async def test_bedrock_bearer_key_through_the_sdks_provider_and_its_throttling_i
 
 
 async def test_bedrock_takes_a_refreshing_token_through_the_provider(openai_server: OpenAIServer, client_over) -> None:
-    adapter = OpenAICompatAdapter(preset="bedrock", base_url=openai_server.base_url,
-                                  api_key=source(FakeIssuer(Clock()), "bedrock"))
+    adapter = OpenAICompatAdapter(
+        preset="bedrock", base_url=openai_server.base_url, api_key=source(FakeIssuer(Clock()), "bedrock")
+    )
     await client_over(adapter).chat.completions.create(**CHAT)
     assert openai_server.requests[-1].header("Authorization") == "Bearer tok-1"
 
 
-@pytest.mark.parametrize(("variables", "url"), [
-    ({"AWS_REGION": "eu-west-1"}, "https://bedrock-mantle.eu-west-1.api.aws/v1"),
-    ({"AWS_DEFAULT_REGION": "us-east-2"}, "https://bedrock-mantle.us-east-2.api.aws/v1"),
-    ({"GOOGLE_CLOUD_PROJECT": "acme-ml"},
-     "https://aiplatform.googleapis.com/v1/projects/acme-ml/locations/global/endpoints/openapi"),
-    ({"GOOGLE_CLOUD_PROJECT": "acme-ml", "GOOGLE_CLOUD_LOCATION": "europe-west4"},
-     "https://europe-west4-aiplatform.googleapis.com/v1/projects/acme-ml/locations/europe-west4/endpoints/openapi"),
-    ({"AZURE_OPENAI_ENDPOINT": "https://acme.openai.azure.com/"}, "https://acme.openai.azure.com/openai/v1/"),
-])
-def test_the_address_is_filled_from_the_users_variables(monkeypatch: pytest.MonkeyPatch, variables: dict[str, str],
-                                                        url: str) -> None:
+@pytest.mark.parametrize(
+    ("variables", "url"),
+    [
+        ({"AWS_REGION": "eu-west-1"}, "https://bedrock-mantle.eu-west-1.api.aws/v1"),
+        ({"AWS_DEFAULT_REGION": "us-east-2"}, "https://bedrock-mantle.us-east-2.api.aws/v1"),
+        (
+            {"GOOGLE_CLOUD_PROJECT": "acme-ml"},
+            "https://aiplatform.googleapis.com/v1/projects/acme-ml/locations/global/endpoints/openapi",
+        ),
+        (
+            {"GOOGLE_CLOUD_PROJECT": "acme-ml", "GOOGLE_CLOUD_LOCATION": "europe-west4"},
+            "https://europe-west4-aiplatform.googleapis.com/v1/projects/acme-ml/locations/europe-west4/endpoints/openapi",
+        ),
+        ({"AZURE_OPENAI_ENDPOINT": "https://acme.openai.azure.com/"}, "https://acme.openai.azure.com/openai/v1/"),
+    ],
+)
+def test_the_address_is_filled_from_the_users_variables(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], url: str
+) -> None:
     name = {"AWS": "bedrock", "GOOGLE": "vertex", "AZURE": "azure"}[next(iter(variables)).split("_")[0]]
     monkeypatch.setenv("TURNOUT_BACKENDS", name)
     monkeypatch.setenv("AWS_BEARER_TOKEN_BEDROCK", BEDROCK_KEY)
@@ -278,16 +321,21 @@ def test_a_credential_kind_the_provider_does_not_take_is_named(monkeypatch: pyte
     monkeypatch.setenv("TURNOUT_BACKENDS", "anthropic")
     monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
     monkeypatch.setenv("TURNOUT_BACKEND__ANTHROPIC__AUTH", "google")
-    with pytest.raises(ConfigError, match=r"TURNOUT_BACKEND__ANTHROPIC__AUTH='google': provider anthropic does not "
-                                          r"take it; accepted: key"):
+    with pytest.raises(
+        ConfigError,
+        match=r"TURNOUT_BACKEND__ANTHROPIC__AUTH='google': provider anthropic does not "
+        r"take it; accepted: key",
+    ):
         resolve(TurnoutSettings(_env_file=None))
 
 
 # -- Vertex AI and the token source ----------------------------------------------------------------
 
+
 async def test_vertex_sends_the_token_as_a_bearer(openai_server: OpenAIServer, client_over) -> None:
-    adapter = OpenAICompatAdapter(preset="vertex", base_url=openai_server.base_url,
-                                  api_key=source(FakeIssuer(Clock()), "vertex"))
+    adapter = OpenAICompatAdapter(
+        preset="vertex", base_url=openai_server.base_url, api_key=source(FakeIssuer(Clock()), "vertex")
+    )
     reply = await client_over(adapter).chat.completions.create(**CHAT)
     assert reply.choices[0].message.content == "echo: hi"
     assert openai_server.requests[-1].header("Authorization") == "Bearer tok-1"
@@ -324,8 +372,9 @@ async def test_ahead_of_expiry_the_refresh_runs_off_the_request_path(openai_serv
     assert sent == ["Bearer tok-1"] * 4 + ["Bearer tok-2"] and issuer.issued == 2 and tokens.fetches == 2
 
 
-async def test_a_background_refresh_that_fails_leaves_the_valid_token_in_use(openai_server: OpenAIServer,
-                                                                             client_over) -> None:
+async def test_a_background_refresh_that_fails_leaves_the_valid_token_in_use(
+    openai_server: OpenAIServer, client_over
+) -> None:
     """No request fails while the token in hand is valid, and a failing identity service is not asked again
     on every request; once the token has expired the failure is the request's."""
     clock = Clock()
@@ -357,19 +406,23 @@ async def test_concurrent_first_requests_share_one_fetch(openai_server: OpenAISe
 
 
 async def test_a_failed_refresh_names_backend_and_source_and_fails_over_as_for_a_401(
-        make_openai_server: Callable[..., OpenAIServer], caplog: pytest.LogCaptureFixture) -> None:
+    make_openai_server: Callable[..., OpenAIServer], caplog: pytest.LogCaptureFixture
+) -> None:
     vertex, other = make_openai_server(), make_openai_server()
     caplog.set_level(logging.DEBUG)
     failing = FakeIssuer(Clock(), fail=True)
-    adapters = [OpenAICompatAdapter(preset="vertex", base_url=vertex.base_url, api_key=source(failing, "vertex")),
-                OpenAICompatAdapter("other", preset="openai_compat", base_url=other.base_url)]
+    adapters = [
+        OpenAICompatAdapter(preset="vertex", base_url=vertex.base_url, api_key=source(failing, "vertex")),
+        OpenAICompatAdapter("other", preset="openai_compat", base_url=other.base_url),
+    ]
     router = turnout.Router([backend(a, max_retries=2) for a in adapters])
     async with turnout.AsyncOpenAI(router=router) as client:
         reply = await client.chat.completions.create(**CHAT)
         assert turnout.served_by(reply) == "other" and vertex.requests == []
         assert router.stats()["vertex"]["cooldowns"] == 1  # cooled down at once, as after a 401
-    alone = turnout.Router([backend(OpenAICompatAdapter(preset="vertex", base_url=vertex.base_url,
-                                                        api_key=source(failing, "vertex")))])
+    alone = turnout.Router(
+        [backend(OpenAICompatAdapter(preset="vertex", base_url=vertex.base_url, api_key=source(failing, "vertex")))]
+    )
     async with turnout.AsyncOpenAI(router=alone) as client:
         with pytest.raises(openai.AuthenticationError) as caught:
             await client.chat.completions.create(**CHAT)
@@ -378,8 +431,9 @@ async def test_a_failed_refresh_names_backend_and_source_and_fails_over_as_for_a
 
 
 async def test_health_reports_an_unobtainable_token_by_name(openai_server: OpenAIServer) -> None:
-    adapter = OpenAICompatAdapter(preset="vertex", base_url=openai_server.base_url,
-                                  api_key=source(FakeIssuer(Clock(), fail=True), "vertex"))
+    adapter = OpenAICompatAdapter(
+        preset="vertex", base_url=openai_server.base_url, api_key=source(FakeIssuer(Clock(), fail=True), "vertex")
+    )
     health = await adapter.health()
     await adapter.aclose()
     assert not health.up and "backend 'vertex': could not obtain a token from a fake issuer" in (health.error or "")
@@ -387,7 +441,7 @@ async def test_health_reports_an_unobtainable_token_by_name(openai_server: OpenA
 
 # -- the real libraries' entry points, with stand-ins on sys.path -----------------------------------
 
-AZURE_IDENTITY = '''
+AZURE_IDENTITY = """
 import time
 
 
@@ -402,7 +456,7 @@ class DefaultAzureCredential:
         if {fail}:
             raise RuntimeError("EnvironmentCredential: AZURE_CLIENT_SECRET=entra-secret-value rejected")
         return _Got("entra-token-1", int(time.time()) + 3600)
-'''
+"""
 
 
 def stand_in(path: Path, monkeypatch: pytest.MonkeyPatch, fail: bool) -> None:
@@ -420,8 +474,9 @@ def azure_env(monkeypatch: pytest.MonkeyPatch, server: OpenAIServer) -> None:
     monkeypatch.setenv("TURNOUT_BACKEND__AZURE__AUTH", "entra")
 
 
-async def test_entra_tokens_come_from_azure_identity(openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch,
-                                                     tmp_path: Path) -> None:
+async def test_entra_tokens_come_from_azure_identity(
+    openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     stand_in(tmp_path, monkeypatch, fail=False)
     azure_env(monkeypatch, openai_server)
     async with turnout.AsyncOpenAI(router=from_env(_env_file=None)) as client:
@@ -429,8 +484,9 @@ async def test_entra_tokens_come_from_azure_identity(openai_server: OpenAIServer
     assert openai_server.requests[-1].header("Authorization") == "Bearer entra-token-1"
 
 
-def test_health_and_config_name_the_credential_source(openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch,
-                                                      tmp_path: Path) -> None:
+def test_health_and_config_name_the_credential_source(
+    openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """`turnout health` reports the token it could not get by backend and source, never the library's
     message (it may quote a secret); `turnout config` says where each credential comes from, masked."""
     stand_in(tmp_path, monkeypatch, fail=True)
@@ -441,8 +497,14 @@ def test_health_and_config_name_the_credential_source(openai_server: OpenAIServe
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
 
     def turnout_command(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "turnout", *args], cwd=tmp_path, capture_output=True, text=True,
-                              timeout=60, env=dict(os.environ))
+        return subprocess.run(
+            [sys.executable, "-m", "turnout", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=dict(os.environ),
+        )
 
     health = turnout_command("health", "--json")
     assert health.returncode == 0, health.stderr  # one of two up
@@ -455,14 +517,24 @@ def test_health_and_config_name_the_credential_source(openai_server: OpenAIServe
     assert "sk-…cdef" in text and "environment ANTHROPIC_API_KEY" in text and ANTHROPIC_KEY not in text
 
 
-@pytest.mark.parametrize(("library", "variables", "message"), [
-    ("google.auth", {"TURNOUT_BACKENDS": "vertex", "GOOGLE_CLOUD_PROJECT": "acme-ml"},
-     r"backend 'vertex': AUTH=google needs the google-auth package; pip install 'turnout\[google\]'"),
-    ("botocore", {"TURNOUT_BACKENDS": "bedrock", "AWS_REGION": "us-east-1", "TURNOUT_BACKEND__BEDROCK__AUTH": "aws"},
-     r"backend 'bedrock': AUTH=aws needs botocore; pip install 'turnout\[aws\]'"),
-])
-def test_a_missing_credential_library_names_the_extra(monkeypatch: pytest.MonkeyPatch, library: str,
-                                                       variables: dict[str, str], message: str) -> None:
+@pytest.mark.parametrize(
+    ("library", "variables", "message"),
+    [
+        (
+            "google.auth",
+            {"TURNOUT_BACKENDS": "vertex", "GOOGLE_CLOUD_PROJECT": "acme-ml"},
+            r"backend 'vertex': AUTH=google needs the google-auth package; pip install 'turnout\[google\]'",
+        ),
+        (
+            "botocore",
+            {"TURNOUT_BACKENDS": "bedrock", "AWS_REGION": "us-east-1", "TURNOUT_BACKEND__BEDROCK__AUTH": "aws"},
+            r"backend 'bedrock': AUTH=aws needs botocore; pip install 'turnout\[aws\]'",
+        ),
+    ],
+)
+def test_a_missing_credential_library_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, library: str, variables: dict[str, str], message: str
+) -> None:
     try:
         __import__(library)
         pytest.skip(f"{library} is installed here")
@@ -476,9 +548,10 @@ def test_a_missing_credential_library_names_the_extra(monkeypatch: pytest.Monkey
 
 # -- secrets stay home ------------------------------------------------------------------------------
 
+
 async def test_keys_and_tokens_reach_only_their_own_host_and_no_log_or_repr(
-        make_openai_server: Callable[..., OpenAIServer], monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
+    make_openai_server: Callable[..., OpenAIServer], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """Azure (key), Vertex (token), Bedrock (key), Anthropic (key): each fails over to the next; each server
     received its own credential only, and none appears in a log line or a repr."""
     caplog.set_level(logging.DEBUG)

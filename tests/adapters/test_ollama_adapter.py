@@ -24,16 +24,31 @@ from turnout.adapters import Adapter, OllamaAdapter
 from turnout.adapters.ollama import UNSUPPORTED
 
 MESSAGES = [{"role": "user", "content": "hello there"}]
-NESTED_TOOL = {"type": "function", "function": {
-    "name": "book", "description": "Book a trip.",
-    "parameters": {"type": "object", "required": ["trip"], "properties": {
-        "trip": {"type": "object", "properties": {
-            "to": {"type": "string", "format": "uri", "default": "https://example.org"},
-            "when": {"anyOf": [{"type": "string", "format": "date"}, {"type": "null"}]},
-            "legs": {"type": "array", "items": {"type": "object", "properties": {"km": {"type": "number", "minimum": 0}}}},
-        }, "additionalProperties": False},
-    }},
-}}
+NESTED_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "book",
+        "description": "Book a trip.",
+        "parameters": {
+            "type": "object",
+            "required": ["trip"],
+            "properties": {
+                "trip": {
+                    "type": "object",
+                    "properties": {
+                        "to": {"type": "string", "format": "uri", "default": "https://example.org"},
+                        "when": {"anyOf": [{"type": "string", "format": "date"}, {"type": "null"}]},
+                        "legs": {
+                            "type": "array",
+                            "items": {"type": "object", "properties": {"km": {"type": "number", "minimum": 0}}},
+                        },
+                    },
+                    "additionalProperties": False,
+                },
+            },
+        },
+    },
+}
 
 
 @pytest.fixture
@@ -56,23 +71,46 @@ async def test_it_keeps_the_adapter_protocol(adapter: OllamaAdapter) -> None:
 
 # -- chat: answers ------------------------------------------------------------
 
+
 async def test_chat_returns_the_sdk_type_with_usage(adapter: OllamaAdapter) -> None:
     reply = await adapter.chat(model="test-model", messages=MESSAGES)
     assert isinstance(reply, ChatCompletion)
     assert reply.id.startswith("chatcmpl-") and reply.object == "chat.completion" and reply.model == "test-model"
     assert reply.created > 1_600_000_000
     choice = reply.choices[0]
-    assert (choice.message.role, choice.message.content, choice.finish_reason) == ("assistant", "echo: hello there", "stop")
+    assert (choice.message.role, choice.message.content, choice.finish_reason) == (
+        "assistant",
+        "echo: hello there",
+        "stop",
+    )
     assert reply.usage is not None
     assert (reply.usage.prompt_tokens, reply.usage.completion_tokens, reply.usage.total_tokens) == (2, 3, 5)
 
 
-async def test_openai_sampling_parameters_become_ollama_options(adapter: OllamaAdapter, ollama_server: OllamaServer) -> None:
-    await adapter.chat(model="test-model", messages=MESSAGES, temperature=0.25, top_p=0.9, seed=7,
-                       presence_penalty=0.5, frequency_penalty=0.25, max_tokens=40, stop="\n")
+async def test_openai_sampling_parameters_become_ollama_options(
+    adapter: OllamaAdapter, ollama_server: OllamaServer
+) -> None:
+    await adapter.chat(
+        model="test-model",
+        messages=MESSAGES,
+        temperature=0.25,
+        top_p=0.9,
+        seed=7,
+        presence_penalty=0.5,
+        frequency_penalty=0.25,
+        max_tokens=40,
+        stop="\n",
+    )
     body = sent(ollama_server)
-    assert body["options"] == {"temperature": 0.25, "top_p": 0.9, "seed": 7, "presence_penalty": 0.5,
-                               "frequency_penalty": 0.25, "num_predict": 40, "stop": ["\n"]}
+    assert body["options"] == {
+        "temperature": 0.25,
+        "top_p": 0.9,
+        "seed": 7,
+        "presence_penalty": 0.5,
+        "frequency_penalty": 0.25,
+        "num_predict": 40,
+        "stop": ["\n"],
+    }
     assert body["stream"] is False
 
 
@@ -82,22 +120,39 @@ async def test_unset_sampling_parameters_stay_unset(adapter: OllamaAdapter, olla
     assert "options" not in sent(ollama_server)
 
 
-async def test_max_completion_tokens_wins_and_length_is_reported(adapter: OllamaAdapter, ollama_server: OllamaServer) -> None:
-    reply = await adapter.chat(model="test-model", messages=[{"role": "user", "content": "a b c d e"}],
-                               max_tokens=100, max_completion_tokens=2)
+async def test_max_completion_tokens_wins_and_length_is_reported(
+    adapter: OllamaAdapter, ollama_server: OllamaServer
+) -> None:
+    reply = await adapter.chat(
+        model="test-model", messages=[{"role": "user", "content": "a b c d e"}], max_tokens=100, max_completion_tokens=2
+    )
     assert sent(ollama_server)["options"]["num_predict"] == 2
     assert reply.choices[0].message.content == "echo: a" and reply.choices[0].finish_reason == "length"
 
 
-async def test_ollama_only_options_are_reachable_through_extra_body(adapter: OllamaAdapter, ollama_server: OllamaServer) -> None:
-    await adapter.chat(model="test-model", messages=MESSAGES, temperature=0.1, extra_body={
-        "num_ctx": 8192, "top_k": 20, "keep_alive": "10m", "think": False, "options": {"repeat_last_n": 64}})
+async def test_ollama_only_options_are_reachable_through_extra_body(
+    adapter: OllamaAdapter, ollama_server: OllamaServer
+) -> None:
+    await adapter.chat(
+        model="test-model",
+        messages=MESSAGES,
+        temperature=0.1,
+        extra_body={
+            "num_ctx": 8192,
+            "top_k": 20,
+            "keep_alive": "10m",
+            "think": False,
+            "options": {"repeat_last_n": 64},
+        },
+    )
     body = sent(ollama_server)
     assert body["options"] == {"temperature": 0.1, "num_ctx": 8192, "top_k": 20, "repeat_last_n": 64}
     assert body["keep_alive"] == "10m" and body["think"] is False
 
 
-async def test_an_unknown_extra_body_key_is_refused_not_dropped(adapter: OllamaAdapter, ollama_server: OllamaServer) -> None:
+async def test_an_unknown_extra_body_key_is_refused_not_dropped(
+    adapter: OllamaAdapter, ollama_server: OllamaServer
+) -> None:
     with pytest.raises(openai.BadRequestError, match="repetition_penalty"):
         await adapter.chat(model="test-model", messages=MESSAGES, extra_body={"repetition_penalty": 1.1})
     assert ollama_server.chat_requests() == []
@@ -108,18 +163,22 @@ async def test_extra_headers_reach_the_server(adapter: OllamaAdapter, ollama_ser
     assert ollama_server.chat_requests()[-1].header("X-Trace") == "abc"
 
 
-@pytest.mark.parametrize(("params", "words"), [
-    ({"n": 2}, "n=2"),
-    ({"tool_choice": "required", "tools": [NESTED_TOOL]}, "cannot force a tool call"),
-    ({"tool_choice": {"type": "function", "function": {"name": "book"}}, "tools": [NESTED_TOOL]}, "cannot force"),
-    ({"logit_bias": {"50256": -100}}, "logit_bias"),
-    ({"modalities": ["text", "audio"]}, "modalities"),
-    ({"audio": {"voice": "alloy", "format": "wav"}}, "audio"),
-    ({"response_format": {"type": "grammar"}}, "grammar"),
-    ({"tools": [{"type": "custom", "custom": {"name": "x"}}]}, "custom"),
-])
+@pytest.mark.parametrize(
+    ("params", "words"),
+    [
+        ({"n": 2}, "n=2"),
+        ({"tool_choice": "required", "tools": [NESTED_TOOL]}, "cannot force a tool call"),
+        ({"tool_choice": {"type": "function", "function": {"name": "book"}}, "tools": [NESTED_TOOL]}, "cannot force"),
+        ({"logit_bias": {"50256": -100}}, "logit_bias"),
+        ({"modalities": ["text", "audio"]}, "modalities"),
+        ({"audio": {"voice": "alloy", "format": "wav"}}, "audio"),
+        ({"response_format": {"type": "grammar"}}, "grammar"),
+        ({"tools": [{"type": "custom", "custom": {"name": "x"}}]}, "custom"),
+    ],
+)
 async def test_what_ollama_cannot_honour_is_refused_before_sending(
-        adapter: OllamaAdapter, ollama_server: OllamaServer, params: dict[str, Any], words: str) -> None:
+    adapter: OllamaAdapter, ollama_server: OllamaServer, params: dict[str, Any], words: str
+) -> None:
     with pytest.raises(openai.BadRequestError, match=words) as caught:
         await adapter.chat(**{"model": "test-model", "messages": MESSAGES, **params})
     assert caught.value.status_code == 400 and "local" in caught.value.message
@@ -127,10 +186,22 @@ async def test_what_ollama_cannot_honour_is_refused_before_sending(
     assert ollama_server.chat_requests() == []
 
 
-@pytest.mark.parametrize("messages", [[], ["just a string"], [{"role": "user", "content": [
-    {"type": "image_url", "image_url": {"url": "data:image/png;base64,@@not-base64@@"}}]}]])
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [],
+        ["just a string"],
+        [
+            {
+                "role": "user",
+                "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,@@not-base64@@"}}],
+            }
+        ],
+    ],
+)
 async def test_a_malformed_request_is_an_invalid_request(
-        adapter: OllamaAdapter, ollama_server: OllamaServer, messages: list[Any]) -> None:
+    adapter: OllamaAdapter, ollama_server: OllamaServer, messages: list[Any]
+) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         await adapter.chat(model="test-model", messages=messages)
     assert caught.value.code == "invalid_request"
@@ -139,6 +210,7 @@ async def test_a_malformed_request_is_an_invalid_request(
 
 # -- chat: structured output -------------------------------------------------
 
+
 async def test_json_object_becomes_format_json(adapter: OllamaAdapter, ollama_server: OllamaServer) -> None:
     reply = await adapter.chat(model="test-model", messages=MESSAGES, response_format={"type": "json_object"})
     assert sent(ollama_server)["format"] == "json"
@@ -146,17 +218,27 @@ async def test_json_object_becomes_format_json(adapter: OllamaAdapter, ollama_se
 
 
 async def test_json_schema_is_sent_whole_as_the_format(adapter: OllamaAdapter, ollama_server: OllamaServer) -> None:
-    schema = {"type": "object", "properties": {"echo": {"type": "string", "minLength": 1}}, "required": ["echo"],
-              "additionalProperties": False}
-    reply = await adapter.chat(model="test-model", messages=MESSAGES,
-                               response_format={"type": "json_schema", "json_schema": {"name": "e", "strict": True, "schema": schema}})
+    schema = {
+        "type": "object",
+        "properties": {"echo": {"type": "string", "minLength": 1}},
+        "required": ["echo"],
+        "additionalProperties": False,
+    }
+    reply = await adapter.chat(
+        model="test-model",
+        messages=MESSAGES,
+        response_format={"type": "json_schema", "json_schema": {"name": "e", "strict": True, "schema": schema}},
+    )
     assert sent(ollama_server)["format"] == schema
     assert json.loads(reply.choices[0].message.content or "")["echo"] == "hello there"
 
 
 # -- chat: tools -------------------------------------------------------------
 
-async def test_a_nested_tool_schema_reaches_the_server_intact(adapter: OllamaAdapter, ollama_server: OllamaServer) -> None:
+
+async def test_a_nested_tool_schema_reaches_the_server_intact(
+    adapter: OllamaAdapter, ollama_server: OllamaServer
+) -> None:
     """ollama-python's own chat() strips nested properties, anyOf, default, format (issues #667, #429, #724)."""
     await adapter.chat(model="test-model", messages=MESSAGES, tools=[NESTED_TOOL])
     assert sent(ollama_server)["tools"] == [NESTED_TOOL]
@@ -202,42 +284,72 @@ async def test_a_multi_turn_tool_conversation_round_trips(adapter: OllamaAdapter
     history = [*MESSAGES, assistant, {"role": "tool", "tool_call_id": call.id, "content": "booked"}]
     second = await adapter.chat(model="test-model", messages=history, tools=[NESTED_TOOL])
     body = sent(ollama_server)
-    assert body["messages"][1] == {"role": "assistant", "content": "", "tool_calls": [
-        {"id": "call_srv0", "function": {"index": 0, "name": "book", "arguments": {"text": "hello there"}}}]}
-    assert body["messages"][2] == {"role": "tool", "content": "booked", "tool_call_id": "call_srv0", "tool_name": "book"}
+    assert body["messages"][1] == {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [
+            {"id": "call_srv0", "function": {"index": 0, "name": "book", "arguments": {"text": "hello there"}}}
+        ],
+    }
+    assert body["messages"][2] == {
+        "role": "tool",
+        "content": "booked",
+        "tool_call_id": "call_srv0",
+        "tool_name": "book",
+    }
     assert second.choices[0].message.content == "tool book said: booked"
     assert second.choices[0].finish_reason == "stop"
 
 
 async def test_tool_call_arguments_that_are_not_json_are_refused(adapter: OllamaAdapter) -> None:
-    bad = {"role": "assistant", "content": None, "tool_calls": [
-        {"id": "call_1", "type": "function", "function": {"name": "book", "arguments": "{not json"}}]}
+    bad = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "book", "arguments": "{not json"}}],
+    }
     with pytest.raises(openai.BadRequestError, match="not JSON"):
         await adapter.chat(model="test-model", messages=[*MESSAGES, bad])
 
 
 # -- chat: messages and images ----------------------------------------------
 
+
 async def test_roles_and_text_parts_are_converted(adapter: OllamaAdapter, ollama_server: OllamaServer) -> None:
-    await adapter.chat(model="test-model", messages=[
-        {"role": "developer", "content": "be brief"},
-        {"role": "system", "content": [{"type": "text", "text": "and kind"}]},
-        {"role": "user", "content": [{"type": "text", "text": "line one"}, {"type": "text", "text": "line two"}]},
-    ])
+    await adapter.chat(
+        model="test-model",
+        messages=[
+            {"role": "developer", "content": "be brief"},
+            {"role": "system", "content": [{"type": "text", "text": "and kind"}]},
+            {"role": "user", "content": [{"type": "text", "text": "line one"}, {"type": "text", "text": "line two"}]},
+        ],
+    )
     assert sent(ollama_server)["messages"] == [
-        {"role": "system", "content": "be brief"}, {"role": "system", "content": "and kind"},
-        {"role": "user", "content": "line one\nline two"}]
+        {"role": "system", "content": "be brief"},
+        {"role": "system", "content": "and kind"},
+        {"role": "user", "content": "line one\nline two"},
+    ]
 
 
 async def test_a_data_uri_image_becomes_a_base64_image(adapter: OllamaAdapter, ollama_server: OllamaServer) -> None:
     b64 = base64.b64encode(image_bytes()).decode()
-    await adapter.chat(model="test-model", messages=[{"role": "user", "content": [
-        {"type": "text", "text": "what is this?"},
-        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{b64}", "detail": "low"}}]}])
+    await adapter.chat(
+        model="test-model",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "what is this?"},
+                    {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{b64}", "detail": "low"}},
+                ],
+            }
+        ],
+    )
     assert sent(ollama_server)["messages"] == [{"role": "user", "content": "what is this?", "images": [b64]}]
 
 
-async def test_an_image_url_is_refused_unless_fetching_is_allowed(adapter: OllamaAdapter, ollama_server: OllamaServer) -> None:
+async def test_an_image_url_is_refused_unless_fetching_is_allowed(
+    adapter: OllamaAdapter, ollama_server: OllamaServer
+) -> None:
     ollama_server.files["dot.png"] = image_bytes()
     part = {"type": "image_url", "image_url": {"url": f"{ollama_server.host}/files/dot.png"}}
     with pytest.raises(openai.BadRequestError, match="fetch_image_urls=True") as caught:
@@ -254,19 +366,39 @@ async def test_an_image_url_is_fetched_when_allowed_without_the_ollama_key(ollam
     assert fetch.path == "/files/dot.png" and fetch.header("Authorization") is None
     assert chat.json["messages"][0]["images"] == [base64.b64encode(image_bytes()).decode()]  # type: ignore[index]
     with pytest.raises(openai.BadRequestError, match="could not fetch image") as caught:
-        await adapter.chat(model="test-model", messages=[{"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": f"{ollama_server.host}/files/missing.png?sig=secret"}}]}])
+        await adapter.chat(
+            model="test-model",
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "image_url",
+                            "image_url": {"url": f"{ollama_server.host}/files/missing.png?sig=secret"},
+                        }
+                    ],
+                }
+            ],
+        )
     assert "sig=secret" not in caught.value.message
     await adapter.aclose()
 
 
 async def test_a_data_uri_that_is_not_base64_is_refused(adapter: OllamaAdapter) -> None:
     with pytest.raises(openai.BadRequestError, match="base64"):
-        await adapter.chat(model="test-model", messages=[{"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": "data:image/png;base64,@@not-base64@@"}}]}])
+        await adapter.chat(
+            model="test-model",
+            messages=[
+                {
+                    "role": "user",
+                    "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,@@not-base64@@"}}],
+                }
+            ],
+        )
 
 
 # -- thinking ----------------------------------------------------------------
+
 
 async def test_thinking_text_is_kept_as_reasoning_content(adapter: OllamaAdapter, ollama_server: OllamaServer) -> None:
     reply = await adapter.chat(model="test-model", messages=MESSAGES, reasoning_effort="high")
@@ -292,9 +424,14 @@ async def test_load_and_unload_done_reasons_become_stop(make_ollama_server, reas
 
 # -- streaming ---------------------------------------------------------------
 
+
 async def test_stream_yields_sdk_chunks_with_one_id_role_first_and_usage_last(adapter: OllamaAdapter) -> None:
-    chunks = [c async for c in adapter.stream_chat(model="test-model", messages=MESSAGES,
-                                                    stream_options={"include_usage": True})]
+    chunks = [
+        c
+        async for c in adapter.stream_chat(
+            model="test-model", messages=MESSAGES, stream_options={"include_usage": True}
+        )
+    ]
     assert all(isinstance(c, ChatCompletionChunk) for c in chunks)
     assert len({c.id for c in chunks}) == 1 and chunks[0].id.startswith("chatcmpl-")
     assert chunks[0].choices[0].delta.role == "assistant"
@@ -313,12 +450,18 @@ async def test_stream_without_include_usage_has_no_usage_chunk(adapter: OllamaAd
 async def test_a_streamed_answer_reassembles_to_the_non_streamed_one(adapter: OllamaAdapter) -> None:
     question = [{"role": "user", "content": "the quick brown fox jumps"}]
     whole = await adapter.chat(model="test-model", messages=question, reasoning_effort="low")
-    chunks = [c async for c in adapter.stream_chat(model="test-model", messages=question, reasoning_effort="low",
-                                                    stream_options={"include_usage": True})]
+    chunks = [
+        c
+        async for c in adapter.stream_chat(
+            model="test-model", messages=question, reasoning_effort="low", stream_options={"include_usage": True}
+        )
+    ]
     deltas = [c.choices[0].delta for c in chunks if c.choices]
     assert "".join(d.content or "" for d in deltas) == whole.choices[0].message.content
-    assert "".join(getattr(d, "reasoning_content", None) or "" for d in deltas) == \
-        whole.choices[0].message.reasoning_content  # type: ignore[attr-defined]
+    assert (
+        "".join(getattr(d, "reasoning_content", None) or "" for d in deltas)
+        == whole.choices[0].message.reasoning_content
+    )  # type: ignore[attr-defined]
     assert chunks[-1].usage == whole.usage
 
 
@@ -355,12 +498,20 @@ async def test_a_stream_closed_early_releases_its_connection(make_ollama_server)
 
 # -- embeddings, models, health ---------------------------------------------
 
-async def test_embeddings_for_a_list_with_dimensions_and_usage(adapter: OllamaAdapter, ollama_server: OllamaServer) -> None:
+
+async def test_embeddings_for_a_list_with_dimensions_and_usage(
+    adapter: OllamaAdapter, ollama_server: OllamaServer
+) -> None:
     reply = await adapter.embeddings(model="test-model", input=["a", "b c"], dimensions=4, extra_body={"keep_alive": 0})
     assert isinstance(reply, CreateEmbeddingResponse)
     assert [(d.index, len(d.embedding)) for d in reply.data] == [(0, 4), (1, 4)]
     assert reply.usage.prompt_tokens == reply.usage.total_tokens == 3 and reply.model == "test-model"
-    assert ollama_server.requests[-1].json == {"model": "test-model", "input": ["a", "b c"], "dimensions": 4, "keep_alive": 0}
+    assert ollama_server.requests[-1].json == {
+        "model": "test-model",
+        "input": ["a", "b c"],
+        "dimensions": 4,
+        "keep_alive": 0,
+    }
 
 
 async def test_embeddings_for_a_string_and_as_base64(adapter: OllamaAdapter) -> None:
@@ -375,12 +526,16 @@ async def test_embeddings_refuse_token_arrays(adapter: OllamaAdapter) -> None:
         await adapter.embeddings(model="test-model", input=[[1, 2, 3]])
 
 
-async def test_models_are_owned_by_the_backend_with_their_dates(adapter: OllamaAdapter, ollama_server: OllamaServer) -> None:
+async def test_models_are_owned_by_the_backend_with_their_dates(
+    adapter: OllamaAdapter, ollama_server: OllamaServer
+) -> None:
     ollama_server.models = ["llama3.2:1b", "qwen3:4b"]
     models = await adapter.list_models()
     assert all(isinstance(m, Model) for m in models)
     assert [(m.id, m.owned_by, m.created) for m in models] == [
-        ("llama3.2:1b", "local", 1714582800), ("qwen3:4b", "local", 1714582800)]
+        ("llama3.2:1b", "local", 1714582800),
+        ("qwen3:4b", "local", 1714582800),
+    ]
 
 
 async def test_health_up_with_model_count_and_latency(adapter: OllamaAdapter) -> None:
@@ -396,6 +551,7 @@ async def test_health_down_on_a_closed_port(free_port: int) -> None:
 
 
 # -- host, key, headers --------------------------------------------------------
+
 
 async def test_host_comes_from_ollama_host_when_not_given(ollama_server: OllamaServer, monkeypatch) -> None:
     monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{ollama_server.port}")
@@ -435,7 +591,9 @@ async def test_logprobs_come_back_in_openai_shape(adapter: OllamaAdapter, ollama
     assert [t.token for t in tokens or []] == ["echo:", " hello", " there"]
     assert tokens and tokens[0].logprob == -0.5 and tokens[0].top_logprobs[0].token == "echo:"
     chunks = [c async for c in adapter.stream_chat(model="test-model", messages=MESSAGES, logprobs=True)]
-    streamed = [t.token for c in chunks if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content or []]
+    streamed = [
+        t.token for c in chunks if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content or []
+    ]
     assert streamed == ["echo:", " hello", " there"]
 
 
@@ -451,6 +609,7 @@ async def test_an_explicit_key_wins_over_ollama_api_key(ollama_server: OllamaSer
 
 # -- through turnout's client: Ollama's answers on the OpenAI wire -----------------
 
+
 class Trip(BaseModel):
     city: str
     days: int
@@ -461,8 +620,9 @@ def client(ollama_server: OllamaServer, client_over) -> turnout.AsyncOpenAI:
     return client_over(OllamaAdapter("local", host=ollama_server.host, timeout=5))
 
 
-async def test_parse_fills_a_pydantic_model_from_ollamas_constrained_json(client: turnout.AsyncOpenAI,
-                                                                          ollama_server: OllamaServer) -> None:
+async def test_parse_fills_a_pydantic_model_from_ollamas_constrained_json(
+    client: turnout.AsyncOpenAI, ollama_server: OllamaServer
+) -> None:
     reply = await client.chat.completions.parse(model="test-model", messages=MESSAGES, response_format=Trip)
     assert reply.choices[0].message.parsed == Trip(city="hello there", days=0)
     schema = sent(ollama_server)["format"]
@@ -503,8 +663,9 @@ async def test_a_stream_through_the_client_has_its_response(client: turnout.Asyn
 async def test_embeddings_through_the_client_decode_as_from_openai(client: turnout.AsyncOpenAI) -> None:
     """The SDK asks for base64 by default and decodes it itself; asked for floats, it gets floats."""
     default = await client.embeddings.create(model="test-model", input=["a", "b c"], dimensions=4)
-    floats = await client.embeddings.create(model="test-model", input=["a", "b c"], dimensions=4,
-                                            encoding_format="float")
+    floats = await client.embeddings.create(
+        model="test-model", input=["a", "b c"], dimensions=4, encoding_format="float"
+    )
     assert isinstance(default, CreateEmbeddingResponse) and turnout.served_by(default) == "local"
     assert [len(d.embedding) for d in default.data] == [4, 4]
     assert [d.embedding for d in default.data] == [pytest.approx(d.embedding) for d in floats.data]
@@ -521,12 +682,15 @@ async def test_embeddings_through_the_client_raise_no_warnings(client: turnout.A
 async def test_models_list_through_the_client(client: turnout.AsyncOpenAI, ollama_server: OllamaServer) -> None:
     ollama_server.models = ["llama3.2:1b", "qwen3:4b"]
     assert [(m.id, m.owned_by, m.created) async for m in client.models.list()] == [
-        ("llama3.2:1b", "local", 1714582800), ("qwen3:4b", "local", 1714582800)]
+        ("llama3.2:1b", "local", 1714582800),
+        ("qwen3:4b", "local", 1714582800),
+    ]
     assert (await client.models.retrieve("qwen3:4b")).owned_by == "local"
 
 
-async def test_extra_headers_through_the_client_reach_ollama(client: turnout.AsyncOpenAI,
-                                                             ollama_server: OllamaServer) -> None:
+async def test_extra_headers_through_the_client_reach_ollama(
+    client: turnout.AsyncOpenAI, ollama_server: OllamaServer
+) -> None:
     await client.chat.completions.create(model="test-model", messages=MESSAGES, extra_headers={"X-Trace": "abc"})
     await client.with_options(default_headers={"X-Team": "a"}).embeddings.create(model="test-model", input="b c")
     assert ollama_server.chat_requests()[-1].header("X-Trace") == "abc"

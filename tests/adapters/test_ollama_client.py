@@ -40,9 +40,15 @@ async def chunks_of(stream: Any) -> list[Any]:
 @pytest.fixture(params=["async", "sync"])
 def client(request: pytest.FixtureRequest, ollama_server: OllamaServer, free_port: int) -> Iterator[Any]:
     """A dead OpenAI-compatible primary (closed port, no retries), then Ollama."""
-    router = Router([Backend(OpenAICompatAdapter("dead", preset="vllm", base_url=f"http://127.0.0.1:{free_port}/v1",
-                                                 timeout=5), max_retries=0),
-                     Backend(OllamaAdapter("local", host=ollama_server.host, timeout=5), max_retries=0)])
+    router = Router(
+        [
+            Backend(
+                OpenAICompatAdapter("dead", preset="vllm", base_url=f"http://127.0.0.1:{free_port}/v1", timeout=5),
+                max_retries=0,
+            ),
+            Backend(OllamaAdapter("local", host=ollama_server.host, timeout=5), max_retries=0),
+        ]
+    )
     made = (turnout.AsyncOpenAI if request.param == "async" else turnout.OpenAI)(router=router)
     yield made
     if request.param == "sync":
@@ -71,8 +77,9 @@ async def test_parse_and_raw_responses_work_on_ollama(client: Any) -> None:
     assert raw.parse().choices[0].message.content == "echo: hello there" and turnout.served_by(raw) == "local"
 
 
-async def test_embeddings_fail_over_to_ollama_and_models_leave_out_the_dead(client: Any,
-                                                                            ollama_server: OllamaServer) -> None:
+async def test_embeddings_fail_over_to_ollama_and_models_leave_out_the_dead(
+    client: Any, ollama_server: OllamaServer
+) -> None:
     answer = await settle(client.embeddings.create(model="test-model", input=["a", "b"]))
     assert [d.index for d in answer.data] == [0, 1] and turnout.served_by(answer) == "local"
     assert client.router.stats()["dead"]["failures"] == 1

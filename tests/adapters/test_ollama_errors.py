@@ -21,22 +21,26 @@ async def adapter(ollama_server: OllamaServer):
     await a.aclose()
 
 
-@pytest.mark.parametrize(("fault", "error"), [
-    (Fault(status=400, message="invalid options"), openai.BadRequestError),
-    (Fault(status=401), openai.AuthenticationError),
-    (Fault(status=403), openai.PermissionDeniedError),
-    (Fault(status=404), openai.NotFoundError),
-    (Fault(status=409), openai.ConflictError),
-    (Fault(status=422), openai.UnprocessableEntityError),
-    (Fault(status=429, retry_after="2"), openai.RateLimitError),
-    (Fault(status=500, message="llama runner process has terminated"), openai.InternalServerError),
-    (Fault(status=503, message="server busy"), openai.InternalServerError),
-    (Fault(close=True), openai.APIConnectionError),
-    (Fault(malformed=True), openai.APIResponseValidationError),
-    (Fault(hang=True), openai.APITimeoutError),
-])
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        (Fault(status=400, message="invalid options"), openai.BadRequestError),
+        (Fault(status=401), openai.AuthenticationError),
+        (Fault(status=403), openai.PermissionDeniedError),
+        (Fault(status=404), openai.NotFoundError),
+        (Fault(status=409), openai.ConflictError),
+        (Fault(status=422), openai.UnprocessableEntityError),
+        (Fault(status=429, retry_after="2"), openai.RateLimitError),
+        (Fault(status=500, message="llama runner process has terminated"), openai.InternalServerError),
+        (Fault(status=503, message="server busy"), openai.InternalServerError),
+        (Fault(close=True), openai.APIConnectionError),
+        (Fault(malformed=True), openai.APIResponseValidationError),
+        (Fault(hang=True), openai.APITimeoutError),
+    ],
+)
 async def test_every_fault_surfaces_as_the_matching_openai_exception(
-        adapter: OllamaAdapter, ollama_server: OllamaServer, fault: Fault, error: type) -> None:
+    adapter: OllamaAdapter, ollama_server: OllamaServer, fault: Fault, error: type
+) -> None:
     ollama_server.fail(fault, times=1)
     with pytest.raises(error) as caught:
         await adapter.chat(model="test-model", messages=MESSAGES)
@@ -47,15 +51,19 @@ async def test_every_fault_surfaces_as_the_matching_openai_exception(
     assert len(ollama_server.requests) == 1, "the SDK must not retry: that is the router's job"
 
 
-@pytest.mark.parametrize(("fault", "error"), [
-    (Fault(status=404), openai.NotFoundError),
-    (Fault(status=429, retry_after="3"), openai.RateLimitError),
-    (Fault(status=502), openai.InternalServerError),
-    (Fault(close=True), openai.APIConnectionError),
-    (Fault(hang=True), openai.APITimeoutError),
-])
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        (Fault(status=404), openai.NotFoundError),
+        (Fault(status=429, retry_after="3"), openai.RateLimitError),
+        (Fault(status=502), openai.InternalServerError),
+        (Fault(close=True), openai.APIConnectionError),
+        (Fault(hang=True), openai.APITimeoutError),
+    ],
+)
 async def test_a_stream_refused_before_its_first_chunk_raises_the_same_classes(
-        adapter: OllamaAdapter, ollama_server: OllamaServer, fault: Fault, error: type) -> None:
+    adapter: OllamaAdapter, ollama_server: OllamaServer, fault: Fault, error: type
+) -> None:
     ollama_server.fail(fault, times=1)
     with pytest.raises(error) as caught:
         await adapter.stream_chat(model="test-model", messages=MESSAGES).__anext__()
@@ -86,7 +94,9 @@ async def test_a_refused_connection_is_an_api_connection_error(free_port: int) -
     await adapter.aclose()
 
 
-async def test_a_stream_cut_midway_is_a_broken_stream_after_the_chunks_sent(adapter: OllamaAdapter, ollama_server: OllamaServer) -> None:
+async def test_a_stream_cut_midway_is_a_broken_stream_after_the_chunks_sent(
+    adapter: OllamaAdapter, ollama_server: OllamaServer
+) -> None:
     ollama_server.fail(Fault(cut_after=3), times=1)
     got: list[ChatCompletionChunk] = []
     with pytest.raises(BrokenStreamError) as caught:
@@ -96,7 +106,9 @@ async def test_a_stream_cut_midway_is_a_broken_stream_after_the_chunks_sent(adap
     assert isinstance(caught.value, openai.APIConnectionError)
 
 
-async def test_an_error_line_mid_stream_is_a_broken_stream_with_its_message(adapter: OllamaAdapter, ollama_server: OllamaServer) -> None:
+async def test_an_error_line_mid_stream_is_a_broken_stream_with_its_message(
+    adapter: OllamaAdapter, ollama_server: OllamaServer
+) -> None:
     """The SDK raises ResponseError with status_code -1 for an ``{"error": ...}`` line after a 200."""
     ollama_server.fail(Fault(cut_after=2, error_line="an error was encountered while running the model"), times=1)
     got = []
@@ -106,7 +118,9 @@ async def test_an_error_line_mid_stream_is_a_broken_stream_with_its_message(adap
     assert len(got) == 2 and caught.value.chunks == 2
 
 
-async def test_an_error_line_before_any_chunk_is_broken_with_nothing_delivered(adapter: OllamaAdapter, ollama_server: OllamaServer) -> None:
+async def test_an_error_line_before_any_chunk_is_broken_with_nothing_delivered(
+    adapter: OllamaAdapter, ollama_server: OllamaServer
+) -> None:
     ollama_server.fail(Fault(error_line="out of memory"), times=1)
     with pytest.raises(BrokenStreamError, match="out of memory") as caught:
         await adapter.stream_chat(model="test-model", messages=MESSAGES).__anext__()
@@ -125,7 +139,9 @@ async def test_a_stream_that_ends_without_done_is_a_broken_stream(make_ollama_se
     await adapter.aclose()
 
 
-async def test_a_malformed_stream_line_is_a_validation_error(adapter: OllamaAdapter, ollama_server: OllamaServer) -> None:
+async def test_a_malformed_stream_line_is_a_validation_error(
+    adapter: OllamaAdapter, ollama_server: OllamaServer
+) -> None:
     ollama_server.fail(Fault(malformed=True), times=1)
     with pytest.raises(openai.APIResponseValidationError, match="malformed"):
         await adapter.stream_chat(model="test-model", messages=MESSAGES).__anext__()

@@ -14,8 +14,15 @@ from tests.support.loopback import OllamaServer, OpenAIServer
 from turnout.adapters import OllamaAdapter, OpenAICompatAdapter
 
 MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello there"}]
-TOOLS = [{"type": "function", "function": {"name": "lookup", "parameters": {
-    "type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "parameters": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+        },
+    }
+]
 
 
 Client = turnout.AsyncOpenAI
@@ -53,14 +60,17 @@ async def same_shape(pair: tuple[Client, Client], call: Callable[[Client], Any])
 
 
 async def test_a_plain_chat(pair: tuple[Client, Client]) -> None:
-    a, b = await same_shape(pair, lambda c: c.chat.completions.create(
-        model="test-model", messages=MESSAGES, temperature=0.2, max_tokens=50))
+    a, b = await same_shape(
+        pair, lambda c: c.chat.completions.create(model="test-model", messages=MESSAGES, temperature=0.2, max_tokens=50)
+    )
     assert a.choices[0].message.content == b.choices[0].message.content == "echo: hello there"
     assert a.choices[0].finish_reason == b.choices[0].finish_reason == "stop"
 
 
 async def test_a_tool_call_and_its_answer(pair: tuple[Client, Client]) -> None:
-    a, b = await same_shape(pair, lambda c: c.chat.completions.create(model="test-model", messages=MESSAGES, tools=TOOLS))
+    a, b = await same_shape(
+        pair, lambda c: c.chat.completions.create(model="test-model", messages=MESSAGES, tools=TOOLS)
+    )
     for reply in (a, b):
         call = reply.choices[0].message.tool_calls[0]
         assert reply.choices[0].finish_reason == "tool_calls" and call.function.name == "lookup"
@@ -69,8 +79,11 @@ async def test_a_tool_call_and_its_answer(pair: tuple[Client, Client]) -> None:
     async def answer(client: Client) -> Any:
         first = await client.chat.completions.create(model="test-model", messages=MESSAGES, tools=TOOLS)
         call = first.choices[0].message.tool_calls[0]
-        history = [*MESSAGES, first.choices[0].message.model_dump(exclude_none=True),
-                   {"role": "tool", "tool_call_id": call.id, "content": "found"}]
+        history = [
+            *MESSAGES,
+            first.choices[0].message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": call.id, "content": "found"},
+        ]
         return await client.chat.completions.create(model="test-model", messages=history, tools=TOOLS)
 
     a, b = await same_shape(pair, answer)
@@ -78,17 +91,27 @@ async def test_a_tool_call_and_its_answer(pair: tuple[Client, Client]) -> None:
 
 
 async def test_a_json_answer(pair: tuple[Client, Client]) -> None:
-    a, b = await same_shape(pair, lambda c: c.chat.completions.create(
-        model="test-model", messages=MESSAGES, response_format={"type": "json_object"}))
-    assert json.loads(a.choices[0].message.content) == json.loads(b.choices[0].message.content) == {"echo": "hello there"}
+    a, b = await same_shape(
+        pair,
+        lambda c: c.chat.completions.create(
+            model="test-model", messages=MESSAGES, response_format={"type": "json_object"}
+        ),
+    )
+    assert (
+        json.loads(a.choices[0].message.content) == json.loads(b.choices[0].message.content) == {"echo": "hello there"}
+    )
 
 
 @pytest.mark.parametrize("tools", [None, TOOLS])
 async def test_a_stream_with_usage(pair: tuple[Client, Client], tools: list[dict[str, Any]] | None) -> None:
     async def stream(client: Client) -> list[Any]:
         extra = {"tools": tools} if tools else {}
-        return [c async for c in await client.chat.completions.create(
-            model="test-model", messages=MESSAGES, stream=True, stream_options={"include_usage": True}, **extra)]
+        return [
+            c
+            async for c in await client.chat.completions.create(
+                model="test-model", messages=MESSAGES, stream=True, stream_options={"include_usage": True}, **extra
+            )
+        ]
 
     a, b = [await stream(client) for client in pair]
     assert {type(c) for c in a} == {type(c) for c in b}

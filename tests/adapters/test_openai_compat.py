@@ -45,19 +45,49 @@ async def test_chat_returns_the_sdk_type(client: turnout.AsyncOpenAI) -> None:
     assert turnout.served_by(reply) == "local"
 
 
-async def test_every_parameter_and_header_reaches_the_server(client: turnout.AsyncOpenAI, openai_server: OpenAIServer) -> None:
-    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {
-        "type": "object", "properties": {"q": {"type": "string", "format": "uri"}}, "required": ["q"]}}}]
+async def test_every_parameter_and_header_reaches_the_server(
+    client: turnout.AsyncOpenAI, openai_server: OpenAIServer
+) -> None:
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "lookup",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"q": {"type": "string", "format": "uri"}},
+                    "required": ["q"],
+                },
+            },
+        }
+    ]
     await client.chat.completions.create(
-        model="test-model", messages=MESSAGES, tools=tools, tool_choice="auto", temperature=0.25, seed=7,
-        response_format={"type": "json_object"}, max_tokens=40, stop=["\n"],
-        extra_body={"num_ctx": 4096, "top_k": 20}, extra_headers={"X-Trace": "abc"}, extra_query={"tag": "t1"},
+        model="test-model",
+        messages=MESSAGES,
+        tools=tools,
+        tool_choice="auto",
+        temperature=0.25,
+        seed=7,
+        response_format={"type": "json_object"},
+        max_tokens=40,
+        stop=["\n"],
+        extra_body={"num_ctx": 4096, "top_k": 20},
+        extra_headers={"X-Trace": "abc"},
+        extra_query={"tag": "t1"},
     )
     sent = openai_server.chat_requests()[-1]
     assert sent.json == {
-        "model": "test-model", "messages": MESSAGES, "tools": tools, "tool_choice": "auto", "temperature": 0.25,
-        "seed": 7, "response_format": {"type": "json_object"}, "max_tokens": 40, "stop": ["\n"],
-        "num_ctx": 4096, "top_k": 20,
+        "model": "test-model",
+        "messages": MESSAGES,
+        "tools": tools,
+        "tool_choice": "auto",
+        "temperature": 0.25,
+        "seed": 7,
+        "response_format": {"type": "json_object"},
+        "max_tokens": 40,
+        "stop": ["\n"],
+        "num_ctx": 4096,
+        "top_k": 20,
     }
     assert sent.header("X-Trace") == "abc"
     assert sent.query == {"tag": "t1"}
@@ -72,8 +102,9 @@ async def test_tool_calls_come_back_parsed(client: turnout.AsyncOpenAI) -> None:
 
 
 async def test_stream_yields_sdk_chunks_with_usage(client: turnout.AsyncOpenAI, openai_server: OpenAIServer) -> None:
-    stream = await client.chat.completions.create(model="test-model", messages=MESSAGES, stream=True,
-                                                  stream_options={"include_usage": True})
+    stream = await client.chat.completions.create(
+        model="test-model", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
     chunks = [c async for c in stream]
     assert all(isinstance(c, ChatCompletionChunk) for c in chunks)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -85,7 +116,9 @@ async def test_stream_yields_sdk_chunks_with_usage(client: turnout.AsyncOpenAI, 
     assert turnout.served_by(stream) == "local"
 
 
-async def test_a_stream_is_open_and_started_when_create_returns(client: turnout.AsyncOpenAI, openai_server: OpenAIServer) -> None:
+async def test_a_stream_is_open_and_started_when_create_returns(
+    client: turnout.AsyncOpenAI, openai_server: OpenAIServer
+) -> None:
     """The router reads a stream up to its first event before handing it over (so it can still fail over);
     the rest is read as the caller iterates: a cut after the first events surfaces only then."""
     openai_server.fail(Fault(cut_after=2), times=1)
@@ -116,8 +149,9 @@ async def test_embeddings(client: turnout.AsyncOpenAI) -> None:
     assert turnout.served_by(reply) == "local"
 
 
-async def test_models_are_owned_by_the_backend(adapter: OpenAICompatAdapter, client: turnout.AsyncOpenAI,
-                                               openai_server: OpenAIServer) -> None:
+async def test_models_are_owned_by_the_backend(
+    adapter: OpenAICompatAdapter, client: turnout.AsyncOpenAI, openai_server: OpenAIServer
+) -> None:
     openai_server.models = ["m1", "m2"]
     models = await adapter.list_models()
     assert all(isinstance(m, Model) for m in models)
@@ -137,7 +171,9 @@ async def test_health_down_on_a_closed_port(free_port: int) -> None:
     await adapter.aclose()
 
 
-async def test_health_up_for_a_server_without_a_models_route(adapter: OpenAICompatAdapter, openai_server: OpenAIServer) -> None:
+async def test_health_up_for_a_server_without_a_models_route(
+    adapter: OpenAICompatAdapter, openai_server: OpenAIServer
+) -> None:
     openai_server.fail(Fault(status=404, message="no such route"), times=1)
     health = await adapter.health()
     assert health.up and health.models is None
@@ -151,8 +187,11 @@ async def test_health_down_when_the_key_is_refused(adapter: OpenAICompatAdapter,
 
 # -- keys -----------------------------------------------------------------
 
+
 async def test_key_is_sent_as_bearer_token(openai_server: OpenAIServer, client_over) -> None:
-    adapter = OpenAICompatAdapter("mine", preset="openai_compat", base_url=openai_server.base_url, api_key="sk-test-123")
+    adapter = OpenAICompatAdapter(
+        "mine", preset="openai_compat", base_url=openai_server.base_url, api_key="sk-test-123"
+    )
     client = client_over(adapter)
     await client.chat.completions.create(model="test-model", messages=MESSAGES)
     assert openai_server.requests[-1].header("Authorization") == "Bearer sk-test-123"
@@ -172,8 +211,9 @@ async def test_local_preset_never_borrows_the_openai_key(openai_server: OpenAISe
     assert "sk-openai-secret" not in str(openai_server.requests[-1].headers)
 
 
-async def test_openai_account_headers_stay_away_from_other_providers(openai_server: OpenAIServer, monkeypatch,
-                                                                     client_over) -> None:
+async def test_openai_account_headers_stay_away_from_other_providers(
+    openai_server: OpenAIServer, monkeypatch, client_over
+) -> None:
     """The caller's client is an openai client too, built after these are set: it must not carry them either."""
     monkeypatch.setenv("GROQ_API_KEY", "gsk-test")
     monkeypatch.setenv("OPENAI_ORG_ID", "org-secret")
@@ -188,22 +228,27 @@ async def test_openai_account_headers_stay_away_from_other_providers(openai_serv
 
 # -- faults ---------------------------------------------------------------
 
-@pytest.mark.parametrize(("fault", "error"), [
-    (Fault(status=400), openai.BadRequestError),
-    (Fault(status=401), openai.AuthenticationError),
-    (Fault(status=403), openai.PermissionDeniedError),
-    (Fault(status=404), openai.NotFoundError),
-    (Fault(status=409), openai.ConflictError),
-    (Fault(status=422), openai.UnprocessableEntityError),
-    (Fault(status=429, retry_after="2"), openai.RateLimitError),
-    (Fault(status=500), openai.InternalServerError),
-    (Fault(status=503), openai.InternalServerError),
-    (Fault(close=True), openai.APIConnectionError),
-    (Fault(malformed=True), openai.APIResponseValidationError),
-    (Fault(hang=True), openai.APITimeoutError),
-])
-async def test_every_fault_surfaces_as_the_matching_openai_exception(openai_server: OpenAIServer, client_over,
-                                                                     fault: Fault, error: type) -> None:
+
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        (Fault(status=400), openai.BadRequestError),
+        (Fault(status=401), openai.AuthenticationError),
+        (Fault(status=403), openai.PermissionDeniedError),
+        (Fault(status=404), openai.NotFoundError),
+        (Fault(status=409), openai.ConflictError),
+        (Fault(status=422), openai.UnprocessableEntityError),
+        (Fault(status=429, retry_after="2"), openai.RateLimitError),
+        (Fault(status=500), openai.InternalServerError),
+        (Fault(status=503), openai.InternalServerError),
+        (Fault(close=True), openai.APIConnectionError),
+        (Fault(malformed=True), openai.APIResponseValidationError),
+        (Fault(hang=True), openai.APITimeoutError),
+    ],
+)
+async def test_every_fault_surfaces_as_the_matching_openai_exception(
+    openai_server: OpenAIServer, client_over, fault: Fault, error: type
+) -> None:
     client = client_over(OpenAICompatAdapter("faulty", preset="vllm", base_url=openai_server.base_url, timeout=0.5))
     openai_server.fail(fault, times=1)
     with pytest.raises(error) as caught:
@@ -219,19 +264,23 @@ async def test_a_refused_connection_is_an_api_connection_error(free_port: int, c
         await client.chat.completions.create(model="test-model", messages=MESSAGES)
 
 
-async def test_a_stream_cut_midway_raises_after_the_chunks_sent(client: turnout.AsyncOpenAI, openai_server: OpenAIServer) -> None:
+async def test_a_stream_cut_midway_raises_after_the_chunks_sent(
+    client: turnout.AsyncOpenAI, openai_server: OpenAIServer
+) -> None:
     openai_server.fail(Fault(cut_after=3), times=1)
     got: list[ChatCompletionChunk] = []
     with pytest.raises(openai.APIConnectionError):
         stream = await client.chat.completions.create(
-            model="test-model", messages=[{"role": "user", "content": "a b c d e f"}], stream=True)
+            model="test-model", messages=[{"role": "user", "content": "a b c d e f"}], stream=True
+        )
         async for chunk in stream:
             got.append(chunk)
     assert len(got) == 3
 
 
-async def test_a_stream_refused_before_its_first_chunk_raises_the_status_error(client: turnout.AsyncOpenAI,
-                                                                               openai_server: OpenAIServer) -> None:
+async def test_a_stream_refused_before_its_first_chunk_raises_the_status_error(
+    client: turnout.AsyncOpenAI, openai_server: OpenAIServer
+) -> None:
     openai_server.fail(Fault(status=503), times=1)
     with pytest.raises(openai.InternalServerError):
         await client.chat.completions.create(model="test-model", messages=MESSAGES, stream=True)

@@ -13,11 +13,41 @@ from turnout.adapters.presets import fill_base_url
 OPENAI_ROWS = [p for p in PRESETS.values() if p.protocol == "openai"]
 KEYED_ROWS = [p for p in OPENAI_ROWS if "key" in p.auths]  # Vertex takes tokens only: tests/adapters/test_clouds.py
 REQUIRED = {
-    "openai", "openrouter", "groq", "xai", "cerebras", "together", "fireworks", "deepseek", "mistral",
-    "perplexity", "deepinfra", "gemini", "nvidia", "sambanova", "huggingface", "github",
-    "llamacpp", "vllm", "tgi", "aphrodite", "localai", "lmstudio", "sglang", "llamafile", "koboldcpp",
-    "tabbyapi", "textgen_webui", "jan", "ollama_openai", "ollama", "openai_compat",
-    "azure", "anthropic", "bedrock", "vertex",
+    "openai",
+    "openrouter",
+    "groq",
+    "xai",
+    "cerebras",
+    "together",
+    "fireworks",
+    "deepseek",
+    "mistral",
+    "perplexity",
+    "deepinfra",
+    "gemini",
+    "nvidia",
+    "sambanova",
+    "huggingface",
+    "github",
+    "llamacpp",
+    "vllm",
+    "tgi",
+    "aphrodite",
+    "localai",
+    "lmstudio",
+    "sglang",
+    "llamafile",
+    "koboldcpp",
+    "tabbyapi",
+    "textgen_webui",
+    "jan",
+    "ollama_openai",
+    "ollama",
+    "openai_compat",
+    "azure",
+    "anthropic",
+    "bedrock",
+    "vertex",
 }
 
 
@@ -41,13 +71,30 @@ def claiming(flag: str) -> set[str]:
 def test_only_whisper_style_providers_claim_transcription() -> None:
     """A claim sends audio there; README: only a Whisper-style /audio/transcriptions on the row's base URL."""
     assert claiming("audio_transcription") == {
-        "openai", "groq", "together", "mistral", "deepinfra", "vllm", "localai", "textgen_webui", "azure"}
+        "openai",
+        "groq",
+        "together",
+        "mistral",
+        "deepinfra",
+        "vllm",
+        "localai",
+        "textgen_webui",
+        "azure",
+    }
 
 
 def test_only_documented_providers_claim_moderations_and_image_generation() -> None:
     assert claiming("moderations") == {"openai", "localai", "textgen_webui"}
     assert claiming("image_generation") == {
-        "openai", "xai", "together", "deepinfra", "gemini", "localai", "textgen_webui", "azure"}
+        "openai",
+        "xai",
+        "together",
+        "deepinfra",
+        "gemini",
+        "localai",
+        "textgen_webui",
+        "azure",
+    }
 
 
 def test_provider_rows_say_yes_or_no_and_the_generic_row_is_unknown() -> None:
@@ -64,7 +111,8 @@ def test_provider_rows_say_yes_or_no_and_the_generic_row_is_unknown() -> None:
     generic = PRESETS["openai_compat"].capabilities
     assert generic == Capabilities.unknown()
     assert {f: getattr(generic, f) for f in Capabilities.names()} == {
-        f: True if f in every_server else None for f in Capabilities.names()}
+        f: True if f in every_server else None for f in Capabilities.names()
+    }
 
 
 def test_aliases_and_spelling() -> None:
@@ -107,14 +155,16 @@ def test_openai_base_url_variable_is_honoured(monkeypatch) -> None:
 
 
 @pytest.mark.parametrize("preset", KEYED_ROWS, ids=lambda p: p.name)
-async def test_every_row_resolves_to_a_working_adapter(preset, openai_server: OpenAIServer, monkeypatch,
-                                                     client_over) -> None:
+async def test_every_row_resolves_to_a_working_adapter(
+    preset, openai_server: OpenAIServer, monkeypatch, client_over
+) -> None:
     for i, var in enumerate(preset.key_envs):
         monkeypatch.setenv(var, f"key-for-{preset.name}-{i}")
     adapter = OpenAICompatAdapter(preset=preset.name, base_url=openai_server.base_url)
     assert adapter.name == preset.name and adapter.capabilities == preset.capabilities
     reply = await client_over(adapter).chat.completions.create(
-        model="test-model", messages=[{"role": "user", "content": "hi"}])
+        model="test-model", messages=[{"role": "user", "content": "hi"}]
+    )
     assert reply.choices[0].message.content == "echo: hi" and turnout.served_by(reply) == preset.name
     expected = f"key-for-{preset.name}-0" if preset.key_envs else "sk-no-key-required"
     assert openai_server.requests[-1].header("Authorization") == f"Bearer {expected}"
@@ -145,8 +195,13 @@ def test_readme_matrix_says_what_each_preset_can_do_beyond_chat() -> None:
     from pathlib import Path
 
     readme = (Path(__file__).parents[2] / "docs" / "providers.md").read_text()
-    words = {"audio_transcription": "audio", "completions": "completions", "moderations": "moderations",
-             "image_generation": "images", "responses": "Responses"}
+    words = {
+        "audio_transcription": "audio",
+        "completions": "completions",
+        "moderations": "moderations",
+        "image_generation": "images",
+        "responses": "Responses",
+    }
     for p in PRESETS.values():
         if p.name in ("ollama", "openai_compat"):
             continue

@@ -20,8 +20,13 @@ FIGURES = [str(n) for n in range(1, 13)] + ["14"]  # 13 (routing strategies) is 
 @pytest.mark.timeout(180)
 def test_quick_bench_completes_and_emits_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
-    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--json", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=170)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads(out.read_text())
     assert results["mode"] == "quick"

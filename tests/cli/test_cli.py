@@ -56,8 +56,16 @@ def turnout(tmp_path: Path) -> Run:
     """Run ``python -m turnout *args`` with ``env`` (cleaned), bounded, and assert no secret leaked."""
 
     def run(*args: str, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess:
-        done = subprocess.run([sys.executable, "-m", "turnout", *args], env=clean_env(**env), cwd=tmp_path,
-                              input=stdin, capture_output=True, text=True, encoding="utf-8", timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-m", "turnout", *args],
+            env=clean_env(**env),
+            cwd=tmp_path,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            timeout=60,
+        )
         assert SECRET not in done.stdout + done.stderr
         assert "Traceback" not in done.stderr
         return done
@@ -77,9 +85,16 @@ def test_help_lists_every_subcommand_without_loading_the_sdk(turnout: Run) -> No
     assert done.returncode == 0
     for command in ("config", "health", "models", "chat"):
         assert command in done.stdout
-    probe = subprocess.run([sys.executable, "-c", "import sys; from turnout.cli import build_parser; "
-                            "build_parser(); print('openai' in sys.modules)"],
-                           capture_output=True, text=True, timeout=60)
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from turnout.cli import build_parser; build_parser(); print('openai' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert probe.stdout.strip() == "False", "turnout --help must not import the openai SDK"
 
 
@@ -88,10 +103,14 @@ def test_no_subcommand_is_a_usage_error(turnout: Run) -> None:
 
 
 # -- config ----------------------------------------------------------------------------------
-def test_config_shows_backends_in_priority_order_with_sources_and_masked_keys(turnout: Run, openai_server: OpenAIServer) -> None:
-    env = backends(("second", backend("second", openai_server.base_url, api_key=SECRET, models="fast=test-model")),
-                   ("first", backend("first", "http://127.0.0.1:9/v1", priority="-1")),
-                   TURNOUT_MAX_RETRIES="4")
+def test_config_shows_backends_in_priority_order_with_sources_and_masked_keys(
+    turnout: Run, openai_server: OpenAIServer
+) -> None:
+    env = backends(
+        ("second", backend("second", openai_server.base_url, api_key=SECRET, models="fast=test-model")),
+        ("first", backend("first", "http://127.0.0.1:9/v1", priority="-1")),
+        TURNOUT_MAX_RETRIES="4",
+    )
     done = turnout("config", env=env)
     assert done.returncode == 0, done.stderr
     out = done.stdout
@@ -104,8 +123,10 @@ def test_config_shows_backends_in_priority_order_with_sources_and_masked_keys(tu
 
 
 def test_config_json_is_describe_in_priority_order(turnout: Run, openai_server: OpenAIServer) -> None:
-    env = backends(("local", backend("local", openai_server.base_url, api_key=SECRET)),
-                   ("backup", backend("backup", "http://127.0.0.1:9/v1", priority="7")))
+    env = backends(
+        ("local", backend("local", openai_server.base_url, api_key=SECRET)),
+        ("backup", backend("backup", "http://127.0.0.1:9/v1", priority="7")),
+    )
     done = turnout("config", "--json", env=env)
     assert done.returncode == 0
     report = json.loads(done.stdout)
@@ -113,8 +134,12 @@ def test_config_json_is_describe_in_priority_order(turnout: Run, openai_server: 
     assert [b["name"] for b in report["backends"]] == ["local", "backup"]
     key = report["backends"][0]["fields"]["api_key"]
     assert key["value"] == MASKED
-    assert key["source"] == {"kind": "environment", "variable": "TURNOUT_BACKEND__LOCAL__API_KEY", "file": None,
-                             "text": "environment TURNOUT_BACKEND__LOCAL__API_KEY"}
+    assert key["source"] == {
+        "kind": "environment",
+        "variable": "TURNOUT_BACKEND__LOCAL__API_KEY",
+        "file": None,
+        "text": "environment TURNOUT_BACKEND__LOCAL__API_KEY",
+    }
     assert report["backends"][1]["fields"]["priority"]["value"] == 7
 
 
@@ -144,8 +169,10 @@ def test_config_with_an_invalid_value_prints_the_error_and_exits_2(turnout: Run)
 
 # -- health ----------------------------------------------------------------------------------
 def test_health_all_up(turnout: Run, openai_server: OpenAIServer, ollama_server: OllamaServer) -> None:
-    env = backends(("local", backend("local", openai_server.base_url, api_key=SECRET)),
-                   ("box", backend("box", ollama_server.host, provider="ollama")))
+    env = backends(
+        ("local", backend("local", openai_server.base_url, api_key=SECRET)),
+        ("box", backend("box", ollama_server.host, provider="ollama")),
+    )
     done = turnout("health", env=env)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
@@ -203,8 +230,10 @@ def test_health_never_prints_a_key_a_server_echoes(turnout: Run, openai_server: 
 # -- models ----------------------------------------------------------------------------------
 def test_models_lists_each_backend_with_aliases(turnout: Run, make_openai_server: Callable, dead_url: str) -> None:
     server = make_openai_server(models=["test-model", "other-model"])
-    env = backends(("local", backend("local", server.base_url, models="fast=test-model,ghost=missing-model")),
-                   ("dead", backend("dead", dead_url)))
+    env = backends(
+        ("local", backend("local", server.base_url, models="fast=test-model,ghost=missing-model")),
+        ("dead", backend("dead", dead_url)),
+    )
     done = turnout("models", env=env)
     assert done.returncode == 0, done.stderr
     assert "local (vllm): 2 models" in done.stdout
@@ -260,35 +289,53 @@ def test_chat_default_model_is_the_first_alias_of_the_first_backend(turnout: Run
     assert openai_server.chat_requests()[-1].json["model"] == "test-model"
 
 
-def test_chat_default_model_is_else_the_first_listed_one(turnout: Run, make_openai_server: Callable, dead_url: str) -> None:
+def test_chat_default_model_is_else_the_first_listed_one(
+    turnout: Run, make_openai_server: Callable, dead_url: str
+) -> None:
     server = make_openai_server(models=["listed-first", "listed-second"])
-    env = backends(("dead", backend("dead", dead_url)), ("local", backend("local", server.base_url)),
-                   TURNOUT_MAX_RETRIES="0")
+    env = backends(
+        ("dead", backend("dead", dead_url)), ("local", backend("local", server.base_url)), TURNOUT_MAX_RETRIES="0"
+    )
     done = turnout("chat", "hi", env=env)
     assert done.returncode == 0, done.stderr
     assert server.chat_requests()[-1].json["model"] == "listed-first"
 
 
-def test_chat_verbose_shows_attempts_retries_failover_and_who_served(turnout: Run, openai_server: OpenAIServer,
-                                                                     dead_url: str) -> None:
-    env = backends(("dead", backend("dead", dead_url)), ("live", backend("live", openai_server.base_url)),
-                   TURNOUT_MAX_RETRIES="1", TURNOUT_BACKOFF_MAX="0.05")
+def test_chat_verbose_shows_attempts_retries_failover_and_who_served(
+    turnout: Run, openai_server: OpenAIServer, dead_url: str
+) -> None:
+    env = backends(
+        ("dead", backend("dead", dead_url)),
+        ("live", backend("live", openai_server.base_url)),
+        TURNOUT_MAX_RETRIES="1",
+        TURNOUT_BACKOFF_MAX="0.05",
+    )
     done = turnout("chat", "-v", "-m", "test-model", "hi", env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "echo: hi\n"  # the narration stays on stderr
     log = done.stderr
-    steps = ["dead: attempt 1", "dead: APIConnectionError", "retrying in", "dead: attempt 2",
-             "dead: failed: APIConnectionError", "failing over from dead to live", "live: attempt 1", "served by live"]
+    steps = [
+        "dead: attempt 1",
+        "dead: APIConnectionError",
+        "retrying in",
+        "dead: attempt 2",
+        "dead: failed: APIConnectionError",
+        "failing over from dead to live",
+        "live: attempt 1",
+        "served by live",
+    ]
     positions = [log.index(step) for step in steps]
     assert positions == sorted(positions), log
 
 
-def test_chat_when_every_backend_fails_names_each_and_exits_1(turnout: Run, make_openai_server: Callable,
-                                                               dead_url: str) -> None:
+def test_chat_when_every_backend_fails_names_each_and_exits_1(
+    turnout: Run, make_openai_server: Callable, dead_url: str
+) -> None:
     broken = make_openai_server()
     broken.fail(Fault(status=500, message="the GPU caught fire"))
-    env = backends(("dead", backend("dead", dead_url)), ("broken", backend("broken", broken.base_url)),
-                   TURNOUT_MAX_RETRIES="0")
+    env = backends(
+        ("dead", backend("dead", dead_url)), ("broken", backend("broken", broken.base_url)), TURNOUT_MAX_RETRIES="0"
+    )
     done = turnout("chat", "-m", "test-model", "hi", env=env)
     assert done.returncode == 1
     assert "every backend failed" in done.stderr
@@ -307,8 +354,14 @@ def test_chat_with_bad_configuration_exits_2(turnout: Run) -> None:
 def test_ctrl_c_exits_130_without_traceback(tmp_path: Path, openai_server: OpenAIServer) -> None:
     openai_server.fail(Fault(hang=True))
     env = clean_env(**backends(("local", backend("local", openai_server.base_url, api_key=SECRET))))
-    proc = subprocess.Popen([sys.executable, "-m", "turnout", "chat", "-m", "test-model", "hi"], env=env, cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "turnout", "chat", "-m", "test-model", "hi"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while not openai_server.chat_requests() and time.monotonic() < deadline:

@@ -15,10 +15,10 @@ import openai
 import pytest
 
 import turnout
-from tests.support.loopback import Fault, OpenAIServer
 from tests.client.test_client_surface import MSG, configure, dead_url
 from tests.router.test_router import sleeps  # noqa: F401  (backoff's waits, skipped)
 from tests.settings.test_settings import env, isolated  # noqa: F401  (autouse: no TURNOUT_ from the shell, no .env)
+from tests.support.loopback import Fault, OpenAIServer
 
 GROQ_KEY = "gsk_test.groq.secret"
 OPENAI_KEY = "sk-test.openai.secret"
@@ -57,7 +57,9 @@ async def make(request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., An
 
 
 @pytest.fixture
-def pair(monkeypatch: pytest.MonkeyPatch, make_openai_server: Callable[..., OpenAIServer]) -> tuple[OpenAIServer, OpenAIServer]:
+def pair(
+    monkeypatch: pytest.MonkeyPatch, make_openai_server: Callable[..., OpenAIServer]
+) -> tuple[OpenAIServer, OpenAIServer]:
     """Two working backends from the environment, ``first`` then ``second``, no retries."""
     first, second = make_openai_server(), make_openai_server()
     configure(monkeypatch, ("first", "vllm", first.base_url), ("second", "vllm", second.base_url))
@@ -70,6 +72,7 @@ def chat(client: Any, **kwargs: Any) -> Any:
 
 # -- types and attributes --------------------------------------------------------------
 
+
 def test_the_clients_are_the_sdks_clients() -> None:
     assert issubclass(turnout.AsyncOpenAI, openai.AsyncOpenAI) and issubclass(turnout.OpenAI, openai.OpenAI)
 
@@ -80,39 +83,59 @@ async def test_an_instance_passes_a_librarys_isinstance_check(make: Callable[...
     assert isinstance(client, openai.AsyncOpenAI) == isinstance(client, turnout.AsyncOpenAI)
 
 
-async def test_base_url_is_the_primary_backends(make: Callable[..., Any], monkeypatch: pytest.MonkeyPatch,
-                                               free_port: int, openai_server: OpenAIServer) -> None:
+async def test_base_url_is_the_primary_backends(
+    make: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, free_port: int, openai_server: OpenAIServer
+) -> None:
     configure(monkeypatch, ("dead", "vllm", dead_url(free_port)), ("live", "vllm", openai_server.base_url))
     client = make()
     assert str(client.base_url).rstrip("/") == dead_url(free_port)
     assert isinstance(client.base_url, httpx2.URL)
 
 
-@pytest.mark.parametrize(("provider", "base_url", "exposed"), [
-    ("vllm", "http://127.0.0.1:9/v1", turnout.client.PLACEHOLDER_KEY),
-    ("openai", "http://127.0.0.1:9/v1", turnout.client.PLACEHOLDER_KEY),  # OpenAI's protocol, not OpenAI's host
-    ("openai", None, OPENAI_KEY),
-])
-async def test_api_key_is_real_only_when_openai_itself_is_primary(make: Callable[..., Any],
-                                                                 monkeypatch: pytest.MonkeyPatch, provider: str,
-                                                                 base_url: str | None, exposed: str) -> None:
-    env(monkeypatch, TURNOUT_BACKENDS="main", TURNOUT_BACKEND__MAIN__PROVIDER=provider,
-        TURNOUT_BACKEND__MAIN__API_KEY=OPENAI_KEY, **({"TURNOUT_BACKEND__MAIN__BASE_URL": base_url} if base_url else {}))
+@pytest.mark.parametrize(
+    ("provider", "base_url", "exposed"),
+    [
+        ("vllm", "http://127.0.0.1:9/v1", turnout.client.PLACEHOLDER_KEY),
+        ("openai", "http://127.0.0.1:9/v1", turnout.client.PLACEHOLDER_KEY),  # OpenAI's protocol, not OpenAI's host
+        ("openai", None, OPENAI_KEY),
+    ],
+)
+async def test_api_key_is_real_only_when_openai_itself_is_primary(
+    make: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, provider: str, base_url: str | None, exposed: str
+) -> None:
+    env(
+        monkeypatch,
+        TURNOUT_BACKENDS="main",
+        TURNOUT_BACKEND__MAIN__PROVIDER=provider,
+        TURNOUT_BACKEND__MAIN__API_KEY=OPENAI_KEY,
+        **({"TURNOUT_BACKEND__MAIN__BASE_URL": base_url} if base_url else {}),
+    )
     client = make()
     assert client.api_key == exposed
     assert client.auth_headers == {"Authorization": f"Bearer {exposed}"}
     assert turnout.client.PLACEHOLDER_KEY == "turnout-routed"
 
 
-async def test_a_groq_key_is_nowhere_on_the_client(make: Callable[..., Any], monkeypatch: pytest.MonkeyPatch,
-                                                   openai_server: OpenAIServer) -> None:
+async def test_a_groq_key_is_nowhere_on_the_client(
+    make: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, openai_server: OpenAIServer
+) -> None:
     env(monkeypatch, GROQ_API_KEY=GROQ_KEY)
-    configure(monkeypatch, ("groq", "groq", "https://api.groq.com/openai/v1"), ("local", "vllm", openai_server.base_url))
+    configure(
+        monkeypatch, ("groq", "groq", "https://api.groq.com/openai/v1"), ("local", "vllm", openai_server.base_url)
+    )
     client = make()
     assert client.api_key == turnout.client.PLACEHOLDER_KEY
     assert str(client.base_url).startswith("https://api.groq.com/")
-    seen = [repr(client), str(client), repr(vars(client)), client.api_key, repr(client.default_headers),
-            repr(client.auth_headers), repr(client.custom_auth), repr(client.default_query)]
+    seen = [
+        repr(client),
+        str(client),
+        repr(vars(client)),
+        client.api_key,
+        repr(client.default_headers),
+        repr(client.auth_headers),
+        repr(client.custom_auth),
+        repr(client.default_query),
+    ]
     seen += [repr(getattr(client, name)) for name in dir(client) if not name.startswith("__")]
     leaks = [text for text in seen if "test.groq" in text]
     assert leaks == []
@@ -120,7 +143,8 @@ async def test_a_groq_key_is_nowhere_on_the_client(make: Callable[..., Any], mon
 
 @pytest.mark.usefixtures("sleeps")
 async def test_timeout_max_retries_and_headers_given_to_the_constructor(
-        make: Callable[..., Any], pair: tuple[OpenAIServer, OpenAIServer]) -> None:
+    make: Callable[..., Any], pair: tuple[OpenAIServer, OpenAIServer]
+) -> None:
     first, second = pair
     first.fail(Fault(status=503))
     client = make(timeout=5, max_retries=1, default_headers={"X-App": "demo"})
@@ -131,8 +155,9 @@ async def test_timeout_max_retries_and_headers_given_to_the_constructor(
     assert [r.header("X-App") for r in first.requests + second.requests] == ["demo"] * 3
 
 
-async def test_attributes_say_what_the_environment_configured(make: Callable[..., Any], pair: Any,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_attributes_say_what_the_environment_configured(
+    make: Callable[..., Any], pair: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     env(monkeypatch, TURNOUT_TIMEOUT="7", TURNOUT_MAX_RETRIES="1")
     client = make()
     assert client.max_retries == 1
@@ -141,8 +166,10 @@ async def test_attributes_say_what_the_environment_configured(make: Callable[...
 
 # -- copy() and with_options() ---------------------------------------------------------------
 
-async def test_copies_share_the_router_and_its_breakers(make: Callable[..., Any],
-                                                        pair: tuple[OpenAIServer, OpenAIServer]) -> None:
+
+async def test_copies_share_the_router_and_its_breakers(
+    make: Callable[..., Any], pair: tuple[OpenAIServer, OpenAIServer]
+) -> None:
     first, _ = pair
     client = make()
     copies = [client.copy(), client.with_options(timeout=5), client.with_options(max_retries=0)]
@@ -155,7 +182,8 @@ async def test_copies_share_the_router_and_its_breakers(make: Callable[..., Any]
 
 @pytest.mark.usefixtures("sleeps")
 async def test_with_options_max_retries_sets_every_backends_retries(
-        make: Callable[..., Any], pair: tuple[OpenAIServer, OpenAIServer], monkeypatch: pytest.MonkeyPatch) -> None:
+    make: Callable[..., Any], pair: tuple[OpenAIServer, OpenAIServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
     first, second = pair
     env(monkeypatch, TURNOUT_MAX_RETRIES="2", TURNOUT_ALLOWED_FAILS="100")  # no cooldown between the rounds
     first.fail(Fault(status=503))
@@ -169,9 +197,9 @@ async def test_with_options_max_retries_sets_every_backends_retries(
         assert (len(first.requests) - before[0], len(second.requests) - before[1]) == (attempts, attempts)
 
 
-async def test_a_per_call_timeout_is_the_whole_requests_deadline(make: Callable[..., Any],
-                                                                 pair: tuple[OpenAIServer, OpenAIServer],
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_per_call_timeout_is_the_whole_requests_deadline(
+    make: Callable[..., Any], pair: tuple[OpenAIServer, OpenAIServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
     first, second = pair
     env(monkeypatch, TURNOUT_TIMEOUT="20", TURNOUT_MAX_RETRIES="2")  # unbounded, each attempt could take 20 s
     first.fail(Fault(hang=True))
@@ -186,10 +214,12 @@ async def test_a_per_call_timeout_is_the_whole_requests_deadline(make: Callable[
     assert (len(first.requests), len(second.requests)) == (2, 0), "no attempt starts after the deadline"
 
 
-@pytest.mark.parametrize("change", [{"base_url": "http://127.0.0.1:9/v1"}, {"api_key": "sk-other"},
-                                    {"organization": "org-other"}])
-async def test_copies_refuse_to_change_where_requests_go(make: Callable[..., Any], pair: Any,
-                                                         change: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "change", [{"base_url": "http://127.0.0.1:9/v1"}, {"api_key": "sk-other"}, {"organization": "org-other"}]
+)
+async def test_copies_refuse_to_change_where_requests_go(
+    make: Callable[..., Any], pair: Any, change: dict[str, Any]
+) -> None:
     client = make()
     with pytest.raises(TypeError, match=f"cannot change {next(iter(change))}"):
         client.copy(**change)
@@ -198,8 +228,9 @@ async def test_copies_refuse_to_change_where_requests_go(make: Callable[..., Any
     assert client.api_key == turnout.client.PLACEHOLDER_KEY, "the original is unchanged"
 
 
-async def test_with_options_default_headers_reach_every_backend(make: Callable[..., Any],
-                                                                pair: tuple[OpenAIServer, OpenAIServer]) -> None:
+async def test_with_options_default_headers_reach_every_backend(
+    make: Callable[..., Any], pair: tuple[OpenAIServer, OpenAIServer]
+) -> None:
     first, second = pair
     first.fail(Fault(status=500), times=1)
     client = make()
@@ -211,7 +242,10 @@ async def test_with_options_default_headers_reach_every_backend(make: Callable[.
 
 # -- closing ----------------------------------------------------------------------------------
 
-async def test_closing_the_client_closes_its_backends_connections(make: Callable[..., Any], pair: tuple[OpenAIServer, OpenAIServer]) -> None:
+
+async def test_closing_the_client_closes_its_backends_connections(
+    make: Callable[..., Any], pair: tuple[OpenAIServer, OpenAIServer]
+) -> None:
     first, second = pair
     first.fail(Fault(status=500), times=1)
     client = make()
@@ -240,8 +274,10 @@ def test_with_closes_the_sync_clients_backends(pair: tuple[OpenAIServer, OpenAIS
 
 # -- errors ---------------------------------------------------------------------------------------
 
+
 async def test_when_every_backend_fails_the_error_is_turnouts_and_the_sdks(
-        make: Callable[..., Any], pair: tuple[OpenAIServer, OpenAIServer]) -> None:
+    make: Callable[..., Any], pair: tuple[OpenAIServer, OpenAIServer]
+) -> None:
     first, second = pair
     first.fail(Fault(status=502, message="bad gateway upstream"))
     second.fail(Fault(status=500, message="boom"))
@@ -255,8 +291,9 @@ async def test_when_every_backend_fails_the_error_is_turnouts_and_the_sdks(
     assert "first" in str(err) and "second" in str(err) and "bad gateway upstream" in str(err)
 
 
-async def test_a_bad_request_is_raised_at_once(make: Callable[..., Any], pair: tuple[OpenAIServer, OpenAIServer],
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_bad_request_is_raised_at_once(
+    make: Callable[..., Any], pair: tuple[OpenAIServer, OpenAIServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
     first, second = pair
     monkeypatch.setenv("TURNOUT_MAX_RETRIES", "2")
     first.fail(Fault(status=400, message="'temperature' must be at most 2", error_type="invalid_request_error"))
@@ -266,8 +303,9 @@ async def test_a_bad_request_is_raised_at_once(make: Callable[..., Any], pair: t
     assert (len(first.requests), len(second.requests)) == (1, 0), "neither retried nor failed over"
 
 
-async def test_a_stream_broken_after_its_first_chunk_is_not_replayed(make: Callable[..., Any],
-                                                                     pair: tuple[OpenAIServer, OpenAIServer]) -> None:
+async def test_a_stream_broken_after_its_first_chunk_is_not_replayed(
+    make: Callable[..., Any], pair: tuple[OpenAIServer, OpenAIServer]
+) -> None:
     first, second = pair
     first.fail(Fault(cut_after=2))
     stream = await chat(make(), stream=True)
@@ -280,8 +318,9 @@ async def test_a_stream_broken_after_its_first_chunk_is_not_replayed(make: Calla
     assert second.requests == [], "no other backend's answer is glued on"
 
 
-async def test_a_stream_broken_before_its_first_chunk_fails_over(make: Callable[..., Any],
-                                                                  pair: tuple[OpenAIServer, OpenAIServer]) -> None:
+async def test_a_stream_broken_before_its_first_chunk_fails_over(
+    make: Callable[..., Any], pair: tuple[OpenAIServer, OpenAIServer]
+) -> None:
     first, second = pair
     first.fail(Fault(cut_after=0))
     stream = await chat(make(), stream=True)
@@ -292,8 +331,10 @@ async def test_a_stream_broken_before_its_first_chunk_fails_over(make: Callable[
 
 # -- who served what ---------------------------------------------------------------------
 
+
 async def test_served_by_names_the_backend_of_everything_parsed_from_an_answer(
-        make: Callable[..., Any], pair: tuple[OpenAIServer, OpenAIServer]) -> None:
+    make: Callable[..., Any], pair: tuple[OpenAIServer, OpenAIServer]
+) -> None:
     first, second = pair
     first.fail(Fault(status=503))
     client = make()
@@ -311,11 +352,14 @@ async def test_served_by_names_the_backend_of_everything_parsed_from_an_answer(
     assert turnout.served_by(stream) == "second"
 
 
-async def test_is_closed_says_whether_the_backends_were_closed(make: Callable[..., Any],
-                                                               pair: tuple[OpenAIServer, OpenAIServer]) -> None:
+async def test_is_closed_says_whether_the_backends_were_closed(
+    make: Callable[..., Any], pair: tuple[OpenAIServer, OpenAIServer]
+) -> None:
     client = make()
     await chat(client)
     copy = client.with_options(max_retries=0)
     assert not client.is_closed() and not copy.is_closed()
     await settle(client.close())
-    assert client.is_closed() and copy.is_closed(), "a copy shares the original's backends, as the SDK's copies share its http client"
+    assert client.is_closed() and copy.is_closed(), (
+        "a copy shares the original's backends, as the SDK's copies share its http client"
+    )

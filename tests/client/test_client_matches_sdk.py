@@ -16,8 +16,12 @@ MSG = [{"role": "user", "content": "hi there"}]
 
 
 def router_for(*servers, **knobs) -> Router:
-    return Router([Backend(OpenAICompatAdapter(f"b{i}", preset="vllm", base_url=s.base_url), **knobs)
-                   for i, s in enumerate(servers)])
+    return Router(
+        [
+            Backend(OpenAICompatAdapter(f"b{i}", preset="vllm", base_url=s.base_url), **knobs)
+            for i, s in enumerate(servers)
+        ]
+    )
 
 
 @pytest.fixture
@@ -82,13 +86,19 @@ async def test_with_options_sets_retries_and_timeout_per_call(openai_server, no_
 
 async def test_not_given_arguments_mean_what_they_mean_to_the_sdk(openai_server) -> None:
     client = turnout.AsyncOpenAI(router=router_for(openai_server))
-    await client.chat.completions.create(model="test-model", messages=MSG, temperature=openai.NOT_GIVEN,
-                                         stream=openai.NOT_GIVEN, timeout=openai.NOT_GIVEN)
+    await client.chat.completions.create(
+        model="test-model",
+        messages=MSG,
+        temperature=openai.NOT_GIVEN,
+        stream=openai.NOT_GIVEN,
+        timeout=openai.NOT_GIVEN,
+    )
     assert "temperature" not in openai_server.chat_requests()[0].json
     await client.close()
 
 
 # -- a real SDK client: what libraries read off it, and copies ----------------------
+
 
 async def test_the_clients_are_the_sdks_own(openai_server) -> None:
     """instructor and others refuse anything that fails ``isinstance(client, openai.AsyncOpenAI)``."""
@@ -105,14 +115,16 @@ async def test_base_url_is_the_primarys_and_the_api_key_a_placeholder(make_opena
     it is a real key only when OpenAI's own host is the primary backend."""
     local, spare = make_openai_server(), make_openai_server()
     openai_second = OpenAICompatAdapter("openai", preset="openai", api_key="sk-real-openai-0123456789")
-    client = turnout.AsyncOpenAI(router=Router([OpenAICompatAdapter("local", preset="vllm", base_url=local.base_url),
-                                                openai_second]))
+    client = turnout.AsyncOpenAI(
+        router=Router([OpenAICompatAdapter("local", preset="vllm", base_url=local.base_url), openai_second])
+    )
     assert client.api_key == turnout.client.PLACEHOLDER_KEY == "turnout-routed"
     assert str(client.base_url) == local.base_url + "/"
     await client.chat.completions.create(model="test-model", messages=MSG)
     assert local.chat_requests()[0].header("Authorization") == "Bearer sk-no-key-required", "each backend its own key"
-    proxied = OpenAICompatAdapter("openai", preset="openai", api_key="sk-real-openai-0123456789",
-                                  base_url=spare.base_url)
+    proxied = OpenAICompatAdapter(
+        "openai", preset="openai", api_key="sk-real-openai-0123456789", base_url=spare.base_url
+    )
     other = turnout.AsyncOpenAI(router=Router([proxied]))
     assert other.api_key == "turnout-routed", "OpenAI's key, another host"
     await other.close()
@@ -122,8 +134,10 @@ async def test_base_url_is_the_primarys_and_the_api_key_a_placeholder(make_opena
 async def test_the_api_key_is_real_when_openai_itself_is_primary(monkeypatch, tmp_path) -> None:
     monkeypatch.chdir(tmp_path)  # no stray .env
     key = "sk-real-openai-0123456789"
-    for client in (turnout.AsyncOpenAI(api_key=key),
-                   turnout.AsyncOpenAI(router=Router([OpenAICompatAdapter("openai", preset="openai", api_key=key)]))):
+    for client in (
+        turnout.AsyncOpenAI(api_key=key),
+        turnout.AsyncOpenAI(router=Router([OpenAICompatAdapter("openai", preset="openai", api_key=key)])),
+    ):
         assert client.api_key == key and str(client.base_url) == "https://api.openai.com/v1/"
         await client.close()
     sync_client = turnout.OpenAI(api_key=key)
@@ -148,8 +162,9 @@ async def test_copies_share_the_router_and_its_cooldowns(make_openai_server) -> 
 
 
 @pytest.mark.parametrize(("configured", "per_call"), [(3, 0), (0, 2)])
-async def test_with_options_max_retries_sets_the_retries_on_every_backend(make_openai_server, no_sleep,
-                                                                          configured, per_call) -> None:
+async def test_with_options_max_retries_sets_the_retries_on_every_backend(
+    make_openai_server, no_sleep, configured, per_call
+) -> None:
     a, b = make_openai_server(), make_openai_server()
     a.fail(Fault(status=500))
     b.fail(Fault(status=500))
@@ -178,12 +193,15 @@ async def test_a_per_call_timeout_is_the_deadline_of_the_whole_request(make_open
     await client.close()
 
 
-@pytest.mark.parametrize("change", [{"base_url": "http://elsewhere.example/v1"}, {"api_key": "sk-other"},
-                                    {"organization": "org-x"}])
+@pytest.mark.parametrize(
+    "change", [{"base_url": "http://elsewhere.example/v1"}, {"api_key": "sk-other"}, {"organization": "org-x"}]
+)
 async def test_a_copy_cannot_send_elsewhere(openai_server, change) -> None:
     """A copy shares the router: a different address or key would be silently ignored, so it is refused."""
-    async_client, sync_client = (turnout.AsyncOpenAI(router=router_for(openai_server)),
-                                 turnout.OpenAI(router=router_for(openai_server)))
+    async_client, sync_client = (
+        turnout.AsyncOpenAI(router=router_for(openai_server)),
+        turnout.OpenAI(router=router_for(openai_server)),
+    )
     for client in (async_client, sync_client):
         with pytest.raises(TypeError, match="cannot change"):
             client.copy(**change)
@@ -194,6 +212,7 @@ async def test_a_copy_cannot_send_elsewhere(openai_server, change) -> None:
 
 
 # -- sync ------------------------------------------------------------------------
+
 
 def test_sync_chat_stream_embeddings_and_models(openai_server) -> None:
     sdk = openai.OpenAI(base_url=openai_server.base_url, api_key="x", max_retries=0)

@@ -19,9 +19,9 @@ import pytest
 from pydantic import BaseModel
 
 import turnout
-from tests.support.loopback import OpenAIServer
 from tests.router.test_router import Clock, clock  # noqa: F401  (the router's clock, moved by hand)
 from tests.settings.test_settings import env, isolated  # noqa: F401  (autouse: no TURNOUT_ from the shell, no .env)
+from tests.support.loopback import OpenAIServer
 
 MSG = [{"role": "user", "content": "hi there"}]
 AUDIO = b"RIFF\x00\x01fake-wave\xff\x00"
@@ -37,12 +37,21 @@ class Person(BaseModel):
     tags: list[str]
 
 
-WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
-    "type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer", "minimum": 1}},
-    "required": ["city", "days"]}}}
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "days": {"type": "integer", "minimum": 1}},
+            "required": ["city", "days"],
+        },
+    },
+}
 
 
 # -- configuration, as a user writes it -------------------------------------------
+
 
 def configure(monkeypatch: pytest.MonkeyPatch, *backends: tuple[str, str, str], **more: str) -> None:
     """``TURNOUT_BACKENDS`` and a section per backend: ``(name, provider, base_url)``; no retries unless ``more`` says."""
@@ -65,8 +74,12 @@ def live(make_openai_server: Callable[..., OpenAIServer]) -> OpenAIServer:
 @pytest.fixture
 def routed_env(monkeypatch: pytest.MonkeyPatch, live: OpenAIServer, free_port: int) -> OpenAIServer:
     """``dead`` then ``live``, both ``localai`` (whose row claims every routed endpoint); ``whisper`` is an alias."""
-    configure(monkeypatch, ("dead", "localai", dead_url(free_port)), ("live", "localai", live.base_url),
-              TURNOUT_BACKEND__LIVE__MODELS=f"test-model=test-model,{WHISPER[0]}={WHISPER[1]}")
+    configure(
+        monkeypatch,
+        ("dead", "localai", dead_url(free_port)),
+        ("live", "localai", live.base_url),
+        TURNOUT_BACKEND__LIVE__MODELS=f"test-model=test-model,{WHISPER[0]}={WHISPER[1]}",
+    )
     return live
 
 
@@ -83,6 +96,7 @@ async def control(live: OpenAIServer) -> Any:
 
 
 # -- comparing answers ----------------------------------------------------------------
+
 
 def plain(answer: Any) -> Any:
     """An answer as data, without what differs between two answers to one request."""
@@ -125,8 +139,10 @@ ROUTED: dict[str, Callable[[Any, str], Any]] = {
 }
 """Every non-streaming routed method: ``(client, audio model) -> answer`` (awaitable for an async client)."""
 
-ROUTED_CASES = [pytest.param(name, marks=[pytest.mark.filterwarnings("ignore::DeprecationWarning")] * (
-    name == "translation")) for name in ROUTED]  # the SDK marks translations' overloads deprecated
+ROUTED_CASES = [
+    pytest.param(name, marks=[pytest.mark.filterwarnings("ignore::DeprecationWarning")] * (name == "translation"))
+    for name in ROUTED
+]  # the SDK marks translations' overloads deprecated
 
 
 def check_routed(name: str, ours: Any, theirs: Any, live: OpenAIServer) -> None:
@@ -148,19 +164,26 @@ def check_routed(name: str, ours: Any, theirs: Any, live: OpenAIServer) -> None:
 
 # -- every routed method ------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ROUTED_CASES)
-async def test_every_routed_method_answers_as_the_sdk_does(client: Any, control: Any, live: OpenAIServer,
-                                                           name: str) -> None:
+async def test_every_routed_method_answers_as_the_sdk_does(
+    client: Any, control: Any, live: OpenAIServer, name: str
+) -> None:
     ours = await ROUTED[name](client, WHISPER[0])
     theirs = await ROUTED[name](control, WHISPER[1])
     check_routed(name, ours, theirs, live)
     failed_over(client)
 
 
-async def test_a_stream_is_the_sdks_with_the_serving_backends_response(client: Any, control: Any,
-                                                                       live: OpenAIServer) -> None:
-    kwargs: dict[str, Any] = {"model": "test-model", "messages": MSG, "stream": True,
-                              "stream_options": {"include_usage": True}}
+async def test_a_stream_is_the_sdks_with_the_serving_backends_response(
+    client: Any, control: Any, live: OpenAIServer
+) -> None:
+    kwargs: dict[str, Any] = {
+        "model": "test-model",
+        "messages": MSG,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     stream = await client.chat.completions.create(**kwargs)
     served = live.requests[-1]
     ours = [plain(chunk) async for chunk in stream]
@@ -179,13 +202,15 @@ async def test_the_stream_helper_gives_the_sdks_events_and_final_completion(clie
 
     (our_kinds, ours), (their_kinds, theirs) = await run(client), await run(control)
     assert our_kinds == their_kinds and "content.done" in our_kinds
-    assert ours.choices[0].message.parsed == theirs.choices[0].message.parsed == \
-        Person(name="hi there", age=0, tags=["hi there"])
+    assert (
+        ours.choices[0].message.parsed
+        == theirs.choices[0].message.parsed
+        == Person(name="hi there", age=0, tags=["hi there"])
+    )
     failed_over(client)
 
 
-async def test_a_raw_response_has_the_servers_headers_and_parses(client: Any, control: Any,
-                                                                 live: OpenAIServer) -> None:
+async def test_a_raw_response_has_the_servers_headers_and_parses(client: Any, control: Any, live: OpenAIServer) -> None:
     raw = await client.chat.completions.with_raw_response.create(model="test-model", messages=MSG)
     theirs = await control.chat.completions.with_raw_response.create(model="test-model", messages=MSG)
     assert raw.status_code == theirs.status_code == 200
@@ -197,8 +222,9 @@ async def test_a_raw_response_has_the_servers_headers_and_parses(client: Any, co
 
 async def test_a_streaming_response_reads_as_the_sdks(client: Any, control: Any, live: OpenAIServer) -> None:
     async def lines(c: Any) -> tuple[list[str], Any]:
-        async with c.chat.completions.with_streaming_response.create(model="test-model", messages=MSG,
-                                                                      stream=True) as response:
+        async with c.chat.completions.with_streaming_response.create(
+            model="test-model", messages=MSG, stream=True
+        ) as response:
             return [line async for line in response.iter_lines()], response
 
     (ours, response), (theirs, _) = await lines(client), await lines(control)
@@ -235,12 +261,14 @@ async def test_models_are_the_live_backends_named_after_it(client: Any, control:
 
 # -- capability routing ---------------------------------------------------------------
 
+
 def paths(server: OpenAIServer, fragment: str) -> list[str]:
     return [r.path for r in server.requests if fragment in r.path]
 
 
-async def test_audio_goes_only_to_backends_that_transcribe(monkeypatch: pytest.MonkeyPatch,
-                                                           make_openai_server: Callable[..., OpenAIServer]) -> None:
+async def test_audio_goes_only_to_backends_that_transcribe(
+    monkeypatch: pytest.MonkeyPatch, make_openai_server: Callable[..., OpenAIServer]
+) -> None:
     deaf, ears = make_openai_server(models=["whisper-1"]), make_openai_server(models=["whisper-1"])
     configure(monkeypatch, ("deaf", "llamacpp", deaf.base_url), ("ears", "vllm", ears.base_url))
     async with turnout.AsyncOpenAI() as client:
@@ -254,7 +282,8 @@ async def test_audio_goes_only_to_backends_that_transcribe(monkeypatch: pytest.M
 
 
 async def test_a_need_no_candidate_has_fails_before_anything_is_sent(
-        monkeypatch: pytest.MonkeyPatch, make_openai_server: Callable[..., OpenAIServer]) -> None:
+    monkeypatch: pytest.MonkeyPatch, make_openai_server: Callable[..., OpenAIServer]
+) -> None:
     first, second = make_openai_server(models=["whisper-1"]), make_openai_server(models=["whisper-1"])
     configure(monkeypatch, ("first", "llamacpp", first.base_url), ("second", "tgi", second.base_url))
     async with turnout.AsyncOpenAI() as client:
@@ -265,8 +294,9 @@ async def test_a_need_no_candidate_has_fails_before_anything_is_sent(
     assert first.requests == [] and second.requests == []
 
 
-async def test_unknown_capabilities_are_tried(monkeypatch: pytest.MonkeyPatch,
-                                              make_openai_server: Callable[..., OpenAIServer]) -> None:
+async def test_unknown_capabilities_are_tried(
+    monkeypatch: pytest.MonkeyPatch, make_openai_server: Callable[..., OpenAIServer]
+) -> None:
     first, second = make_openai_server(), make_openai_server()
     configure(monkeypatch, ("first", "openai_compat", first.base_url), ("second", "openai_compat", second.base_url))
     async with turnout.AsyncOpenAI() as client:
@@ -276,7 +306,8 @@ async def test_unknown_capabilities_are_tried(monkeypatch: pytest.MonkeyPatch,
 
 
 async def test_known_capable_backends_are_tried_before_unknown_ones(
-        monkeypatch: pytest.MonkeyPatch, make_openai_server: Callable[..., OpenAIServer]) -> None:
+    monkeypatch: pytest.MonkeyPatch, make_openai_server: Callable[..., OpenAIServer]
+) -> None:
     unsure, sure = make_openai_server(), make_openai_server()
     configure(monkeypatch, ("unsure", "openai_compat", unsure.base_url), ("sure", "vllm", sure.base_url))
     async with turnout.AsyncOpenAI() as client:
@@ -287,11 +318,12 @@ async def test_known_capable_backends_are_tried_before_unknown_ones(
 
 
 async def test_an_unknown_backend_that_answers_404_is_failed_over_and_remembered(
-        monkeypatch: pytest.MonkeyPatch, make_openai_server: Callable[..., OpenAIServer],
-        clock: Clock) -> None:  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch, make_openai_server: Callable[..., OpenAIServer], clock: Clock
+) -> None:  # noqa: F811
     lacking, able = make_openai_server(disabled={"embeddings"}), make_openai_server()
     configure(monkeypatch, ("lacking", "openai_compat", lacking.base_url), ("able", "openai_compat", able.base_url))
     async with turnout.AsyncOpenAI() as client:
+
         async def embed() -> str | None:
             return turnout.served_by(await client.embeddings.create(model="test-model", input="hello"))
 

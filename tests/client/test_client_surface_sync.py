@@ -9,7 +9,6 @@ import openai
 import pytest
 
 import turnout
-from tests.support.loopback import OpenAIServer
 from tests.client.test_client_surface import (  # noqa: F401  (fixtures: live, routed_env)
     MSG,
     ROUTED,
@@ -24,6 +23,7 @@ from tests.client.test_client_surface import (  # noqa: F401  (fixtures: live, r
     sse_data,
 )
 from tests.settings.test_settings import isolated  # noqa: F401  (autouse: no TURNOUT_ from the shell, no .env)
+from tests.support.loopback import OpenAIServer
 
 
 @pytest.fixture
@@ -49,17 +49,24 @@ def test_the_sync_client_is_an_openai_client(client: turnout.OpenAI) -> None:
 
 
 @pytest.mark.parametrize("name", ROUTED_CASES)
-def test_every_routed_method_answers_as_the_sdk_does(client: Any, control: Any, server: OpenAIServer, name: str) -> None:
+def test_every_routed_method_answers_as_the_sdk_does(
+    client: Any, control: Any, server: OpenAIServer, name: str
+) -> None:
     ours = ROUTED[name](client, WHISPER[0])
     theirs = ROUTED[name](control, WHISPER[1])
     check_routed(name, ours, theirs, server)
     failed_over(client)
 
 
-def test_a_stream_is_the_sdks_with_the_serving_backends_response(client: Any, control: Any,
-                                                                 server: OpenAIServer) -> None:
-    kwargs: dict[str, Any] = {"model": "test-model", "messages": MSG, "stream": True,
-                              "stream_options": {"include_usage": True}}
+def test_a_stream_is_the_sdks_with_the_serving_backends_response(
+    client: Any, control: Any, server: OpenAIServer
+) -> None:
+    kwargs: dict[str, Any] = {
+        "model": "test-model",
+        "messages": MSG,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     stream = client.chat.completions.create(**kwargs)
     served = server.requests[-1]
     ours = [plain(chunk) for chunk in stream]
@@ -78,8 +85,11 @@ def test_the_stream_helper_gives_the_sdks_events_and_final_completion(client: An
 
     (our_kinds, ours), (their_kinds, theirs) = run(client), run(control)
     assert our_kinds == their_kinds and "content.done" in our_kinds
-    assert ours.choices[0].message.parsed == theirs.choices[0].message.parsed == \
-        Person(name="hi there", age=0, tags=["hi there"])
+    assert (
+        ours.choices[0].message.parsed
+        == theirs.choices[0].message.parsed
+        == Person(name="hi there", age=0, tags=["hi there"])
+    )
     failed_over(client)
 
 
@@ -95,8 +105,9 @@ def test_a_raw_response_has_the_servers_headers_and_parses(client: Any, control:
 
 def test_a_streaming_response_reads_as_the_sdks(client: Any, control: Any, server: OpenAIServer) -> None:
     def lines(c: Any) -> tuple[list[str], Any]:
-        with c.chat.completions.with_streaming_response.create(model="test-model", messages=MSG,
-                                                                stream=True) as response:
+        with c.chat.completions.with_streaming_response.create(
+            model="test-model", messages=MSG, stream=True
+        ) as response:
             return list(response.iter_lines()), response
 
     (ours, response), (theirs, _) = lines(client), lines(control)

@@ -12,9 +12,22 @@ from tests.support.loopback import Fault
 
 SOURCE = (Path(__file__).parents[1] / "support" / "examples" / "sdk_examples.py").read_text()
 IMPORT = "from openai import AsyncOpenAI, OpenAI"
-EXAMPLES = ["chat", "streaming", "tool_round_trip", "json_mode", "structured_output", "stream_helper", "raw_response",
-            "streaming_response", "legacy_completion", "embeddings", "list_models", "error_handling",
-            "sync_chat_and_stream", "sync_error_handling"]
+EXAMPLES = [
+    "chat",
+    "streaming",
+    "tool_round_trip",
+    "json_mode",
+    "structured_output",
+    "stream_helper",
+    "raw_response",
+    "streaming_response",
+    "legacy_completion",
+    "embeddings",
+    "list_models",
+    "error_handling",
+    "sync_chat_and_stream",
+    "sync_error_handling",
+]
 
 
 def load(source: str, name: str) -> types.ModuleType:
@@ -57,7 +70,9 @@ async def test_same_results_as_the_sdk_with_zero_config(openai_env, name) -> Non
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
-async def test_same_results_through_env_configured_failover(make_openai_server, free_port, monkeypatch, tmp_path, name) -> None:
+async def test_same_results_through_env_configured_failover(
+    make_openai_server, free_port, monkeypatch, tmp_path, name
+) -> None:
     server = make_openai_server()
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-dropin")
     monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)

@@ -17,9 +17,9 @@ import openai
 import pytest
 
 import turnout
-from turnout.client import PLACEHOLDER_KEY
-from tests.support.loopback import Fault, OpenAIServer
 from tests.router.test_router import sleeps  # noqa: F401  (the fixture: backoff's waits recorded and skipped)
+from tests.support.loopback import Fault, OpenAIServer
+from turnout.client import PLACEHOLDER_KEY
 
 MSG = [{"role": "user", "content": "hi"}]
 SDK_HAS_DATA_RESIDENCY = "data_residency" in inspect.signature(openai.AsyncOpenAI).parameters
@@ -39,6 +39,7 @@ def proxied(server: OpenAIServer) -> list[str]:
 
 # -- http_client ------------------------------------------------------------------------
 
+
 async def test_an_async_http_clients_proxy_carries_every_request(openai_server: OpenAIServer) -> None:
     caller = openai.DefaultAsyncHttpxClient(proxy=f"http://127.0.0.1:{openai_server.port}")
     async with turnout.AsyncOpenAI(base_url=NOWHERE, api_key="sk-test", http_client=caller) as client:
@@ -52,15 +53,19 @@ def test_a_sync_http_clients_proxy_carries_every_request(openai_server: OpenAISe
     caller = openai.DefaultHttpxClient(proxy=f"http://127.0.0.1:{openai_server.port}")
     with turnout.OpenAI(base_url=NOWHERE, api_key="sk-test", http_client=caller) as client:
         reply = client.chat.completions.create(model="test-model", messages=MSG)
-        chunks = [c.choices[0].delta.content for c in client.chat.completions.create(
-            model="test-model", messages=MSG, stream=True) if c.choices]
+        chunks = [
+            c.choices[0].delta.content
+            for c in client.chat.completions.create(model="test-model", messages=MSG, stream=True)
+            if c.choices
+        ]
     assert reply.choices[0].message.content == "echo: hi" and "".join(c or "" for c in chunks) == "echo: hi"
     assert proxied(openai_server) == [NOWHERE + "/chat/completions"] * 2
     assert caller.is_closed
 
 
 async def test_the_callers_transport_serves_every_backend_but_its_headers_reach_none(
-        make_openai_server, monkeypatch) -> None:
+    make_openai_server, monkeypatch
+) -> None:
     first, second = make_openai_server(), make_openai_server()
     sent: list[str] = []
 
@@ -70,12 +75,18 @@ async def test_the_callers_transport_serves_every_backend_but_its_headers_reach_
             return await super().handle_async_request(request)
 
     first.fail(Fault(status=500))
-    caller = httpx2.AsyncClient(transport=Counting(), headers={"Authorization": "Bearer caller-secret",
-                                                                "X-Caller": "only-mine"})
+    caller = httpx2.AsyncClient(
+        transport=Counting(), headers={"Authorization": "Bearer caller-secret", "X-Caller": "only-mine"}
+    )
     async with turnout.AsyncOpenAI(
-            http_client=caller, max_retries=0, backends=["first", "second"],
-            backend={"first": {"provider": "vllm", "base_url": first.base_url},
-                     "second": {"provider": "vllm", "base_url": second.base_url}}) as client:
+        http_client=caller,
+        max_retries=0,
+        backends=["first", "second"],
+        backend={
+            "first": {"provider": "vllm", "base_url": first.base_url},
+            "second": {"provider": "vllm", "base_url": second.base_url},
+        },
+    ) as client:
         await client.chat.completions.create(model="test-model", messages=MSG)
     assert sent == [f"127.0.0.1:{first.port}", f"127.0.0.1:{second.port}"]
     for request in first.requests + second.requests:
@@ -94,10 +105,16 @@ async def test_a_backend_closing_leaves_the_callers_transport_to_the_caller(open
 
 async def test_a_backends_own_proxy(openai_server: OpenAIServer, make_openai_server, monkeypatch) -> None:
     direct = make_openai_server()
-    env(monkeypatch, TURNOUT_BACKENDS="far,near", TURNOUT_MAX_RETRIES="0",
-        TURNOUT_BACKEND__FAR__PROVIDER="vllm", TURNOUT_BACKEND__FAR__BASE_URL=NOWHERE,
+    env(
+        monkeypatch,
+        TURNOUT_BACKENDS="far,near",
+        TURNOUT_MAX_RETRIES="0",
+        TURNOUT_BACKEND__FAR__PROVIDER="vllm",
+        TURNOUT_BACKEND__FAR__BASE_URL=NOWHERE,
         TURNOUT_BACKEND__FAR__PROXY=f"http://127.0.0.1:{openai_server.port}",
-        TURNOUT_BACKEND__NEAR__PROVIDER="vllm", TURNOUT_BACKEND__NEAR__BASE_URL=direct.base_url)
+        TURNOUT_BACKEND__NEAR__PROVIDER="vllm",
+        TURNOUT_BACKEND__NEAR__BASE_URL=direct.base_url,
+    )
     async with turnout.AsyncOpenAI() as client:
         reply = await client.chat.completions.create(model="test-model", messages=MSG)
     assert turnout.served_by(reply) == "far" and proxied(openai_server) == [NOWHERE + "/chat/completions"]
@@ -112,9 +129,11 @@ def test_a_bad_proxy_names_its_variable(monkeypatch) -> None:
 
 # -- admin_api_key --------------------------------------------------------------------------
 
+
 async def test_admin_endpoints_carry_the_admin_key(openai_server: OpenAIServer) -> None:
-    async with turnout.AsyncOpenAI(base_url=openai_server.base_url, api_key="sk-plain",
-                                   admin_api_key="sk-admin-key") as client:
+    async with turnout.AsyncOpenAI(
+        base_url=openai_server.base_url, api_key="sk-plain", admin_api_key="sk-admin-key"
+    ) as client:
         await client.admin.organization.admin_api_keys.list()
         await client.chat.completions.create(model="test-model", messages=MSG)
     admin, chat = openai_server.requests
@@ -124,8 +143,15 @@ async def test_admin_endpoints_carry_the_admin_key(openai_server: OpenAIServer) 
 
 async def test_admin_endpoints_go_to_the_openai_backend_only(make_openai_server, monkeypatch) -> None:
     groq, openai_ = make_openai_server(), make_openai_server()
-    env(monkeypatch, TURNOUT_BACKENDS="groq,openai", GROQ_API_KEY="gsk-groq", TURNOUT_BACKEND__GROQ__BASE_URL=groq.base_url,
-        OPENAI_API_KEY="sk-openai", OPENAI_BASE_URL=openai_.base_url, OPENAI_ADMIN_KEY="sk-admin-env")
+    env(
+        monkeypatch,
+        TURNOUT_BACKENDS="groq,openai",
+        GROQ_API_KEY="gsk-groq",
+        TURNOUT_BACKEND__GROQ__BASE_URL=groq.base_url,
+        OPENAI_API_KEY="sk-openai",
+        OPENAI_BASE_URL=openai_.base_url,
+        OPENAI_ADMIN_KEY="sk-admin-env",
+    )
     async with turnout.AsyncOpenAI() as client:
         page = await client.admin.organization.admin_api_keys.list()
     assert turnout.served_by(page) == "openai" and groq.requests == []
@@ -140,6 +166,7 @@ async def test_admin_endpoints_without_an_admin_key_say_what_to_set(openai_serve
 
 
 # -- a callable api_key, data_residency ---------------------------------------------------------
+
 
 async def test_a_key_function_is_asked_before_each_request(openai_server: OpenAIServer) -> None:
     tokens = iter(["token-1", "token-2"])
@@ -169,8 +196,12 @@ def test_a_sync_key_function_too(openai_server: OpenAIServer) -> None:
 def test_a_key_function_as_a_setting_is_shown_masked(openai_server: OpenAIServer) -> None:
     from turnout.settings import TurnoutSettings, resolve
 
-    config = resolve(TurnoutSettings(backends=["box"], backend={"box": {"provider": "vllm", "base_url": openai_server.base_url,
-                                                                        "api_key": lambda: "token"}}))
+    config = resolve(
+        TurnoutSettings(
+            backends=["box"],
+            backend={"box": {"provider": "vllm", "base_url": openai_server.base_url, "api_key": lambda: "token"}},
+        )
+    )
     assert config.describe()["backends"][0]["fields"]["api_key"]["value"] == "(a function)"
 
 
@@ -186,12 +217,16 @@ async def test_data_residency_is_openais_regional_address(monkeypatch) -> None:
 
 # -- model, where the SDK lets it be left out ------------------------------------------------------
 
+
 async def test_moderations_and_images_without_a_model_go_by_priority(make_openai_server) -> None:
     first, second = make_openai_server(disabled={"moderations"}), make_openai_server()
     async with turnout.AsyncOpenAI(
-            backends=["first", "second"],
-            backend={"first": {"provider": "openai_compat", "base_url": first.base_url},
-                     "second": {"provider": "openai_compat", "base_url": second.base_url}}) as client:
+        backends=["first", "second"],
+        backend={
+            "first": {"provider": "openai_compat", "base_url": first.base_url},
+            "second": {"provider": "openai_compat", "base_url": second.base_url},
+        },
+    ) as client:
         moderation = await client.moderations.create(input="hello")
         image = await client.images.generate(prompt="a cat")
     assert turnout.served_by(moderation) == "second", "the first cannot moderate: failed over, unknown then no"
@@ -207,6 +242,7 @@ async def test_chat_without_a_model_names_what_is_missing(openai_server: OpenAIS
 
 
 # -- max_retries -------------------------------------------------------------------------------
+
 
 async def test_max_retries_above_allowed_fails_is_kept(openai_server: OpenAIServer, sleeps) -> None:
     openai_server.fail(Fault(status=503), times=4)
@@ -241,6 +277,7 @@ def test_a_zero_timeout_is_accepted(openai_server: OpenAIServer, timeout: Any) -
 
 # -- the router's own answer --------------------------------------------------------------------
 
+
 def test_the_model_lists_raw_response_is_closed_and_carries_the_sdks_headers(openai_server: OpenAIServer) -> None:
     with turnout.OpenAI(base_url=openai_server.base_url, api_key="sk-test") as client:
         raw = client.models.with_raw_response.list()
@@ -250,8 +287,13 @@ def test_the_model_lists_raw_response_is_closed_and_carries_the_sdks_headers(ope
 
 
 async def test_organization_project_and_default_query_reach_the_backend(openai_server: OpenAIServer) -> None:
-    async with turnout.AsyncOpenAI(base_url=openai_server.base_url, api_key="sk-test", organization="org-1",
-                                   project="proj-1", default_query={"api-version": "2025-01"}) as client:
+    async with turnout.AsyncOpenAI(
+        base_url=openai_server.base_url,
+        api_key="sk-test",
+        organization="org-1",
+        project="proj-1",
+        default_query={"api-version": "2025-01"},
+    ) as client:
         await client.chat.completions.create(model="test-model", messages=MSG)
         assert (client.organization, client.project) == ("org-1", "proj-1")
     sent = openai_server.requests[0]
@@ -262,8 +304,15 @@ async def test_organization_project_and_default_query_reach_the_backend(openai_s
 async def test_the_openai_account_stays_off_other_providers(make_openai_server, monkeypatch) -> None:
     groq, openai_ = make_openai_server(), make_openai_server()
     groq.fail(Fault(status=503))
-    env(monkeypatch, TURNOUT_BACKENDS="groq,openai", GROQ_API_KEY="gsk-groq", TURNOUT_BACKEND__GROQ__BASE_URL=groq.base_url,
-        OPENAI_API_KEY="sk-openai", OPENAI_BASE_URL=openai_.base_url, TURNOUT_MAX_RETRIES="0")
+    env(
+        monkeypatch,
+        TURNOUT_BACKENDS="groq,openai",
+        GROQ_API_KEY="gsk-groq",
+        TURNOUT_BACKEND__GROQ__BASE_URL=groq.base_url,
+        OPENAI_API_KEY="sk-openai",
+        OPENAI_BASE_URL=openai_.base_url,
+        TURNOUT_MAX_RETRIES="0",
+    )
     async with turnout.AsyncOpenAI(organization="org-1", admin_api_key="sk-admin") as client:
         await client.chat.completions.create(model="test-model", messages=MSG)
     assert groq.requests[0].header("OpenAI-Organization") is None
@@ -276,8 +325,9 @@ def test_an_http_client_of_the_other_kind_is_refused_as_by_the_sdk(openai_server
 
 
 async def test_a_copys_default_query_reaches_the_backend(openai_server: OpenAIServer) -> None:
-    async with turnout.AsyncOpenAI(base_url=openai_server.base_url, api_key="sk-test",
-                                   default_query={"a": "1"}) as client:
+    async with turnout.AsyncOpenAI(
+        base_url=openai_server.base_url, api_key="sk-test", default_query={"a": "1"}
+    ) as client:
         await client.copy(default_query={"b": "2"}).chat.completions.create(model="test-model", messages=MSG)
         await client.copy(set_default_query={"c": "3"}).chat.completions.create(model="test-model", messages=MSG)
     assert [r.query for r in openai_server.requests] == [{"a": "1", "b": "2"}, {"c": "3"}]
@@ -302,7 +352,11 @@ async def test_a_provider_builds_the_one_backend_and_refuses_top_level_logins() 
 def test_a_proxys_password_is_never_shown(monkeypatch) -> None:
     from turnout.settings import TurnoutSettings, resolve
 
-    env(monkeypatch, TURNOUT_BACKENDS="vllm", TURNOUT_BACKEND__VLLM__PROXY="http://me:hunter2-secret@proxy.internal:3128")
+    env(
+        monkeypatch,
+        TURNOUT_BACKENDS="vllm",
+        TURNOUT_BACKEND__VLLM__PROXY="http://me:hunter2-secret@proxy.internal:3128",
+    )
     shown = str(resolve(TurnoutSettings()).describe())
     assert "proxy.internal:3128" in shown and "hunter2-secret" not in shown
 
@@ -311,9 +365,13 @@ async def test_a_response_from_a_stored_prompt_needs_no_model(make_openai_server
     down, up = make_openai_server(), make_openai_server()
     down.fail(Fault(status=503))
     async with turnout.AsyncOpenAI(
-            max_retries=0, backends=["down", "up"],
-            backend={"down": {"provider": "openai_compat", "base_url": down.base_url},
-                     "up": {"provider": "openai_compat", "base_url": up.base_url}}) as client:
+        max_retries=0,
+        backends=["down", "up"],
+        backend={
+            "down": {"provider": "openai_compat", "base_url": down.base_url},
+            "up": {"provider": "openai_compat", "base_url": up.base_url},
+        },
+    ) as client:
         response = await client.responses.create(prompt={"id": "pmpt_loopback", "variables": {"city": "Oslo"}})
     assert turnout.served_by(response) == "up" and response.output_text == "echo: from a stored prompt"
     assert "model" not in (up.requests[0].json or {}) and len(down.requests) == 1, "priority order, then failover"
@@ -334,11 +392,19 @@ async def test_the_sdks_aiohttp_client_carries_every_backends_requests(make_open
     down.fail(Fault(status=503))
     caller = openai.DefaultAioHttpClient()
     async with turnout.AsyncOpenAI(
-            http_client=caller, max_retries=0, backends=["down", "up"],
-            backend={"down": {"provider": "vllm", "base_url": down.base_url},
-                     "up": {"provider": "vllm", "base_url": up.base_url}}) as client:
+        http_client=caller,
+        max_retries=0,
+        backends=["down", "up"],
+        backend={
+            "down": {"provider": "vllm", "base_url": down.base_url},
+            "up": {"provider": "vllm", "base_url": up.base_url},
+        },
+    ) as client:
         reply = await client.chat.completions.create(model="test-model", messages=MSG)
         chunks = [c async for c in await client.chat.completions.create(model="test-model", messages=MSG, stream=True)]
-    assert turnout.served_by(reply) == "up" and "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "echo: hi"
+    assert (
+        turnout.served_by(reply) == "up"
+        and "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "echo: hi"
+    )
     assert len(down.requests) == 2 and len(up.requests) == 2
     assert caller.is_closed

@@ -80,8 +80,13 @@ class Via:
 
 
 @pytest.fixture(params=["sdk", "turnout"])
-def connect(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, free_port: int,
-            tmp_path: Path, caplog: pytest.LogCaptureFixture) -> Callable[[OpenAIServer], Via]:
+def connect(
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    free_port: int,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> Callable[[OpenAIServer], Via]:
     """``connect(server)``: a :class:`Via` for that server, once per variant."""
     return lambda server: Via(request.param, server, monkeypatch, free_port, tmp_path, caplog)
 

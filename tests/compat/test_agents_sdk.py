@@ -69,8 +69,11 @@ async def test_run_with_default_client(via, default_client) -> None:
     result = await Runner.run(agent, PROMPT)
     assert calls == [PROMPT]
     assert result.final_output == ANSWER
-    assert [item.type for item in result.new_items] == ["tool_call_item", "tool_call_output_item",
-                                                        "message_output_item"]
+    assert [item.type for item in result.new_items] == [
+        "tool_call_item",
+        "tool_call_output_item",
+        "message_output_item",
+    ]
     assert all(r.response_id for r in result.raw_responses), "answered by the Responses model (chat's have no id)"
     usage = result.context_wrapper.usage
     assert usage.requests == 2 and usage.input_tokens > 0 and usage.output_tokens > 0

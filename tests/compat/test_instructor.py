@@ -39,7 +39,8 @@ FITTED = {"name": PROMPT, "age": 0}
 def test_response_model_sync(via) -> None:
     client = instructor.from_openai(via.client())
     user, completion = client.chat.completions.create_with_completion(
-        model=MODEL, response_model=UserInfo, messages=ASK)
+        model=MODEL, response_model=UserInfo, messages=ASK
+    )
     assert isinstance(user, UserInfo) and user.model_dump() == FITTED
     assert via.server.chat_requests()[-1].json["tool_choice"]["function"]["name"] == "UserInfo"
     via.assert_served(completion)
@@ -57,7 +58,8 @@ async def test_json_modes(connect, make_openai_server, mode) -> None:
     via = connect(make_openai_server(reply=json.dumps(JOHN)))
     client = instructor.from_openai(via.async_client(), mode=instructor.Mode[mode])
     user, completion = await client.chat.completions.create_with_completion(
-        model=MODEL, response_model=UserInfo, messages=ASK)
+        model=MODEL, response_model=UserInfo, messages=ASK
+    )
     assert isinstance(user, UserInfo) and user.model_dump() == JOHN
     via.assert_served(completion)
 
@@ -93,7 +95,11 @@ async def test_iterable(connect, make_openai_server) -> None:
     people = [JOHN, {"name": "Jane Roe", "age": 28}]
     via = connect(make_openai_server(reply=json.dumps({"tasks": people}), stream_chunks=6))
     client = instructor.from_openai(via.async_client(), mode=instructor.Mode.JSON)
-    found = [u async for u in client.chat.completions.create_iterable(
-        model=MODEL, response_model=UserInfo, messages=[{"role": "user", "content": "John Doe is 30, Jane Roe 28."}])]
+    found = [
+        u
+        async for u in client.chat.completions.create_iterable(
+            model=MODEL, response_model=UserInfo, messages=[{"role": "user", "content": "John Doe is 30, Jane Roe 28."}]
+        )
+    ]
     assert [u.model_dump() for u in found] == people
     via.assert_served()

@@ -48,8 +48,13 @@ def shout(text: str) -> str:
 
 def chat_for(via) -> ChatOpenAI:
     root, root_async = via.client(), via.async_client()
-    return ChatOpenAI(model="test-model", root_client=root, root_async_client=root_async,
-                      client=root.chat.completions, async_client=root_async.chat.completions)
+    return ChatOpenAI(
+        model="test-model",
+        root_client=root,
+        root_async_client=root_async,
+        client=root.chat.completions,
+        async_client=root_async.chat.completions,
+    )
 
 
 def test_invoke(via) -> None:

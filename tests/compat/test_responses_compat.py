@@ -74,8 +74,14 @@ class ResponsesVia(Via):
 
 
 @pytest.fixture(name="via", params=["sdk", "native", "bridged"])
-def _via(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, free_port: int, tmp_path: Path,
-         caplog: pytest.LogCaptureFixture, make_openai_server: Callable[..., OpenAIServer]) -> ResponsesVia:
+def _via(
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    free_port: int,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    make_openai_server: Callable[..., OpenAIServer],
+) -> ResponsesVia:
     """A fresh loopback server and the way (above) this test reaches it."""
     bridged = request.param == "bridged"
     server = make_openai_server(**({"disabled": {"responses"}} if bridged else {}))
@@ -139,8 +145,14 @@ class Joke(BaseModel):
 def chat_for(via: ResponsesVia) -> ChatOpenAI:
     """All four clients set, as tests/compat/test_langchain_openai.py explains."""
     root, root_async = via.client(), via.async_client()
-    return ChatOpenAI(model="test-model", use_responses_api=True, root_client=root, root_async_client=root_async,
-                      client=root.chat.completions, async_client=root_async.chat.completions)
+    return ChatOpenAI(
+        model="test-model",
+        use_responses_api=True,
+        root_client=root,
+        root_async_client=root_async,
+        client=root.chat.completions,
+        async_client=root_async.chat.completions,
+    )
 
 
 def test_langchain_invoke(via) -> None:

@@ -45,8 +45,9 @@ def local(llamacpp: LlamaCppServer, client_over: Any) -> turnout.AsyncOpenAI:
 @pytest.fixture
 async def plain(llamacpp: LlamaCppServer) -> AsyncIterator[openai.AsyncOpenAI]:
     """The openai SDK pointed straight at the server: what turnout's client must answer like."""
-    async with openai.AsyncOpenAI(base_url=llamacpp.base_url, api_key=LOCAL_PLACEHOLDER_KEY, max_retries=0,
-                                  timeout=60) as client:
+    async with openai.AsyncOpenAI(
+        base_url=llamacpp.base_url, api_key=LOCAL_PLACEHOLDER_KEY, max_retries=0, timeout=60
+    ) as client:
         yield client
 
 
@@ -75,8 +76,9 @@ async def test_chat_answers_with_usage_and_finish_reason(local: turnout.AsyncOpe
 
 async def test_stream_reassembles_the_same_answer(local: turnout.AsyncOpenAI, llamacpp: LlamaCppServer) -> None:
     whole = await local.chat.completions.create(model=llamacpp.model, messages=CAPITAL, max_tokens=16, **GREEDY)
-    stream = await local.chat.completions.create(model=llamacpp.model, messages=CAPITAL, max_tokens=16, stream=True,
-                                                 **GREEDY)
+    stream = await local.chat.completions.create(
+        model=llamacpp.model, messages=CAPITAL, max_tokens=16, stream=True, **GREEDY
+    )
     chunks = [c async for c in stream]
     assert turnout.served_by(stream) == BACKEND
     assert all(isinstance(c, ChatCompletionChunk) for c in chunks)
@@ -93,20 +95,24 @@ async def test_stream_reports_usage_when_asked(local: turnout.AsyncOpenAI, llama
 
     strict: when a new llama-cpp-python sends usage, this fails so docs/providers.md's matrix gets updated.
     """
-    chunks = await _stream(local, model=llamacpp.model, messages=CAPITAL, max_tokens=8,
-                           stream_options={"include_usage": True}, **GREEDY)
+    chunks = await _stream(
+        local, model=llamacpp.model, messages=CAPITAL, max_tokens=8, stream_options={"include_usage": True}, **GREEDY
+    )
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
 
 
 async def test_a_stream_asking_for_usage_still_completes(local: turnout.AsyncOpenAI, llamacpp: LlamaCppServer) -> None:
     """The unsupported option is ignored, not refused: the caller still gets the whole answer."""
-    chunks = await _stream(local, model=llamacpp.model, messages=CAPITAL, max_tokens=16,
-                           stream_options={"include_usage": True}, **GREEDY)
+    chunks = await _stream(
+        local, model=llamacpp.model, messages=CAPITAL, max_tokens=16, stream_options={"include_usage": True}, **GREEDY
+    )
     assert "paris" in _text(chunks).lower()
     assert chunks[-1].choices[0].finish_reason == "stop"
 
 
-async def test_max_tokens_cuts_the_answer_with_finish_reason_length(local: turnout.AsyncOpenAI, llamacpp: LlamaCppServer) -> None:
+async def test_max_tokens_cuts_the_answer_with_finish_reason_length(
+    local: turnout.AsyncOpenAI, llamacpp: LlamaCppServer
+) -> None:
     story = [{"role": "user", "content": "Write a long story about a dragon."}]
     reply = await local.chat.completions.create(model=llamacpp.model, messages=story, max_tokens=5, **GREEDY)
     assert reply.choices[0].finish_reason == "length"
@@ -122,8 +128,9 @@ async def test_stop_sequence_ends_the_answer_before_it(local: turnout.AsyncOpenA
     free = await local.chat.completions.create(model=llamacpp.model, messages=count, max_tokens=40, **GREEDY)
     assert "5" in (free.choices[0].message.content or "")  # the model would go past it...
 
-    reply = await local.chat.completions.create(model=llamacpp.model, messages=count, max_tokens=40, stop=["5"],
-                                                **GREEDY)
+    reply = await local.chat.completions.create(
+        model=llamacpp.model, messages=count, max_tokens=40, stop=["5"], **GREEDY
+    )
     content = reply.choices[0].message.content or ""
     assert "4" in content and "5" not in content  # ...and stops just before it
     assert reply.choices[0].finish_reason == "stop"
@@ -132,13 +139,16 @@ async def test_stop_sequence_ends_the_answer_before_it(local: turnout.AsyncOpenA
 async def test_json_mode_gives_parseable_json(local: turnout.AsyncOpenAI, llamacpp: LlamaCppServer) -> None:
     """llama.cpp enforces json_object by grammar, so even a 135M model cannot break it."""
     ask = [{"role": "user", "content": "Give a JSON object with keys name and age for a person."}]
-    reply = await local.chat.completions.create(model=llamacpp.model, messages=ask, max_tokens=80,
-                                                response_format={"type": "json_object"}, **GREEDY)
+    reply = await local.chat.completions.create(
+        model=llamacpp.model, messages=ask, max_tokens=80, response_format={"type": "json_object"}, **GREEDY
+    )
     assert reply.choices[0].finish_reason == "stop"
     assert isinstance(json.loads(reply.choices[0].message.content or ""), dict)
 
 
-async def test_list_models_shows_the_model_owned_by_the_backend(local: turnout.AsyncOpenAI, llamacpp: LlamaCppServer) -> None:
+async def test_list_models_shows_the_model_owned_by_the_backend(
+    local: turnout.AsyncOpenAI, llamacpp: LlamaCppServer
+) -> None:
     models = await local.models.list()
     assert [(m.id, m.owned_by) for m in models.data] == [(llamacpp.model, BACKEND)]  # the server itself says "me"
 
@@ -163,15 +173,18 @@ async def test_concurrent_streams_all_finish(local: turnout.AsyncOpenAI, llamacp
     """The server runs one request at a time; with --interrupt_requests false (see tests/support/llamacpp.py)
     the others wait their turn instead of being cut short with no finish_reason."""
     asks = [[{"role": "user", "content": f"Say something about the number {n}."}] for n in range(3)]
-    results = await asyncio.gather(*(
-        _stream(local, model=llamacpp.model, messages=m, max_tokens=8, **GREEDY) for m in asks))
+    results = await asyncio.gather(
+        *(_stream(local, model=llamacpp.model, messages=m, max_tokens=8, **GREEDY) for m in asks)
+    )
     for chunks in results:
         assert _text(chunks)
         assert chunks[-1].choices[0].finish_reason == "length"
 
 
 async def test_embeddings_are_one_vector_per_input(local: turnout.AsyncOpenAI, llamacpp: LlamaCppServer) -> None:
-    reply = await local.embeddings.create(model=llamacpp.model, input=["The cat sat on the mat.", "Stock markets fell."])
+    reply = await local.embeddings.create(
+        model=llamacpp.model, input=["The cat sat on the mat.", "Stock markets fell."]
+    )
     assert isinstance(reply, CreateEmbeddingResponse)
     assert [e.index for e in reply.data] == [0, 1]
     for item in reply.data:
@@ -208,23 +221,40 @@ def test_stopping_the_server_ends_the_process_and_frees_the_port(llamacpp: Llama
         urllib.request.urlopen(f"{server.base_url}/models", timeout=5)
 
 
-async def test_a_named_tool_choice_comes_back_as_a_parsed_tool_call(local: turnout.AsyncOpenAI, llamacpp: LlamaCppServer) -> None:
+async def test_a_named_tool_choice_comes_back_as_a_parsed_tool_call(
+    local: turnout.AsyncOpenAI, llamacpp: LlamaCppServer
+) -> None:
     """A forced tool call is grammar-constrained, so the tiny model's arguments are valid JSON.
 
     (tool_choice="auto" is ignored with the model's own chat template: it answers in text.)
     """
-    tools = [{"type": "function", "function": {"name": "get_weather", "description": "weather for a city", "parameters": {
-        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "weather for a city",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+            },
+        }
+    ]
     reply = await local.chat.completions.create(
-        model=llamacpp.model, messages=WEATHER, tools=tools,
-        tool_choice={"type": "function", "function": {"name": "get_weather"}}, max_tokens=40, **GREEDY)
+        model=llamacpp.model,
+        messages=WEATHER,
+        tools=tools,
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        max_tokens=40,
+        **GREEDY,
+    )
     assert reply.choices[0].finish_reason == "tool_calls"
     (call,) = reply.choices[0].message.tool_calls or []
     assert call.id and call.function.name == "get_weather"
     assert "city" in json.loads(call.function.arguments)
 
 
-async def test_json_schema_is_refused_but_json_object_with_a_schema_works(local: turnout.AsyncOpenAI, llamacpp: LlamaCppServer) -> None:
+async def test_json_schema_is_refused_but_json_object_with_a_schema_works(
+    local: turnout.AsyncOpenAI, llamacpp: LlamaCppServer
+) -> None:
     """Pinned quirk: llama-cpp-python rejects OpenAI's json_schema with a 500 (a validation error, not a 400),
 
     so a router takes a bad request for a server fault; its own extension,
@@ -233,17 +263,26 @@ async def test_json_schema_is_refused_but_json_object_with_a_schema_works(local:
     """
     schema = {"name": "weather", "schema": Weather.model_json_schema()}
     with pytest.raises(openai.InternalServerError, match="'text' or 'json_object'"):
-        await local.chat.completions.create(model=llamacpp.model, messages=WEATHER, max_tokens=40,
-                                            response_format={"type": "json_schema", "json_schema": schema})
+        await local.chat.completions.create(
+            model=llamacpp.model,
+            messages=WEATHER,
+            max_tokens=40,
+            response_format={"type": "json_schema", "json_schema": schema},
+        )
 
     reply = await local.chat.completions.create(
-        model=llamacpp.model, messages=WEATHER, max_tokens=60,
+        model=llamacpp.model,
+        messages=WEATHER,
+        max_tokens=60,
         response_format={"type": "json_object", "schema": Weather.model_json_schema()},  # type: ignore[typeddict-unknown-key]
-        **GREEDY)
+        **GREEDY,
+    )
     assert Weather.model_validate_json(reply.choices[0].message.content or "").city
 
 
-async def test_a_prompt_over_the_context_window_is_a_400_context_length_exceeded(local: turnout.AsyncOpenAI, llamacpp: LlamaCppServer) -> None:
+async def test_a_prompt_over_the_context_window_is_a_400_context_length_exceeded(
+    local: turnout.AsyncOpenAI, llamacpp: LlamaCppServer
+) -> None:
     too_long = [{"role": "user", "content": "hi " * (llamacpp.n_ctx + 500)}]
     with pytest.raises(openai.BadRequestError, match="maximum context length") as caught:
         await local.chat.completions.create(model=llamacpp.model, messages=too_long, max_tokens=4)
@@ -253,7 +292,8 @@ async def test_a_prompt_over_the_context_window_is_a_400_context_length_exceeded
 
 
 async def test_a_streamed_prompt_over_the_context_window_ends_silently(
-        local: turnout.AsyncOpenAI, plain: openai.AsyncOpenAI, llamacpp: LlamaCppServer) -> None:
+    local: turnout.AsyncOpenAI, plain: openai.AsyncOpenAI, llamacpp: LlamaCppServer
+) -> None:
     """Pinned quirk: streamed, the same request gets 200 and a stream with no chunk and no error.
 
     The server's generator raises after the headers went out and ends the
@@ -269,8 +309,10 @@ async def test_a_streamed_prompt_over_the_context_window_ends_silently(
 
 # -- the SDK's helpers through turnout's client, against the plain SDK on the same server (issue 12) --
 
+
 async def test_parse_and_the_stream_helper_cannot_get_structured_output_here(
-        local: turnout.AsyncOpenAI, plain: openai.AsyncOpenAI, llamacpp: LlamaCppServer) -> None:
+    local: turnout.AsyncOpenAI, plain: openai.AsyncOpenAI, llamacpp: LlamaCppServer
+) -> None:
     """``parse(response_format=Model)`` and ``stream(response_format=Model)`` send a strict json_schema,
     which this server answers 500 (above): the same refusal through turnout as from the plain SDK.
 
@@ -281,12 +323,14 @@ async def test_parse_and_the_stream_helper_cannot_get_structured_output_here(
     refused = "Input should be 'text' or 'json_object'"  # the server's words, as every SDK version keeps them
     for client in (plain, local):
         with pytest.raises(openai.InternalServerError) as caught:
-            await client.chat.completions.parse(model=llamacpp.model, messages=WEATHER, response_format=Weather,
-                                                max_tokens=40)
+            await client.chat.completions.parse(
+                model=llamacpp.model, messages=WEATHER, response_format=Weather, max_tokens=40
+            )
         assert refused in caught.value.body["message"]  # type: ignore[index]
     with pytest.raises(openai.InternalServerError) as caught:
-        async with local.chat.completions.stream(model=llamacpp.model, messages=WEATHER, response_format=Weather,
-                                                 max_tokens=40):
+        async with local.chat.completions.stream(
+            model=llamacpp.model, messages=WEATHER, response_format=Weather, max_tokens=40
+        ):
             pass
     assert refused in caught.value.body["message"]  # type: ignore[index]
     stats = local.router.stats()[BACKEND]
@@ -294,7 +338,8 @@ async def test_parse_and_the_stream_helper_cannot_get_structured_output_here(
 
 
 async def test_a_raw_response_is_the_servers_own_and_parses(
-        local: turnout.AsyncOpenAI, plain: openai.AsyncOpenAI, llamacpp: LlamaCppServer) -> None:
+    local: turnout.AsyncOpenAI, plain: openai.AsyncOpenAI, llamacpp: LlamaCppServer
+) -> None:
     ask: dict[str, Any] = {"model": llamacpp.model, "messages": CAPITAL, "max_tokens": 16, **GREEDY}
     raw = await local.chat.completions.with_raw_response.create(**ask)
     theirs = await plain.chat.completions.with_raw_response.create(**ask)
@@ -309,10 +354,12 @@ async def test_a_raw_response_is_the_servers_own_and_parses(
 
 
 async def test_the_stream_helper_gives_the_sdks_events_and_final_completion(
-        local: turnout.AsyncOpenAI, plain: openai.AsyncOpenAI, llamacpp: LlamaCppServer) -> None:
+    local: turnout.AsyncOpenAI, plain: openai.AsyncOpenAI, llamacpp: LlamaCppServer
+) -> None:
     async def run(client: openai.AsyncOpenAI) -> tuple[list[str], Any]:
-        async with client.chat.completions.stream(model=llamacpp.model, messages=CAPITAL, max_tokens=16,
-                                                  **GREEDY) as stream:
+        async with client.chat.completions.stream(
+            model=llamacpp.model, messages=CAPITAL, max_tokens=16, **GREEDY
+        ) as stream:
             kinds = [event.type async for event in stream]
             return kinds, await stream.get_final_completion()
 
@@ -324,7 +371,8 @@ async def test_the_stream_helper_gives_the_sdks_events_and_final_completion(
 
 
 async def test_legacy_completions_are_served(
-        local: turnout.AsyncOpenAI, plain: openai.AsyncOpenAI, llamacpp: LlamaCppServer) -> None:
+    local: turnout.AsyncOpenAI, plain: openai.AsyncOpenAI, llamacpp: LlamaCppServer
+) -> None:
     """The llamacpp preset claims ``completions``: llama-cpp-python's server answers /v1/completions."""
     ask: dict[str, Any] = {"model": llamacpp.model, "prompt": "The capital of France is", "max_tokens": 5, **GREEDY}
     ours = await local.completions.create(**ask)

@@ -49,8 +49,9 @@ async def test_a_completion_with_usage_finish_reason_and_backend(local_env) -> N
 async def test_a_stream_reassembles_to_the_same_answer(local_env) -> None:
     async with turnout.AsyncOpenAI() as client:
         whole = await client.chat.completions.create(messages=QUESTION, **SHORT)
-        stream = await client.chat.completions.create(messages=QUESTION, stream=True,
-                                                      stream_options={"include_usage": True}, **SHORT)
+        stream = await client.chat.completions.create(
+            messages=QUESTION, stream=True, stream_options={"include_usage": True}, **SHORT
+        )
         chunks = [c async for c in stream]
     assert chunks and all(isinstance(c, ChatCompletionChunk) for c in chunks)
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == whole.choices[0].message.content
@@ -61,11 +62,18 @@ async def test_a_stream_reassembles_to_the_same_answer(local_env) -> None:
 async def test_max_tokens_gives_length_and_stop_is_honoured(local_env) -> None:
     async with turnout.AsyncOpenAI() as client:
         cut = await client.chat.completions.create(
-            model=MODEL_ALIAS, messages=[{"role": "user", "content": "Write a long story about a dragon."}],
-            max_tokens=3, temperature=0)
+            model=MODEL_ALIAS,
+            messages=[{"role": "user", "content": "Write a long story about a dragon."}],
+            max_tokens=3,
+            temperature=0,
+        )
         stopped = await client.chat.completions.create(
-            model=MODEL_ALIAS, messages=[{"role": "user", "content": "Count from 1 to 10, separated by spaces."}],
-            stop=["5"], max_tokens=40, temperature=0)
+            model=MODEL_ALIAS,
+            messages=[{"role": "user", "content": "Count from 1 to 10, separated by spaces."}],
+            stop=["5"],
+            max_tokens=40,
+            temperature=0,
+        )
     assert cut.choices[0].finish_reason == "length" and cut.usage.completion_tokens == 3
     assert "5" not in (stopped.choices[0].message.content or "") and stopped.choices[0].finish_reason == "stop"
 
@@ -73,8 +81,12 @@ async def test_max_tokens_gives_length_and_stop_is_honoured(local_env) -> None:
 async def test_json_mode_gives_parseable_json(local_env) -> None:
     async with turnout.AsyncOpenAI() as client:
         reply = await client.chat.completions.create(
-            model=MODEL_ALIAS, messages=[{"role": "user", "content": "Give a JSON object with a key name."}],
-            response_format={"type": "json_object"}, max_tokens=40, temperature=0)
+            model=MODEL_ALIAS,
+            messages=[{"role": "user", "content": "Give a JSON object with a key name."}],
+            response_format={"type": "json_object"},
+            max_tokens=40,
+            temperature=0,
+        )
     assert isinstance(json.loads(reply.choices[0].message.content), dict)
 
 
@@ -94,12 +106,17 @@ async def test_embeddings_have_the_models_dimension(local_env) -> None:
 def test_the_sync_client_against_the_real_server(local_env) -> None:
     with turnout.OpenAI() as client:
         reply = client.chat.completions.create(messages=QUESTION, **SHORT)
-        text = "".join(c.choices[0].delta.content or "" for c in
-                       client.chat.completions.create(messages=QUESTION, stream=True, **SHORT) if c.choices)
+        text = "".join(
+            c.choices[0].delta.content or ""
+            for c in client.chat.completions.create(messages=QUESTION, stream=True, **SHORT)
+            if c.choices
+        )
     assert text == reply.choices[0].message.content and "paris" in text.lower()
 
 
-async def test_a_primary_on_a_closed_port_fails_over_to_the_real_server(local_env, free_port, monkeypatch, caplog) -> None:
+async def test_a_primary_on_a_closed_port_fails_over_to_the_real_server(
+    local_env, free_port, monkeypatch, caplog
+) -> None:
     primary_then_local(monkeypatch, f"http://127.0.0.1:{free_port}/v1", local_env)
     async with turnout.AsyncOpenAI() as client:
         with caplog.at_level("INFO", logger="turnout"):
@@ -123,10 +140,17 @@ async def test_a_primary_answering_503_fails_over_to_the_real_server(local_env, 
 async def test_a_burst_of_50_concurrent_requests_is_all_answered(local_env, free_port, monkeypatch) -> None:
     primary_then_local(monkeypatch, f"http://127.0.0.1:{free_port}/v1", local_env)
     async with turnout.AsyncOpenAI() as client:
-        replies = await asyncio.gather(*(
-            client.chat.completions.create(model=MODEL_ALIAS, max_tokens=4, temperature=0,
-                                           messages=[{"role": "user", "content": f"Say the number {i}."}])
-            for i in range(50)))
+        replies = await asyncio.gather(
+            *(
+                client.chat.completions.create(
+                    model=MODEL_ALIAS,
+                    max_tokens=4,
+                    temperature=0,
+                    messages=[{"role": "user", "content": f"Say the number {i}."}],
+                )
+                for i in range(50)
+            )
+        )
         stats = client.router.stats()
     assert len(replies) == 50 and all(r.choices[0].message.content for r in replies)
     assert {turnout.served_by(r) for r in replies} == {"local"}
@@ -137,12 +161,19 @@ async def test_the_responses_api_through_the_bridge(local_env) -> None:
     """llama-cpp-python's server has no /v1/responses: the llamacpp preset's unknown flag asks it once (404),
     then the request is bridged to chat; the answer is the model's own tokens, as a Response."""
     async with turnout.AsyncOpenAI() as client:
-        reply = await client.responses.create(model=MODEL_ALIAS, input=QUESTION[0]["content"], temperature=0,
-                                              max_output_tokens=12)
-        again = await client.responses.create(model=MODEL_ALIAS, input="And of Italy? One word.", temperature=0,
-                                              max_output_tokens=12, previous_response_id=reply.id)
-        async with client.responses.stream(model=MODEL_ALIAS, input=QUESTION[0]["content"], temperature=0,
-                                           max_output_tokens=12) as stream:
+        reply = await client.responses.create(
+            model=MODEL_ALIAS, input=QUESTION[0]["content"], temperature=0, max_output_tokens=12
+        )
+        again = await client.responses.create(
+            model=MODEL_ALIAS,
+            input="And of Italy? One word.",
+            temperature=0,
+            max_output_tokens=12,
+            previous_response_id=reply.id,
+        )
+        async with client.responses.stream(
+            model=MODEL_ALIAS, input=QUESTION[0]["content"], temperature=0, max_output_tokens=12
+        ) as stream:
             deltas = [e.delta async for e in stream if e.type == "response.output_text.delta"]
             streamed = await stream.get_final_response()
     assert "paris" in reply.output_text.lower() and turnout.served_by(reply) == "local"

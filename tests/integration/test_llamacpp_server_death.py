@@ -22,14 +22,19 @@ from tests.support.llamacpp import LlamaCppServer, LlamaCppServerDied
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_a_server_whose_model_is_missing_is_dead_with_its_exit_status_and_log(tmp_path: Path, llamacpp: LlamaCppServer) -> None:
+def test_a_server_whose_model_is_missing_is_dead_with_its_exit_status_and_log(
+    tmp_path: Path, llamacpp: LlamaCppServer
+) -> None:
     missing = tmp_path / "no-such-model.gguf"
     server = LlamaCppServer(missing, embeddings=False)
     with pytest.raises(LlamaCppServerDied) as died:
         server.start()
     message = str(died.value)
-    assert re.match(r"the llama\.cpp server \(pid \d+\) died with exit code 1 before answering /v1/models; "
-                    r"its last log lines:\n", message), message
+    assert re.match(
+        r"the llama\.cpp server \(pid \d+\) died with exit code 1 before answering /v1/models; "
+        r"its last log lines:\n",
+        message,
+    ), message
     assert f"Model path does not exist: {missing}" in message  # the server's own last words
     assert not server.running and server.pid is None
 
@@ -43,7 +48,8 @@ def test_a_server_that_crashes_after_answering_is_dead_with_the_signal_name(llam
             server.wait(30)
             death = server.death()
             assert death is not None and death.startswith(
-                f"the llama.cpp server (pid {pid}) died with SIGSEGV after answering /v1/models; its last log lines:\n")
+                f"the llama.cpp server (pid {pid}) died with SIGSEGV after answering /v1/models; its last log lines:\n"
+            )
             assert "Fatal Python error: Segmentation fault" in death
             with pytest.raises(LlamaCppServerDied) as asked_for_url:  # a test set up against it fails saying so
                 server.base_url  # noqa: B018  (reading it is what raises)
@@ -55,9 +61,19 @@ def test_a_server_that_crashes_after_answering_is_dead_with_the_signal_name(llam
 def test_the_demo_exits_non_zero_saying_its_server_died(tmp_path: Path, llamacpp: LlamaCppServer) -> None:
     missing = tmp_path / "no-such-model.gguf"
     env = {**os.environ, "TURNOUT_DEMO_MODEL": str(missing)}
-    demo = subprocess.run([sys.executable, str(ROOT / "examples" / "failover_demo.py")], env=env, cwd=tmp_path,
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    demo = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "failover_demo.py")],
+        env=env,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert demo.returncode == 1, demo
-    assert re.search(r"the llama\.cpp server \(pid \d+\) died with exit code 1 before answering /v1/models; "
-                     r"its last log lines:\n", demo.stderr), demo.stderr
+    assert re.search(
+        r"the llama\.cpp server \(pid \d+\) died with exit code 1 before answering /v1/models; "
+        r"its last log lines:\n",
+        demo.stderr,
+    ), demo.stderr
     assert f"Model path does not exist: {missing}" in demo.stderr

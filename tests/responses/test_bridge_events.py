@@ -23,19 +23,31 @@ from turnout.responses.bridge._events import response_events, sse
 
 RESPONSE_ID = "resp_bridge0123456789"
 BODY: dict[str, Any] = {"model": "gpt-test", "input": "hi", "stream": True}
-USAGE = {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17,
-         "prompt_tokens_details": {"cached_tokens": 4}, "completion_tokens_details": {"reasoning_tokens": 2}}
+USAGE = {
+    "prompt_tokens": 12,
+    "completion_tokens": 5,
+    "total_tokens": 17,
+    "prompt_tokens_details": {"cached_tokens": 4},
+    "completion_tokens_details": {"reasoning_tokens": 2},
+}
 
 
 def chunk(delta: dict[str, Any] | None = None, finish: str | None = None, **top: Any) -> dict[str, Any]:
     """One chat completion chunk as a server sends it."""
     choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]
-    return {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1700000000, "model": "llama-3",
-            "choices": choices, **top}
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": "llama-3",
+        "choices": choices,
+        **top,
+    }
 
 
-def call(index: int | None, *, id: str | None = None, name: str | None = None,
-         arguments: str | None = None) -> dict[str, Any]:
+def call(
+    index: int | None, *, id: str | None = None, name: str | None = None, arguments: str | None = None
+) -> dict[str, Any]:
     """A chunk carrying one tool call delta; None leaves a field out, as servers do after the first delta."""
     tool: dict[str, Any] = {"function": {}}
     if index is not None:
@@ -92,9 +104,12 @@ class _Wire:
 
 async def read(events: list[dict[str, Any]], text_format: Any = omit) -> tuple[AsyncResponseStream[Any], list[Any]]:
     """What ``client.responses.stream(...)`` gives the caller: the stream helper, and the events it yields."""
-    stream: AsyncResponseStream[Any] = AsyncResponseStream(raw_stream=_Wire(events),  # type: ignore[arg-type]
-                                                           text_format=text_format, input_tools=omit,
-                                                           starting_after=None)
+    stream: AsyncResponseStream[Any] = AsyncResponseStream(
+        raw_stream=_Wire(events),  # type: ignore[arg-type]
+        text_format=text_format,
+        input_tools=omit,
+        starting_after=None,
+    )
     return stream, [event async for event in stream]
 
 
@@ -106,14 +121,17 @@ START = ["response.created", "response.in_progress"]
 async def test_a_text_answer_streams_as_one_message_item_and_reads_back_whole() -> None:
     chunks = [chunk({"role": "assistant"}), chunk({"content": ""}), *text("Hel", "lo", " there"), stop(), usage()]
     events = await events_of(chunks)
-    assert types(events) == [*START, *TEXT_ITEM, *["response.output_text.delta"] * 3, *TEXT_DONE,
-                             "response.completed"]
+    assert types(events) == [*START, *TEXT_ITEM, *["response.output_text.delta"] * 3, *TEXT_DONE, "response.completed"]
 
     stream, seen = await read(events)
     assert [e.snapshot for e in seen if e.type == "response.output_text.delta"] == ["Hel", "Hello", "Hello there"]
     final = await stream.get_final_response()
-    assert (final.id, final.model, final.status, final.output_text) == (RESPONSE_ID, "llama-3", "completed",
-                                                                        "Hello there")
+    assert (final.id, final.model, final.status, final.output_text) == (
+        RESPONSE_ID,
+        "llama-3",
+        "completed",
+        "Hello there",
+    )
     assert final.output[0].status == "completed"
     assert final.usage is not None
     assert (final.usage.input_tokens, final.usage.output_tokens, final.usage.total_tokens) == (12, 5, 17)
@@ -123,17 +141,34 @@ async def test_a_text_answer_streams_as_one_message_item_and_reads_back_whole() 
 
 
 async def test_tool_calls_stream_as_function_call_items_after_the_text_closes() -> None:
-    chunks = [chunk({"role": "assistant", "content": None}), *text("Let me check."),
-              call(0, id="call_a", name="get_weather", arguments=""), call(0, arguments='{"city":'),
-              call(0, arguments=' "Paris"}'), call(1, id="call_b", name="get_time", arguments="{}"),
-              stop("tool_calls"), usage()]
+    chunks = [
+        chunk({"role": "assistant", "content": None}),
+        *text("Let me check."),
+        call(0, id="call_a", name="get_weather", arguments=""),
+        call(0, arguments='{"city":'),
+        call(0, arguments=' "Paris"}'),
+        call(1, id="call_b", name="get_time", arguments="{}"),
+        stop("tool_calls"),
+        usage(),
+    ]
     events = await events_of(chunks)
     fc_delta = "response.function_call_arguments.delta"
     assert types(events) == [
-        *START, *TEXT_ITEM, "response.output_text.delta", *TEXT_DONE,
-        "response.output_item.added", fc_delta, fc_delta, "response.output_item.added", fc_delta,
-        "response.function_call_arguments.done", "response.output_item.done",
-        "response.function_call_arguments.done", "response.output_item.done", "response.completed"]
+        *START,
+        *TEXT_ITEM,
+        "response.output_text.delta",
+        *TEXT_DONE,
+        "response.output_item.added",
+        fc_delta,
+        fc_delta,
+        "response.output_item.added",
+        fc_delta,
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
     first_done = next(e for e in events if e["type"] == "response.function_call_arguments.done")
     assert (first_done["name"], first_done["arguments"]) == ("get_weather", '{"city": "Paris"}')
 
@@ -142,36 +177,64 @@ async def test_tool_calls_stream_as_function_call_items_after_the_text_closes() 
     final = await stream.get_final_response()
     assert final.output_text == "Let me check."
     assert [(o.call_id, o.name, o.arguments, o.status) for o in final.output if o.type == "function_call"] == [
-        ("call_a", "get_weather", '{"city": "Paris"}', "completed"), ("call_b", "get_time", "{}", "completed")]
+        ("call_a", "get_weather", '{"city": "Paris"}', "completed"),
+        ("call_b", "get_time", "{}", "completed"),
+    ]
 
 
 async def test_a_call_sent_whole_in_one_chunk_is_one_item_with_one_delta() -> None:
-    events = await events_of([call(0, id="call_x", name="lookup", arguments='{"q": "turnout"}'),
-                              stop("tool_calls")])
-    assert types(events) == [*START, "response.output_item.added", "response.function_call_arguments.delta",
-                             "response.function_call_arguments.done", "response.output_item.done",
-                             "response.completed"]
+    events = await events_of([call(0, id="call_x", name="lookup", arguments='{"q": "turnout"}'), stop("tool_calls")])
+    assert types(events) == [
+        *START,
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
     final = await (await read(events))[0].get_final_response()
     assert [(o.call_id, o.name, o.arguments) for o in final.output] == [("call_x", "lookup", '{"q": "turnout"}')]
 
 
-@pytest.mark.parametrize("chunks", [
-    pytest.param([call(0, id="call_1", name="a", arguments='{"n": 1}'),
-                  call(0, id="call_2", name="b", arguments='{"n": 2}')], id="every-call-numbered-0"),
-    pytest.param([call(None, id="call_1", name="a", arguments='{"n": '), call(None, arguments="1}"),
-                  call(None, id="call_2", name="b", arguments='{"n": 2}')], id="no-index"),
-    pytest.param([call(0, id="call_1", name="a"), call(1, id="call_2", name="b"), call(0, arguments='{"n": 1}'),
-                  call(1, arguments='{"n": 2}')], id="interleaved"),
-])
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        pytest.param(
+            [
+                call(0, id="call_1", name="a", arguments='{"n": 1}'),
+                call(0, id="call_2", name="b", arguments='{"n": 2}'),
+            ],
+            id="every-call-numbered-0",
+        ),
+        pytest.param(
+            [
+                call(None, id="call_1", name="a", arguments='{"n": '),
+                call(None, arguments="1}"),
+                call(None, id="call_2", name="b", arguments='{"n": 2}'),
+            ],
+            id="no-index",
+        ),
+        pytest.param(
+            [
+                call(0, id="call_1", name="a"),
+                call(1, id="call_2", name="b"),
+                call(0, arguments='{"n": 1}'),
+                call(1, arguments='{"n": 2}'),
+            ],
+            id="interleaved",
+        ),
+    ],
+)
 async def test_calls_are_told_apart_however_the_server_numbers_them(chunks: list[dict[str, Any]]) -> None:
     final = await (await read(await events_of([*chunks, stop("tool_calls")])))[0].get_final_response()
     assert [(o.call_id, o.name, json.loads(o.arguments)) for o in final.output] == [
-        ("call_1", "a", {"n": 1}), ("call_2", "b", {"n": 2})]
+        ("call_1", "a", {"n": 1}),
+        ("call_2", "b", {"n": 2}),
+    ]
 
 
 async def test_calls_without_ids_get_distinct_call_ids_the_caller_can_answer() -> None:
-    events = await events_of([call(0, name="a", arguments="{}"), call(1, name="b", arguments="{}"),
-                              stop("tool_calls")])
+    events = await events_of([call(0, name="a", arguments="{}"), call(1, name="b", arguments="{}"), stop("tool_calls")])
     added = [e["item"] for e in events if e["type"] == "response.output_item.added"]
     final = await (await read(events))[0].get_final_response()
     call_ids = [o.call_id for o in final.output]
@@ -180,16 +243,20 @@ async def test_calls_without_ids_get_distinct_call_ids_the_caller_can_answer() -
 
 
 async def test_arguments_sent_before_the_name_are_not_lost() -> None:
-    events = await events_of([call(0, id="call_1", arguments='{"a"'), call(0, name="f", arguments=": 1}"),
-                              stop("tool_calls")])
+    events = await events_of(
+        [call(0, id="call_1", arguments='{"a"'), call(0, name="f", arguments=": 1}"), stop("tool_calls")]
+    )
     final = await (await read(events))[0].get_final_response()
     assert [(o.call_id, o.name, o.arguments) for o in final.output] == [("call_1", "f", '{"a": 1}')]
 
 
 async def test_reasoning_deltas_are_dropped() -> None:
-    chunks = [chunk({"role": "assistant", "reasoning_content": "The user wants"}),
-              chunk({"reasoning_content": " weather.", "content": None}),
-              call(0, id="call_1", name="get_weather", arguments='{"city": "Oslo"}'), stop("tool_calls")]
+    chunks = [
+        chunk({"role": "assistant", "reasoning_content": "The user wants"}),
+        chunk({"reasoning_content": " weather.", "content": None}),
+        call(0, id="call_1", name="get_weather", arguments='{"city": "Oslo"}'),
+        stop("tool_calls"),
+    ]
     events = await events_of(chunks)
     assert "user wants" not in json.dumps(events) and " weather." not in json.dumps(events)
     final = await (await read(events))[0].get_final_response()
@@ -223,11 +290,17 @@ async def test_a_stream_without_chunks_still_completes() -> None:
 
 
 async def test_a_refusal_streams_as_a_refusal_part() -> None:
-    events = await events_of([chunk({"role": "assistant", "refusal": "I can't"}), chunk({"refusal": " help."}),
-                              stop()])
-    assert types(events) == [*START, *TEXT_ITEM, "response.refusal.delta", "response.refusal.delta",
-                             "response.refusal.done", "response.content_part.done", "response.output_item.done",
-                             "response.completed"]
+    events = await events_of([chunk({"role": "assistant", "refusal": "I can't"}), chunk({"refusal": " help."}), stop()])
+    assert types(events) == [
+        *START,
+        *TEXT_ITEM,
+        "response.refusal.delta",
+        "response.refusal.delta",
+        "response.refusal.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
     final = await (await read(events))[0].get_final_response()
     assert [(p.type, p.refusal) for p in final.output[0].content] == [("refusal", "I can't help.")]
 
@@ -238,8 +311,12 @@ class Weather(BaseModel):
 
 
 async def test_structured_output_is_parsed_by_responses_stream_text_format() -> None:
-    body = {**BODY, "text": {"format": {"type": "json_schema", "name": "Weather", "strict": True,
-                                        "schema": Weather.model_json_schema()}}}
+    body = {
+        **BODY,
+        "text": {
+            "format": {"type": "json_schema", "name": "Weather", "strict": True, "schema": Weather.model_json_schema()}
+        },
+    }
     events = await events_of([*text('{"city": "Pa', 'ris", "temp', 'erature": 21}'), stop(), usage()], body)
     stream, seen = await read(events, text_format=Weather)
     done = next(e for e in seen if e.type == "response.output_text.done")
@@ -251,37 +328,65 @@ async def test_structured_output_is_parsed_by_responses_stream_text_format() -> 
 
 def completion(message: dict[str, Any], finish: str, counts: dict[str, Any] | None) -> dict[str, Any]:
     """The non-streamed chat completion carrying the same answer as a stream."""
-    return {"id": "chatcmpl-1", "object": "chat.completion", "created": 1700000000, "model": "llama-3",
-            "choices": [{"index": 0, "message": {"role": "assistant", **message}, "finish_reason": finish}],
-            **({"usage": counts} if counts else {})}
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "llama-3",
+        "choices": [{"index": 0, "message": {"role": "assistant", **message}, "finish_reason": finish}],
+        **({"usage": counts} if counts else {}),
+    }
 
 
 SAME_ANSWERS = [
     pytest.param([*text("Hel", "lo"), stop(), usage()], completion({"content": "Hello"}, "stop", USAGE), id="text"),
-    pytest.param([*text("Checking."), call(0, id="call_a", name="f", arguments='{"x"'), call(0, arguments=": 1}"),
-                  call(1, id="call_b", name="g", arguments="{}"), stop("tool_calls"), usage()],
-                 completion({"content": "Checking.", "tool_calls": [
-                     {"id": "call_a", "type": "function", "function": {"name": "f", "arguments": '{"x": 1}'}},
-                     {"id": "call_b", "type": "function", "function": {"name": "g", "arguments": "{}"}}]},
-                     "tool_calls", USAGE), id="text-and-calls"),
-    pytest.param([*text("Once"), stop("length"), usage()], completion({"content": "Once"}, "length", USAGE),
-                 id="length"),
-    pytest.param([chunk({"refusal": "No."}), stop()], completion({"content": None, "refusal": "No."}, "stop", None),
-                 id="refusal-no-usage"),
+    pytest.param(
+        [
+            *text("Checking."),
+            call(0, id="call_a", name="f", arguments='{"x"'),
+            call(0, arguments=": 1}"),
+            call(1, id="call_b", name="g", arguments="{}"),
+            stop("tool_calls"),
+            usage(),
+        ],
+        completion(
+            {
+                "content": "Checking.",
+                "tool_calls": [
+                    {"id": "call_a", "type": "function", "function": {"name": "f", "arguments": '{"x": 1}'}},
+                    {"id": "call_b", "type": "function", "function": {"name": "g", "arguments": "{}"}},
+                ],
+            },
+            "tool_calls",
+            USAGE,
+        ),
+        id="text-and-calls",
+    ),
+    pytest.param(
+        [*text("Once"), stop("length"), usage()], completion({"content": "Once"}, "length", USAGE), id="length"
+    ),
+    pytest.param(
+        [chunk({"refusal": "No."}), stop()],
+        completion({"content": None, "refusal": "No."}, "stop", None),
+        id="refusal-no-usage",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("chunks", "chat"), SAME_ANSWERS)
 async def test_the_last_event_carries_what_to_response_makes_for_the_same_answer(
-        chunks: list[dict[str, Any]], chat: dict[str, Any]) -> None:
+    chunks: list[dict[str, Any]], chat: dict[str, Any]
+) -> None:
     body = {**BODY, "instructions": "Be brief.", "max_output_tokens": 64, "metadata": {"k": "v"}}
     streamed = (await events_of(chunks, body))[-1]["response"]
     whole = to_response(chat, body, response_id=RESPONSE_ID)
 
     def comparable(response: dict[str, Any]) -> dict[str, Any]:
         """Apart from the moment it finished and its items' ids, which are fresh each time."""
-        return {**{k: v for k, v in response.items() if k != "completed_at"},
-                "output": [{k: v for k, v in item.items() if k != "id"} for item in response["output"]]}
+        return {
+            **{k: v for k, v in response.items() if k != "completed_at"},
+            "output": [{k: v for k, v in item.items() if k != "id"} for item in response["output"]],
+        }
 
     assert comparable(streamed) == comparable(whole)
     assert Response.model_validate(streamed).output_text == Response.model_validate(whole).output_text
@@ -306,10 +411,19 @@ async def test_items_are_announced_and_closed_with_the_same_ids() -> None:
 
 
 def test_sse_frames_one_event_that_the_sdk_decoder_reads_back() -> None:
-    event = {"type": "response.output_text.delta", "sequence_number": 3, "item_id": "msg_1", "output_index": 0,
-             "content_index": 0, "delta": "héllo ☃\n\ndata: not an event", "logprobs": []}
+    event = {
+        "type": "response.output_text.delta",
+        "sequence_number": 3,
+        "item_id": "msg_1",
+        "output_index": 0,
+        "content_index": 0,
+        "delta": "héllo ☃\n\ndata: not an event",
+        "logprobs": [],
+    }
     framed = sse(event)
     assert framed.startswith(b"event: response.output_text.delta\ndata: {") and framed.endswith(b"}\n\n")
     decoded = list(SSEDecoder().iter_bytes(iter([framed + sse({**event, "sequence_number": 4})])))
-    assert [(d.event, d.json()) for d in decoded] == [("response.output_text.delta", event),
-                                                      ("response.output_text.delta", {**event, "sequence_number": 4})]
+    assert [(d.event, d.json()) for d in decoded] == [
+        ("response.output_text.delta", event),
+        ("response.output_text.delta", {**event, "sequence_number": 4}),
+    ]

@@ -22,8 +22,12 @@ from turnout import Backend, Router
 from turnout.adapters import OllamaAdapter, OpenAICompatAdapter
 
 KINDS = ("chat-only", "native", "ollama")
-WEATHER = {"type": "function", "name": "get_weather", "description": "The weather in a city.",
-           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
 
 
 class City(BaseModel):
@@ -33,8 +37,9 @@ class City(BaseModel):
 
 def dead(port: int) -> Backend:
     """A primary with the Responses API on a closed port: every request to it fails to connect."""
-    return Backend(OpenAICompatAdapter("dead", preset="vllm", base_url=f"http://127.0.0.1:{port}/v1", timeout=5),
-                   max_retries=0)
+    return Backend(
+        OpenAICompatAdapter("dead", preset="vllm", base_url=f"http://127.0.0.1:{port}/v1", timeout=5), max_retries=0
+    )
 
 
 def live(kind: str, server: Any, name: str = "live") -> Backend:
@@ -100,11 +105,14 @@ async def test_instructions_reach_the_backend_as_its_system_prompt(client: Any, 
 
 
 async def test_a_multi_turn_item_list_is_the_conversation(client: Any, server: Any, kind: str) -> None:
-    reply = await client.responses.create(model="test-model", input=[
-        {"role": "user", "content": "my name is Ada"},
-        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "hello Ada"}]},
-        {"role": "user", "content": [{"type": "input_text", "text": "what is my name?"}]},
-    ])
+    reply = await client.responses.create(
+        model="test-model",
+        input=[
+            {"role": "user", "content": "my name is Ada"},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "hello Ada"}]},
+            {"role": "user", "content": [{"type": "input_text", "text": "what is my name?"}]},
+        ],
+    )
     assert reply.output_text == "echo: what is my name?"
     if kind != "native":
         roles = [m["role"] for m in chat_messages(server)]
@@ -115,8 +123,10 @@ async def test_a_tool_round_trip(client: Any, server: Any, kind: str) -> None:
     first = await client.responses.create(model="test-model", input="weather in Paris?", tools=[WEATHER])
     calls = [item for item in first.output if item.type == "function_call"]
     assert len(calls) == 1 and calls[0].name == "get_weather" and calls[0].call_id
-    history: list[Any] = [{"role": "user", "content": "weather in Paris?"},
-                          *[item.model_dump(exclude_none=True) for item in first.output]]
+    history: list[Any] = [
+        {"role": "user", "content": "weather in Paris?"},
+        *[item.model_dump(exclude_none=True) for item in first.output],
+    ]
     history.append({"type": "function_call_output", "call_id": calls[0].call_id, "output": "sunny, 24C"})
     second = await client.responses.create(model="test-model", input=history, tools=[WEATHER])
     assert "sunny, 24C" in second.output_text
@@ -137,8 +147,7 @@ async def test_length_limited_output_is_incomplete(kind: str, free_port: int) ->
     server = start(kind, **({"done_reason": "length"} if kind == "ollama" else {}))
     try:
         async with turnout.AsyncOpenAI(router=Router([dead(free_port), live(kind, server)])) as client:
-            reply = await client.responses.create(model="test-model", input="a long story please",
-                                                  max_output_tokens=2)
+            reply = await client.responses.create(model="test-model", input="a long story please", max_output_tokens=2)
         assert reply.status == "incomplete"
         assert reply.incomplete_details is not None and reply.incomplete_details.reason == "max_output_tokens"
     finally:
@@ -146,9 +155,17 @@ async def test_length_limited_output_is_incomplete(kind: str, free_port: int) ->
 
 
 # -- streams ------------------------------------------------------------------------------
-TEXT_EVENTS = ["response.created", "response.in_progress", "response.output_item.added",
-               "response.content_part.added", "response.output_text.delta", "response.output_text.done",
-               "response.content_part.done", "response.output_item.done", "response.completed"]
+TEXT_EVENTS = [
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.content_part.added",
+    "response.output_text.delta",
+    "response.output_text.done",
+    "response.content_part.done",
+    "response.output_item.done",
+    "response.completed",
+]
 
 
 def collapsed(types: list[str]) -> list[str]:
@@ -214,8 +231,12 @@ async def test_a_bridged_bad_request_is_not_failed_over(kind: str) -> None:
 async def test_a_built_in_tool_goes_only_to_a_backend_with_the_responses_api(make_openai_server: Any) -> None:
     chat_only = make_openai_server(disabled={"responses"})
     native = make_openai_server()
-    router = Router([Backend(OpenAICompatAdapter("chat", preset="tgi", base_url=chat_only.base_url), max_retries=0),
-                     Backend(OpenAICompatAdapter("native", preset="vllm", base_url=native.base_url), max_retries=0)])
+    router = Router(
+        [
+            Backend(OpenAICompatAdapter("chat", preset="tgi", base_url=chat_only.base_url), max_retries=0),
+            Backend(OpenAICompatAdapter("native", preset="vllm", base_url=native.base_url), max_retries=0),
+        ]
+    )
     async with turnout.AsyncOpenAI(router=router) as client:
         reply = await client.responses.create(model="test-model", input="news?", tools=[{"type": "web_search"}])
     assert turnout.served_by(reply) == "native" and chat_only.requests == []
@@ -256,8 +277,9 @@ async def test_a_follow_up_replays_a_bridged_conversation_on_any_backend(kind: s
         async with turnout.AsyncOpenAI(router=router) as client:
             one = await client.responses.create(model="test-model", instructions="Be brief.", input="my name is Ada")
             first.fail(Fault(status=503))
-            two = await client.responses.create(model="test-model", input="what is my name?",
-                                                previous_response_id=one.id)
+            two = await client.responses.create(
+                model="test-model", input="what is my name?", previous_response_id=one.id
+            )
         assert turnout.served_by(two) == "second" and two.previous_response_id == one.id
         messages = chat_messages(second)
         assert [m["role"] for m in messages] == ["user", "assistant", "user"]  # instructions are not carried over
@@ -269,8 +291,12 @@ async def test_a_follow_up_replays_a_bridged_conversation_on_any_backend(kind: s
 
 async def test_a_follow_up_of_a_native_response_stays_with_its_backend(make_openai_server: Any) -> None:
     first, second = make_openai_server(), make_openai_server()
-    router = Router([Backend(OpenAICompatAdapter("first", preset="vllm", base_url=first.base_url), max_retries=0),
-                     Backend(OpenAICompatAdapter("second", preset="vllm", base_url=second.base_url), max_retries=0)])
+    router = Router(
+        [
+            Backend(OpenAICompatAdapter("first", preset="vllm", base_url=first.base_url), max_retries=0),
+            Backend(OpenAICompatAdapter("second", preset="vllm", base_url=second.base_url), max_retries=0),
+        ]
+    )
     async with turnout.AsyncOpenAI(router=router) as client:
         one = await client.responses.create(model="test-model", input="my name is Ada")
         two = await client.responses.create(model="test-model", input="and mine?", previous_response_id=one.id)
@@ -301,8 +327,10 @@ async def test_a_response_not_stored_is_not_kept(client: Any, kind: str) -> None
 
 async def test_an_unknown_id_with_no_backend_to_hold_it_is_a_clear_404(make_openai_server: Any) -> None:
     chat_only = make_openai_server(disabled={"responses"})
-    router = Router([Backend(OpenAICompatAdapter("chat", preset="tgi", base_url=chat_only.base_url), max_retries=0)],
-                    responses_ttl=60)
+    router = Router(
+        [Backend(OpenAICompatAdapter("chat", preset="tgi", base_url=chat_only.base_url), max_retries=0)],
+        responses_ttl=60,
+    )
     async with turnout.AsyncOpenAI(router=router) as client:
         with pytest.raises(openai.NotFoundError) as caught:
             await client.responses.create(model="test-model", input="hi", previous_response_id="resp_gone")

@@ -12,13 +12,15 @@ import openai
 import pytest
 
 import turnout
-from tests.support.loopback import Fault, OpenAIServer
 from tests.client.test_client_surface import configure, dead_url
 from tests.router.test_router import sleeps  # noqa: F401  (backoff's waits, skipped)
 from tests.settings.test_settings import env, isolated  # noqa: F401  (autouse: no TURNOUT_ from the shell, no .env)
+from tests.support.loopback import Fault, OpenAIServer
 
-LINES = b'{"custom_id": "1", "method": "POST", "url": "/v1/chat/completions", "body": {}}\n' \
-        b'{"custom_id": "2", "method": "POST", "url": "/v1/chat/completions", "body": {}}\n'
+LINES = (
+    b'{"custom_id": "1", "method": "POST", "url": "/v1/chat/completions", "body": {}}\n'
+    b'{"custom_id": "2", "method": "POST", "url": "/v1/chat/completions", "body": {}}\n'
+)
 
 Servers = dict[str, OpenAIServer]
 
@@ -36,15 +38,19 @@ def touched(servers: Servers) -> dict[str, int]:
 def three(monkeypatch: pytest.MonkeyPatch, make_openai_server: Callable[..., OpenAIServer]) -> Servers:
     """``local`` (vllm, the primary), then two OpenAI backends (at loopback addresses): ``first_openai``, ``second_openai``."""
     servers = {name: make_openai_server() for name in ("local", "first_openai", "second_openai")}
-    configure(monkeypatch, ("local", "vllm", servers["local"].base_url),
-              ("first_openai", "openai", servers["first_openai"].base_url),
-              ("second_openai", "openai", servers["second_openai"].base_url),
-              TURNOUT_BACKEND__FIRST_OPENAI__API_KEY="sk-test.first.openai",
-              TURNOUT_BACKEND__SECOND_OPENAI__API_KEY="sk-test.second.openai")
+    configure(
+        monkeypatch,
+        ("local", "vllm", servers["local"].base_url),
+        ("first_openai", "openai", servers["first_openai"].base_url),
+        ("second_openai", "openai", servers["second_openai"].base_url),
+        TURNOUT_BACKEND__FIRST_OPENAI__API_KEY="sk-test.first.openai",
+        TURNOUT_BACKEND__SECOND_OPENAI__API_KEY="sk-test.second.openai",
+    )
     return servers
 
 
 # -- pinned ---------------------------------------------------------------------------
+
 
 async def test_files_and_batches_go_to_the_first_openai_backend_only(three: Servers) -> None:
     async with turnout.AsyncOpenAI() as client:
@@ -52,8 +58,9 @@ async def test_files_and_batches_go_to_the_first_openai_backend_only(three: Serv
         listed = await client.files.list(purpose="batch")
         retrieved = await client.files.retrieve(created.id)
         content = await client.files.content(created.id)
-        batch = await client.batches.create(input_file_id=created.id, endpoint="/v1/chat/completions",
-                                            completion_window="24h", metadata={"run": "7"})
+        batch = await client.batches.create(
+            input_file_id=created.id, endpoint="/v1/chat/completions", completion_window="24h", metadata={"run": "7"}
+        )
         again = await client.batches.retrieve(batch.id)
         deleted = await client.files.delete(created.id)
         remaining = await client.files.list()
@@ -68,10 +75,12 @@ async def test_files_and_batches_go_to_the_first_openai_backend_only(three: Serv
 
 
 async def test_without_an_openai_backend_the_primary_serves_files(
-        monkeypatch: pytest.MonkeyPatch, make_openai_server: Callable[..., OpenAIServer]) -> None:
+    monkeypatch: pytest.MonkeyPatch, make_openai_server: Callable[..., OpenAIServer]
+) -> None:
     servers = {"primary": make_openai_server(), "backup": make_openai_server()}
-    configure(monkeypatch, ("primary", "vllm", servers["primary"].base_url),
-              ("backup", "localai", servers["backup"].base_url))
+    configure(
+        monkeypatch, ("primary", "vllm", servers["primary"].base_url), ("backup", "localai", servers["backup"].base_url)
+    )
     async with turnout.AsyncOpenAI() as client:
         created = await client.files.create(file=jsonl(), purpose="batch")
         assert (await client.files.retrieve(created.id)).id == created.id
@@ -79,8 +88,9 @@ async def test_without_an_openai_backend_the_primary_serves_files(
     assert touched(servers) == {"primary": 2, "backup": 0}
 
 
-async def test_a_pinned_backend_that_is_down_is_not_failed_over(monkeypatch: pytest.MonkeyPatch, free_port: int,
-                                                               make_openai_server: Callable[..., OpenAIServer]) -> None:
+async def test_a_pinned_backend_that_is_down_is_not_failed_over(
+    monkeypatch: pytest.MonkeyPatch, free_port: int, make_openai_server: Callable[..., OpenAIServer]
+) -> None:
     backup = make_openai_server()
     configure(monkeypatch, ("primary", "vllm", dead_url(free_port)), ("backup", "vllm", backup.base_url))
     async with turnout.AsyncOpenAI() as client:
@@ -95,7 +105,9 @@ async def test_a_pinned_backend_that_is_down_is_not_failed_over(monkeypatch: pyt
 
 
 @pytest.mark.usefixtures("sleeps")
-async def test_a_failing_pinned_backend_is_retried_but_never_left(three: Servers, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_failing_pinned_backend_is_retried_but_never_left(
+    three: Servers, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TURNOUT_MAX_RETRIES", "1")
     pinned = three["first_openai"]
     pinned.fail(Fault(status=503), times=1)
@@ -136,13 +148,19 @@ def test_the_sync_client_pins_and_paginates_too(three: Servers) -> None:
 
 # -- aggregated: models --------------------------------------------------------------------
 
+
 @pytest.fixture
-def catalogue(monkeypatch: pytest.MonkeyPatch, make_openai_server: Callable[..., OpenAIServer],
-              free_port: int) -> Servers:
+def catalogue(
+    monkeypatch: pytest.MonkeyPatch, make_openai_server: Callable[..., OpenAIServer], free_port: int
+) -> Servers:
     """``alpha`` (two models), a dead backend, ``beta`` (one model)."""
     servers = {"alpha": make_openai_server(models=["a-small", "a-large"]), "beta": make_openai_server(models=["b-one"])}
-    configure(monkeypatch, ("alpha", "vllm", servers["alpha"].base_url), ("gone", "vllm", dead_url(free_port)),
-              ("beta", "vllm", servers["beta"].base_url))
+    configure(
+        monkeypatch,
+        ("alpha", "vllm", servers["alpha"].base_url),
+        ("gone", "vllm", dead_url(free_port)),
+        ("beta", "vllm", servers["beta"].base_url),
+    )
     return servers
 
 
@@ -164,8 +182,9 @@ async def test_models_retrieve_finds_any_backends_model(catalogue: Servers) -> N
     assert caught.value.status_code == 404 and "nobody-has-this" in caught.value.message
 
 
-async def test_models_list_fails_when_every_backend_is_down(monkeypatch: pytest.MonkeyPatch, free_port: int,
-                                                            make_openai_server: Callable[..., OpenAIServer]) -> None:
+async def test_models_list_fails_when_every_backend_is_down(
+    monkeypatch: pytest.MonkeyPatch, free_port: int, make_openai_server: Callable[..., OpenAIServer]
+) -> None:
     broken = make_openai_server()
     broken.fail(Fault(status=503))
     configure(monkeypatch, ("gone", "vllm", dead_url(free_port)), ("broken", "vllm", broken.base_url))

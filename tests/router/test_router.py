@@ -59,8 +59,12 @@ def clock(mocker) -> Clock:
 def backend(server: OpenAIServer | str, name: str, **knobs) -> Backend:
     url = server if isinstance(server, str) else server.base_url
     caps = knobs.pop("capabilities", None)
-    return Backend(OpenAICompatAdapter(name, preset="vllm", base_url=url, timeout=knobs.pop("attempt_timeout", 5),
-                                       capabilities=caps), **knobs)
+    return Backend(
+        OpenAICompatAdapter(
+            name, preset="vllm", base_url=url, timeout=knobs.pop("attempt_timeout", 5), capabilities=caps
+        ),
+        **knobs,
+    )
 
 
 def chat(client: openai.AsyncOpenAI, **kwargs: Any) -> Awaitable[Any]:
@@ -70,7 +74,10 @@ def chat(client: openai.AsyncOpenAI, **kwargs: Any) -> Awaitable[Any]:
 
 def stats(client: turnout.AsyncOpenAI) -> dict[str, dict[str, Any]]:
     return client.router.stats()
+
+
 # -- failover and retries ------------------------------------------------------
+
 
 async def test_a_dead_port_fails_over_to_the_next_backend(clients, openai_server, free_port, sleeps) -> None:
     client = clients(backend(f"http://127.0.0.1:{free_port}/v1", "dead", max_retries=1), backend(openai_server, "live"))
@@ -175,8 +182,9 @@ async def test_422_is_raised_at_once(clients, make_openai_server) -> None:
 
 async def test_a_context_length_error_fails_over(clients, make_openai_server, sleeps) -> None:
     small, big = make_openai_server(), make_openai_server()
-    small.fail(Fault(status=400, code="context_length_exceeded",
-                     message="This model's maximum context length is 4096 tokens"))
+    small.fail(
+        Fault(status=400, code="context_length_exceeded", message="This model's maximum context length is 4096 tokens")
+    )
     client = clients(backend(small, "small"), backend(big, "big"))
     assert served_by(await chat(client)) == "big"
     assert len(small.requests) == 1 and sleeps == []
@@ -232,8 +240,10 @@ async def test_when_all_cool_down_the_first_to_recover_is_tried(clients, make_op
     a, b = make_openai_server(), make_openai_server()
     a.fail(Fault(status=503), times=1)
     b.fail(Fault(status=503), times=1)
-    client = clients(backend(a, "a", max_retries=0, allowed_fails=1, cooldown=60),
-                     backend(b, "b", max_retries=0, allowed_fails=1, cooldown=10))
+    client = clients(
+        backend(a, "a", max_retries=0, allowed_fails=1, cooldown=60),
+        backend(b, "b", max_retries=0, allowed_fails=1, cooldown=10),
+    )
     with pytest.raises(AllBackendsFailedError):
         await chat(client)
     reply = await chat(client)
@@ -242,8 +252,11 @@ async def test_when_all_cool_down_the_first_to_recover_is_tried(clients, make_op
 
 async def test_equal_priority_backends_share_the_load(clients, make_openai_server) -> None:
     servers = [make_openai_server() for _ in range(3)]
-    client = clients(backend(servers[0], "a", priority=1), backend(servers[1], "b", priority=1, weight=3),
-                     backend(servers[2], "c", priority=2))
+    client = clients(
+        backend(servers[0], "a", priority=1),
+        backend(servers[1], "b", priority=1, weight=3),
+        backend(servers[2], "c", priority=2),
+    )
     served = Counter([served_by(await chat(client)) for _ in range(200)])
     assert set(served) == {"a", "b"}, "the lower-priority backend is not used while these answer"
     assert 100 < served["b"] < 190, f"b weighs 3 of 4: {served}"
@@ -252,8 +265,7 @@ async def test_equal_priority_backends_share_the_load(clients, make_openai_serve
 async def test_an_equal_priority_backend_still_fails_over(clients, make_openai_server, sleeps) -> None:
     a, b = make_openai_server(), make_openai_server()
     a.fail(Fault(close=True))
-    client = clients(backend(a, "a", priority=0, max_retries=0, allowed_fails=1000),
-                     backend(b, "b", priority=0))
+    client = clients(backend(a, "a", priority=0, max_retries=0, allowed_fails=1000), backend(b, "b", priority=0))
     served = {served_by(await chat(client)) for _ in range(20)}
     assert served == {"b"}
 
@@ -291,6 +303,7 @@ async def test_all_failing_is_caught_as_the_sdk_class_and_as_ours(clients, make_
 
 # -- model routing and capabilities -------------------------------------------------
 
+
 async def test_a_backend_prefix_pins_the_request(clients, make_openai_server) -> None:
     a, b = make_openai_server(), make_openai_server()
     client = clients(backend(a, "a"), backend(b, "b"))
@@ -309,8 +322,10 @@ async def test_one_alias_maps_to_each_backends_own_model_name(clients, make_open
     ollama_like = make_openai_server(models=["llama3.1:8b"])
     groq_like = make_openai_server(models=["llama-3.1-8b-instant"])
     ollama_like.fail(Fault(status=503))
-    client = clients(backend(ollama_like, "ollama", models={"fast": "llama3.1:8b"}, max_retries=0),
-                     backend(groq_like, "groq", models={"fast": "llama-3.1-8b-instant"}))
+    client = clients(
+        backend(ollama_like, "ollama", models={"fast": "llama3.1:8b"}, max_retries=0),
+        backend(groq_like, "groq", models={"fast": "llama-3.1-8b-instant"}),
+    )
     reply = await chat(client, model="fast", messages=MSG)
     assert served_by(reply) == "groq"
     assert ollama_like.chat_requests()[0].json["model"] == "llama3.1:8b"
@@ -337,10 +352,19 @@ async def test_an_unknown_model_names_the_configured_ones(clients, openai_server
 
 async def test_requests_skip_backends_lacking_a_needed_capability(clients, make_openai_server) -> None:
     plain, seeing = make_openai_server(), make_openai_server()
-    client = clients(backend(plain, "plain", capabilities=Capabilities(vision=False, tools=False)),
-                     backend(seeing, "seeing", capabilities=Capabilities(vision=True)))
-    image = [{"role": "user", "content": [{"type": "text", "text": "what is it"},
-                                          {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]
+    client = clients(
+        backend(plain, "plain", capabilities=Capabilities(vision=False, tools=False)),
+        backend(seeing, "seeing", capabilities=Capabilities(vision=True)),
+    )
+    image = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "what is it"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+            ],
+        }
+    ]
     assert served_by(await chat(client, messages=image)) == "seeing"
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
     assert served_by(await chat(client, tools=tools)) == "seeing"
@@ -358,14 +382,17 @@ async def test_no_capable_backend_is_a_clear_bad_request(clients, openai_server)
 
 async def test_embeddings_skip_backends_without_them(clients, make_openai_server) -> None:
     chat_only, embedder = make_openai_server(), make_openai_server()
-    client = clients(backend(chat_only, "chat", capabilities=Capabilities(embeddings=False)),
-                     backend(embedder, "embed", capabilities=Capabilities(embeddings=True)))
+    client = clients(
+        backend(chat_only, "chat", capabilities=Capabilities(embeddings=False)),
+        backend(embedder, "embed", capabilities=Capabilities(embeddings=True)),
+    )
     reply = await client.embeddings.create(model="test-model", input="hello")
     assert served_by(reply) == "embed" and len(reply.data[0].embedding) == 8
     assert chat_only.requests == []
 
 
 # -- streams -------------------------------------------------------------------
+
 
 async def test_a_stream_fails_over_before_its_first_chunk(clients, make_openai_server, sleeps) -> None:
     broken, fine = make_openai_server(), make_openai_server()
@@ -384,7 +411,9 @@ async def test_a_stream_cut_after_three_chunks_raises_and_keeps_them(clients, ma
     client = clients(backend(cut, "cut"), backend(spare, "spare"))
     got = []
     with pytest.raises(BrokenStreamError) as caught:
-        async with await chat(client, stream=True, model="test-model", messages=[{"role": "user", "content": "a b c d e"}]) as stream:
+        async with await chat(
+            client, stream=True, model="test-model", messages=[{"role": "user", "content": "a b c d e"}]
+        ) as stream:
             async for chunk in stream:
                 got.append(chunk)
     assert len(got) == 3 and caught.value.chunks == 3
@@ -404,11 +433,16 @@ async def test_a_stream_closed_early_releases_its_connection(clients, make_opena
 
 # -- retry budget, observability, lifecycle ---------------------------------------------
 
+
 async def test_the_retry_budget_stops_retries_when_a_backend_fails_broadly(clients, make_openai_server, sleeps) -> None:
     bad, good = make_openai_server(), make_openai_server()
     bad.fail(Fault(status=500))
-    client = clients(backend(bad, "bad", max_retries=3, allowed_fails=10**6), backend(good, "good"),
-                     retry_budget=0.1, retry_budget_min=2)
+    client = clients(
+        backend(bad, "bad", max_retries=3, allowed_fails=10**6),
+        backend(good, "good"),
+        retry_budget=0.1,
+        retry_budget_min=2,
+    )
     for _ in range(20):
         await chat(client)
     bad_stats = stats(client)["bad"]
@@ -417,7 +451,9 @@ async def test_the_retry_budget_stops_retries_when_a_backend_fails_broadly(clien
     assert len(bad.requests) == 20 + bad_stats["retries"]
 
 
-async def test_events_and_logs_record_each_attempt_retry_and_failover(clients, make_openai_server, sleeps, caplog) -> None:
+async def test_events_and_logs_record_each_attempt_retry_and_failover(
+    clients, make_openai_server, sleeps, caplog
+) -> None:
     events: list[RouterEvent] = []
 
     async def hook(event: RouterEvent) -> None:
@@ -429,9 +465,18 @@ async def test_events_and_logs_record_each_attempt_retry_and_failover(clients, m
     with caplog.at_level(logging.DEBUG, logger="turnout"):
         await chat(client)
     assert [(e.kind, e.backend, e.attempt) for e in events] == [
-        ("request", "", 0), ("attempt", "a", 1), ("attempt_failed", "a", 1), ("retry", "a", 1), ("attempt", "a", 2),
-        ("attempt_failed", "a", 2), ("failure", "a", 0), ("failover", "a", 0), ("attempt", "b", 1),
-        ("success", "b", 1), ("done", "b", 0)]
+        ("request", "", 0),
+        ("attempt", "a", 1),
+        ("attempt_failed", "a", 1),
+        ("retry", "a", 1),
+        ("attempt", "a", 2),
+        ("attempt_failed", "a", 2),
+        ("failure", "a", 0),
+        ("failover", "a", 0),
+        ("attempt", "b", 1),
+        ("success", "b", 1),
+        ("done", "b", 0),
+    ]
     assert events[7].to == "b"
     assert len({id(e.request) for e in events}) == 1 and events[0].request.model == "test-model"
     answer = events[9]
@@ -490,17 +535,22 @@ def test_backend_names_must_be_unique() -> None:
 
 # -- load -------------------------------------------------------------------------
 
-async def test_1000_concurrent_requests_with_a_flaky_primary_are_all_answered(clients, make_openai_server, sleeps, mocker) -> None:
+
+async def test_1000_concurrent_requests_with_a_flaky_primary_are_all_answered(
+    clients, make_openai_server, sleeps, mocker
+) -> None:
     flaky, healthy = make_openai_server(), make_openai_server()
     rng = __import__("random").Random(7)
     flaky.faults.take = lambda: Fault(status=500) if rng.random() < 1 / 3 else None  # type: ignore[method-assign]
     # Attempts get a minute: on a loaded machine a 5 s timeout let a request time out in the server's queue,
     # counted as an attempt here before the server had recorded it (the counts below would then differ).
-    client = clients(backend(flaky, "flaky", max_retries=1, allowed_fails=10**6, attempt_timeout=60),
-                     backend(healthy, "healthy", attempt_timeout=60), retry_budget_min=10**6)
+    client = clients(
+        backend(flaky, "flaky", max_retries=1, allowed_fails=10**6, attempt_timeout=60),
+        backend(healthy, "healthy", attempt_timeout=60),
+        retry_budget_min=10**6,
+    )
     prompts = [f"request {i}" for i in range(1000)]
-    replies = await asyncio.gather(*(chat(client, messages=[{"role": "user", "content": p}])
-                                     for p in prompts))
+    replies = await asyncio.gather(*(chat(client, messages=[{"role": "user", "content": p}]) for p in prompts))
     assert [r.choices[0].message.content for r in replies] == [f"echo: {p}" for p in prompts]
     counts = stats(client)
     served = Counter(served_by(r) for r in replies)
@@ -512,7 +562,9 @@ async def test_1000_concurrent_requests_with_a_flaky_primary_are_all_answered(cl
     assert len(healthy.chat_requests()) == served["healthy"], "nothing lost or duplicated"
 
 
-async def test_what_one_backend_cannot_do_fails_over_to_one_that_can(clients, make_ollama_server, openai_server) -> None:
+async def test_what_one_backend_cannot_do_fails_over_to_one_that_can(
+    clients, make_ollama_server, openai_server
+) -> None:
     from turnout.adapters import OllamaAdapter
 
     ollama_server = make_ollama_server()
@@ -532,8 +584,9 @@ async def test_a_stream_that_ends_before_its_first_chunk_fails_over(clients, mak
     assert served_by(stream) == "fine" and [c async for c in stream]
 
 
-async def test_a_long_conversation_is_put_in_wire_form_once_for_all_attempts(clients, make_openai_server, sleeps,
-                                                                              mocker) -> None:
+async def test_a_long_conversation_is_put_in_wire_form_once_for_all_attempts(
+    clients, make_openai_server, sleeps, mocker
+) -> None:
     """The SDK's transform of 500 messages costs ~85 ms: the caller's SDK builds the body once, and no
     retry, failover or per-backend model name builds it again."""
     import openai._utils._transform as transform
@@ -541,8 +594,10 @@ async def test_a_long_conversation_is_put_in_wire_form_once_for_all_attempts(cli
 
     flaky, spare = make_openai_server(), make_openai_server()
     flaky.fail(Fault(status=503))
-    client = clients(backend(flaky, "flaky", models={"long": "test-model"}, max_retries=2, allowed_fails=10),
-                     backend(spare, "spare", models={"long": "test-model"}))
+    client = clients(
+        backend(flaky, "flaky", models={"long": "test-model"}, max_retries=2, allowed_fails=10),
+        backend(spare, "spare", models={"long": "test-model"}),
+    )
     create = mocker.spy(sdk_completions, "async_maybe_transform")
     transforms = [mocker.spy(transform, "async_transform"), mocker.spy(transform, "transform")]
     messages = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i}"} for i in range(500)]
@@ -550,24 +605,32 @@ async def test_a_long_conversation_is_put_in_wire_form_once_for_all_attempts(cli
     reply = await chat(client, model="long", messages=messages, tools=tools)
     assert served_by(reply) == "spare" and len(flaky.chat_requests()) == 3 and len(spare.chat_requests()) == 1
     assert create.call_count == 1, "one body for four attempts on two backends"
-    bodies = [c for spy in transforms for c in spy.call_args_list
-              if isinstance(c.args[0], dict) and "messages" in c.args[0]]
+    bodies = [
+        c for spy in transforms for c in spy.call_args_list if isinstance(c.args[0], dict) and "messages" in c.args[0]
+    ]
     assert len(bodies) == 1, "no backend's SDK client transforms the messages again"
     for request in flaky.chat_requests() + spare.chat_requests():
         assert request.json["model"] == "test-model"
         assert request.json["messages"] == messages and request.json["tools"] == tools
 
 
-async def test_sdk_message_objects_from_an_earlier_reply_can_be_sent_back(clients, openai_server, make_ollama_server) -> None:
+async def test_sdk_message_objects_from_an_earlier_reply_can_be_sent_back(
+    clients, openai_server, make_ollama_server
+) -> None:
     from turnout.adapters import OllamaAdapter
 
     tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
     ollama_server = make_ollama_server()
-    for client in (clients(backend(openai_server, "openai")),
-                   clients(Backend(OllamaAdapter("ollama", host=ollama_server.host)))):
+    for client in (
+        clients(backend(openai_server, "openai")),
+        clients(Backend(OllamaAdapter("ollama", host=ollama_server.host))),
+    ):
         first = await chat(client, messages=[{"role": "user", "content": "look it up"}], tools=tools)
         call = first.choices[0].message.tool_calls[0]
-        history = [{"role": "user", "content": "look it up"}, first.choices[0].message,  # the SDK object itself
-                   {"role": "tool", "tool_call_id": call.id, "content": "found"}]
+        history = [
+            {"role": "user", "content": "look it up"},
+            first.choices[0].message,  # the SDK object itself
+            {"role": "tool", "tool_call_id": call.id, "content": "found"},
+        ]
         second = await chat(client, messages=history, tools=tools)
         assert "found" in second.choices[0].message.content

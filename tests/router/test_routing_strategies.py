@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 import turnout
-from tests.support.loopback import Fault, OpenAIServer
+from tests.router.test_router import backend as ranked_backend
+from tests.router.test_router import chat
 from tests.state.test_many_processes import workers  # noqa: F401 -- the fixture
-from tests.router.test_router import backend as ranked_backend, chat
+from tests.support.loopback import Fault, OpenAIServer
 from turnout import served_by
 from turnout.router import RouterEvent
 from turnout.state import RedisState
@@ -51,8 +52,10 @@ def no_exploring(mocker) -> None:
 
 # -- latency ----------------------------------------------------------------------------------------
 
+
 async def test_latency_sends_nearly_everything_to_the_faster_backend_and_moves_when_it_slows(
-        clients, make_openai_server) -> None:
+    clients, make_openai_server
+) -> None:
     fast, slow = make_openai_server(), make_openai_server()
     fast.latency, slow.latency = 0.02, 0.15
     client = clients(backend(fast, "fast"), backend(slow, "slow"), strategy="latency")
@@ -95,6 +98,7 @@ async def test_latency_is_measured_once_and_the_events_carry_it(clients, make_op
 
 # -- least-busy --------------------------------------------------------------------------------------
 
+
 async def test_least_busy_sends_nothing_to_a_backend_holding_slow_requests(clients, make_openai_server) -> None:
     held, idle = make_openai_server(), make_openai_server()
     held.latency = 5.0
@@ -120,16 +124,22 @@ async def test_a_stream_is_in_flight_until_it_is_read_to_its_end(clients, make_o
 
 
 async def test_least_busy_counts_another_processes_requests_through_redis(
-        workers, clients, make_openai_server, redis_server) -> None:
+    workers, clients, make_openai_server, redis_server
+) -> None:
     held, idle = make_openai_server(), make_openai_server()
     held.latency = 20.0
     prefix = f"test-{uuid.uuid4().hex[:8]}"
-    [other] = workers(1, redis_server.url, [("held", held, {}), ("idle", idle, {})], prefix=prefix,
-                      strategy="least-busy")
+    [other] = workers(
+        1, redis_server.url, [("held", held, {}), ("idle", idle, {})], prefix=prefix, strategy="least-busy"
+    )
     other.ask("hold", "held/test-model", 20)
     await until(lambda: len(held.requests) == 20, "20 requests from the other process in flight on 'held'", 500)
-    client = clients(backend(held, "held"), backend(idle, "idle"), strategy="least-busy",
-                     state=RedisState(redis_server.url, prefix=prefix))
+    client = clients(
+        backend(held, "held"),
+        backend(idle, "idle"),
+        strategy="least-busy",
+        state=RedisState(redis_server.url, prefix=prefix),
+    )
     assert (await client.router.shared_stats())["held"]["in_flight"] == 20
     assert Counter(await served(client, 20)) == {"idle": 20}, "not one to the backend the other process keeps busy"
 
@@ -144,6 +154,7 @@ async def test_least_busy_counts_another_processes_requests_through_redis(
 
 # -- affinity -----------------------------------------------------------------------------------------
 
+
 async def test_every_turn_of_a_session_goes_to_one_backend(clients, make_openai_server) -> None:
     servers = [make_openai_server() for _ in range(3)]
     client = clients(*(backend(s, f"b{i}") for i, s in enumerate(servers)))
@@ -156,8 +167,7 @@ async def test_every_turn_of_a_session_goes_to_one_backend(clients, make_openai_
     assert len({next(iter(h)) for h in homes}) == 3, "sessions still spread over every backend"
 
 
-async def test_a_session_names_itself_by_prompt_cache_key_header_or_first_messages(
-        clients, make_openai_server) -> None:
+async def test_a_session_names_itself_by_prompt_cache_key_header_or_first_messages(clients, make_openai_server) -> None:
     servers = [make_openai_server() for _ in range(3)]
     client = clients(*(backend(s, f"b{i}") for i, s in enumerate(servers)), affinity="hash")
     by_key = {served_by(await chat(client, prompt_cache_key="conv-1")) for _ in range(8)}
@@ -168,8 +178,9 @@ async def test_a_session_names_itself_by_prompt_cache_key_header_or_first_messag
         messages = first + [{"role": "assistant", "content": "yes"}, {"role": "user", "content": f"turn {turn}"}] * turn
         by_hash.add(served_by(await chat(client, messages=messages)))
     assert len(by_key) == len(by_header) == len(by_hash) == 1
-    assert all("x-turnout-session" not in {k.lower() for k in r.headers} for s in servers for r in s.requests), \
+    assert all("x-turnout-session" not in {k.lower() for k in r.headers} for s in servers for r in s.requests), (
         "turnout's own header never reaches a backend"
+    )
 
 
 async def test_affinity_off_spreads_a_session(clients, make_openai_server) -> None:
@@ -193,8 +204,9 @@ async def test_sessions_agree_across_processes_with_redis(clients, make_openai_s
     prefix = f"test-{uuid.uuid4().hex[:8]}"
 
     def client() -> turnout.AsyncOpenAI:
-        return clients(*(backend(s, f"b{i}") for i, s in enumerate(servers)),
-                       state=RedisState(redis_server.url, prefix=prefix))
+        return clients(
+            *(backend(s, f"b{i}") for i, s in enumerate(servers)), state=RedisState(redis_server.url, prefix=prefix)
+        )
 
     one, two = client(), client()
     homes = {n: served_by(await chat(one, user=f"u{n}")) for n in range(20)}
@@ -214,8 +226,10 @@ def test_a_session_stays_put_between_spawned_processes(workers, make_openai_serv
 
 # -- hedging -------------------------------------------------------------------------------------------
 
+
 async def test_a_slow_tail_is_hedged_on_the_next_backend_and_the_loser_disconnected(
-        clients, make_openai_server) -> None:
+    clients, make_openai_server
+) -> None:
     tail, other = make_openai_server(), make_openai_server()
     tail.latency = other.latency = 0.02
     hedges: list[RouterEvent] = []
@@ -224,8 +238,13 @@ async def test_a_slow_tail_is_hedged_on_the_next_backend_and_the_loser_disconnec
         if event.kind == "hedge":
             hedges.append(event)
 
-    client = clients(ranked_backend(tail, "tail"), ranked_backend(other, "other"), hedge_after="p90",
-                     retry_budget_min=40, on_event=hook)
+    client = clients(
+        ranked_backend(tail, "tail"),
+        ranked_backend(other, "other"),
+        hedge_after="p90",
+        retry_budget_min=40,
+        on_event=hook,
+    )
 
     async def batch() -> list[str]:  # ten at a time: the latency measured is the latency under this load
         return [served_by(r) or "?" for r in await asyncio.gather(*(chat(client) for _ in range(10)))]
@@ -265,8 +284,9 @@ async def test_one_hedge_per_request_unless_more_are_allowed(clients, make_opena
     servers = [make_openai_server() for _ in range(3)]
     for server in servers:
         server.latency = 0.4
-    client = clients(*(ranked_backend(s, f"b{i}") for i, s in enumerate(servers)), hedge_after=0.05,
-                     max_hedges=max_hedges)
+    client = clients(
+        *(ranked_backend(s, f"b{i}") for i, s in enumerate(servers)), hedge_after=0.05, max_hedges=max_hedges
+    )
     await served(client, 2)
     assert [len(s.requests) for s in servers] == [2, 2, 2 if max_hedges == 2 else 0]
 
@@ -297,8 +317,13 @@ async def test_a_responses_call_is_hedged_only_when_it_stores_nothing(clients, m
 async def test_under_a_full_outage_hedges_stop_when_the_budget_is_spent(clients, make_openai_server) -> None:
     first, second = make_openai_server(), make_openai_server()
     first.latency = second.latency = 0.25  # everything slow
-    client = clients(ranked_backend(first, "first"), ranked_backend(second, "second"), hedge_after=0.02, retry_budget=0.0,
-                     retry_budget_min=3)
+    client = clients(
+        ranked_backend(first, "first"),
+        ranked_backend(second, "second"),
+        hedge_after=0.02,
+        retry_budget=0.0,
+        retry_budget_min=3,
+    )
     winners = await served(client, 10)
     assert len(winners) == 10
     assert len(second.requests) == 3, "three hedges (the budget), then none"
@@ -306,6 +331,7 @@ async def test_under_a_full_outage_hedges_stop_when_the_budget_is_spent(clients,
 
 
 # -- settings ------------------------------------------------------------------------------------------
+
 
 def test_the_variables_reach_the_router(monkeypatch: pytest.MonkeyPatch, make_openai_server) -> None:
     from turnout.settings import from_env
@@ -325,13 +351,17 @@ def test_the_variables_reach_the_router(monkeypatch: pytest.MonkeyPatch, make_op
     assert from_env(_env_file=None)._hedge.seconds == 0.25
 
 
-@pytest.mark.parametrize(("variable", "value", "accepts"), [
-    ("TURNOUT_STRATEGY", "fastest", "weighted (by weight, the default), latency"),
-    ("TURNOUT_HEDGE_AFTER", "soon", "or a percentile of the backend's recent latency, like p95"),
-    ("TURNOUT_AFFINITY", "sticky", "off, or hash"),
-])
-def test_a_bad_value_names_the_variable_and_what_it_accepts(monkeypatch: pytest.MonkeyPatch, variable: str,
-                                                          value: str, accepts: str) -> None:
+@pytest.mark.parametrize(
+    ("variable", "value", "accepts"),
+    [
+        ("TURNOUT_STRATEGY", "fastest", "weighted (by weight, the default), latency"),
+        ("TURNOUT_HEDGE_AFTER", "soon", "or a percentile of the backend's recent latency, like p95"),
+        ("TURNOUT_AFFINITY", "sticky", "off, or hash"),
+    ],
+)
+def test_a_bad_value_names_the_variable_and_what_it_accepts(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, accepts: str
+) -> None:
     from turnout import ConfigError
     from turnout.settings import TurnoutSettings
 

@@ -8,16 +8,21 @@ import openai
 import pytest
 
 import turnout
-from tests.support.loopback import Fault
 from tests.settings.test_settings import env, isolated  # noqa: F401  (autouse fixture)
+from tests.support.loopback import Fault
 
 
 @pytest.fixture
 def two(monkeypatch: pytest.MonkeyPatch, make_openai_server):  # type: ignore[no-untyped-def]
     first, second = make_openai_server(), make_openai_server()
-    env(monkeypatch, TURNOUT_BACKENDS="first,second",
-        TURNOUT_BACKEND__FIRST__PROVIDER="vllm", TURNOUT_BACKEND__FIRST__BASE_URL=first.base_url,
-        TURNOUT_BACKEND__SECOND__PROVIDER="vllm", TURNOUT_BACKEND__SECOND__BASE_URL=second.base_url)
+    env(
+        monkeypatch,
+        TURNOUT_BACKENDS="first,second",
+        TURNOUT_BACKEND__FIRST__PROVIDER="vllm",
+        TURNOUT_BACKEND__FIRST__BASE_URL=first.base_url,
+        TURNOUT_BACKEND__SECOND__PROVIDER="vllm",
+        TURNOUT_BACKEND__SECOND__BASE_URL=second.base_url,
+    )
     return first, second
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import openai
 import pytest
 
-from tests.support.loopback import Fault
 from tests.router.test_router import backend, chat, sleeps  # noqa: F401  (sleeps: a fixture)
+from tests.support.loopback import Fault
 from turnout import BrokenStreamError, served_by
 from turnout.router import usable
 
@@ -39,12 +39,12 @@ async def test_a_clean_end_before_any_token_fails_over(clients, make_openai_serv
     assert text == "echo: hi" and served_by(stream) == "spare"
 
 
-async def test_a_role_only_chunk_then_silence_fails_over_within_the_first_token_limit(clients, make_openai_server,
-                                                                                       sleeps) -> None:
+async def test_a_role_only_chunk_then_silence_fails_over_within_the_first_token_limit(
+    clients, make_openai_server, sleeps
+) -> None:
     stalled, spare = make_openai_server(), make_openai_server()
     stalled.fail(Fault(stall_after=1))
-    client = clients(backend(stalled, "stalled", max_retries=0, first_token_timeout=0.3),
-                     backend(spare, "spare"))
+    client = clients(backend(stalled, "stalled", max_retries=0, first_token_timeout=0.3), backend(spare, "spare"))
     stream = await chat(client, stream=True)
     chunks = [c async for c in stream]
     assert served_by(stream) == "spare" and chunks[0].choices[0].delta.role == "assistant"
@@ -52,8 +52,9 @@ async def test_a_role_only_chunk_then_silence_fails_over_within_the_first_token_
     assert len(stalled.requests) == 1
 
 
-async def test_a_role_only_chunk_then_silence_fails_over_at_the_attempt_timeout(clients, make_openai_server,
-                                                                              sleeps) -> None:
+async def test_a_role_only_chunk_then_silence_fails_over_at_the_attempt_timeout(
+    clients, make_openai_server, sleeps
+) -> None:
     """No first-token limit: the read timeout still fires before the stream was handed over."""
     stalled, spare = make_openai_server(), make_openai_server()
     stalled.fail(Fault(stall_after=1))
@@ -62,8 +63,7 @@ async def test_a_role_only_chunk_then_silence_fails_over_at_the_attempt_timeout(
     assert [c async for c in stream] and served_by(stream) == "spare"
 
 
-async def test_the_first_token_limit_is_retried_on_the_same_backend_first(clients, make_openai_server,
-                                                                         sleeps) -> None:
+async def test_the_first_token_limit_is_retried_on_the_same_backend_first(clients, make_openai_server, sleeps) -> None:
     slow = make_openai_server()
     slow.fail(Fault(stall_after=1), times=1)
     client = clients(backend(slow, "slow", max_retries=1, first_token_timeout=0.3))
@@ -74,8 +74,10 @@ async def test_the_first_token_limit_is_retried_on_the_same_backend_first(client
 async def test_held_back_chunks_reach_the_caller_as_a_direct_stream_gives_them(clients, openai_server) -> None:
     direct = openai.AsyncOpenAI(base_url=openai_server.base_url, api_key="k", max_retries=0)
     try:
-        plain = [c.model_dump(exclude={"created"}) async for c in
-                 await direct.chat.completions.create(model="test-model", messages=LONG, stream=True)]
+        plain = [
+            c.model_dump(exclude={"created"})
+            async for c in await direct.chat.completions.create(model="test-model", messages=LONG, stream=True)
+        ]
     finally:
         await direct.close()
     client = clients(backend(openai_server, "one"))
@@ -104,8 +106,7 @@ async def test_a_responses_stream_that_ends_early_is_broken(clients, make_openai
     assert spare.requests == []
 
 
-async def test_a_responses_stream_that_ends_before_any_output_fails_over(clients, make_openai_server,
-                                                                         sleeps) -> None:
+async def test_a_responses_stream_that_ends_before_any_output_fails_over(clients, make_openai_server, sleeps) -> None:
     early, spare = make_openai_server(), make_openai_server()
     early.fail(Fault(end_after=2))  # created and in_progress only
     client = clients(backend(early, "early", max_retries=0), backend(spare, "spare"))
@@ -114,22 +115,25 @@ async def test_a_responses_stream_that_ends_before_any_output_fails_over(clients
     assert served_by(stream) == "spare" and kinds[-1] == "response.completed"
 
 
-@pytest.mark.parametrize("data, real", [
-    (b'{"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}', False),
-    (b'{"choices":[{"index":0,"delta":{"role":"assistant","content":null,"refusal":null}}]}', False),
-    (b'{"choices":[],"usage":{"total_tokens":3}}', False),
-    (b'{"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}', True),
-    (b'{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c"}]}}]}', True),
-    (b'{"choices":[{"index":0,"delta":{"refusal":"no"}}]}', True),
-    (b'{"choices":[{"index":0,"delta":{"reasoning_content":"hmm"}}]}', True),
-    (b'{"choices":[{"index":0,"delta":{"audio":{"data":"AAAA"}}}]}', True),
-    (b'{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}', True),
-    (b'{"choices":[{"index":0,"text":"Hi","finish_reason":null}]}', True),
-    (b'{"type":"response.created","response":{}}', False),
-    (b'{"type":"response.in_progress","response":{}}', False),
-    (b'{"type":"response.output_item.added","item":{}}', True),
-    (b'{"type":"transcript.text.delta","delta":"Hel"}', True),
-])
+@pytest.mark.parametrize(
+    "data, real",
+    [
+        (b'{"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}', False),
+        (b'{"choices":[{"index":0,"delta":{"role":"assistant","content":null,"refusal":null}}]}', False),
+        (b'{"choices":[],"usage":{"total_tokens":3}}', False),
+        (b'{"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}', True),
+        (b'{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c"}]}}]}', True),
+        (b'{"choices":[{"index":0,"delta":{"refusal":"no"}}]}', True),
+        (b'{"choices":[{"index":0,"delta":{"reasoning_content":"hmm"}}]}', True),
+        (b'{"choices":[{"index":0,"delta":{"audio":{"data":"AAAA"}}}]}', True),
+        (b'{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}', True),
+        (b'{"choices":[{"index":0,"text":"Hi","finish_reason":null}]}', True),
+        (b'{"type":"response.created","response":{}}', False),
+        (b'{"type":"response.in_progress","response":{}}', False),
+        (b'{"type":"response.output_item.added","item":{}}', True),
+        (b'{"type":"transcript.text.delta","delta":"Hel"}', True),
+    ],
+)
 def test_what_counts_as_a_first_real_token(data: bytes, real: bool) -> None:
     assert usable(data) is real
 
@@ -138,11 +142,16 @@ async def test_a_streamed_transcription_is_whole_at_its_done_event(clients, make
     """OpenAI ends a streamed transcription with ``transcript.text.done`` and no ``[DONE]``."""
     server = make_openai_server()
     client = clients(backend(server, "stt"))
-    events = [e async for e in await client.audio.transcriptions.create(
-        model="test-model", file=("a.wav", b"RIFF0000"), stream=True)]
+    events = [
+        e
+        async for e in await client.audio.transcriptions.create(
+            model="test-model", file=("a.wav", b"RIFF0000"), stream=True
+        )
+    ]
     assert events[-1].type == "transcript.text.done" and events[-1].text == "transcribed a.wav (8 bytes)"
     server.fail(Fault(end_after=2), times=1)
     with pytest.raises(BrokenStreamError):
-        async for _ in await client.audio.transcriptions.create(model="test-model", file=("a.wav", b"RIFF0000"),
-                                                                stream=True):
+        async for _ in await client.audio.transcriptions.create(
+            model="test-model", file=("a.wav", b"RIFF0000"), stream=True
+        ):
             pass

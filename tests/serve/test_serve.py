@@ -25,8 +25,8 @@ import httpx2
 import openai
 import pytest
 
-from tests.support.loopback import Fault, OpenAIServer
 from tests.cli.test_cli import backend, backends, clean_env
+from tests.support.loopback import Fault, OpenAIServer
 
 pytest.importorskip("uvicorn", reason="turnout serve needs the serve extra: pip install -e '.[serve]'")
 
@@ -48,9 +48,16 @@ class Served:
     """
 
     def __init__(self, env: dict[str, str], cwd: Path, *args: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "turnout", "serve", "--port", "0", *args],
-                                     env=clean_env(**env), cwd=cwd, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "turnout", "serve", "--port", "0", *args],
+            env=clean_env(**env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            encoding="utf-8",
+        )
         self.lines: list[str] = []
         self.port = 0
         self._ready = threading.Event()
@@ -121,22 +128,39 @@ def good() -> Iterator[OpenAIServer]:
 def leaky() -> Iterator[OpenAIServer]:
     """Refuses every request, repeating the key it was sent, as careless servers do."""
     with OpenAIServer(models=["test-model"]) as server:
-        server.fail(Fault(status=401, message=f"Incorrect API key provided: {LEAKY_KEY}",
-                          error_type="invalid_request_error", code="invalid_api_key"))
+        server.fail(
+            Fault(
+                status=401,
+                message=f"Incorrect API key provided: {LEAKY_KEY}",
+                error_type="invalid_request_error",
+                code="invalid_api_key",
+            )
+        )
         yield server
 
 
 @pytest.fixture(scope="module")
 def server(good: OpenAIServer, leaky: OpenAIServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     env = backends(
-        ("dead", backend("dead", f"http://127.0.0.1:{closed_port()}/v1", provider="openai_compat",
-                         models="test-model")),
-        ("good", backend("good", good.base_url, provider="openai_compat", api_key=BACKEND_KEY,
-                         models="fast=test-model,test-model")),
-        ("leaky", backend("leaky", leaky.base_url, provider="openai_compat", api_key=LEAKY_KEY,
-                          models="test-model")),
-        TURNOUT_MAX_RETRIES="0", TURNOUT_COOLDOWN="0",  # the dead primary is tried (and failed over) every time
-        TURNOUT_SERVE_API_KEYS=f"{SERVE_KEY}, {OTHER_SERVE_KEY}")
+        (
+            "dead",
+            backend("dead", f"http://127.0.0.1:{closed_port()}/v1", provider="openai_compat", models="test-model"),
+        ),
+        (
+            "good",
+            backend(
+                "good",
+                good.base_url,
+                provider="openai_compat",
+                api_key=BACKEND_KEY,
+                models="fast=test-model,test-model",
+            ),
+        ),
+        ("leaky", backend("leaky", leaky.base_url, provider="openai_compat", api_key=LEAKY_KEY, models="test-model")),
+        TURNOUT_MAX_RETRIES="0",
+        TURNOUT_COOLDOWN="0",  # the dead primary is tried (and failed over) every time
+        TURNOUT_SERVE_API_KEYS=f"{SERVE_KEY}, {OTHER_SERVE_KEY}",
+    )
     served = Served(env, tmp_path_factory.mktemp("serve"), "-v")  # -v: the router's lines too, all scrubbed
     yield served
     status = served.stop()
@@ -183,8 +207,10 @@ def backend_health(server: Served) -> dict[str, dict[str, Any]]:
 
 # -- chat, JSON and streamed, sync and async --------------------------------------------
 
+
 def test_a_chat_completion_fails_over_from_the_dead_primary_and_names_who_served(
-        sdk: openai.OpenAI, direct: openai.OpenAI, good: OpenAIServer) -> None:
+    sdk: openai.OpenAI, direct: openai.OpenAI, good: OpenAIServer
+) -> None:
     raw = sdk.chat.completions.with_raw_response.create(model="test-model", messages=MESSAGES)
     completion = raw.parse()
     assert raw.headers["x-turnout-backend"] == "good"
@@ -201,8 +227,9 @@ def test_the_callers_key_never_reaches_a_backend(sdk: openai.OpenAI, good: OpenA
 
 
 def test_a_stream_arrives_chunk_by_chunk_from_the_backend_that_served(sdk: openai.OpenAI) -> None:
-    raw = sdk.chat.completions.with_raw_response.create(model="test-model", messages=MESSAGES, stream=True,
-                                                        stream_options={"include_usage": True})
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="test-model", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
     assert raw.headers["x-turnout-backend"] == "good"
     assert raw.headers["content-type"].startswith("text/event-stream")
     chunks = list(raw.parse())
@@ -214,12 +241,14 @@ def test_a_stream_arrives_chunk_by_chunk_from_the_backend_that_served(sdk: opena
 async def test_the_async_sdk_gets_json_and_streams_concurrently(async_sdk: openai.AsyncOpenAI) -> None:
     async def streamed(text: str) -> str:
         stream = await async_sdk.chat.completions.create(
-            model="test-model", messages=[{"role": "user", "content": text}], stream=True)
+            model="test-model", messages=[{"role": "user", "content": text}], stream=True
+        )
         return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
 
     async def whole(text: str) -> str:
-        answer = await async_sdk.chat.completions.create(model="test-model",
-                                                         messages=[{"role": "user", "content": text}])
+        answer = await async_sdk.chat.completions.create(
+            model="test-model", messages=[{"role": "user", "content": text}]
+        )
         return answer.choices[0].message.content or ""
 
     texts = [f"question {i}" for i in range(8)]
@@ -228,6 +257,7 @@ async def test_the_async_sdk_gets_json_and_streams_concurrently(async_sdk: opena
 
 
 # -- the other routed endpoints -----------------------------------------------------------
+
 
 def test_embeddings_equal_the_backends_own(sdk: openai.OpenAI, direct: openai.OpenAI) -> None:
     raw = sdk.embeddings.with_raw_response.create(model="test-model", input=["alpha", "beta gamma"])
@@ -240,7 +270,8 @@ def test_embeddings_equal_the_backends_own(sdk: openai.OpenAI, direct: openai.Op
 
 @pytest.mark.parametrize("call", ["completions", "moderations", "images"])
 def test_legacy_completions_moderations_and_images_equal_the_backends_own(
-        sdk: openai.OpenAI, direct: openai.OpenAI, call: str) -> None:
+    sdk: openai.OpenAI, direct: openai.OpenAI, call: str
+) -> None:
     def make(client: openai.OpenAI) -> Any:
         if call == "completions":
             return client.completions.with_raw_response.create(model="test-model", prompt="say this", max_tokens=5)
@@ -263,8 +294,12 @@ def test_audio_uploads_are_transcribed_and_translated_by_the_backend(sdk: openai
     assert text.strip() == f"transcribed clip.wav ({len(audio)} bytes)"
     translated = sdk.audio.translations.create(model="test-model", file=("a.wav", b"1234"))
     assert translated.text == "translated a.wav (4 bytes)"
-    verbose = sdk.audio.transcriptions.create(model="test-model", file=("clip.wav", audio),
-                                              response_format="verbose_json", timestamp_granularities=["segment"])
+    verbose = sdk.audio.transcriptions.create(
+        model="test-model",
+        file=("clip.wav", audio),
+        response_format="verbose_json",
+        timestamp_granularities=["segment"],
+    )
     assert verbose.segments and verbose.segments[0].text == f"transcribed clip.wav ({len(audio)} bytes)"
 
 
@@ -278,6 +313,7 @@ def test_models_are_every_backends_list_and_one_can_be_retrieved(sdk: openai.Ope
 
 
 # -- model names: aliases, pinning, errors ---------------------------------------------------
+
 
 def test_an_alias_is_renamed_for_its_backend(sdk: openai.OpenAI, good: OpenAIServer) -> None:
     raw = sdk.chat.completions.with_raw_response.create(model="fast", messages=MESSAGES)
@@ -311,16 +347,20 @@ def test_a_dead_backend_alone_is_a_502_saying_why(sdk: openai.OpenAI) -> None:
         sdk.chat.completions.create(model="dead/test-model", messages=MESSAGES)
     assert caught.value.status_code == 502
     assert caught.value.body["message"] == (  # type: ignore[index]
-        "all 1 backend(s) failed; dead: APIConnectionError: Connection error.")
+        "all 1 backend(s) failed; dead: APIConnectionError: Connection error."
+    )
 
 
 def test_a_backend_refusing_its_key_is_the_servers_502_and_its_key_is_never_repeated(
-        sdk: openai.OpenAI, server: Served) -> None:
+    sdk: openai.OpenAI, server: Served
+) -> None:
     with pytest.raises(openai.InternalServerError) as caught:  # 502: the caller's key is fine; turnout's is not
         sdk.chat.completions.create(model="leaky/test-model", messages=MESSAGES)
     assert caught.value.status_code == 502
-    assert caught.value.body["message"] == ("all 1 backend(s) failed; leaky: "  # type: ignore[index]
-                                            "AuthenticationError 401: Incorrect API key provided: ****")
+    assert caught.value.body["message"] == (
+        "all 1 backend(s) failed; leaky: "  # type: ignore[index]
+        "AuthenticationError 401: Incorrect API key provided: ****"
+    )
     assert "Incorrect API key provided: ****" in server.log  # the router's own line (-v), scrubbed too
     assert backend_health(server)["leaky"]["last_error"] == "AuthenticationError 401: Incorrect API key provided: ****"
     for secret in SECRETS:
@@ -349,12 +389,14 @@ def test_every_request_is_one_access_line(sdk: openai.OpenAI, server: Served) ->
 
 # -- settings ---------------------------------------------------------------------------------
 
+
 def test_serve_variables_are_known_and_a_misspelt_one_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     from turnout import ConfigError
     from turnout.settings import TurnoutSettings
 
-    settings = TurnoutSettings(_env_file=None, serve_api_keys="a-key-of-some-length, another-key-here",
-                               serve_max_body="1MiB", serve_port=0)
+    settings = TurnoutSettings(
+        _env_file=None, serve_api_keys="a-key-of-some-length, another-key-here", serve_max_body="1MiB", serve_port=0
+    )
     assert [k.get_secret_value() for k in settings.serve_api_keys or ()] == ["a-key-of-some-length", "another-key-here"]
     assert settings.serve_max_body == 2**20
     assert "a-key-of-some-length" not in repr(settings)
@@ -366,8 +408,9 @@ def test_serve_variables_are_known_and_a_misspelt_one_is_named(monkeypatch: pyte
     monkeypatch.setenv("TURNOUT_SERVE_PROT", "9000")
     with pytest.raises(ConfigError) as caught:
         TurnoutSettings(_env_file=None)
-    assert str(caught.value) == ("TURNOUT_SERVE_PROT (in the environment): is not a turnout variable; "
-                                 "did you mean TURNOUT_SERVE_PORT?")
+    assert str(caught.value) == (
+        "TURNOUT_SERVE_PROT (in the environment): is not a turnout variable; did you mean TURNOUT_SERVE_PORT?"
+    )
 
 
 def test_keys_can_come_from_a_file(tmp_path: Path) -> None:
@@ -376,11 +419,14 @@ def test_keys_can_come_from_a_file(tmp_path: Path) -> None:
     keys = tmp_path / "keys"
     keys.write_text("# callers\nfirst-key-0123456789\n\nsecond-key-0123456789  # the CI job\n")
     settings = TurnoutSettings(_env_file=None, serve_api_keys=f"@{keys}")
-    assert [k.get_secret_value() for k in settings.serve_api_keys or ()] == ["first-key-0123456789",
-                                                                            "second-key-0123456789"]
+    assert [k.get_secret_value() for k in settings.serve_api_keys or ()] == [
+        "first-key-0123456789",
+        "second-key-0123456789",
+    ]
 
 
 # -- the Responses API ------------------------------------------------------------------------
+
 
 def test_responses_are_created_streamed_followed_up_retrieved_and_deleted(sdk: openai.OpenAI) -> None:
     raw = sdk.responses.with_raw_response.create(model="test-model", input="hello there")

@@ -14,17 +14,19 @@ from typing import Any, Iterator
 import httpx2
 import pytest
 
-from tests.support.loopback import Fault, OpenAIServer
 from tests.serve.test_serve import Served
 from tests.serve.test_serve_http import CHAT, chat, env_for, good, refused, slow  # noqa: F401  (fixtures)
+from tests.support.loopback import Fault, OpenAIServer
 
 pytest.importorskip("uvicorn", reason="turnout serve needs the serve extra: pip install -e '.[serve]'")
 
 
 @pytest.fixture(scope="module")
 def server(good: OpenAIServer, slow: OpenAIServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    served = Served(env_for(good, slow, TURNOUT_SERVE_HEADER_TIMEOUT="1", TURNOUT_SERVE_BODY_TIMEOUT="1"),
-                    tmp_path_factory.mktemp("serve-abuse"))
+    served = Served(
+        env_for(good, slow, TURNOUT_SERVE_HEADER_TIMEOUT="1", TURNOUT_SERVE_BODY_TIMEOUT="1"),
+        tmp_path_factory.mktemp("serve-abuse"),
+    )
     yield served
     status = served.stop()
     assert "Traceback" not in served.log and " 500 " not in served.log, served.log
@@ -38,8 +40,9 @@ def connect(server: Served) -> socket.socket:
 
 
 def head(length: int, path: str = CHAT, extra: str = "") -> bytes:
-    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n"
-            f"{extra}\r\n").encode()
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n{extra}\r\n"
+    ).encode()
 
 
 def answer_of(sock: socket.socket) -> tuple[int, dict[str, str], Any]:
@@ -74,17 +77,24 @@ def wait_for_line(server: Served, *parts: str, limit: float = 10.0, path: str = 
 
 # -- numbers JSON cannot carry -------------------------------------------------------------------
 
-@pytest.mark.parametrize("raw, field", [
-    (b'{"model": "test-model", "messages": [], "max_tokens": NaN}', "max_tokens"),
-    (b'{"model": "test-model", "messages": [], "temperature": Infinity}', "temperature"),
-    (b'{"model": "test-model", "messages": [], "top_p": -Infinity}', "top_p"),
-    (b'{"model": "test-model", "messages": [], "max_tokens": 1e999}', "max_tokens"),
-    (b'{"model": "test-model", "messages": [{"role": "user", "content": "x"}], "logit_bias": {"42": NaN}}',
-     "logit_bias.42"),
-    (b'{"model": "test-model", "messages": [{"role": "user", "content": [1e999]}]}', "messages[0].content[0]"),
-])
-def test_a_non_finite_number_is_a_400_naming_its_field(server: Served, good: OpenAIServer, raw: bytes,
-                                                       field: str) -> None:
+
+@pytest.mark.parametrize(
+    "raw, field",
+    [
+        (b'{"model": "test-model", "messages": [], "max_tokens": NaN}', "max_tokens"),
+        (b'{"model": "test-model", "messages": [], "temperature": Infinity}', "temperature"),
+        (b'{"model": "test-model", "messages": [], "top_p": -Infinity}', "top_p"),
+        (b'{"model": "test-model", "messages": [], "max_tokens": 1e999}', "max_tokens"),
+        (
+            b'{"model": "test-model", "messages": [{"role": "user", "content": "x"}], "logit_bias": {"42": NaN}}',
+            "logit_bias.42",
+        ),
+        (b'{"model": "test-model", "messages": [{"role": "user", "content": [1e999]}]}', "messages[0].content[0]"),
+    ],
+)
+def test_a_non_finite_number_is_a_400_naming_its_field(
+    server: Served, good: OpenAIServer, raw: bytes, field: str
+) -> None:
     seen = len(good.requests)
     answer = httpx2.post(f"{server.url}{CHAT}", content=raw, headers={"Content-Type": "application/json"})
     error = refused(answer, 400, "invalid_value")
@@ -93,6 +103,7 @@ def test_a_non_finite_number_is_a_400_naming_its_field(server: Served, good: Ope
 
 
 # -- a caller that leaves --------------------------------------------------------------------------
+
 
 def test_a_caller_leaving_before_the_answer_cancels_the_backends_work(server: Served, good: OpenAIServer) -> None:
     good.fail(Fault(delay=8), times=1)
@@ -146,10 +157,15 @@ def test_callers_leaving_mid_body_are_one_access_line_each(server: Served) -> No
 
 # -- what uvicorn refuses itself, and slow callers ------------------------------------------------------
 
-@pytest.mark.parametrize("request_head", [
-    head(2, extra="X-Big: " + "a" * 200_000 + "\r\n"),
-    b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: lots\r\n\r\n",
-], ids=["200kB-header", "content-length-not-a-number"])
+
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        head(2, extra="X-Big: " + "a" * 200_000 + "\r\n"),
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: lots\r\n\r\n",
+    ],
+    ids=["200kB-header", "content-length-not-a-number"],
+)
 def test_requests_uvicorn_cannot_parse_get_an_openai_error(server: Served, request_head: bytes) -> None:
     with connect(server) as sock:
         try:
@@ -161,12 +177,14 @@ def test_requests_uvicorn_cannot_parse_get_an_openai_error(server: Served, reque
     assert body["error"]["code"] == "invalid_http_request" and body["error"]["type"] == "invalid_request_error"
 
 
-@pytest.mark.parametrize("partial, what", [
-    (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n", "headers"),
-    (head(1000) + b'{"model": ', "body"),
-])
-def test_a_caller_too_slow_with_its_request_gets_a_408_and_is_closed(server: Served, partial: bytes,
-                                                                      what: str) -> None:
+@pytest.mark.parametrize(
+    "partial, what",
+    [
+        (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n", "headers"),
+        (head(1000) + b'{"model": ', "body"),
+    ],
+)
+def test_a_caller_too_slow_with_its_request_gets_a_408_and_is_closed(server: Served, partial: bytes, what: str) -> None:
     with connect(server) as sock:  # its 10 s socket timeout would fail the read if the server held it open
         sock.sendall(partial)
         status, _, body = answer_of(sock)
@@ -182,8 +200,9 @@ def test_keep_alive_requests_are_not_cut_by_the_read_timeouts(server: Served) ->
     assert [first.status_code, second.status_code] == [200, 200]
 
 
-def test_connections_over_the_cap_get_a_503_in_openai_shape(good: OpenAIServer, slow: OpenAIServer,
-                                                             tmp_path: Path) -> None:
+def test_connections_over_the_cap_get_a_503_in_openai_shape(
+    good: OpenAIServer, slow: OpenAIServer, tmp_path: Path
+) -> None:
     served = Served(env_for(good, slow, TURNOUT_SERVE_MAX_CONNECTIONS="2"), tmp_path)
     try:
         held = [socket.create_connection(("127.0.0.1", served.port), timeout=10) for _ in range(2)]

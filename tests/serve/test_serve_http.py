@@ -20,9 +20,9 @@ from typing import Any, Iterator
 import httpx2
 import pytest
 
-from tests.support.loopback import Fault, OpenAIServer
 from tests.cli.test_cli import backend, backends, clean_env
 from tests.serve.test_serve import Served
+from tests.support.loopback import Fault, OpenAIServer
 
 pytest.importorskip("uvicorn", reason="turnout serve needs the serve extra: pip install -e '.[serve]'")
 
@@ -37,9 +37,12 @@ def chat(text: str = "hello", **extra: Any) -> dict[str, Any]:
 
 
 def env_for(good: OpenAIServer, slow: OpenAIServer, **extra: str) -> dict[str, str]:
-    return backends(("good", backend("good", good.base_url, provider="openai_compat", api_key=BACKEND_KEY)),
-                    ("slow", backend("slow", slow.base_url, provider="openai_compat", models="test-model")),
-                    TURNOUT_MAX_RETRIES="0", **extra)
+    return backends(
+        ("good", backend("good", good.base_url, provider="openai_compat", api_key=BACKEND_KEY)),
+        ("slow", backend("slow", slow.base_url, provider="openai_compat", models="test-model")),
+        TURNOUT_MAX_RETRIES="0",
+        **extra,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +60,10 @@ def slow() -> Iterator[OpenAIServer]:
 
 @pytest.fixture(scope="module")
 def server(good: OpenAIServer, slow: OpenAIServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    served = Served(env_for(good, slow, TURNOUT_SERVE_API_KEYS=KEY, TURNOUT_SERVE_MAX_BODY=str(LIMIT)),
-                    tmp_path_factory.mktemp("serve-http"))
+    served = Served(
+        env_for(good, slow, TURNOUT_SERVE_API_KEYS=KEY, TURNOUT_SERVE_MAX_BODY=str(LIMIT)),
+        tmp_path_factory.mktemp("serve-http"),
+    )
     yield served
     status = served.stop()
     assert KEY not in served.log and BACKEND_KEY not in served.log
@@ -104,12 +109,15 @@ def raw_exchange(port: int, head: bytes, body: bytes = b"") -> bytes:
 NOT_JSON = "We could not parse the JSON body of your request: it is not valid JSON."
 
 
-@pytest.mark.parametrize("body, message", [
-    (b'{"model": "test-model", "messages": [', NOT_JSON),
-    (b"\xff\xfe not text", NOT_JSON),
-    (b"[" * 20000 + b"]" * 20000, NOT_JSON),  # deeper than the parser recurses
-    (b'["model", "test-model"]', "The request body must be a JSON object."),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (b'{"model": "test-model", "messages": [', NOT_JSON),
+        (b"\xff\xfe not text", NOT_JSON),
+        (b"[" * 20000 + b"]" * 20000, NOT_JSON),  # deeper than the parser recurses
+        (b'["model", "test-model"]', "The request body must be a JSON object."),
+    ],
+)
 def test_a_body_that_is_not_a_json_object_is_a_400(http: httpx2.Client, body: bytes, message: str) -> None:
     error = refused(http.post(CHAT, content=body, headers={"Content-Type": "application/json"}), 400, "invalid_json")
     assert error["message"] == message
@@ -131,14 +139,17 @@ def test_the_wrong_content_type_is_a_415(http: httpx2.Client) -> None:
 
 
 def test_a_malformed_multipart_body_is_a_400(http: httpx2.Client) -> None:
-    answer = http.post("/v1/audio/transcriptions", content=b"--x\r\nnot a part",
-                       headers={"Content-Type": "multipart/form-data"})  # no boundary
+    answer = http.post(
+        "/v1/audio/transcriptions", content=b"--x\r\nnot a part", headers={"Content-Type": "multipart/form-data"}
+    )  # no boundary
     refused(answer, 400)
 
 
 def test_a_declared_body_over_the_limit_is_refused_before_it_is_sent(server: Served) -> None:
-    head = (f"POST {CHAT} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {40 * 2**20}\r\n\r\n").encode()
+    head = (
+        f"POST {CHAT} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {40 * 2**20}\r\n\r\n"
+    ).encode()
     answer = raw_exchange(server.port, head, b'{"model": ')  # the rest of the 40 MiB never comes
     assert answer.startswith(b"HTTP/1.1 413 ")
     assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]["code"] == "request_too_large"
@@ -178,15 +189,20 @@ def test_a_backends_rate_limit_keeps_its_status_and_retry_after(http: httpx2.Cli
 
 # -- access ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("authorization", [None, "", "Bearer", f"Basic {KEY}", "Bearer wrong-key-1234567890",
-                                           f"Bearer {KEY}x", f"Bearer {KEY[:-1]}"])
-def test_without_the_right_key_every_path_is_a_401(server: Served, good: OpenAIServer,
-                                                     authorization: str | None) -> None:
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "", "Bearer", f"Basic {KEY}", "Bearer wrong-key-1234567890", f"Bearer {KEY}x", f"Bearer {KEY[:-1]}"],
+)
+def test_without_the_right_key_every_path_is_a_401(
+    server: Served, good: OpenAIServer, authorization: str | None
+) -> None:
     seen = len(good.requests)
     headers = {} if authorization is None else {"Authorization": authorization}
     for method, path in (("POST", CHAT), ("GET", "/v1/models"), ("GET", "/health/backends"), ("GET", "/nowhere")):
-        answer = httpx2.request(method, f"{server.url}{path}", json=chat() if method == "POST" else None,
-                                headers=headers)
+        answer = httpx2.request(
+            method, f"{server.url}{path}", json=chat() if method == "POST" else None, headers=headers
+        )
         refused(answer, 401)
         assert answer.headers["www-authenticate"] == "Bearer"
         assert KEY not in answer.text
@@ -202,8 +218,10 @@ def test_the_right_key_is_let_in_whatever_the_schemes_case(server: Served) -> No
 
 # -- streams -------------------------------------------------------------------------------------
 
+
 async def test_a_caller_hanging_up_mid_stream_releases_the_backends_connection(
-        server: Served, slow: OpenAIServer) -> None:
+    server: Served, slow: OpenAIServer
+) -> None:
     async with httpx2.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {KEY}"}) as client:
         async with client.stream("POST", CHAT, json=chat("x", model="slow/test-model", stream=True)) as answer:
             assert answer.headers["x-turnout-backend"] == "slow"
@@ -214,8 +232,9 @@ async def test_a_caller_hanging_up_mid_stream_releases_the_backends_connection(
     assert any(line.rstrip().endswith("stream, client left") for line in server.access_lines(CHAT))
 
 
-def test_a_stream_breaking_after_its_first_event_ends_with_an_error_event(http: httpx2.Client,
-                                                                          good: OpenAIServer) -> None:
+def test_a_stream_breaking_after_its_first_event_ends_with_an_error_event(
+    http: httpx2.Client, good: OpenAIServer
+) -> None:
     good.fail(Fault(cut_after=3), times=1)
     with http.stream("POST", CHAT, json=chat("one two three four five six", stream=True)) as answer:
         assert answer.status_code == 200
@@ -228,21 +247,27 @@ def test_a_stream_breaking_after_its_first_event_ends_with_an_error_event(http: 
 
 async def test_200_concurrent_streams_each_arrive_whole(server: Served) -> None:
     limits = httpx2.Limits(max_connections=200, max_keepalive_connections=0)
-    async with httpx2.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {KEY}"}, limits=limits,
-                                  timeout=60) as client:
+    async with httpx2.AsyncClient(
+        base_url=server.url, headers={"Authorization": f"Bearer {KEY}"}, limits=limits, timeout=60
+    ) as client:
+
         async def one(i: int) -> str:
             async with client.stream("POST", CHAT, json=chat(f"stream {i}", stream=True)) as answer:
                 assert answer.status_code == 200
                 events = [line[6:] async for line in answer.aiter_lines() if line.startswith("data: ")]
             assert events[-1] == "[DONE]"
-            return "".join(json.loads(e)["choices"][0]["delta"].get("content") or "" for e in events[:-1]
-                           if json.loads(e)["choices"])
+            return "".join(
+                json.loads(e)["choices"][0]["delta"].get("content") or ""
+                for e in events[:-1]
+                if json.loads(e)["choices"]
+            )
 
         texts = await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(200))), 60)
     assert texts == [f"echo: stream {i}" for i in range(200)]
 
 
 # -- life: SIGTERM, where it may listen, the extra ----------------------------------------------------
+
 
 @pytest.fixture
 def keyfile(tmp_path: Path) -> Path:
@@ -273,7 +298,8 @@ def test_sigterm_lets_a_stream_finish_then_exits_0(good: OpenAIServer, keyfile: 
 
 
 def test_past_the_grace_period_a_stream_is_cut_and_the_server_still_exits_0(
-        good: OpenAIServer, slow: OpenAIServer, tmp_path: Path) -> None:
+    good: OpenAIServer, slow: OpenAIServer, tmp_path: Path
+) -> None:
     served = Served(env_for(good, slow), tmp_path, "--grace", "0.5")
     with httpx2.Client(base_url=served.url, timeout=30) as client:
         with client.stream("POST", CHAT, json=chat("x", model="slow/test-model", stream=True)) as answer:
@@ -296,22 +322,32 @@ def test_with_workers_it_serves_and_stops_on_sigterm(good: OpenAIServer, slow: O
     assert len(served.access_lines(CHAT)) == 4  # each worker logs its own requests
 
 
-def test_without_keys_it_refuses_to_listen_beyond_loopback(good: OpenAIServer, slow: OpenAIServer,
-                                                           tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "turnout", "serve", "--host", "0.0.0.0", "--port", "0"],
-                          env=clean_env(**env_for(good, slow)), cwd=tmp_path, capture_output=True, text=True,
-                          timeout=60)
+def test_without_keys_it_refuses_to_listen_beyond_loopback(
+    good: OpenAIServer, slow: OpenAIServer, tmp_path: Path
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "turnout", "serve", "--host", "0.0.0.0", "--port", "0"],
+        env=clean_env(**env_for(good, slow)),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
-    assert done.stderr.startswith("turnout: refusing to listen on 0.0.0.0 without keys: anyone who can reach it "
-                                  "could use every backend")
+    assert done.stderr.startswith(
+        "turnout: refusing to listen on 0.0.0.0 without keys: anyone who can reach it could use every backend"
+    )
     assert "TURNOUT_SERVE_API_KEYS" in done.stderr and "--insecure" in done.stderr
     assert "listening on" not in done.stderr + done.stdout
 
 
 def test_without_the_extra_it_says_what_to_install(tmp_path: Path) -> None:
     hide = "import sys; sys.modules['uvicorn'] = None; from turnout.cli import main; sys.exit(main(['serve']))"
-    done = subprocess.run([sys.executable, "-c", hide], env=clean_env(), cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", hide], env=clean_env(), cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2
-    assert done.stderr == ("turnout: `turnout serve` needs the serve extra, which is not installed (no uvicorn): "
-                           "pip install 'turnout[serve]'\n")
+    assert done.stderr == (
+        "turnout: `turnout serve` needs the serve extra, which is not installed (no uvicorn): "
+        "pip install 'turnout[serve]'\n"
+    )

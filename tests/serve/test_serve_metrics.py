@@ -11,9 +11,9 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.support.loopback import Fault, OpenAIServer
 from tests.cli.test_cli import backend, backends
 from tests.serve.test_serve import MESSAGES, SERVE_KEY, Served, closed_port
+from tests.support.loopback import Fault, OpenAIServer
 
 parser = pytest.importorskip("prometheus_client.parser")
 pytest.importorskip("uvicorn", reason="turnout serve needs the serve extra: pip install -e '.[serve]'")
@@ -21,7 +21,9 @@ pytest.importorskip("uvicorn", reason="turnout serve needs the serve extra: pip 
 AUTH = {"Authorization": f"Bearer {SERVE_KEY}"}
 
 
-def scrape(server: Served, headers: dict[str, str] | None = None) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+def scrape(
+    server: Served, headers: dict[str, str] | None = None
+) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
     """Each sample's value by name and labels."""
     answer = httpx2.get(f"{server.url}/metrics", headers=headers if headers is not None else AUTH, timeout=10)
     assert answer.status_code == 200, answer.text
@@ -43,8 +45,12 @@ def value(samples: dict[str, Any], name: str, **labels: str) -> float:
 
 
 def chat(server: Served, model: str = "test-model", **extra: Any) -> httpx2.Response:
-    return httpx2.post(f"{server.url}/v1/chat/completions", headers=AUTH, timeout=10,
-                       json={"model": model, "messages": MESSAGES, **extra})
+    return httpx2.post(
+        f"{server.url}/v1/chat/completions",
+        headers=AUTH,
+        timeout=10,
+        json={"model": model, "messages": MESSAGES, **extra},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +63,11 @@ def serving(tmp_path_factory: pytest.TempPathFactory, good: OpenAIServer, *args:
     config = backends(
         ("dead", backend("dead", f"http://127.0.0.1:{closed_port()}/v1", provider="openai_compat")),
         ("good", backend("good", good.base_url, provider="openai_compat", price="1,2")),
-        TURNOUT_MAX_RETRIES="0", TURNOUT_COOLDOWN="0", TURNOUT_SERVE_API_KEYS=SERVE_KEY, **env)
+        TURNOUT_MAX_RETRIES="0",
+        TURNOUT_COOLDOWN="0",
+        TURNOUT_SERVE_API_KEYS=SERVE_KEY,
+        **env,
+    )
     return Served(config, tmp_path_factory.mktemp("serve"), *args)
 
 
@@ -109,8 +119,14 @@ def test_a_failover_is_counted_with_its_tokens_cost_and_times(one: Served) -> No
 def test_label_values_stay_bounded_under_random_model_names(one: Served) -> None:
     names = ["".join(random.choices(string.ascii_lowercase, k=12)) for _ in range(1000)]
     with httpx2.Client(headers=AUTH, timeout=10) as http, ThreadPoolExecutor(max_workers=4) as pool:
-        statuses = list(pool.map(lambda name: http.post(f"{one.url}/v1/chat/completions", json={
-            "model": name, "messages": MESSAGES}).status_code, names))
+        statuses = list(
+            pool.map(
+                lambda name: (
+                    http.post(f"{one.url}/v1/chat/completions", json={"model": name, "messages": MESSAGES}).status_code
+                ),
+                names,
+            )
+        )
     assert all(status >= 400 for status in statuses)  # no backend serves them...
     samples = scrape(one)
     models = {dict(key).get("model") for key in samples["turnout_requests_total"]}
@@ -128,8 +144,9 @@ def test_with_two_workers_a_scrape_sums_every_worker(tmp_path_factory, good) -> 
         assert served.stop() == 0, served.log
 
 
-async def test_with_redis_state_the_gauges_read_what_every_router_did(clients, make_openai_server,
-                                                                      redis_server) -> None:
+async def test_with_redis_state_the_gauges_read_what_every_router_did(
+    clients, make_openai_server, redis_server
+) -> None:
     from tests.router.test_router import backend as routed_backend
     from tests.router.test_router import chat as routed_chat
     from turnout.state import RedisState
@@ -138,8 +155,14 @@ async def test_with_redis_state_the_gauges_read_what_every_router_did(clients, m
     primary, backup = make_openai_server(), make_openai_server()
     primary.fail(Fault(status=500))
     knobs = dict(max_retries=0, allowed_fails=1, cooldown=60, rpm=100)
-    failing, scraped = (clients(routed_backend(primary, "primary", **knobs), routed_backend(backup, "backup"),
-                                state=RedisState(redis_server.url, timeout=5)) for _ in range(2))
+    failing, scraped = (
+        clients(
+            routed_backend(primary, "primary", **knobs),
+            routed_backend(backup, "backup"),
+            state=RedisState(redis_server.url, timeout=5),
+        )
+        for _ in range(2)
+    )
     telemetry = instrument(scraped.router, prometheus=True)
     assert telemetry is not None and telemetry.prom is not None
     await routed_chat(failing)  # another router (process) opens the primary's breaker
@@ -147,4 +170,3 @@ async def test_with_redis_state_the_gauges_read_what_every_router_did(clients, m
     assert value(samples, "turnout_breaker_open", backend="primary") == 1
     assert value(samples, "turnout_breaker_open", backend="backup") == 0
     assert value(samples, "turnout_rate_limit_remaining", backend="primary", limit="rpm") == 99  # the one request
-

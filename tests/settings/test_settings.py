@@ -52,20 +52,45 @@ def one(**overrides: object) -> ResolvedBackend:
 
 # -- router-wide variables ---------------------------------------------------
 
+
 def test_router_wide_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     env(monkeypatch, TURNOUT_BACKENDS="vllm")
     s = TurnoutSettings()
-    assert (s.max_retries, s.backoff_base, s.backoff_max, s.timeout, s.allowed_fails, s.cooldown) == (2, 2.0, 30.0, 60.0, 3, 30.0)
+    assert (s.max_retries, s.backoff_base, s.backoff_max, s.timeout, s.allowed_fails, s.cooldown) == (
+        2,
+        2.0,
+        30.0,
+        60.0,
+        3,
+        30.0,
+    )
     assert (s.deadline, s.retry_budget, s.retry_budget_min) == (None, 0.2, 10)
     assert s.origin("max_retries") == Origin("default")
 
 
 def test_every_router_wide_variable_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
-    env(monkeypatch, TURNOUT_BACKENDS="vllm", TURNOUT_MAX_RETRIES="5", TURNOUT_BACKOFF_BASE="1.5",
-        TURNOUT_BACKOFF_MAX="9", TURNOUT_TIMEOUT="12.5", TURNOUT_ALLOWED_FAILS="4", TURNOUT_COOLDOWN="7",
-        TURNOUT_DEADLINE="40", TURNOUT_RETRY_BUDGET="0.5", TURNOUT_RETRY_BUDGET_MIN="3")
+    env(
+        monkeypatch,
+        TURNOUT_BACKENDS="vllm",
+        TURNOUT_MAX_RETRIES="5",
+        TURNOUT_BACKOFF_BASE="1.5",
+        TURNOUT_BACKOFF_MAX="9",
+        TURNOUT_TIMEOUT="12.5",
+        TURNOUT_ALLOWED_FAILS="4",
+        TURNOUT_COOLDOWN="7",
+        TURNOUT_DEADLINE="40",
+        TURNOUT_RETRY_BUDGET="0.5",
+        TURNOUT_RETRY_BUDGET_MIN="3",
+    )
     s = TurnoutSettings()
-    assert (s.max_retries, s.backoff_base, s.backoff_max, s.timeout, s.allowed_fails, s.cooldown) == (5, 1.5, 9.0, 12.5, 4, 7.0)
+    assert (s.max_retries, s.backoff_base, s.backoff_max, s.timeout, s.allowed_fails, s.cooldown) == (
+        5,
+        1.5,
+        9.0,
+        12.5,
+        4,
+        7.0,
+    )
     assert (s.deadline, s.retry_budget, s.retry_budget_min) == (40.0, 0.5, 3)
     assert s.origin("deadline") == Origin("environment", "TURNOUT_DEADLINE")
     backend = one()
@@ -81,8 +106,10 @@ def test_empty_variables_count_as_unset(monkeypatch: pytest.MonkeyPatch) -> None
 
 # -- per-backend variables ---------------------------------------------------
 
+
 def test_every_backend_field_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
-    env(monkeypatch,
+    env(
+        monkeypatch,
         TURNOUT_BACKENDS="primary",
         TURNOUT_BACKEND__PRIMARY__PROVIDER="vllm",
         TURNOUT_BACKEND__PRIMARY__BASE_URL="http://10.0.0.5:8000/v1",
@@ -104,49 +131,76 @@ def test_every_backend_field_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
         TURNOUT_BACKEND__PRIMARY__RPM="500",
         TURNOUT_BACKEND__PRIMARY__TPM="30000",
         TURNOUT_BACKEND__PRIMARY__PROXY="http://proxy.internal:3128",
-        TURNOUT_BACKEND__PRIMARY__PRICE="big=0.9/0.9;*=0.1/0.2/0.05")
+        TURNOUT_BACKEND__PRIMARY__PRICE="big=0.9/0.9;*=0.1/0.2/0.05",
+    )
     b = one()
     assert b.name == "primary" and b.provider.value == "vllm" and b.preset is get_preset("vllm")
     assert b.base_url.value == "http://10.0.0.5:8000/v1"
     assert b.api_key.value is not None and b.api_key.value.get_secret_value() == "primary-secret-0123456789"
     assert b.models.value == {"fast": "meta-llama/Llama-3.1-8B-Instruct", "big": "meta-llama/Llama-3.1-70B-Instruct"}
-    assert (b.priority.value, b.weight.value, b.max_retries.value, b.backoff_base.value, b.backoff_max.value) == (3, 2.5, 4, 3.0, 11.0)
-    assert (b.timeout.value, b.first_token_timeout.value, b.allowed_fails.value, b.cooldown.value) == (5.0, 2.5, 6, 45.0)
+    assert (b.priority.value, b.weight.value, b.max_retries.value, b.backoff_base.value, b.backoff_max.value) == (
+        3,
+        2.5,
+        4,
+        3.0,
+        11.0,
+    )
+    assert (b.timeout.value, b.first_token_timeout.value, b.allowed_fails.value, b.cooldown.value) == (
+        5.0,
+        2.5,
+        6,
+        45.0,
+    )
     assert (b.rpm.value, b.tpm.value, b.proxy.value) == (500, 30000, "http://proxy.internal:3128")
     assert b.price.value == {"big": (0.9, 0.9), "*": (0.1, 0.2, 0.05)}
     assert (b.auth.value, b.api_version.value) == ("key", "2024-10-21")
-    assert b.headers.value is not None and {k: v.get_secret_value() for k, v in b.headers.value.items()} == {"X-Title": "my app"}
-    assert b.capabilities.value == get_preset("vllm").capabilities.replace(vision=False, audio_transcription=False, tools=True)
+    assert b.headers.value is not None and {k: v.get_secret_value() for k, v in b.headers.value.items()} == {
+        "X-Title": "my app"
+    }
+    assert b.capabilities.value == get_preset("vllm").capabilities.replace(
+        vision=False, audio_transcription=False, tools=True
+    )
     for field, resolved in b.fields().items():
         assert resolved.origin == Origin("environment", f"TURNOUT_BACKEND__PRIMARY__{field.upper()}"), field
 
 
 def test_api_key_env_reads_the_key_from_the_named_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    env(monkeypatch, TURNOUT_BACKENDS="backup", TURNOUT_BACKEND__BACKUP__PROVIDER="openrouter",
-        TURNOUT_BACKEND__BACKUP__API_KEY_ENV="MY_OR_KEY", MY_OR_KEY="or-secret-0123456789abcdef")
+    env(
+        monkeypatch,
+        TURNOUT_BACKENDS="backup",
+        TURNOUT_BACKEND__BACKUP__PROVIDER="openrouter",
+        TURNOUT_BACKEND__BACKUP__API_KEY_ENV="MY_OR_KEY",
+        MY_OR_KEY="or-secret-0123456789abcdef",
+    )
     b = one()
     assert b.api_key.value is not None and b.api_key.value.get_secret_value() == "or-secret-0123456789abcdef"
     assert b.api_key.origin == Origin("environment", "MY_OR_KEY")
     assert b.base_url.value == get_preset("openrouter").base_url and b.base_url.origin == Origin("preset", "openrouter")
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("llama3.1:8b", {"llama3.1:8b": "llama3.1:8b"}),
-    ("fast=llama3.1:8b, big = llama3.1:70b", {"fast": "llama3.1:8b", "big": "llama3.1:70b"}),
-    ("fast=a,b", {"fast": "a", "b": "b"}),
-    ('{"fast": "org/model=v2"}', {"fast": "org/model=v2"}),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("llama3.1:8b", {"llama3.1:8b": "llama3.1:8b"}),
+        ("fast=llama3.1:8b, big = llama3.1:70b", {"fast": "llama3.1:8b", "big": "llama3.1:70b"}),
+        ("fast=a,b", {"fast": "a", "b": "b"}),
+        ('{"fast": "org/model=v2"}', {"fast": "org/model=v2"}),
+    ],
+)
 def test_models_forms(monkeypatch: pytest.MonkeyPatch, text: str, expected: dict[str, str]) -> None:
     env(monkeypatch, TURNOUT_BACKENDS="vllm", TURNOUT_BACKEND__VLLM__MODELS=text)
     assert one().models.value == expected
 
 
-@pytest.mark.parametrize(("text", "changes"), [
-    ("vision=false,tools=true", {"vision": False, "tools": True}),
-    ("embeddings", {"embeddings": True}),
-    ("VISION=No, json_schema=1", {"vision": False, "json_schema": True}),
-    ('{"vision": false, "embeddings": true}', {"vision": False, "embeddings": True}),
-])
+@pytest.mark.parametrize(
+    ("text", "changes"),
+    [
+        ("vision=false,tools=true", {"vision": False, "tools": True}),
+        ("embeddings", {"embeddings": True}),
+        ("VISION=No, json_schema=1", {"vision": False, "json_schema": True}),
+        ('{"vision": false, "embeddings": true}', {"vision": False, "embeddings": True}),
+    ],
+)
 def test_capabilities_forms(monkeypatch: pytest.MonkeyPatch, text: str, changes: dict[str, bool]) -> None:
     env(monkeypatch, TURNOUT_BACKENDS="tgi", TURNOUT_BACKEND__TGI__CAPABILITIES=text.replace("VISION", "vision"))
     assert one().capabilities.value == get_preset("tgi").capabilities.replace(**changes)
@@ -160,8 +214,12 @@ def test_without_overrides_a_backend_has_its_presets_capabilities(monkeypatch: p
 
 
 def test_backend_names_are_case_blind(monkeypatch: pytest.MonkeyPatch) -> None:
-    env(monkeypatch, TURNOUT_BACKENDS="Primary, GPU-Box", TURNOUT_BACKEND__PRIMARY__PROVIDER="vllm",
-        TURNOUT_BACKEND__GPU_BOX__PROVIDER="llamacpp")
+    env(
+        monkeypatch,
+        TURNOUT_BACKENDS="Primary, GPU-Box",
+        TURNOUT_BACKEND__PRIMARY__PROVIDER="vllm",
+        TURNOUT_BACKEND__GPU_BOX__PROVIDER="llamacpp",
+    )
     got = backends(backend={"PRIMARY": {"timeout": 9}})
     assert [(b.name, b.provider.value) for b in got] == [("primary", "vllm"), ("gpu_box", "llamacpp")]
     assert got[0].timeout.value == 9 and got[0].timeout.origin.kind == "code"
@@ -174,10 +232,14 @@ def test_a_preset_alias_is_a_backend_name(monkeypatch: pytest.MonkeyPatch) -> No
 
 # -- TURNOUT_BACKENDS as JSON --------------------------------------------------
 
+
 def test_backends_as_a_json_list_of_objects(monkeypatch: pytest.MonkeyPatch) -> None:
-    env(monkeypatch, TURNOUT_BACKENDS='["groq", {"name": "box", "provider": "vllm", "base_url": "http://box:8000/v1",'
-                                      ' "models": {"fast": "llama"}, "max_retries": 0, "capabilities": "vision=false"}]',
-        GROQ_API_KEY=GROQ_KEY)
+    env(
+        monkeypatch,
+        TURNOUT_BACKENDS='["groq", {"name": "box", "provider": "vllm", "base_url": "http://box:8000/v1",'
+        ' "models": {"fast": "llama"}, "max_retries": 0, "capabilities": "vision=false"}]',
+        GROQ_API_KEY=GROQ_KEY,
+    )
     groq, box = backends()
     assert groq.name == "groq" and groq.api_key.origin == Origin("environment", "GROQ_API_KEY")
     assert (box.name, box.provider.value, box.base_url.value) == ("box", "vllm", "http://box:8000/v1")
@@ -187,8 +249,11 @@ def test_backends_as_a_json_list_of_objects(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_a_per_field_variable_wins_over_the_json_object(monkeypatch: pytest.MonkeyPatch) -> None:
-    env(monkeypatch, TURNOUT_BACKENDS='[{"name": "box", "provider": "vllm", "timeout": 5, "cooldown": 1}]',
-        TURNOUT_BACKEND__BOX__TIMEOUT="8")
+    env(
+        monkeypatch,
+        TURNOUT_BACKENDS='[{"name": "box", "provider": "vllm", "timeout": 5, "cooldown": 1}]',
+        TURNOUT_BACKEND__BOX__TIMEOUT="8",
+    )
     box = one()
     assert box.timeout.value == 8 and box.timeout.origin == Origin("environment", "TURNOUT_BACKEND__BOX__TIMEOUT")
     assert box.cooldown.value == 1 and box.cooldown.origin == Origin("environment", "TURNOUT_BACKENDS[0].cooldown")
@@ -202,7 +267,10 @@ def test_backends_in_code_as_a_list(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # -- precedence: keyword > environment > .env -----------------------------------
 
-def test_environment_wins_over_dotenv_and_keywords_win_over_both(monkeypatch: pytest.MonkeyPatch, isolated: Path) -> None:
+
+def test_environment_wins_over_dotenv_and_keywords_win_over_both(
+    monkeypatch: pytest.MonkeyPatch, isolated: Path
+) -> None:
     path = dotenv(isolated, "TURNOUT_BACKENDS=vllm\nTURNOUT_MAX_RETRIES=1\nTURNOUT_COOLDOWN=11\nTURNOUT_TIMEOUT=3\n")
     env(monkeypatch, TURNOUT_MAX_RETRIES="4", TURNOUT_TIMEOUT="6")
     s = TurnoutSettings(timeout=9)
@@ -214,12 +282,19 @@ def test_environment_wins_over_dotenv_and_keywords_win_over_both(monkeypatch: py
 
 
 def test_layers_merge_field_by_field_within_a_backend(monkeypatch: pytest.MonkeyPatch, isolated: Path) -> None:
-    dotenv(isolated, "TURNOUT_BACKENDS=box\nTURNOUT_BACKEND__BOX__PROVIDER=vllm\nTURNOUT_BACKEND__BOX__TIMEOUT=3\n"
-                     "TURNOUT_BACKEND__BOX__COOLDOWN=4\n")
+    dotenv(
+        isolated,
+        "TURNOUT_BACKENDS=box\nTURNOUT_BACKEND__BOX__PROVIDER=vllm\nTURNOUT_BACKEND__BOX__TIMEOUT=3\n"
+        "TURNOUT_BACKEND__BOX__COOLDOWN=4\n",
+    )
     env(monkeypatch, TURNOUT_BACKEND__BOX__TIMEOUT="5", TURNOUT_BACKEND__BOX__WEIGHT="2")
     box = one(backend={"box": {"weight": 7}})
     assert (box.provider.value, box.timeout.value, box.cooldown.value, box.weight.value) == ("vllm", 5, 4, 7)
-    assert [box.provider.origin.kind, box.timeout.origin.kind, box.weight.origin.kind] == ["dotenv", "environment", "code"]
+    assert [box.provider.origin.kind, box.timeout.origin.kind, box.weight.origin.kind] == [
+        "dotenv",
+        "environment",
+        "code",
+    ]
 
 
 def test_provider_variables_are_read_from_dotenv_too(monkeypatch: pytest.MonkeyPatch, isolated: Path) -> None:
@@ -232,8 +307,11 @@ def test_provider_variables_are_read_from_dotenv_too(monkeypatch: pytest.MonkeyP
 
 
 def test_unrelated_dotenv_lines_are_ignored(isolated: Path) -> None:
-    dotenv(isolated, "# my app\nDATABASE_URL=postgres://u:p@db/x\nexport DEBUG=1\nSOME__NESTED__THING=x\n"
-                     "weird line without equals\nTURNOUT_BACKENDS=vllm\nAPP_MAX_RETRIES=-5\n")
+    dotenv(
+        isolated,
+        "# my app\nDATABASE_URL=postgres://u:p@db/x\nexport DEBUG=1\nSOME__NESTED__THING=x\n"
+        "weird line without equals\nTURNOUT_BACKENDS=vllm\nAPP_MAX_RETRIES=-5\n",
+    )
     assert [b.name for b in backends()] == ["vllm"]
 
 
@@ -254,6 +332,7 @@ def test_env_file_none_reads_no_file(isolated: Path) -> None:
 
 # -- discovery -------------------------------------------------------------------
 
+
 def test_zero_config_one_openai_key_is_one_openai_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     env(monkeypatch, OPENAI_API_KEY=OPENAI_KEY)
     b = one()
@@ -268,8 +347,13 @@ def test_openai_base_url_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_discovery_follows_the_documented_order(monkeypatch: pytest.MonkeyPatch) -> None:
-    env(monkeypatch, OLLAMA_HOST="http://gpu-box:11434", MISTRAL_API_KEY="mistral-secret-0123456789",
-        GROQ_API_KEY=GROQ_KEY, OPENAI_API_KEY=OPENAI_KEY)
+    env(
+        monkeypatch,
+        OLLAMA_HOST="http://gpu-box:11434",
+        MISTRAL_API_KEY="mistral-secret-0123456789",
+        GROQ_API_KEY=GROQ_KEY,
+        OPENAI_API_KEY=OPENAI_KEY,
+    )
     got = backends()
     assert [b.name for b in got] == ["openai", "groq", "mistral", "ollama"]
     assert got[-1].base_url.value == "http://gpu-box:11434"
@@ -278,8 +362,12 @@ def test_discovery_follows_the_documented_order(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_general_purpose_tokens_do_not_make_backends(monkeypatch: pytest.MonkeyPatch) -> None:
-    env(monkeypatch, GITHUB_TOKEN="ghp-secret-0123456789abcdef", HF_TOKEN="hf-secret-0123456789abcdef",
-        GOOGLE_API_KEY="google-secret-0123456789")
+    env(
+        monkeypatch,
+        GITHUB_TOKEN="ghp-secret-0123456789abcdef",
+        HF_TOKEN="hf-secret-0123456789abcdef",
+        GOOGLE_API_KEY="google-secret-0123456789",
+    )
     with pytest.raises(ConfigError, match="no backend configured"):
         backends()
 
@@ -299,11 +387,15 @@ def test_discovery_applies_backend_sections(monkeypatch: pytest.MonkeyPatch) -> 
     assert one().models.value == {"fast": "llama-3.1-8b-instant"}
 
 
-def test_a_section_for_an_unselected_backend_is_reported(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_section_for_an_unselected_backend_is_reported(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     env(monkeypatch, TURNOUT_BACKENDS="vllm", TURNOUT_BACKEND__VLM__TIMEOUT="3")
     config = resolve(TurnoutSettings())
-    assert config.notes == ("TURNOUT_BACKEND__VLM__TIMEOUT configures backend 'vlm', which TURNOUT_BACKENDS does not list "
-                            "(vllm): ignored; did you mean VLLM?",)
+    assert config.notes == (
+        "TURNOUT_BACKEND__VLM__TIMEOUT configures backend 'vlm', which TURNOUT_BACKENDS does not list "
+        "(vllm): ignored; did you mean VLLM?",
+    )
     assert "TURNOUT_BACKEND__VLM__TIMEOUT" in caplog.text
 
 
@@ -315,18 +407,36 @@ def test_local_presets_need_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # -- provenance for turnout config -------------------------------------------------
 
+
 def test_describe_shows_every_value_with_its_source(monkeypatch: pytest.MonkeyPatch, isolated: Path) -> None:
     path = dotenv(isolated, f"GROQ_API_KEY={GROQ_KEY}\nTURNOUT_COOLDOWN=12\n")
-    env(monkeypatch, TURNOUT_BACKENDS="groq,box", TURNOUT_BACKEND__BOX__PROVIDER="vllm", TURNOUT_BACKEND__GROQ__MAX_RETRIES="5")
+    env(
+        monkeypatch,
+        TURNOUT_BACKENDS="groq,box",
+        TURNOUT_BACKEND__BOX__PROVIDER="vllm",
+        TURNOUT_BACKEND__GROQ__MAX_RETRIES="5",
+    )
     described = resolve(TurnoutSettings(deadline=20)).describe()
     groq = described["backends"][0]["fields"]
-    assert groq["api_key"] == {"value": "gsk…cdef", "source": {"kind": "dotenv", "variable": "GROQ_API_KEY",
-                                                                "file": str(path.resolve()), "text": f"GROQ_API_KEY in {path.resolve()}"}}
-    assert groq["max_retries"]["value"] == 5 and groq["max_retries"]["source"]["text"] == "environment TURNOUT_BACKEND__GROQ__MAX_RETRIES"
+    assert groq["api_key"] == {
+        "value": "gsk…cdef",
+        "source": {
+            "kind": "dotenv",
+            "variable": "GROQ_API_KEY",
+            "file": str(path.resolve()),
+            "text": f"GROQ_API_KEY in {path.resolve()}",
+        },
+    }
+    assert (
+        groq["max_retries"]["value"] == 5
+        and groq["max_retries"]["source"]["text"] == "environment TURNOUT_BACKEND__GROQ__MAX_RETRIES"
+    )
     assert groq["cooldown"]["source"]["kind"] == "dotenv" and groq["timeout"]["source"]["text"] == "default"
     assert groq["base_url"]["source"]["text"] == "preset groq" and groq["provider"]["source"]["text"] == "preset groq"
-    assert described["deadline"] == {"value": 20.0, "source": {"kind": "code", "variable": "deadline", "file": None,
-                                                               "text": "keyword argument deadline"}}
+    assert described["deadline"] == {
+        "value": 20.0,
+        "source": {"kind": "code", "variable": "deadline", "file": None, "text": "keyword argument deadline"},
+    }
     box = described["backends"][1]
     assert box["fields"]["api_key"]["value"] is None and box["protocol"] == "openai"
     assert "vision" in box["fields"]["capabilities"]["value"]
@@ -336,20 +446,24 @@ def test_describe_without_strict_shows_a_missing_key(monkeypatch: pytest.MonkeyP
     env(monkeypatch, TURNOUT_BACKENDS="groq,vllm")
     config = resolve(TurnoutSettings(), strict=False)
     groq = config.describe()["backends"][0]
-    assert groq["fields"]["api_key"] == {"value": None, "source": {"kind": "missing", "variable": "GROQ_API_KEY",
-                                                                  "file": None, "text": "missing (set GROQ_API_KEY)"}}
+    assert groq["fields"]["api_key"] == {
+        "value": None,
+        "source": {"kind": "missing", "variable": "GROQ_API_KEY", "file": None, "text": "missing (set GROQ_API_KEY)"},
+    }
     assert groq["problems"] and "GROQ_API_KEY" in groq["problems"][0]
     assert config.backends[1].problems == ()
     with pytest.raises(ConfigError, match="GROQ_API_KEY"):
         config.check()
 
 
-
 def test_settings_built_in_code_take_backend_settings_objects() -> None:
     from turnout.settings import BackendSettings
 
-    settings = TurnoutSettings(_env_file=None, backends=["Box"], backend={
-        "BOX": BackendSettings(provider="vllm", api_key="box-secret-0123456789abcdef", models="fast=x")})
+    settings = TurnoutSettings(
+        _env_file=None,
+        backends=["Box"],
+        backend={"BOX": BackendSettings(provider="vllm", api_key="box-secret-0123456789abcdef", models="fast=x")},
+    )
     b = one_of(settings)
     assert (b.name, b.provider.value, b.models.value) == ("box", "vllm", {"fast": "x"})
     assert b.api_key.origin == Origin("code", "backend.box.api_key")

@@ -28,8 +28,9 @@ class Worker:
         self.commands, self.replies = SPAWN.Queue(), SPAWN.Queue()
         self.stop = SPAWN.Event()
         self.logs: list[str] = []
-        self.proc = SPAWN.Process(target=state_workers.main, args=(spec, self.commands, self.replies, self.stop),
-                                  daemon=True)
+        self.proc = SPAWN.Process(
+            target=state_workers.main, args=(spec, self.commands, self.replies, self.stop), daemon=True
+        )
 
     def ask(self, *command: Any) -> Any:
         self.commands.put(command)
@@ -70,10 +71,19 @@ def workers() -> Iterator:
     """``workers(n, redis_url, backends)``: n worker processes, started and ready; all stopped afterwards."""
     made: list[Worker] = []
 
-    def start(n: int, redis_url: str, backends: list[tuple[str, OpenAIServer, dict[str, Any]]],
-              prefix: str | None = None, **router: Any) -> list[Worker]:
-        spec = {"redis": redis_url, "prefix": prefix or f"test-{uuid.uuid4().hex[:8]}", "router": router,
-                "backends": [(name, server.base_url, knobs) for name, server, knobs in backends]}
+    def start(
+        n: int,
+        redis_url: str,
+        backends: list[tuple[str, OpenAIServer, dict[str, Any]]],
+        prefix: str | None = None,
+        **router: Any,
+    ) -> list[Worker]:
+        spec = {
+            "redis": redis_url,
+            "prefix": prefix or f"test-{uuid.uuid4().hex[:8]}",
+            "router": router,
+            "backends": [(name, server.base_url, knobs) for name, server, knobs in backends],
+        }
         batch = [Worker(spec) for _ in range(n)]
         made.extend(batch)
         for worker in batch:
@@ -106,7 +116,8 @@ def test_one_processes_429_with_retry_after_cools_the_backend_in_all(workers, ma
 
 
 def test_an_rpm_limit_holds_across_four_processes_sending_as_fast_as_they_can(
-        workers, make_openai_server, redis_server) -> None:
+    workers, make_openai_server, redis_server
+) -> None:
     primary, backup = make_openai_server(), make_openai_server()
     group = workers(4, redis_server.url, [("primary", primary, {"rpm": 60}), ("backup", backup, {})])
     start_at = time.time() + 0.5
@@ -122,7 +133,8 @@ def test_an_rpm_limit_holds_across_four_processes_sending_as_fast_as_they_can(
 
 
 def test_redis_killed_mid_run_requests_keep_being_served_and_sharing_resumes_when_it_returns(
-        workers, make_openai_server, make_redis_server) -> None:
+    workers, make_openai_server, make_redis_server
+) -> None:
     redis = make_redis_server()
     primary, backup = make_openai_server(), make_openai_server()
     group = workers(2, redis.url, [("primary", primary, {"backoff_max": 5, "max_retries": 0}), ("backup", backup, {})])
@@ -141,8 +153,9 @@ def test_redis_killed_mid_run_requests_keep_being_served_and_sharing_resumes_whe
         worker.stop.set()
     results = [worker.answer("loop") for worker in group]
     assert [r["errors"] for r in results] == [[], []], "no request failed, Redis or not"
-    assert len(primary.chat_requests()) - seen_before <= 2, \
+    assert len(primary.chat_requests()) - seen_before <= 2, (
         "after the 429 one process saw, the other skipped the backend too (one request may have been on its way)"
+    )
     for worker in group:
         lost = [m for m in worker.read_logs() if "unreachable" in m]
         assert len(lost) == 1, worker.logs

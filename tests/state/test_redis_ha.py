@@ -31,16 +31,20 @@ async def flowing(client: Any, count: int, midway: Any) -> list[str]:
     return served
 
 
-async def test_two_routers_share_an_rpm_limit_through_sentinel(clients, make_openai_server,
-                                                               sentinel_group: SentinelGroup) -> None:
+async def test_two_routers_share_an_rpm_limit_through_sentinel(
+    clients, make_openai_server, sentinel_group: SentinelGroup
+) -> None:
     primary, backup = make_openai_server(), make_openai_server()
-    a, b = (clients(backend(primary, "primary", rpm=3), backend(backup, "backup"),
-                    state=RedisState(sentinel_group.url)) for _ in range(2))
+    a, b = (
+        clients(backend(primary, "primary", rpm=3), backend(backup, "backup"), state=RedisState(sentinel_group.url))
+        for _ in range(2)
+    )
     assert [served_by(await chat(c)) for c in (a, b, a, b)] == ["primary"] * 3 + ["backup"]
 
 
-async def test_a_sentinel_failover_mid_run_loses_no_request(clients, make_openai_server, caplog,
-                                                            sentinel_group: SentinelGroup) -> None:
+async def test_a_sentinel_failover_mid_run_loses_no_request(
+    clients, make_openai_server, caplog, sentinel_group: SentinelGroup
+) -> None:
     primary, backup = make_openai_server(), make_openai_server()
     state = RedisState(sentinel_group.url)
     client = clients(backend(primary, "primary", rpm=10_000), backend(backup, "backup"), state=state)
@@ -62,16 +66,19 @@ async def test_a_sentinel_failover_mid_run_loses_no_request(clients, make_openai
 
 async def test_a_cluster_holds_every_step_and_stored_value(clients, make_openai_server, cluster: Cluster) -> None:
     primary, backup = make_openai_server(), make_openai_server()
-    a, b = (clients(backend(primary, "primary", rpm=3), backend(backup, "backup"), state=RedisState(cluster.url))
-            for _ in range(2))
+    a, b = (
+        clients(backend(primary, "primary", rpm=3), backend(backup, "backup"), state=RedisState(cluster.url))
+        for _ in range(2)
+    )
     assert [served_by(await chat(c)) for c in (a, b, a, b)] == ["primary"] * 3 + ["backup"]
     await a.router.state.put("response:r1", {"backend": "primary"}, 60)
     assert await b.router.state.get("response:r1") == {"backend": "primary"}
     assert not a.router.state.down and not b.router.state.down
 
 
-async def test_a_cluster_failover_mid_run_loses_no_request(clients, make_openai_server, caplog,
-                                                           cluster: Cluster) -> None:
+async def test_a_cluster_failover_mid_run_loses_no_request(
+    clients, make_openai_server, caplog, cluster: Cluster
+) -> None:
     primary, backup = make_openai_server(), make_openai_server()
     state = RedisState(cluster.url)
     client = clients(backend(primary, "primary", rpm=10_000), backend(backup, "backup"), state=state)

@@ -14,8 +14,8 @@ from typing import Any
 import openai
 import pytest
 
-from tests.support.loopback import Fault, OpenAIServer
 from tests.router.test_router import MSG, backend, chat
+from tests.support.loopback import Fault, OpenAIServer
 from turnout import served_by
 from turnout.adapters import OpenAICompatAdapter
 from turnout.router import Backend
@@ -23,12 +23,15 @@ from turnout.state import MemoryState, RedisState
 
 
 async def test_failures_are_counted_across_routers_and_the_cooldown_is_seen_by_all(
-        clients, make_openai_server, redis_server) -> None:
+    clients, make_openai_server, redis_server
+) -> None:
     primary, backup = make_openai_server(), make_openai_server()
     primary.fail(Fault(status=500))
     knobs = dict(max_retries=0, allowed_fails=3, cooldown=60)
-    a, b = (clients(backend(primary, "primary", **knobs), backend(backup, "backup"), state=RedisState(redis_server.url))
-            for _ in range(2))
+    a, b = (
+        clients(backend(primary, "primary", **knobs), backend(backup, "backup"), state=RedisState(redis_server.url))
+        for _ in range(2)
+    )
     for client in (a, b, a, b, a, b):
         assert served_by(await chat(client)) == "backup"
     assert len(primary.chat_requests()) == 3, "the third failure, whoever saw it, opened the breaker for both"
@@ -37,18 +40,23 @@ async def test_failures_are_counted_across_routers_and_the_cooldown_is_seen_by_a
     assert seen["shared"] is True
 
     primary.requests.clear()  # the control: each router alone needs its own three failures
-    c, d = (clients(backend(primary, "primary", **knobs), backend(backup, "backup"), state=MemoryState()) for _ in range(2))
+    c, d = (
+        clients(backend(primary, "primary", **knobs), backend(backup, "backup"), state=MemoryState()) for _ in range(2)
+    )
     for client in (c, d, c, d, c, d):
         await chat(client)
     assert len(primary.chat_requests()) == 6
 
 
 async def test_a_half_open_backend_is_probed_by_one_request_while_the_others_skip_it(
-        clients, make_openai_server, redis_server) -> None:
+    clients, make_openai_server, redis_server
+) -> None:
     primary, backup = make_openai_server(), make_openai_server()
     knobs = dict(max_retries=0, allowed_fails=1, cooldown=0.3)
-    a, b = (clients(backend(primary, "primary", **knobs), backend(backup, "backup"), state=RedisState(redis_server.url))
-            for _ in range(2))
+    a, b = (
+        clients(backend(primary, "primary", **knobs), backend(backup, "backup"), state=RedisState(redis_server.url))
+        for _ in range(2)
+    )
     primary.fail(Fault(status=500), times=1)
     assert served_by(await chat(a)) == "backup"  # opens the breaker
     await asyncio.sleep(0.4)  # the cooldown ends: half-open
@@ -64,8 +72,10 @@ async def test_a_half_open_backend_is_probed_by_one_request_while_the_others_ski
 
 async def test_an_rpm_limit_is_one_count_for_every_router(clients, make_openai_server, redis_server) -> None:
     primary, backup = make_openai_server(), make_openai_server()
-    a, b = (clients(backend(primary, "primary", rpm=5), backend(backup, "backup"), state=RedisState(redis_server.url))
-            for _ in range(2))
+    a, b = (
+        clients(backend(primary, "primary", rpm=5), backend(backup, "backup"), state=RedisState(redis_server.url))
+        for _ in range(2)
+    )
     served = [served_by(await chat(client)) for client in (a, b) * 5]
     assert served == ["primary"] * 5 + ["backup"] * 5
     assert len(primary.chat_requests()) == 5
@@ -75,7 +85,8 @@ async def test_an_rpm_limit_is_one_count_for_every_router(clients, make_openai_s
 
 @pytest.mark.parametrize("store", ["memory", "redis"])
 async def test_tokens_are_estimated_before_and_corrected_from_the_answers_usage(
-        clients, make_openai_server, request, store: str) -> None:
+    clients, make_openai_server, request, store: str
+) -> None:
     primary, backup = make_openai_server(), make_openai_server()
     state = MemoryState() if store == "memory" else RedisState(request.getfixturevalue("redis_server").url)
     client = clients(backend(primary, "primary", tpm=200), backend(backup, "backup"), state=state)
@@ -102,8 +113,10 @@ async def test_a_long_retry_after_cools_the_backend_for_every_router(clients, ma
     primary, backup = make_openai_server(), make_openai_server()
     primary.fail(Fault(status=429, retry_after="120"), times=1)
     knobs = dict(max_retries=2, backoff_max=5, allowed_fails=3)
-    a, b = (clients(backend(primary, "primary", **knobs), backend(backup, "backup"), state=RedisState(redis_server.url))
-            for _ in range(2))
+    a, b = (
+        clients(backend(primary, "primary", **knobs), backend(backup, "backup"), state=RedisState(redis_server.url))
+        for _ in range(2)
+    )
     assert served_by(await chat(a)) == "backup"
     assert served_by(await chat(b)) == "backup"
     assert len(primary.chat_requests()) == 1, "120 s is past backoff_max: no retry, and a cooldown that long"
@@ -117,8 +130,10 @@ async def test_the_hosts_clocks_do_not_matter(clients, make_openai_server, redis
     primary, backup = make_openai_server(), make_openai_server()
     primary.fail(Fault(status=401), times=1)
     knobs = dict(max_retries=0, cooldown=60)
-    a, b = (clients(backend(primary, "primary", **knobs), backend(backup, "backup"), state=RedisState(redis_server.url))
-            for _ in range(2))
+    a, b = (
+        clients(backend(primary, "primary", **knobs), backend(backup, "backup"), state=RedisState(redis_server.url))
+        for _ in range(2)
+    )
     clock = mocker.patch("turnout.state._clock.now", return_value=10**6 + 86400.0)
     assert served_by(await chat(a)) == "backup"
     clock.return_value = 10**6
@@ -127,12 +142,15 @@ async def test_the_hosts_clocks_do_not_matter(clients, make_openai_server, redis
 
 
 async def test_redis_going_away_leaves_requests_flowing_with_one_warning_and_sharing_resumes(
-        clients, make_openai_server, make_redis_server, caplog) -> None:
+    clients, make_openai_server, make_redis_server, caplog
+) -> None:
     redis = make_redis_server()
     primary, backup = make_openai_server(), make_openai_server()
     knobs = dict(max_retries=0, backoff_max=5)
-    a, b = (clients(backend(primary, "primary", **knobs), backend(backup, "backup"), state=RedisState(redis.url, timeout=2))
-            for _ in range(2))
+    a, b = (
+        clients(backend(primary, "primary", **knobs), backend(backup, "backup"), state=RedisState(redis.url, timeout=2))
+        for _ in range(2)
+    )
     for client in (a, b):
         assert served_by(await chat(client)) == "primary"
     redis.kill()
@@ -208,15 +226,18 @@ def age(url: str, key: str, seconds: int) -> None:
         if f"s{i}" in fields:
             second = int(fields[f"s{i}"]) - seconds
             j = second % 61
-            moved.update({f"s{j}": second, f"r{j}": fields[f"r{i}"], f"t{j}": fields[f"t{i}"], f"x{j}": fields[f"x{i}"]})
+            moved.update(
+                {f"s{j}": second, f"r{j}": fields[f"r{i}"], f"t{j}": fields[f"t{i}"], f"x{j}": fields[f"x{i}"]}
+            )
     client.delete(key)
     client.hset(key, mapping=moved)
     client.close()
 
 
 @pytest.mark.parametrize("store", ["memory", "redis"])
-async def test_a_window_forgets_what_is_older_than_a_minute(clients, make_openai_server, request, mocker,
-                                                             store: str) -> None:
+async def test_a_window_forgets_what_is_older_than_a_minute(
+    clients, make_openai_server, request, mocker, store: str
+) -> None:
     primary, backup = make_openai_server(), make_openai_server()
     if store == "memory":
         clock = mocker.patch("turnout.state._clock.now", return_value=5000.2)
@@ -230,6 +251,7 @@ async def test_a_window_forgets_what_is_older_than_a_minute(clients, make_openai
 
         def later(seconds: int) -> None:
             age(url, "turnout:backend:{primary}", seconds)
+
     client = clients(backend(primary, "primary", rpm=3, tpm=1000), backend(backup, "backup"), state=state)
     for _ in range(3):
         assert served_by(await chat(client)) == "primary"
@@ -246,7 +268,8 @@ async def test_a_window_forgets_what_is_older_than_a_minute(clients, make_openai
 
 
 async def test_a_correction_reaches_the_other_routers_without_a_next_request(
-        clients, make_openai_server, redis_server) -> None:
+    clients, make_openai_server, redis_server
+) -> None:
     """It rides with this router's next admission; with none coming, it goes alone soon after."""
     primary = make_openai_server()
     a, b = (clients(backend(primary, "primary", tpm=1000), state=RedisState(redis_server.url)) for _ in range(2))
@@ -261,7 +284,8 @@ async def test_a_correction_reaches_the_other_routers_without_a_next_request(
 
 
 async def test_redis_unreachable_from_the_start_serves_from_local_state_and_keeps_its_password(
-        clients, make_openai_server, free_port, caplog) -> None:
+    clients, make_openai_server, free_port, caplog
+) -> None:
     primary = make_openai_server()
     state = RedisState(f"redis://:hunter2-redis-password@127.0.0.1:{free_port}/0")
     client = clients(backend(primary, "primary", rpm=2), state=state)
@@ -277,8 +301,16 @@ async def test_redis_unreachable_from_the_start_serves_from_local_state_and_keep
 async def test_the_retry_budget_is_spent_by_every_router_together(clients, make_openai_server, redis_server) -> None:
     primary, backup = make_openai_server(), make_openai_server()
     knobs = dict(max_retries=1, backoff_max=0, allowed_fails=10)
-    a, b = (clients(backend(primary, "primary", **knobs), backend(backup, "backup"), state=RedisState(redis_server.url),
-                    retry_budget=0, retry_budget_min=1) for _ in range(2))
+    a, b = (
+        clients(
+            backend(primary, "primary", **knobs),
+            backend(backup, "backup"),
+            state=RedisState(redis_server.url),
+            retry_budget=0,
+            retry_budget_min=1,
+        )
+        for _ in range(2)
+    )
     primary.fail(Fault(status=500), times=1)
     assert served_by(await chat(a)) == "primary", "a's 500 was retried: the one retry the budget allows"
     primary.fail(Fault(status=500), times=1)
@@ -286,8 +318,16 @@ async def test_the_retry_budget_is_spent_by_every_router_together(clients, make_
     assert b.router.stats()["primary"]["retries_denied"] == 1
     assert len(primary.chat_requests()) == 3
 
-    c, d = (clients(backend(primary, "primary", **knobs), backend(backup, "backup"), state=MemoryState(),
-                    retry_budget=0, retry_budget_min=1) for _ in range(2))
+    c, d = (
+        clients(
+            backend(primary, "primary", **knobs),
+            backend(backup, "backup"),
+            state=MemoryState(),
+            retry_budget=0,
+            retry_budget_min=1,
+        )
+        for _ in range(2)
+    )
     for client in (c, d):  # the control: each router alone has its own retry to spend
         primary.fail(Fault(status=500), times=1)
         assert served_by(await chat(client)) == "primary"
@@ -295,8 +335,10 @@ async def test_the_retry_budget_is_spent_by_every_router_together(clients, make_
 
 async def test_a_providers_used_up_limit_is_seen_by_every_router(clients, make_openai_server, redis_server) -> None:
     primary, backup = make_openai_server(), make_openai_server()
-    a, b = (clients(backend(primary, "primary"), backend(backup, "backup"), state=RedisState(redis_server.url))
-            for _ in range(2))
+    a, b = (
+        clients(backend(primary, "primary"), backend(backup, "backup"), state=RedisState(redis_server.url))
+        for _ in range(2)
+    )
     primary.fail(Fault(headers={"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1m30s"}), times=1)
     assert served_by(await chat(a)) == "primary"
     assert served_by(await chat(b)) == "backup"

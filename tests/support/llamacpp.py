@@ -223,7 +223,10 @@ class LlamaCppServer:
             return importlib.metadata.version("llama-cpp-python")
         out = subprocess.run(
             [self.python, "-c", "import importlib.metadata as m; print(m.version('llama-cpp-python'))"],
-            capture_output=True, text=True, timeout=30, check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
         )
         return out.stdout.strip()
 
@@ -247,15 +250,25 @@ class LlamaCppServer:
 
     def command(self, model: Path, port: int) -> list[str]:
         args = [
-            self.python, "-X", "faulthandler",  # a crash in llama.cpp leaves a Python traceback in the log
-            "-m", "llama_cpp.server",
-            "--model", str(model),
-            "--model_alias", self.model,
-            "--host", self.host,
-            "--port", str(port),
-            "--n_ctx", str(self.n_ctx),
-            "--interrupt_requests", "false",
-            "--verbose", "false",
+            self.python,
+            "-X",
+            "faulthandler",  # a crash in llama.cpp leaves a Python traceback in the log
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model),
+            "--model_alias",
+            self.model,
+            "--host",
+            self.host,
+            "--port",
+            str(port),
+            "--n_ctx",
+            str(self.n_ctx),
+            "--interrupt_requests",
+            "false",
+            "--verbose",
+            "false",
         ]
         if self.embeddings:
             args += ["--embedding", "true", "--kv_overrides", _MEAN_POOLING]
@@ -286,7 +299,9 @@ class LlamaCppServer:
         with os.fdopen(fd, "wb") as log:
             self._proc = subprocess.Popen(
                 self.command(model, port),
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,  # a Ctrl-C in the demo's terminal reaches us, and we stop it in order
                 preexec_fn=_die_with_parent,
             )
@@ -368,8 +383,8 @@ def _last_words(log: str) -> list[str]:
     if start is None:
         return lines[-_LOG_LINES:]
     current = next((i for i in range(start, len(lines)) if lines[i].startswith("Current thread")), None)
-    dump = [lines[start]] + (lines[current:current + _CRASH_FRAMES + 1] if current is not None else [])
-    return lines[:start][-(_LOG_LINES - len(dump)):] + dump
+    dump = [lines[start]] + (lines[current : current + _CRASH_FRAMES + 1] if current is not None else [])
+    return lines[:start][-(_LOG_LINES - len(dump)) :] + dump
 
 
 def _signal_name(number: int) -> str:
@@ -389,7 +404,10 @@ def main() -> None:
         with LlamaCppServer() as server:
             rss = server.rss_bytes()
             print(f"llama-cpp-python {server.version} serving {server.model!r} at {server.base_url}", flush=True)
-            print(f"started in {server.startup_seconds:.1f}s" + (f", RSS {rss / 2**20:.0f} MiB" if rss else ""), flush=True)
+            print(
+                f"started in {server.startup_seconds:.1f}s" + (f", RSS {rss / 2**20:.0f} MiB" if rss else ""),
+                flush=True,
+            )
             try:
                 while server.running:
                     time.sleep(0.5)

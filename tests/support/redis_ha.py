@@ -73,10 +73,15 @@ class SentinelGroup:
         primary = self._start(RedisServer())
         replica = self._start(RedisServer(None, "--replicaof", "127.0.0.1", str(primary.port)))
         eventually(lambda: _synced(replica.port), "the replica is in sync")
-        self.sentinel = self._start(RedisServer(sentinel=(
-            f"sentinel monitor {self.service} 127.0.0.1 {primary.port} 1\n"
-            f"sentinel down-after-milliseconds {self.service} 500\n"
-            f"sentinel failover-timeout {self.service} 5000\n")))
+        self.sentinel = self._start(
+            RedisServer(
+                sentinel=(
+                    f"sentinel monitor {self.service} 127.0.0.1 {primary.port} 1\n"
+                    f"sentinel down-after-milliseconds {self.service} 500\n"
+                    f"sentinel failover-timeout {self.service} 5000\n"
+                )
+            )
+        )
         eventually(lambda: _client(self.sentinel.port).sentinel_slaves(self.service), "the Sentinel knows the replica")
         return self
 
@@ -107,16 +112,37 @@ class Cluster:
 
     def __enter__(self) -> Cluster:
         for _ in range(6):
-            node = RedisServer(_cluster_port(), "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                               "--cluster-node-timeout", "1000")
+            node = RedisServer(
+                _cluster_port(),
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "1000",
+            )
             self.nodes.append(node)
             node.start()
         cli = shutil.which("redis-cli") or "/usr/bin/redis-cli"
-        subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
-                        "--cluster-replicas", "1", "--cluster-yes"], check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            [
+                cli,
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                "--cluster-replicas",
+                "1",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         for node in self.nodes:
-            eventually(lambda node=node: _client(node.port).cluster("info")["cluster_state"] == "ok",
-                       f"node {node.port} sees the cluster whole")
+            eventually(
+                lambda node=node: _client(node.port).cluster("info")["cluster_state"] == "ok",
+                f"node {node.port} sees the cluster whole",
+            )
             eventually(lambda node=node: _synced(node.port), f"node {node.port}, if a replica, is in sync")
         return self
 

@@ -23,15 +23,24 @@ START_LIMIT = 10.0
 
 
 def _binary() -> str | None:
-    return os.environ.get(BINARY_VARIABLE) or shutil.which("redis-server") or next(
-        (p for p in ("/usr/bin/redis-server", "/usr/sbin/redis-server", "/usr/local/bin/redis-server")
-         if os.access(p, os.X_OK)), None)
+    return (
+        os.environ.get(BINARY_VARIABLE)
+        or shutil.which("redis-server")
+        or next(
+            (
+                p
+                for p in ("/usr/bin/redis-server", "/usr/sbin/redis-server", "/usr/local/bin/redis-server")
+                if os.access(p, os.X_OK)
+            ),
+            None,
+        )
+    )
 
 
 def redis_server_missing() -> str | None:
     """Why no Redis server can be started here, or ``None``."""
     if _binary() is None:
-        return (f"no redis-server binary (./scripts/test installs Debian's redis-server; or set {BINARY_VARIABLE})")
+        return f"no redis-server binary (./scripts/test installs Debian's redis-server; or set {BINARY_VARIABLE})"
     return None
 
 
@@ -60,8 +69,18 @@ class RedisServer:
     def start(self) -> RedisServer:
         binary = _binary()
         assert binary is not None, redis_server_missing()
-        where = ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", self._dir,
-                 "--logfile", str(Path(self._dir) / "redis.log"), "--daemonize", "no"]
+        where = [
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            self._dir,
+            "--logfile",
+            str(Path(self._dir) / "redis.log"),
+            "--daemonize",
+            "no",
+        ]
         if self._sentinel is not None:
             conf = Path(self._dir) / "sentinel.conf"  # Sentinel rewrites it: a file of its own
             if not conf.exists():

@@ -49,10 +49,15 @@ async def _main(spec: dict[str, Any], commands: Queue, replies: Queue, stop: Eve
     from turnout.router import Backend, Router
     from turnout.state import RedisState
 
-    backends = [Backend(OpenAICompatAdapter(name, preset="vllm", base_url=url, timeout=10), **knobs)
-                for name, url, knobs in spec["backends"]]
-    client = turnout.AsyncOpenAI(router=Router(backends, state=RedisState(spec["redis"], prefix=spec["prefix"],
-                                                                          timeout=2), **spec.get("router", {})))
+    backends = [
+        Backend(OpenAICompatAdapter(name, preset="vllm", base_url=url, timeout=10), **knobs)
+        for name, url, knobs in spec["backends"]
+    ]
+    client = turnout.AsyncOpenAI(
+        router=Router(
+            backends, state=RedisState(spec["redis"], prefix=spec["prefix"], timeout=2), **spec.get("router", {})
+        )
+    )
     holding: list[asyncio.Future[None]] = []
 
     async def one(counts: Counter[str], errors: list[str], **kwargs: Any) -> None:

@@ -15,12 +15,28 @@ from pydantic import BaseModel, Field, TypeAdapter
 
 from tests.support.loopback import Fault, OpenAIServer
 
-WEATHER = {"type": "function", "name": "get_weather", "description": "Weather in a city", "strict": True,
-           "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                          "required": ["city"], "additionalProperties": False}}
-TEXT_EVENTS = ["response.created", "response.in_progress", "response.output_item.added",
-               "response.content_part.added", *["response.output_text.delta"] * 3, "response.output_text.done",
-               "response.content_part.done", "response.output_item.done"]
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Weather in a city",
+    "strict": True,
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    },
+}
+TEXT_EVENTS = [
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.content_part.added",
+    *["response.output_text.delta"] * 3,
+    "response.output_text.done",
+    "response.content_part.done",
+    "response.output_item.done",
+]
 """What OpenAI streams for one message answered in three pieces, before the closing event."""
 
 
@@ -65,7 +81,9 @@ async def test_a_string_input_is_echoed_with_usage(client: openai.AsyncOpenAI) -
     assert (response.usage.input_tokens, response.usage.output_tokens, response.usage.total_tokens) == (2, 3, 5)
 
 
-async def test_instructions_count_as_input_and_are_answered_back(client: openai.AsyncOpenAI, server: OpenAIServer) -> None:
+async def test_instructions_count_as_input_and_are_answered_back(
+    client: openai.AsyncOpenAI, server: OpenAIServer
+) -> None:
     plain = await ask(client, input="hello there")
     instructed = await ask(client, input="hello there", instructions="Answer in one short line")
     assert instructed.output_text == plain.output_text == "echo: hello there"
@@ -75,11 +93,14 @@ async def test_instructions_count_as_input_and_are_answered_back(client: openai.
 
 
 async def test_a_multi_turn_item_list_answers_the_last_user_message(client: openai.AsyncOpenAI) -> None:
-    response = await ask(client, input=[
-        {"role": "user", "content": "first question"},
-        {"role": "assistant", "content": "first answer"},
-        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "second question"}]},
-    ])
+    response = await ask(
+        client,
+        input=[
+            {"role": "user", "content": "first question"},
+            {"role": "assistant", "content": "first answer"},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "second question"}]},
+        ],
+    )
     assert response.output_text == "echo: second question"
     assert response.usage and response.usage.input_tokens == 6
 
@@ -95,11 +116,16 @@ async def test_a_function_tool_is_called_with_arguments_that_fit_it(client: open
 async def test_parse_fills_a_pydantic_tool_and_tool_choice_names_one(client: openai.AsyncOpenAI) -> None:
     tools = [openai.pydantic_function_tool(Trip), openai.pydantic_function_tool(Booking)]
     first = await client.responses.parse(model="test-model", input="Rome", tools=tools)
-    named = await client.responses.parse(model="test-model", input="Rome", tools=tools,
-                                         tool_choice={"type": "function", "name": "Booking"})
+    named = await client.responses.parse(
+        model="test-model", input="Rome", tools=tools, tool_choice={"type": "function", "name": "Booking"}
+    )
     none = await ask(client, input="Rome", tools=[WEATHER], tool_choice="none")
-    assert first.output[0].type == "function_call" and first.output[0].parsed_arguments == Trip(city="Rome", days=1, sights=["Rome"])
-    assert named.output[0].type == "function_call" and named.output[0].parsed_arguments == Booking(hotel="Rome", nights=2)
+    assert first.output[0].type == "function_call" and first.output[0].parsed_arguments == Trip(
+        city="Rome", days=1, sights=["Rome"]
+    )
+    assert named.output[0].type == "function_call" and named.output[0].parsed_arguments == Booking(
+        hotel="Rome", nights=2
+    )
     assert none.output_text == "echo: Rome"
 
 
@@ -107,11 +133,15 @@ async def test_a_tool_round_trip_as_items_answers_the_tool_result(client: openai
     called = await ask(client, input="Paris", tools=[WEATHER], store=False)
     call = called.output[0]
     assert call.type == "function_call"
-    answer = await ask(client, tools=[WEATHER], input=[
-        {"role": "user", "content": "Paris"},
-        call.model_dump(exclude_none=True),
-        {"type": "function_call_output", "call_id": call.call_id, "output": "22 C and sunny"},
-    ])
+    answer = await ask(
+        client,
+        tools=[WEATHER],
+        input=[
+            {"role": "user", "content": "Paris"},
+            call.model_dump(exclude_none=True),
+            {"type": "function_call_output", "call_id": call.call_id, "output": "22 C and sunny"},
+        ],
+    )
     assert answer.output_text == "tool said: 22 C and sunny" and answer.output[0].type == "message"
     with pytest.raises(openai.NotFoundError):
         await client.responses.retrieve(called.id)  # store=False: nothing kept
@@ -155,14 +185,20 @@ async def test_a_stream_sends_openais_events_in_order(client: openai.AsyncOpenAI
 
 
 async def test_a_streamed_tool_call_arrives_as_argument_deltas(client: openai.AsyncOpenAI) -> None:
-    async with client.responses.stream(model="test-model", input="Oslo",
-                                       tools=[openai.pydantic_function_tool(Trip)]) as stream:
+    async with client.responses.stream(
+        model="test-model", input="Oslo", tools=[openai.pydantic_function_tool(Trip)]
+    ) as stream:
         events = [event async for event in stream]
         final = await stream.get_final_response()
     assert [e.type for e in events] == [
-        "response.created", "response.in_progress", "response.output_item.added",
-        *["response.function_call_arguments.delta"] * 3, "response.function_call_arguments.done",
-        "response.output_item.done", "response.completed"]
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        *["response.function_call_arguments.delta"] * 3,
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
     assert events[2].item.type == "function_call" and events[2].item.arguments == ""
     call = final.output[0]
     assert call.type == "function_call" and call.parsed_arguments == Trip(city="Oslo", days=1, sights=["Oslo"])
@@ -175,11 +211,14 @@ async def test_a_streamed_text_format_parses_at_the_end(client: openai.AsyncOpen
 
 
 async def test_a_length_limited_stream_ends_incomplete(client: openai.AsyncOpenAI) -> None:
-    stream = await client.responses.create(model="test-model", input="one two three four", max_output_tokens=2,
-                                           stream=True)
+    stream = await client.responses.create(
+        model="test-model", input="one two three four", max_output_tokens=2, stream=True
+    )
     events = [event async for event in stream]
     assert events[-1].type == "response.incomplete"
-    assert events[-1].response.incomplete_details and events[-1].response.incomplete_details.reason == "max_output_tokens"
+    assert (
+        events[-1].response.incomplete_details and events[-1].response.incomplete_details.reason == "max_output_tokens"
+    )
     assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == "echo: one"
 
 
@@ -202,8 +241,12 @@ async def test_a_follow_up_continues_the_stored_conversation(client: openai.Asyn
     called = await ask(client, input="Paris", tools=[WEATHER])
     call = called.output[0]
     assert call.type == "function_call"
-    answer = await ask(client, previous_response_id=called.id, tools=[WEATHER],
-                       input=[{"type": "function_call_output", "call_id": call.call_id, "output": "22 C"}])
+    answer = await ask(
+        client,
+        previous_response_id=called.id,
+        tools=[WEATHER],
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "22 C"}],
+    )
     assert answer.output_text == "tool said: 22 C" and answer.previous_response_id == called.id
     items = await client.responses.input_items.list(answer.id, order="asc")
     kinds = [(item.type, getattr(item, "role", None)) for item in items.data]
@@ -214,8 +257,11 @@ async def test_a_follow_up_continues_the_stored_conversation(client: openai.Asyn
 
 
 async def test_retrieve_list_and_delete_a_stored_response(client: openai.AsyncOpenAI, server: OpenAIServer) -> None:
-    made = await ask(client, input=[{"role": "user", "content": "one"}, {"role": "user", "content": "two"}],
-                     instructions="ignored by the items")
+    made = await ask(
+        client,
+        input=[{"role": "user", "content": "one"}, {"role": "user", "content": "two"}],
+        instructions="ignored by the items",
+    )
     assert strictly(await client.responses.retrieve(made.id)).output_text == "echo: two"
     newest = await client.responses.input_items.list(made.id, limit=1)
     assert [i.content[0].text for i in newest.data if i.type == "message"] == ["two"] and newest.has_more
@@ -226,16 +272,21 @@ async def test_retrieve_list_and_delete_a_stored_response(client: openai.AsyncOp
     with pytest.raises(openai.NotFoundError, match=f"Response with id '{made.id}' not found"):
         await client.responses.retrieve(made.id)
     assert [(r.method, r.path.removeprefix("/v1")) for r in server.responses_requests()][-3:] == [
-        ("GET", f"/responses/{made.id}/input_items"), ("DELETE", f"/responses/{made.id}"),
-        ("GET", f"/responses/{made.id}")]
+        ("GET", f"/responses/{made.id}/input_items"),
+        ("DELETE", f"/responses/{made.id}"),
+        ("GET", f"/responses/{made.id}"),
+    ]
 
 
 async def test_an_unknown_previous_response_is_a_404_naming_the_parameter(client: openai.AsyncOpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
         await client.responses.create(model="test-model", input="hi", previous_response_id="resp_elsewhere")
-    assert caught.value.body == {"message": "Previous response with id 'resp_elsewhere' not found.",
-                                 "type": "invalid_request_error", "param": "previous_response_id",
-                                 "code": "previous_response_not_found"}
+    assert caught.value.body == {
+        "message": "Previous response with id 'resp_elsewhere' not found.",
+        "type": "invalid_request_error",
+        "param": "previous_response_id",
+        "code": "previous_response_not_found",
+    }
 
 
 async def test_stored_responses_stay_on_their_server(client: openai.AsyncOpenAI) -> None:

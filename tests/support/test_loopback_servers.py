@@ -109,7 +109,9 @@ class Node(BaseModel):
 def test_every_answer_carries_its_own_request_id(client: openai.OpenAI, server: OpenAIServer) -> None:
     first = client.chat.completions.with_raw_response.create(model="test-model", messages=user("hi"))
     second = client.models.with_raw_response.list()
-    with client.chat.completions.with_streaming_response.create(model="test-model", messages=user("hi"), stream=True) as streamed:
+    with client.chat.completions.with_streaming_response.create(
+        model="test-model", messages=user("hi"), stream=True
+    ) as streamed:
         streamed_id = streamed.request_id
         assert "".join(c.choices[0].delta.content or "" for c in streamed.parse() if c.choices) == "echo: hi"
     with pytest.raises(openai.NotFoundError) as missing:
@@ -147,38 +149,57 @@ def test_a_recursive_schema_ends(client: openai.OpenAI) -> None:
 
 
 def test_a_raw_json_schema_without_pydantic(client: openai.OpenAI) -> None:
-    schema = {"type": "object", "properties": {
-        "when": {"type": ["string", "null"], "format": "date-time"}, "n": {"type": "number", "exclusiveMinimum": 0},
-        "mode": {"const": "fast"}, "items": {"type": "array", "items": {"type": "integer"}, "minItems": 3}},
-        "required": ["when", "n", "mode", "items"], "additionalProperties": False}
-    reply = client.chat.completions.create(model="test-model", messages=user("x"), response_format={
-        "type": "json_schema", "json_schema": {"name": "raw", "schema": schema, "strict": True}})
+    schema = {
+        "type": "object",
+        "properties": {
+            "when": {"type": ["string", "null"], "format": "date-time"},
+            "n": {"type": "number", "exclusiveMinimum": 0},
+            "mode": {"const": "fast"},
+            "items": {"type": "array", "items": {"type": "integer"}, "minItems": 3},
+        },
+        "required": ["when", "n", "mode", "items"],
+        "additionalProperties": False,
+    }
+    reply = client.chat.completions.create(
+        model="test-model",
+        messages=user("x"),
+        response_format={"type": "json_schema", "json_schema": {"name": "raw", "schema": schema, "strict": True}},
+    )
     assert json.loads(reply.choices[0].message.content or "") == {
-        "when": "2024-01-01T00:00:00Z", "n": 0.5, "mode": "fast", "items": [0, 0, 0]}
+        "when": "2024-01-01T00:00:00Z",
+        "n": 0.5,
+        "mode": "fast",
+        "items": [0, 0, 0],
+    }
 
 
 def test_json_object_mode_answers_an_echo_object(client: openai.OpenAI) -> None:
-    reply = client.chat.completions.create(model="test-model", messages=user("hello there"),
-                                           response_format={"type": "json_object"})
+    reply = client.chat.completions.create(
+        model="test-model", messages=user("hello there"), response_format={"type": "json_object"}
+    )
     assert json.loads(reply.choices[0].message.content or "") == {"echo": "hello there"}
 
 
 async def test_streamed_structured_output_arrives_in_pieces_and_parses(aclient: openai.AsyncOpenAI) -> None:
     pieces = []
-    async with aclient.chat.completions.stream(model="test-model", messages=user("Grace Hopper"),
-                                               response_format=Person) as stream:
+    async with aclient.chat.completions.stream(
+        model="test-model", messages=user("Grace Hopper"), response_format=Person
+    ) as stream:
         async for event in stream:
             if event.type == "content.delta":
                 pieces.append(event.delta)
         final = await stream.get_final_completion()
     assert len(pieces) >= 3, "a partial-JSON parser must see the answer grow"
-    assert isinstance(final.choices[0].message.parsed, Person) and final.choices[0].message.parsed.name == "Grace Hopper"
+    assert (
+        isinstance(final.choices[0].message.parsed, Person) and final.choices[0].message.parsed.name == "Grace Hopper"
+    )
 
 
 # -- tool calls -------------------------------------------------------------------
 def test_a_strict_tool_is_called_with_arguments_that_fit_it(client: openai.OpenAI) -> None:
-    reply = client.chat.completions.parse(model="test-model", messages=user("Alan Turing"),
-                                          tools=[openai.pydantic_function_tool(Person)])
+    reply = client.chat.completions.parse(
+        model="test-model", messages=user("Alan Turing"), tools=[openai.pydantic_function_tool(Person)]
+    )
     choice = reply.choices[0]
     assert choice.finish_reason == "tool_calls" and choice.message.content is None
     call = choice.message.tool_calls[0]
@@ -189,8 +210,12 @@ def test_a_strict_tool_is_called_with_arguments_that_fit_it(client: openai.OpenA
 def test_tool_choice_picks_the_tool(client: openai.OpenAI) -> None:
     tools = [openai.pydantic_function_tool(Address), openai.pydantic_function_tool(Cat)]
     first = client.chat.completions.parse(model="test-model", messages=user("x"), tools=tools)
-    named = client.chat.completions.parse(model="test-model", messages=user("x"), tools=tools,
-                                          tool_choice={"type": "function", "function": {"name": "Cat"}})
+    named = client.chat.completions.parse(
+        model="test-model",
+        messages=user("x"),
+        tools=tools,
+        tool_choice={"type": "function", "function": {"name": "Cat"}},
+    )
     none = client.chat.completions.create(model="test-model", messages=user("x"), tools=tools, tool_choice="none")
     assert first.choices[0].message.tool_calls[0].function.name == "Address"
     assert named.choices[0].message.tool_calls[0].function.parsed_arguments == Cat(kind="cat", lives=1)
@@ -201,8 +226,11 @@ def test_a_tool_result_is_answered_in_text_unless_a_call_is_required(client: ope
     tools = [openai.pydantic_function_tool(Address), openai.pydantic_function_tool(Cat)]
     first = client.chat.completions.create(model="test-model", messages=user("look"), tools=tools)
     call = first.choices[0].message.tool_calls[0]
-    history = [*user("look"), first.choices[0].message.model_dump(exclude_none=True),
-               {"role": "tool", "tool_call_id": call.id, "content": "found"}]
+    history = [
+        *user("look"),
+        first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "found"},
+    ]
     text = client.chat.completions.create(model="test-model", messages=history, tools=tools)
     required = client.chat.completions.create(model="test-model", messages=history, tools=tools, tool_choice="required")
     assert text.choices[0].message.content == "tool said: found" and text.choices[0].finish_reason == "stop"
@@ -218,8 +246,9 @@ def test_a_plain_schemaless_tool_gets_the_echo(client: openai.OpenAI) -> None:
 
 
 def test_a_streamed_tool_call_comes_in_pieces_like_openais(client: openai.OpenAI) -> None:
-    stream = client.chat.completions.create(model="test-model", messages=user("Ada"), stream=True,
-                                            tools=[openai.pydantic_function_tool(Person)])
+    stream = client.chat.completions.create(
+        model="test-model", messages=user("Ada"), stream=True, tools=[openai.pydantic_function_tool(Person)]
+    )
     calls = [c.choices[0].delta.tool_calls[0] for c in stream if c.choices and c.choices[0].delta.tool_calls]
     assert len(calls) >= 3 and {c.index for c in calls} == {0}
     assert calls[0].id and calls[0].function.name == "Person" and all(c.id is None for c in calls[1:])
@@ -227,8 +256,9 @@ def test_a_streamed_tool_call_comes_in_pieces_like_openais(client: openai.OpenAI
 
 
 async def test_the_stream_helper_reassembles_a_tool_call(aclient: openai.AsyncOpenAI) -> None:
-    async with aclient.chat.completions.stream(model="test-model", messages=user("Ada"),
-                                               tools=[openai.pydantic_function_tool(Person)]) as stream:
+    async with aclient.chat.completions.stream(
+        model="test-model", messages=user("Ada"), tools=[openai.pydantic_function_tool(Person)]
+    ) as stream:
         deltas = [e async for e in stream if e.type == "tool_calls.function.arguments.delta"]
         final = await stream.get_final_completion()
     assert len(deltas) >= 2
@@ -247,8 +277,11 @@ def test_legacy_completions_echo_each_prompt(client: openai.OpenAI) -> None:
 
 
 def test_legacy_completions_stream_until_done(client: openai.OpenAI) -> None:
-    chunks = list(client.completions.create(model="test-model", prompt="one two three", stream=True,
-                                            stream_options={"include_usage": True}))
+    chunks = list(
+        client.completions.create(
+            model="test-model", prompt="one two three", stream=True, stream_options={"include_usage": True}
+        )
+    )
     assert "".join(c.choices[0].text for c in chunks if c.choices) == "echo: one two three"
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 4
@@ -265,8 +298,12 @@ def test_embeddings_as_floats_or_base64_agree(client: openai.OpenAI) -> None:
 
 def test_a_chunked_request_body_is_read_whole(client: openai.OpenAI, server: OpenAIServer) -> None:
     body = json.dumps({"model": "test-model", "input": ["a", "b"]}).encode()
-    reply = client.post("/embeddings", cast_to=CreateEmbeddingResponse, content=iter([body[:10], body[10:]]),
-                        options={"headers": {"Content-Type": "application/json"}})
+    reply = client.post(
+        "/embeddings",
+        cast_to=CreateEmbeddingResponse,
+        content=iter([body[:10], body[10:]]),
+        options={"headers": {"Content-Type": "application/json"}},
+    )
     assert server.requests[-1].header("Transfer-Encoding") == "chunked"
     assert len(reply.data) == 2 and server.requests[-1].json == {"model": "test-model", "input": ["a", "b"]}
 
@@ -280,23 +317,34 @@ def test_a_transcription_names_the_upload_and_records_the_form(client: openai.Op
     assert sent.form == {"model": "whisper-1", "language": "en", "file": FormFile("talk.wav", "audio/wav", AUDIO)}
 
 
-@pytest.mark.parametrize(("fmt", "expected"), [
-    ("text", "transcribed a.mp3 (3 bytes)"),
-    ("srt", "1\n00:00:00,000 --> 00:00:01,000\ntranscribed a.mp3 (3 bytes)\n"),
-])
+@pytest.mark.parametrize(
+    ("fmt", "expected"),
+    [
+        ("text", "transcribed a.mp3 (3 bytes)"),
+        ("srt", "1\n00:00:00,000 --> 00:00:01,000\ntranscribed a.mp3 (3 bytes)\n"),
+    ],
+)
 def test_a_transcription_as_text(client: openai.OpenAI, fmt: str, expected: str) -> None:
-    assert client.audio.transcriptions.create(file=("a.mp3", b"abc"), model="whisper-1", response_format=fmt) == expected
+    assert (
+        client.audio.transcriptions.create(file=("a.mp3", b"abc"), model="whisper-1", response_format=fmt) == expected
+    )
 
 
 def test_a_verbose_transcription_with_word_timestamps(client: openai.OpenAI, server: OpenAIServer) -> None:
-    reply = client.audio.transcriptions.create(file=("a.mp3", b"abc"), model="whisper-1", response_format="verbose_json",
-                                               timestamp_granularities=["segment", "word"])
+    reply = client.audio.transcriptions.create(
+        file=("a.mp3", b"abc"),
+        model="whisper-1",
+        response_format="verbose_json",
+        timestamp_granularities=["segment", "word"],
+    )
     assert isinstance(reply, TranscriptionVerbose) and isinstance(strictly(reply), TranscriptionVerbose)
     assert reply.segments and reply.segments[0].text == reply.text == "transcribed a.mp3 (3 bytes)"
     assert server.requests[-1].form["timestamp_granularities[]"] == ["segment", "word"]  # type: ignore[index]
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the SDK marks translations deprecated; servers still serve them
+@pytest.mark.filterwarnings(
+    "ignore::DeprecationWarning"
+)  # the SDK marks translations deprecated; servers still serve them
 async def test_a_translation(aclient: openai.AsyncOpenAI) -> None:
     reply = await aclient.audio.translations.create(file=("hallo.ogg", b"12345"), model="whisper-1")
     assert isinstance(strictly(reply), Translation) and reply.text == "translated hallo.ogg (5 bytes)"
@@ -350,8 +398,9 @@ def test_files_list_in_pages(client: openai.OpenAI) -> None:
 
 def test_batches_of_an_uploaded_file(client: openai.OpenAI) -> None:
     upload = client.files.create(file=("in.jsonl", b'{"a": 1}\n{"b": 2}\n'), purpose="batch")
-    batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h",
-                                  metadata={"job": "nightly"})
+    batch = client.batches.create(
+        input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h", metadata={"job": "nightly"}
+    )
     assert isinstance(strictly(batch), Batch) and batch.status == "validating"
     assert batch.request_counts is not None and batch.request_counts.total == 2
     assert client.batches.retrieve(batch.id) == batch and [b.id for b in client.batches.list()] == [batch.id]
@@ -363,14 +412,19 @@ def test_batches_of_an_uploaded_file(client: openai.OpenAI) -> None:
 
 # -- endpoints a server lacks --------------------------------------------------------------
 def test_a_disabled_family_answers_404_like_a_missing_route() -> None:
-    with OpenAIServer(disabled={"embeddings", "audio"}) as server, \
-            openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0) as sdk:
+    with (
+        OpenAIServer(disabled={"embeddings", "audio"}) as server,
+        openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0) as sdk,
+    ):
         with pytest.raises(openai.NotFoundError, match=r"Invalid URL \(POST /v1/embeddings\): not found") as caught:
             sdk.embeddings.create(model="test-model", input="x")
         with pytest.raises(openai.NotFoundError):
             sdk.audio.transcriptions.create(file=("a.wav", b"x"), model="test-model")
         assert caught.value.request_id == server.requests[0].request_id
-        assert sdk.chat.completions.create(model="test-model", messages=user("hi")).choices[0].message.content == "echo: hi"
+        assert (
+            sdk.chat.completions.create(model="test-model", messages=user("hi")).choices[0].message.content
+            == "echo: hi"
+        )
         server.disabled.discard("embeddings")
         assert len(sdk.embeddings.create(model="test-model", input="x").data) == 1
 
@@ -387,16 +441,22 @@ class Trip(BaseModel):
 
 
 def test_ollama_answers_json_that_fits_a_format_schema(ollama_server) -> None:
-    reply = ollama.Client(host=ollama_server.host).chat(model="test-model", messages=user("Paris"),
-                                                        format=Trip.model_json_schema())
+    reply = ollama.Client(host=ollama_server.host).chat(
+        model="test-model", messages=user("Paris"), format=Trip.model_json_schema()
+    )
     assert Trip.model_validate_json(reply.message.content or "") == Trip(city="Paris", days=1)
 
 
 @pytest.mark.parametrize(("fit", "expected"), [(False, {"text": "Paris"}), (True, {"city": "Paris", "nights": 0})])
 def test_ollama_tool_arguments_fit_the_schema_when_asked(make_ollama_server, fit: bool, expected: dict) -> None:
     server = make_ollama_server(fit_tool_arguments=fit)
-    schema = {"type": "object", "properties": {"city": {"type": "string"}, "nights": {"type": "integer"}},
-              "required": ["city", "nights"]}  # flat: the ollama SDK drops bounds and nesting from tool schemas
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "nights": {"type": "integer"}},
+        "required": ["city", "nights"],
+    }  # flat: the ollama SDK drops bounds and nesting from tool schemas
     tool = {"type": "function", "function": {"name": "plan", "parameters": schema}}
     reply = ollama.Client(host=server.host).chat(model="test-model", messages=user("Paris"), tools=[tool])
-    assert [(c.function.name, dict(c.function.arguments)) for c in reply.message.tool_calls or []] == [("plan", expected)]
+    assert [(c.function.name, dict(c.function.arguments)) for c in reply.message.tool_calls or []] == [
+        ("plan", expected)
+    ]

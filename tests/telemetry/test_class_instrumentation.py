@@ -17,9 +17,9 @@ import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 import turnout
-from tests.support.loopback import OpenAIServer
 from tests.client.test_client_contract import drain, settle
 from tests.router.test_router import MSG, backend, sleeps  # noqa: F401  (backoff's waits, skipped)
+from tests.support.loopback import OpenAIServer
 from turnout.router import Router
 
 KINDS = {"async": (turnout.AsyncOpenAI, openai.AsyncOpenAI), "sync": (turnout.OpenAI, openai.OpenAI)}
@@ -37,27 +37,32 @@ def seen(kind: str, monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, Any]]:
     original = sdk.request
     calls: list[tuple[Any, Any]] = []
     if inspect.iscoroutinefunction(original):
+
         async def wrapped(self: Any, *args: Any, **kwargs: Any) -> Any:
             answer = await original(self, *args, **kwargs)
             calls.append((kwargs.get("stream"), answer))
             return answer
     else:
+
         def wrapped(self: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
             answer = original(self, *args, **kwargs)
             calls.append((kwargs.get("stream"), answer))
             return answer
+
     monkeypatch.setattr(sdk, "request", wrapped)
     return calls
 
 
 def client_for(kind: str, openai_server: OpenAIServer, free_port: int) -> Any:
-    router = Router([backend(f"http://127.0.0.1:{free_port}/v1", "dead", max_retries=0),
-                     backend(openai_server, "live")])
+    router = Router(
+        [backend(f"http://127.0.0.1:{free_port}/v1", "dead", max_retries=0), backend(openai_server, "live")]
+    )
     return KINDS[kind][0](router=router)
 
 
-async def test_a_wrapper_on_the_sdk_class_sees_one_call_with_the_parsed_answer(kind, seen, openai_server, free_port,
-                                                                               sleeps) -> None:
+async def test_a_wrapper_on_the_sdk_class_sees_one_call_with_the_parsed_answer(
+    kind, seen, openai_server, free_port, sleeps
+) -> None:
     client = client_for(kind, openai_server, free_port)
     answer = await settle(client.chat.completions.create(model="test-model", messages=MSG))
     assert turnout.served_by(answer) == "live"
@@ -83,18 +88,21 @@ def logfire_spans(kind: str) -> Iterator[Any]:
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
     exporter = TestExporter()
-    logfire.configure(send_to_logfire=False, console=False,
-                      additional_span_processors=[SimpleSpanProcessor(exporter)])
+    logfire.configure(send_to_logfire=False, console=False, additional_span_processors=[SimpleSpanProcessor(exporter)])
     with logfire.instrument_openai():  # no argument: wraps request on openai.OpenAI and openai.AsyncOpenAI
         yield exporter
 
 
-async def test_logfire_class_level_sees_one_span_with_usage_and_id(kind, logfire_spans, openai_server, free_port,
-                                                                  sleeps) -> None:
+async def test_logfire_class_level_sees_one_span_with_usage_and_id(
+    kind, logfire_spans, openai_server, free_port, sleeps
+) -> None:
     client = client_for(kind, openai_server, free_port)
     await settle(client.chat.completions.create(model="test-model", messages=MSG))
-    stream = await settle(client.chat.completions.create(model="test-model", messages=MSG, stream=True,
-                                                         stream_options={"include_usage": True}))
+    stream = await settle(
+        client.chat.completions.create(
+            model="test-model", messages=MSG, stream=True, stream_options={"include_usage": True}
+        )
+    )
     await drain(stream)
     records = logfire_spans.exported_spans_as_dict()
     calls = [r for r in records if r["name"].startswith("Chat Completion")]
@@ -107,7 +115,8 @@ async def test_logfire_class_level_sees_one_span_with_usage_and_id(kind, logfire
 
 
 async def test_with_a_wrapper_errors_keep_their_class_and_are_never_retried_by_the_sdk(
-        kind, seen, make_openai_server) -> None:
+    kind, seen, make_openai_server
+) -> None:
     from tests.support.loopback import Fault
 
     server = make_openai_server()

@@ -24,7 +24,6 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_without_the_extras_nothing_is_subscribed_and_a_set_price_still_works() -> None:
-    done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=60,
-                          env=clean_env())
+    done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=60, env=clean_env())
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "False", "True", "0.0"]

@@ -23,9 +23,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode  # noqa: E402
 
 import turnout  # noqa: E402
-from tests.support.loopback import Fault  # noqa: E402
 from tests.router.test_router import MSG, sleeps  # noqa: E402,F401  (backoff's waits, skipped)
 from tests.settings.test_settings import env, isolated  # noqa: E402,F401  (autouse: no TURNOUT_ from the shell, no .env)
+from tests.support.loopback import Fault  # noqa: E402
 
 KEY = "sk-test.telemetry.secret-0123456789"
 
@@ -53,9 +53,11 @@ def reader(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemoryMetricReader]:
 
 def client_for(*servers: tuple[str, str], provider: str = "vllm", **backend: Any) -> turnout.AsyncOpenAI:
     """A client over ``(name, base_url)`` backends, in that order, configured as settings."""
-    return turnout.AsyncOpenAI(backends=[name for name, _ in servers], max_retries=0,
-                               backend={name: {"provider": provider, "base_url": url, **backend}
-                                        for name, url in servers})
+    return turnout.AsyncOpenAI(
+        backends=[name for name, _ in servers],
+        max_retries=0,
+        backend={name: {"provider": provider, "base_url": url, **backend} for name, url in servers},
+    )
 
 
 def by_name(exported: tuple[ReadableSpan, ...]) -> dict[str, list[ReadableSpan]]:
@@ -66,16 +68,19 @@ def by_name(exported: tuple[ReadableSpan, ...]) -> dict[str, list[ReadableSpan]]
 
 
 def children(exported: tuple[ReadableSpan, ...], parent: ReadableSpan) -> list[ReadableSpan]:
-    return sorted((s for s in exported if s.parent is not None and s.parent.span_id == parent.context.span_id),
-                  key=lambda s: s.start_time)
+    return sorted(
+        (s for s in exported if s.parent is not None and s.parent.span_id == parent.context.span_id),
+        key=lambda s: s.start_time,
+    )
 
 
 # -- traces --------------------------------------------------------------------------
 
-async def test_a_failover_is_one_request_span_with_an_attempt_span_per_backend(spans, openai_server, free_port,
-                                                                              sleeps) -> None:
-    client = client_for(("dead", f"http://127.0.0.1:{free_port}/v1"), ("live", openai_server.base_url),
-                        api_key=KEY)
+
+async def test_a_failover_is_one_request_span_with_an_attempt_span_per_backend(
+    spans, openai_server, free_port, sleeps
+) -> None:
+    client = client_for(("dead", f"http://127.0.0.1:{free_port}/v1"), ("live", openai_server.base_url), api_key=KEY)
     answer = await client.chat.completions.create(model="test-model", messages=MSG)
     await client.close()
     exported = spans.get_finished_spans()
@@ -94,8 +99,14 @@ async def test_a_failover_is_one_request_span_with_an_attempt_span_per_backend(s
     assert attrs["gen_ai.usage.input_tokens"] == answer.usage.prompt_tokens
     assert attrs["gen_ai.usage.output_tokens"] == answer.usage.completion_tokens
     assert tuple(attrs["gen_ai.response.finish_reasons"]) == ("stop",)
-    assert request_span.start_time <= dead.start_time < dead.end_time <= live.start_time < live.end_time \
+    assert (
+        request_span.start_time
+        <= dead.start_time
+        < dead.end_time
+        <= live.start_time
+        < live.end_time
         <= request_span.end_time
+    )
     assert [e.name for e in request_span.events] == ["turnout.failover"]
     assert request_span.events[0].attributes == {"turnout.failover.from": "dead", "turnout.failover.to": "live"}
     text = repr([dict(s.attributes) for s in exported]) + repr([e.attributes for s in exported for e in s.events])
@@ -159,8 +170,12 @@ async def test_concurrent_requests_keep_their_spans_apart(spans, make_openai_ser
     a, b = make_openai_server(), make_openai_server()
     a.fail(Fault(status=503, delay=0.02))
     client = client_for(("a", a.base_url), ("b", b.base_url))
-    answers = await asyncio.gather(*(client.chat.completions.create(
-        model="test-model", messages=[{"role": "user", "content": f"n{i}"}]) for i in range(6)))
+    answers = await asyncio.gather(
+        *(
+            client.chat.completions.create(model="test-model", messages=[{"role": "user", "content": f"n{i}"}])
+            for i in range(6)
+        )
+    )
     await client.close()
     exported = spans.get_finished_spans()
     requests = by_name(exported)["chat test-model"]
@@ -203,6 +218,7 @@ async def test_prompts_are_recorded_only_when_opted_in(spans, openai_server, mon
 
 # -- metrics -------------------------------------------------------------------------
 
+
 def points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
     data = reader.get_metrics_data()
     found: dict[str, list[Any]] = {}
@@ -213,8 +229,9 @@ def points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
     return found
 
 
-async def test_the_genai_client_metrics_are_recorded_with_their_buckets(reader, openai_server, free_port,
-                                                                        sleeps) -> None:
+async def test_the_genai_client_metrics_are_recorded_with_their_buckets(
+    reader, openai_server, free_port, sleeps
+) -> None:
     client = client_for(("dead", f"http://127.0.0.1:{free_port}/v1"), ("live", openai_server.base_url))
     answer = await client.chat.completions.create(model="test-model", messages=MSG)
     stream = await client.chat.completions.create(model="test-model", messages=MSG, stream=True)
@@ -234,15 +251,18 @@ async def test_the_genai_client_metrics_are_recorded_with_their_buckets(reader, 
 
 # -- cost ----------------------------------------------------------------------------
 
+
 async def test_a_known_models_cost_is_genai_prices_own(make_openai_server) -> None:
     genai_prices = pytest.importorskip("genai_prices")
     server = make_openai_server(models=["gpt-4o-mini"])
     client = client_for(("openai", server.base_url), provider="openai", api_key=KEY)
     answer = await client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
     await client.close()
-    expected = genai_prices.calc_price(genai_prices.Usage(input_tokens=answer.usage.prompt_tokens,
-                                                          output_tokens=answer.usage.completion_tokens),
-                                       "gpt-4o-mini", provider_id="openai").total_price
+    expected = genai_prices.calc_price(
+        genai_prices.Usage(input_tokens=answer.usage.prompt_tokens, output_tokens=answer.usage.completion_tokens),
+        "gpt-4o-mini",
+        provider_id="openai",
+    ).total_price
     assert turnout.cost_of(answer) == pytest.approx(float(expected)) and expected > 0
     assert client.router.stats()["openai"]["cost_usd"] == pytest.approx(float(expected))
 
@@ -293,21 +313,23 @@ async def test_a_streams_cost_whether_or_not_the_caller_asked_for_usage(openai_s
 
 
 def test_the_sync_client_reads_the_cost_too(openai_server) -> None:
-    client = turnout.OpenAI(backends=["box"], backend={"box": {"provider": "openai_compat", "price": "1,1",
-                                                               "base_url": openai_server.base_url}})
+    client = turnout.OpenAI(
+        backends=["box"],
+        backend={"box": {"provider": "openai_compat", "price": "1,1", "base_url": openai_server.base_url}},
+    )
     answer = client.chat.completions.create(model="test-model", messages=MSG)
     client.close()
     assert turnout.cost_of(answer) == pytest.approx((answer.usage.prompt_tokens + answer.usage.completion_tokens) / 1e6)
 
 
 def test_a_bad_price_names_the_variable(monkeypatch) -> None:
-    env(monkeypatch, TURNOUT_BACKENDS="box", TURNOUT_BACKEND__BOX__PROVIDER="vllm",
-        TURNOUT_BACKEND__BOX__PRICE="cheap")
+    env(monkeypatch, TURNOUT_BACKENDS="box", TURNOUT_BACKEND__BOX__PROVIDER="vllm", TURNOUT_BACKEND__BOX__PRICE="cheap")
     with pytest.raises(turnout.ConfigError, match="TURNOUT_BACKEND__BOX__PRICE.*input,output"):
         turnout.AsyncOpenAI()
 
 
 # -- other backends and APIs ------------------------------------------------------------
+
 
 async def test_ollama_answers_and_streams_are_spans_with_usage(spans, ollama_server, monkeypatch) -> None:
     monkeypatch.delenv("OLLAMA_API_KEY", raising=False)
@@ -367,9 +389,14 @@ async def test_turnouts_spans_sit_beneath_the_official_openai_instrumentation(sp
     assert len(theirs) == 1 and len(ours) == 1
     assert ours[0].parent is not None and ours[0].parent.span_id == theirs[0].context.span_id
     data = reader.get_metrics_data()
-    recorded = [(scope.scope.name, point.count) for resource in data.resource_metrics for scope in resource.scope_metrics
-                for metric in scope.metrics if metric.name == "gen_ai.client.operation.duration"
-                for point in metric.data.data_points]
+    recorded = [
+        (scope.scope.name, point.count)
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "gen_ai.client.operation.duration"
+        for point in metric.data.data_points
+    ]
     assert recorded and all(name != "turnout" for name, _ in recorded)  # counted once: by the outer one
 
 
@@ -382,9 +409,15 @@ async def test_a_hedges_loser_is_no_longer_in_flight(make_openai_server, stream)
 
     slow, fast = make_openai_server(), make_openai_server()
     slow.latency = 3.0  # the first backend answers late: the hedge on the second wins, the first is cancelled
-    client = turnout.AsyncOpenAI(backends=["slow", "fast"], max_retries=0, hedge_after="0.05", backend={
-        "slow": {"provider": "openai_compat", "base_url": slow.base_url, "priority": 0},
-        "fast": {"provider": "openai_compat", "base_url": fast.base_url, "priority": 1}})
+    client = turnout.AsyncOpenAI(
+        backends=["slow", "fast"],
+        max_retries=0,
+        hedge_after="0.05",
+        backend={
+            "slow": {"provider": "openai_compat", "base_url": slow.base_url, "priority": 0},
+            "fast": {"provider": "openai_compat", "base_url": fast.base_url, "priority": 1},
+        },
+    )
     telemetry = instrument(client.router, prometheus=True)
     assert telemetry is not None and telemetry.prom is not None
     answer = await client.chat.completions.create(model="test-model", messages=MSG, stream=stream)
@@ -392,7 +425,11 @@ async def test_a_hedges_loser_is_no_longer_in_flight(make_openai_server, stream)
         async for _ in answer:
             pass
     assert turnout.served_by(answer) == "fast"
-    in_flight = {s.labels["backend"]: s.value for family in text_string_to_metric_families(
-        telemetry.prom.scrape(client.router.stats()).decode()) for s in family.samples if s.name == "turnout_in_flight"}
+    in_flight = {
+        s.labels["backend"]: s.value
+        for family in text_string_to_metric_families(telemetry.prom.scrape(client.router.stats()).decode())
+        for s in family.samples
+        if s.name == "turnout_in_flight"
+    }
     await client.close()
     assert in_flight == {"slow": 0, "fast": 0}

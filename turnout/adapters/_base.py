@@ -124,31 +124,48 @@ class Call:
         body = self.body
         if not model or body.get("model") == model:  # "": the request named none; the backend picks its own
             return self
-        return Call(self.endpoint, self.options.model_copy(update={"json_data": {**body, "model": model}}), self.stream,
-                    self.max_retries)
+        return Call(
+            self.endpoint,
+            self.options.model_copy(update={"json_data": {**body, "model": model}}),
+            self.stream,
+            self.max_retries,
+        )
 
 
-def wire_response(call: Call, base_url: str, *, content: bytes | None = None,
-                  stream: httpx2.AsyncByteStream | None = None) -> httpx2.Response:
+def wire_response(
+    call: Call, base_url: str, *, content: bytes | None = None, stream: httpx2.AsyncByteStream | None = None
+) -> httpx2.Response:
     """An answer made here (not by an OpenAI server) shaped as one would send it, so the caller's
     SDK parses it like any other: a request id, and the request it answers (raw responses read it)."""
-    headers = {"content-type": "text/event-stream" if stream is not None else "application/json",
-               "x-request-id": f"req_{uuid.uuid4().hex}"}
+    headers = {
+        "content-type": "text/event-stream" if stream is not None else "application/json",
+        "x-request-id": f"req_{uuid.uuid4().hex}",
+    }
     sent = call.options.headers if isinstance(call.options.headers, Mapping) else {}
-    request = httpx2.Request(call.options.method.upper(), base_url.rstrip("/") + call.options.url,
-                             headers={k: v for k, v in sent.items() if isinstance(v, str)})
+    request = httpx2.Request(
+        call.options.method.upper(),
+        base_url.rstrip("/") + call.options.url,
+        headers={k: v for k, v in sent.items() if isinstance(v, str)},
+    )
     return made_response(200, headers, request, content=content, stream=stream)
 
 
-def made_response(status: int, headers: dict[str, str], request: httpx2.Request, *, content: bytes | None = None,
-                  stream: httpx2.AsyncByteStream | None = None) -> httpx2.Response:
+def made_response(
+    status: int,
+    headers: dict[str, str],
+    request: httpx2.Request,
+    *,
+    content: bytes | None = None,
+    stream: httpx2.AsyncByteStream | None = None,
+) -> httpx2.Response:
     """An HTTP response for a body in hand (already read, as the SDK expects of a non-streamed answer), or for
     a stream. Built without httpx's read of ``content=`` through its decoders: a sixth of the cost."""
     if stream is not None:
         return httpx2.Response(status, headers=headers, stream=stream, request=request)
     body = content or b""
-    response = httpx2.Response(status, headers={**headers, "content-length": str(len(body))},
-                               stream=httpx2.ByteStream(body), request=request)
+    response = httpx2.Response(
+        status, headers={**headers, "content-length": str(len(body))}, stream=httpx2.ByteStream(body), request=request
+    )
     response._content = body  # what read() would set
     return response
 

@@ -25,40 +25,53 @@ Credential = Union[str, TokenSource, None]
 """A static key, a token source (the SDK calls it per request), or ``None`` (AWS: the SDK signs)."""
 
 
-def build_client(preset: Preset, backend: str, *, base_url: str, credential: Credential,
-                 api_version: Optional[str] = None, **common: Any) -> openai.AsyncOpenAI:
+def build_client(
+    preset: Preset,
+    backend: str,
+    *,
+    base_url: str,
+    credential: Credential,
+    api_version: Optional[str] = None,
+    **common: Any,
+) -> openai.AsyncOpenAI:
     """The SDK client for one backend; ``common`` are the arguments every constructor takes."""
     make = _CONSTRUCTORS[preset.constructor]
     return make(backend, base_url, credential, api_version, common)
 
 
-def _plain(backend: str, base_url: str, credential: Credential, api_version: Optional[str],
-           common: dict[str, Any]) -> openai.AsyncOpenAI:
+def _plain(
+    backend: str, base_url: str, credential: Credential, api_version: Optional[str], common: dict[str, Any]
+) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(api_key=credential, base_url=base_url, max_retries=0, **common)
 
 
-def _azure(backend: str, base_url: str, credential: Credential, api_version: Optional[str],
-           common: dict[str, Any]) -> openai.AsyncOpenAI:
+def _azure(
+    backend: str, base_url: str, credential: Credential, api_version: Optional[str], common: dict[str, Any]
+) -> openai.AsyncOpenAI:
     """The v1 API is plain OpenAI (bearer key or Entra token); an api-version means the deployment routes."""
     if api_version is None:
         return _plain(backend, base_url, credential, api_version, common)
     root = re.sub(r"/v1/?$", "", base_url.rstrip("/"))  # .../openai: the SDK adds /deployments/{model}
-    auth: dict[str, Any] = ({"azure_ad_token_provider": credential} if isinstance(credential, TokenSource)
-                            else {"api_key": credential})
+    auth: dict[str, Any] = (
+        {"azure_ad_token_provider": credential} if isinstance(credential, TokenSource) else {"api_key": credential}
+    )
     return openai.AsyncAzureOpenAI(base_url=root, api_version=api_version, max_retries=0, **auth, **common)
 
 
 _BEDROCK_REGION = re.compile(r"^https://bedrock-(?:mantle|runtime)(?:-fips)?\.([a-z0-9-]+)\.")
 
 
-def _bedrock(backend: str, base_url: str, credential: Credential, api_version: Optional[str],
-             common: dict[str, Any]) -> openai.AsyncOpenAI:
+def _bedrock(
+    backend: str, base_url: str, credential: Credential, api_version: Optional[str], common: dict[str, Any]
+) -> openai.AsyncOpenAI:
     """The SDK's Bedrock provider: it owns the Authorization header and refuses any other origin."""
     try:
         from openai.providers import bedrock
     except ImportError:
-        raise ConfigError(f"backend {backend!r}: Bedrock needs openai.providers.bedrock, which openai "
-                          f"{openai.__version__} lacks; upgrade openai") from None
+        raise ConfigError(
+            f"backend {backend!r}: Bedrock needs openai.providers.bedrock, which openai "
+            f"{openai.__version__} lacks; upgrade openai"
+        ) from None
     if isinstance(credential, TokenSource):
         auth: dict[str, Any] = {"token_provider": credential}
     elif credential is not None:

@@ -32,23 +32,37 @@ class Transports:
 
     def __init__(self, caller: CallerClient) -> None:
         if not isinstance(caller, (httpx2.AsyncClient, httpx2.Client)):
-            raise TypeError(f"http_client must be an httpx2.Client or httpx2.AsyncClient (as the openai SDK takes), "
-                            f"not {type(caller).__name__}")
+            raise TypeError(
+                f"http_client must be an httpx2.Client or httpx2.AsyncClient (as the openai SDK takes), "
+                f"not {type(caller).__name__}"
+            )
         self.transport = _shared(caller._transport)
         self.mounts: dict[str, httpx2.AsyncBaseTransport | None] = {
-            str(pattern.pattern): None if t is None else _shared(t) for pattern, t in caller._mounts.items()}
+            str(pattern.pattern): None if t is None else _shared(t) for pattern, t in caller._mounts.items()
+        }
         self.follow_redirects = caller.follow_redirects
 
 
-def backend_http_client(base_url: str, timeout: float | None, *, transports: Transports | None = None,
-                        proxy: str | None = None, verify: Any = True) -> httpx2.AsyncClient:
+def backend_http_client(
+    base_url: str,
+    timeout: float | None,
+    *,
+    transports: Transports | None = None,
+    proxy: str | None = None,
+    verify: Any = True,
+) -> httpx2.AsyncClient:
     """One backend's own httpx client: through its own ``proxy`` when it has one, else over the caller's
     transports when it gave an ``http_client``, else the SDK's defaults."""
     if transports is None or proxy is not None:
         return openai.DefaultAsyncHttpxClient(base_url=base_url, timeout=timeout, proxy=proxy, verify=verify)
-    return httpx2.AsyncClient(base_url=base_url, timeout=timeout, transport=transports.transport,
-                              mounts=transports.mounts, follow_redirects=transports.follow_redirects,
-                              trust_env=False)  # the caller's mounts already hold what its environment said
+    return httpx2.AsyncClient(
+        base_url=base_url,
+        timeout=timeout,
+        transport=transports.transport,
+        mounts=transports.mounts,
+        follow_redirects=transports.follow_redirects,
+        trust_env=False,
+    )  # the caller's mounts already hold what its environment said
 
 
 def _shared(transport: Any) -> httpx2.AsyncBaseTransport:
@@ -57,8 +71,9 @@ def _shared(transport: Any) -> httpx2.AsyncBaseTransport:
         return _Unclosed(transport)
     if isinstance(transport, httpx2.BaseTransport):
         return _Threaded(transport)
-    raise TypeError(f"http_client's transport {type(transport).__name__} is neither an httpx2 transport "
-                    f"nor an async one")
+    raise TypeError(
+        f"http_client's transport {type(transport).__name__} is neither an httpx2 transport nor an async one"
+    )
 
 
 class _Unclosed(httpx2.AsyncBaseTransport):
@@ -80,11 +95,16 @@ class _Threaded(httpx2.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         body = await request.aread()
-        sync = httpx2.Request(request.method, request.url, headers=request.headers, content=body,
-                              extensions=request.extensions)
+        sync = httpx2.Request(
+            request.method, request.url, headers=request.headers, content=body, extensions=request.extensions
+        )
         response = await asyncio.to_thread(self._transport.handle_request, sync)
-        return httpx2.Response(response.status_code, headers=response.headers,
-                               stream=_ThreadedBody(response.stream), extensions=dict(response.extensions))
+        return httpx2.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=_ThreadedBody(response.stream),
+            extensions=dict(response.extensions),
+        )
 
     async def aclose(self) -> None:
         """Closed with the caller's client."""

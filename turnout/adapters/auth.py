@@ -66,8 +66,9 @@ class TokenSource:
     Calling the source gives the token to send, which is what the openai SDK's callable key expects.
     """
 
-    def __init__(self, backend: str, source: str, fetch: Callable[[], Token], *,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, backend: str, source: str, fetch: Callable[[], Token], *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.backend = backend
         self.source = source
         self._fetch = fetch
@@ -123,12 +124,17 @@ def _consume(task: asyncio.Task[Token]) -> None:
 
 def unavailable(backend: str, source: str, why: str) -> openai.AuthenticationError:
     """The 401 a failed fetch becomes: the router fails over on it and cools the backend down."""
-    return status_error(openai.AuthenticationError, 401,
-                        f"backend {backend!r}: could not obtain a token from {source}: {why}",
-                        url="turnout://credentials", code=CREDENTIAL_UNAVAILABLE)
+    return status_error(
+        openai.AuthenticationError,
+        401,
+        f"backend {backend!r}: could not obtain a token from {source}: {why}",
+        url="turnout://credentials",
+        code=CREDENTIAL_UNAVAILABLE,
+    )
 
 
 # -- the sources AUTH names --------------------------------------------------------------
+
 
 def token_source(auth: str, backend: str) -> TokenSource:
     """The token source ``TURNOUT_BACKEND__<NAME>__AUTH`` names; its library is imported only here."""
@@ -174,5 +180,4 @@ def _google(backend: str) -> Callable[[], Token]:
 
 
 def _missing(backend: str, auth: str, package: str, extra: str) -> ConfigError:
-    return ConfigError(f"backend {backend!r}: AUTH={auth} needs the {package} package; "
-                       f"pip install 'turnout[{extra}]'")
+    return ConfigError(f"backend {backend!r}: AUTH={auth} needs the {package} package; pip install 'turnout[{extra}]'")

@@ -73,16 +73,24 @@ class OpenAICompatAdapter:
         self.credential = api_key or _credential(self.name, self.preset, auth or self.preset.auths[0])
         sdk = dict(sdk or {})
         if http_client is None:  # the SDK's own defaults, less the SSL context it would build for each client
-            http_client = backend_http_client(self.base_url, timeout, transports=transports, proxy=proxy,
-                                              verify=_shared_ssl_context())
-        common: dict[str, Any] = dict(timeout=timeout, default_headers=dict(headers) if headers else None,
-                                      http_client=http_client)
+            http_client = backend_http_client(
+                self.base_url, timeout, transports=transports, proxy=proxy, verify=_shared_ssl_context()
+            )
+        common: dict[str, Any] = dict(
+            timeout=timeout, default_headers=dict(headers) if headers else None, http_client=http_client
+        )
         if "provider" in sdk:  # the caller's own SDK provider brings the address and the login
             self._client = openai.AsyncOpenAI(**sdk, max_retries=0, **common)
         else:  # -- issue 26: the row names the SDK constructor (plain, Azure, Bedrock provider) ------------
-            self._client = build_client(self.preset, self.name, base_url=self.base_url,
-                                        credential=_async_key(self.credential), api_version=api_version, **common,
-                                        **sdk)
+            self._client = build_client(
+                self.preset,
+                self.name,
+                base_url=self.base_url,
+                credential=_async_key(self.credential),
+                api_version=api_version,
+                **common,
+                **sdk,
+            )
         if self.preset.name != "openai":
             _forget_openai_ambient(self._client, headers, sdk)
 
@@ -166,8 +174,11 @@ def _is_json(response: httpx2.Response) -> bool:
 
 
 def _resolve_base_url(name: str, preset: Preset, base_url: str | None) -> str:
-    url = base_url or (preset.url_env and os.environ.get(preset.url_env)) or (
-        preset.base_url and fill_base_url(name, preset.base_url, os.environ.get))
+    url = (
+        base_url
+        or (preset.url_env and os.environ.get(preset.url_env))
+        or (preset.base_url and fill_base_url(name, preset.base_url, os.environ.get))
+    )
     if not url:
         raise ConfigError(f"backend {name!r}: provider {preset.name!r} needs a base_url")
     if not url.startswith(("http://", "https://")):
@@ -178,7 +189,9 @@ def _resolve_base_url(name: str, preset: Preset, base_url: str | None) -> str:
 def _credential(name: str, preset: Preset, auth: Auth) -> str | TokenSource | None:
     """The preset's key, or the token source (or, for AWS, the SDK's own signing) ``auth`` names."""
     if auth not in preset.auths:
-        raise ConfigError(f"backend {name!r}: provider {preset.name!r} takes AUTH={'|'.join(preset.auths)}, not {auth!r}")
+        raise ConfigError(
+            f"backend {name!r}: provider {preset.name!r} takes AUTH={'|'.join(preset.auths)}, not {auth!r}"
+        )
     if auth == "key":
         return _preset_key(name, preset)
     return None if auth == "aws" else token_source(auth, name)
@@ -193,8 +206,9 @@ def _preset_key(name: str, preset: Preset) -> str:
     return key
 
 
-def _forget_openai_ambient(client: openai.AsyncOpenAI, headers: Mapping[str, str] | None,
-                           given: Mapping[str, Any]) -> None:
+def _forget_openai_ambient(
+    client: openai.AsyncOpenAI, headers: Mapping[str, str] | None, given: Mapping[str, Any]
+) -> None:
     """Keep OpenAI's own ambient settings away from other providers' hosts.
 
     The SDK reads ``OPENAI_ORG_ID``, ``OPENAI_PROJECT_ID``, ``OPENAI_ADMIN_KEY`` and
@@ -217,4 +231,5 @@ def _async_key(key: Any) -> Any:
     async def fresh() -> Any:
         value = key()
         return await value if inspect.isawaitable(value) else value
+
     return fresh

@@ -32,8 +32,11 @@ exit status: 0 ok, 1 backends failed, 2 bad configuration, 130 interrupted"""
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line; each subcommand names the function that runs it."""
     parser = argparse.ArgumentParser(
-        prog="turnout", description="Many LLM backends behind one OpenAI-shaped client.",
-        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="turnout",
+        description="Many LLM backends behind one OpenAI-shaped client.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"turnout {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -43,49 +46,83 @@ def build_parser() -> argparse.ArgumentParser:
 
     health = commands.add_parser("health", help="check every backend at once: up/down, latency, models")
     health.add_argument("--json", action="store_true", help="machine-readable output")
-    health.add_argument("--timeout", type=_seconds, default=10.0, metavar="SECONDS",
-                        help="give up on a backend after this long (default: 10)")
+    health.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="give up on a backend after this long (default: 10)",
+    )
     health.set_defaults(run="probe:health")
 
     models = commands.add_parser("models", help="every model each backend serves, with aliases from MODELS")
     models.add_argument("--json", action="store_true", help="machine-readable output")
-    models.add_argument("--timeout", type=_seconds, default=10.0, metavar="SECONDS",
-                        help="give up on a backend after this long (default: 10)")
+    models.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="give up on a backend after this long (default: 10)",
+    )
     models.set_defaults(run="probe:models")
 
     chat = commands.add_parser(
-        "chat", help="send one prompt through the router", formatter_class=argparse.RawDescriptionHelpFormatter,
+        "chat",
+        help="send one prompt through the router",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Send one prompt through the router and print the answer (streamed).",
         epilog="without --model: the first alias in the first backend's MODELS; if that backend declares\n"
-               "no MODELS, the first model listed by the highest-priority backend that answers /models.")
+        "no MODELS, the first model listed by the highest-priority backend that answers /models.",
+    )
     chat.add_argument("prompt", nargs="?", help="the prompt (default: read from stdin)")
     chat.add_argument("-m", "--model", help="model name or alias; <backend>/<model> pins one backend")
     chat.add_argument("-s", "--system", help="a system message sent before the prompt")
     chat.add_argument("--no-stream", dest="stream", action="store_false", help="wait for the whole answer")
-    chat.add_argument("-v", "--verbose", action="count", default=0,
-                      help="show each attempt, retry, wait, failover and who served (-vv: the router's log too)")
+    chat.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="show each attempt, retry, wait, failover and who served (-vv: the router's log too)",
+    )
     chat.set_defaults(run="chat:main")
 
     serve = commands.add_parser(
-        "serve", help="the router behind an OpenAI-compatible HTTP server (needs turnout[serve])",
+        "serve",
+        help="the router behind an OpenAI-compatible HTTP server (needs turnout[serve])",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Serve the OpenAI API under /v1 (chat/completions, completions, embeddings, models,\n"
-                    "audio, moderations, images) through the configured backends.",
+        "audio, moderations, images) through the configured backends.",
         epilog="TURNOUT_SERVE_API_KEYS (comma list or @file) makes every request need\n"
-               "`Authorization: Bearer <key>`; without keys only a loopback address is allowed.\n"
-               "SIGTERM finishes the requests in flight (up to --grace seconds), then exits 0.")
-    serve.add_argument("--host", default=None,
-                       help="address to listen on (default: TURNOUT_SERVE_HOST, else 127.0.0.1)")
-    serve.add_argument("--port", type=_port, default=None,
-                       help="port (default: TURNOUT_SERVE_PORT, else 8001; 0: any free port)")
-    serve.add_argument("--workers", type=_workers, default=1, metavar="N",
-                       help="worker processes, each with its own connections and breakers (default: 1)")
-    serve.add_argument("--grace", type=_seconds, default=30.0, metavar="SECONDS",
-                       help="on SIGTERM, how long requests in flight may take to finish (default: 30)")
-    serve.add_argument("--insecure", action="store_true",
-                       help="allow a non-loopback address without TURNOUT_SERVE_API_KEYS")
-    serve.add_argument("-v", "--verbose", action="count", default=0,
-                       help="also log the router's retries and failovers (single worker)")
+        "`Authorization: Bearer <key>`; without keys only a loopback address is allowed.\n"
+        "SIGTERM finishes the requests in flight (up to --grace seconds), then exits 0.",
+    )
+    serve.add_argument(
+        "--host", default=None, help="address to listen on (default: TURNOUT_SERVE_HOST, else 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--port", type=_port, default=None, help="port (default: TURNOUT_SERVE_PORT, else 8001; 0: any free port)"
+    )
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="worker processes, each with its own connections and breakers (default: 1)",
+    )
+    serve.add_argument(
+        "--grace",
+        type=_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="on SIGTERM, how long requests in flight may take to finish (default: 30)",
+    )
+    serve.add_argument(
+        "--insecure", action="store_true", help="allow a non-loopback address without TURNOUT_SERVE_API_KEYS"
+    )
+    serve.add_argument(
+        "-v", "--verbose", action="count", default=0, help="also log the router's retries and failovers (single worker)"
+    )
     serve.set_defaults(run="serve:main")
     return parser
 

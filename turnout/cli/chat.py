@@ -27,8 +27,9 @@ def main(args: argparse.Namespace) -> int:
     prompt = args.prompt if args.prompt is not None else _read_stdin()
     if not prompt.strip():
         raise UsageError("empty prompt: give one as an argument or on stdin")
-    messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
-               [{"role": "user", "content": prompt}]
+    messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
+        {"role": "user", "content": prompt}
+    ]
     run(_chat(config, args, messages))
     return 0
 

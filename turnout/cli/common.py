@@ -17,8 +17,21 @@ from pydantic import SecretStr
 from .._errors import describe
 from ..settings import ResolvedBackend, ResolvedConfig, TurnoutSettings, resolve
 
-__all__ = ["APIError", "BackendsDown", "UsageError", "describe", "load", "ranked", "run", "error",
-           "backend_errors", "show_log", "redacted_output", "silence_stdout", "dump_json"]
+__all__ = [
+    "APIError",
+    "BackendsDown",
+    "UsageError",
+    "describe",
+    "load",
+    "ranked",
+    "run",
+    "error",
+    "backend_errors",
+    "show_log",
+    "redacted_output",
+    "silence_stdout",
+    "dump_json",
+]
 
 T = TypeVar("T")
 
@@ -44,8 +57,10 @@ def load(*, strict: bool = True) -> ResolvedConfig:
 
 def ranked(config: ResolvedConfig) -> list[ResolvedBackend]:
     """Backends in the order the router tries them: PRIORITY, else position; ties keep position."""
-    order = sorted(enumerate(config.backends),
-                   key=lambda ib: (ib[1].priority.value if ib[1].priority.value is not None else ib[0], ib[0]))
+    order = sorted(
+        enumerate(config.backends),
+        key=lambda ib: (ib[1].priority.value if ib[1].priority.value is not None else ib[0], ib[0]),
+    )
     return [b for _, b in order]
 
 

@@ -38,8 +38,10 @@ def render(report: dict[str, Any]) -> str:
     count = len(report["backends"])
     router = {k: report[k] for k in ("env_file", *names("router"))}
     blocks = [_cells(router)] + [_cells(b["fields"]) for b in report["backends"]]
-    widths = (max(len(c[0]) for block in blocks for c in block),
-              max(len(c[1]) if len(c[1]) <= _MAX_VALUE_WIDTH else 0 for block in blocks for c in block))
+    widths = (
+        max(len(c[0]) for block in blocks for c in block),
+        max(len(c[1]) if len(c[1]) <= _MAX_VALUE_WIDTH else 0 for block in blocks for c in block),
+    )
     lines = [f"{count} backend{'s' if count != 1 else ''}, in the order requests try them", "", "router"]
     lines += _rows(blocks[0], widths, indent="   ")
     for rank, (backend, block) in enumerate(zip(report["backends"], blocks[1:]), 1):
@@ -48,7 +50,9 @@ def render(report: dict[str, Any]) -> str:
         lines += [f"   problem: {p}" for p in backend["problems"]]
     backend_problems = {p for b in report["backends"] for p in b["problems"]}
     rest = [p for p in report["problems"] if p not in backend_problems]
-    lines += [""] * bool(rest or report["notes"]) + [f"problem: {p}" for p in rest] + [f"note: {n}" for n in report["notes"]]
+    lines += (
+        [""] * bool(rest or report["notes"]) + [f"problem: {p}" for p in rest] + [f"note: {n}" for n in report["notes"]]
+    )
     if report["problems"]:
         lines += ["", f"{len(report['problems'])} problem(s): requests cannot be routed until they are fixed"]
     return "\n".join(lines) + "\n"
@@ -58,8 +62,14 @@ def _cells(fields: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
     cells = [(name, *_cell(name, field)) for name, field in fields.items()]
     auth = fields.get("auth", {}).get("value")
     if auth in CREDENTIAL_SOURCES:  # the key is not what is sent: say what is, and where it comes from
-        cells = [(n, f"none (AUTH={auth})", "") if n == "api_key" else
-                 (n, f"{v}: {CREDENTIAL_SOURCES[auth]}", s) if n == "auth" else (n, v, s) for n, v, s in cells]
+        cells = [
+            (n, f"none (AUTH={auth})", "")
+            if n == "api_key"
+            else (n, f"{v}: {CREDENTIAL_SOURCES[auth]}", s)
+            if n == "auth"
+            else (n, v, s)
+            for n, v, s in cells
+        ]
     return cells
 
 

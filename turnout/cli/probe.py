@@ -32,9 +32,14 @@ def health(args: argparse.Namespace) -> int:
     shared = run(_shared_state(config, backends)) if config.state_url.value else None
     up = sum(h.up for h in results.values())
     if args.json:
-        dump_json({"up": up, "total": len(backends),
-                   "backends": [_health_json(b, results[b.name]) for b in backends],
-                   **({"shared": shared} if shared is not None else {})})
+        dump_json(
+            {
+                "up": up,
+                "total": len(backends),
+                "backends": [_health_json(b, results[b.name]) for b in backends],
+                **({"shared": shared} if shared is not None else {}),
+            }
+        )
     else:
         if not live:
             print("\n".join(_health_rows(backends, results)))
@@ -51,20 +56,30 @@ async def _shared_state(config: ResolvedConfig, backends: list[ResolvedBackend])
     """Each backend's breaker, windows and provider limit as every process sharing the Redis store sees them."""
     from ..state import Limits, open_state
 
-    state: Any = open_state(config.state_url.value, prefix=config.state_prefix.value,
-                            timeout=config.state_timeout.value)
+    state: Any = open_state(
+        config.state_url.value, prefix=config.state_prefix.value, timeout=config.state_timeout.value
+    )
     try:
         views = {}
         for b in backends:
-            limits = Limits(allowed_fails=b.allowed_fails.value, cooldown=b.cooldown.value, rpm=b.rpm.value,
-                            tpm=b.tpm.value, budget_ratio=config.retry_budget.value,
-                            budget_min=config.retry_budget_min.value)
+            limits = Limits(
+                allowed_fails=b.allowed_fails.value,
+                cooldown=b.cooldown.value,
+                rpm=b.rpm.value,
+                tpm=b.tpm.value,
+                budget_ratio=config.retry_budget.value,
+                budget_min=config.retry_budget_min.value,
+            )
             views[b.name] = (await state.backend(b.name, limits).refresh()).as_dict(limits)
         reachable = not state.down
     finally:
         await state.aclose()
-    return {"url": redact_url(config.state_url.value or ""), "prefix": config.state_prefix.value,
-            "reachable": reachable, "backends": views if reachable else {}}
+    return {
+        "url": redact_url(config.state_url.value or ""),
+        "prefix": config.state_prefix.value,
+        "reachable": reachable,
+        "backends": views if reachable else {},
+    }
 
 
 def _shared_rows(shared: dict[str, Any]) -> list[str]:
@@ -83,14 +98,18 @@ def _shared_text(view: dict[str, Any]) -> str:
         if window[f"{unit}_limit"]:
             parts.append(f"{unit.upper()} {window[unit]}/{window[f'{unit}_limit']}")
     if view["provider_limit"]:
-        parts.append(f"the provider's {view['provider_limit']['limit']} limit used up, "
-                     f"{view['provider_limit']['remaining']:.0f}s left")
+        parts.append(
+            f"the provider's {view['provider_limit']['limit']} limit used up, "
+            f"{view['provider_limit']['remaining']:.0f}s left"
+        )
     return "; ".join(parts)
 
 
-async def _check_all(backends: list[ResolvedBackend], timeout: float,
-                     report: Callable[[str, Health], None]) -> dict[str, Health]:
+async def _check_all(
+    backends: list[ResolvedBackend], timeout: float, report: Callable[[str, Health], None]
+) -> dict[str, Health]:
     """Every probe at once; ``report`` hears each one as it finishes. Result in routing order."""
+
     async def check(backend: ResolvedBackend, adapter: Adapter) -> None:
         start = time.perf_counter()
         try:
@@ -122,8 +141,14 @@ def _health_rows(backends: list[ResolvedBackend], results: dict[str, Health]) ->
 
 
 def _health_json(backend: ResolvedBackend, result: Health) -> dict[str, Any]:
-    return {"name": backend.name, "provider": _provider(backend), "up": result.up,
-            "latency": round(result.latency, 4), "models": result.models, "error": result.error}
+    return {
+        "name": backend.name,
+        "provider": _provider(backend),
+        "up": result.up,
+        "latency": round(result.latency, 4),
+        "models": result.models,
+        "error": result.error,
+    }
 
 
 class _ProgressLines:
@@ -216,12 +241,15 @@ def render_models(report: list[dict[str, Any]]) -> str:
     lines: list[str] = []
     for backend in report:
         listed = sum(m["listed"] for m in backend["models"])
-        state = f"unavailable: {backend['error']}" if backend["error"] else f"{listed} model{'s' if listed != 1 else ''}"
+        state = (
+            f"unavailable: {backend['error']}" if backend["error"] else f"{listed} model{'s' if listed != 1 else ''}"
+        )
         lines.append(f"{backend['name']} ({backend['provider']}): {state}")
         width = max((len(m["id"]) for m in backend["models"]), default=0)
         for m in backend["models"]:
-            notes = ([f"alias {', '.join(m['aliases'])}"] if m["aliases"] else []) + \
-                    ([] if m["listed"] or backend["error"] else ["in MODELS, not listed by the backend"])
+            notes = ([f"alias {', '.join(m['aliases'])}"] if m["aliases"] else []) + (
+                [] if m["listed"] or backend["error"] else ["in MODELS, not listed by the backend"]
+            )
             lines.append(f"  {m['id']:<{width}}  {'; '.join(notes)}".rstrip())
     return "\n".join(lines) + "\n"
 

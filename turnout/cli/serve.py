@@ -19,9 +19,11 @@ _NEEDS = ("starlette", "uvicorn", "multipart")  # python-multipart is imported a
 def main(args: argparse.Namespace) -> int:
     missing = [name for name in _NEEDS if _absent(name)]
     if missing:
-        raise UsageError(f"`turnout serve` needs the serve extra, which is not installed (no "
-                         f"{', '.join('python-multipart' if m == 'multipart' else m for m in missing)}): "
-                         f"pip install 'turnout[serve]'")
+        raise UsageError(
+            f"`turnout serve` needs the serve extra, which is not installed (no "
+            f"{', '.join('python-multipart' if m == 'multipart' else m for m in missing)}): "
+            f"pip install 'turnout[serve]'"
+        )
     from ..serve._run import exposure_problem, serve
     from ..settings import TurnoutSettings
 

@@ -108,8 +108,13 @@ class Routing(Protocol):
 
     def runner(self, name: str) -> Runner | None: ...
 
-    async def walk(self, plan: Sequence[Any], call: Call, op_for: Callable[[Any, Call], tuple[Op, Call]] | None = None,
-                   skipped: dict[str, BaseException] | None = None) -> Served: ...
+    async def walk(
+        self,
+        plan: Sequence[Any],
+        call: Call,
+        op_for: Callable[[Any, Call], tuple[Op, Call]] | None = None,
+        skipped: dict[str, BaseException] | None = None,
+    ) -> Served: ...
 
 
 class Responses:
@@ -134,11 +139,13 @@ class Responses:
         if not plan:
             raise refusal or self.router.select.not_found(str(call.body.get("model")))
         skipped: dict[str, BaseException] = {c.runner.name: refusal for c in left_out} if refusal else {}
-        return await self.router.walk(plan, call, lambda c, call: self._op(c, call, chat_body, history, replay),
-                                      skipped)
+        return await self.router.walk(
+            plan, call, lambda c, call: self._op(c, call, chat_body, history, replay), skipped
+        )
 
-    def _plan(self, call: Call, chat_body: dict[str, Any] | None, *,
-              replay: bool) -> tuple[list[Candidate], list[Candidate]]:
+    def _plan(
+        self, call: Call, chat_body: dict[str, Any] | None, *, replay: bool
+    ) -> tuple[list[Candidate], list[Candidate]]:
         """Each candidate once, in priority order: natively when it may have the Responses API (never for a
         replayed conversation, which only the router holds), else bridged when it can serve the chat body;
         and the candidates that can do neither."""
@@ -164,8 +171,9 @@ class Responses:
                 left_out.append(candidate)
         return plan, left_out
 
-    def _op(self, candidate: Candidate, call: Call, chat_body: dict[str, Any] | None, history: list[Any],
-            replay: bool) -> tuple[Op, Call]:
+    def _op(
+        self, candidate: Candidate, call: Call, chat_body: dict[str, Any] | None, history: list[Any], replay: bool
+    ) -> tuple[Op, Call]:
         runner, model = candidate.runner, candidate.model
         call = call.renamed(model)
         flag = runner.has("responses", model)
@@ -211,8 +219,9 @@ class Responses:
 
         return bridged
 
-    def _native_else_bridged(self, runner: Runner, model: str, chat_body: dict[str, Any], history: list[Any],
-                             call: Call) -> Op:
+    def _native_else_bridged(
+        self, runner: Runner, model: str, chat_body: dict[str, Any], history: list[Any], call: Call
+    ) -> Op:
         """A backend that may have the Responses API: asked natively, bridged if it says it has not."""
         native = self._native(runner, call)
         bridged = self._bridged(runner, model, chat_body, history)
@@ -228,15 +237,24 @@ class Responses:
 
         return either
 
-    def _keeper(self, runner: Runner, call: Call, history: list[Any],
-                response_id: str) -> Callable[[dict[str, Any]], Awaitable[None]]:
+    def _keeper(
+        self, runner: Runner, call: Call, history: list[Any], response_id: str
+    ) -> Callable[[dict[str, Any]], Awaitable[None]]:
         async def keep(response: dict[str, Any]) -> None:
             if call.body.get("store") is False:
                 return
             # kept as given; made into messages only if a follow-up comes
-            await self.state.put(_key(response_id), {
-                "backend": runner.name, "bridged": True, "history": history, "input": call.body.get("input"),
-                "response": response}, self.ttl)
+            await self.state.put(
+                _key(response_id),
+                {
+                    "backend": runner.name,
+                    "bridged": True,
+                    "history": history,
+                    "input": call.body.get("input"),
+                    "response": response,
+                },
+                self.ttl,
+            )
 
         return keep
 
@@ -260,12 +278,20 @@ class Responses:
         elif rest == "input_items":
             body = _page(bridge.input_items(held["input"], ident), _query(call))
         elif rest == "cancel":
-            raise status_error(openai.BadRequestError, 400, "only background responses can be cancelled; "
-                               f"response {ident!r} was made by the chat bridge, which does not run in the background",
-                               code="unsupported_by_backend")
+            raise status_error(
+                openai.BadRequestError,
+                400,
+                "only background responses can be cancelled; "
+                f"response {ident!r} was made by the chat bridge, which does not run in the background",
+                code="unsupported_by_backend",
+            )
         elif call.stream:
-            raise status_error(openai.BadRequestError, 400, f"response {ident!r} was made by the chat bridge; "
-                               "it can be retrieved, but not streamed again", code="unsupported_by_backend")
+            raise status_error(
+                openai.BadRequestError,
+                400,
+                f"response {ident!r} was made by the chat bridge; it can be retrieved, but not streamed again",
+                code="unsupported_by_backend",
+            )
         else:
             body = held["response"]
         return wire_response(call, "turnout://router", content=json.dumps(body).encode())
@@ -273,8 +299,7 @@ class Responses:
     async def _held(self, ident: str) -> Optional[dict[str, Any]]:
         held = await self.state.get(_key(ident))
         if held and held.get("deleted"):
-            raise status_error(openai.NotFoundError, 404, f"response {ident!r} was deleted",
-                               code="response_not_found")
+            raise status_error(openai.NotFoundError, 404, f"response {ident!r} was deleted", code="response_not_found")
         return held
 
     async def _forget(self, ident: str) -> None:
@@ -291,11 +316,14 @@ class Responses:
             return found
         runner = self.router.stateful
         if runner.adapter.capabilities.responses is False:
-            raise status_error(openai.NotFoundError, 404,
-                               f"response {ident!r} is not known here: bridged responses are kept "
-                               f"{self.ttl:.0f}s in the router's state, and backend {runner.name!r} (the stateful "
-                               "backend, which gets ids the router does not know) has no Responses API to hold it",
-                               code="response_not_found")
+            raise status_error(
+                openai.NotFoundError,
+                404,
+                f"response {ident!r} is not known here: bridged responses are kept "
+                f"{self.ttl:.0f}s in the router's state, and backend {runner.name!r} (the stateful "
+                "backend, which gets ids the router does not know) has no Responses API to hold it",
+                code="response_not_found",
+            )
         return runner
 
     def _for(self, runner: Runner, call: Call) -> Call:
@@ -309,11 +337,13 @@ class Responses:
         return call
 
 
-
 def _conversation(held: Mapping[str, Any]) -> list[Any]:
     """A bridged response's whole conversation as chat messages: what came before it, its input, its output."""
-    return [*held["history"], *bridge.messages_of(held["input"] or ()),
-            *bridge.messages_of(held["response"].get("output") or ())]
+    return [
+        *held["history"],
+        *bridge.messages_of(held["input"] or ()),
+        *bridge.messages_of(held["response"].get("output") or ()),
+    ]
 
 
 def _chat_body(call: Call, history: list[Any]) -> tuple[dict[str, Any] | None, openai.BadRequestError | None]:
@@ -378,8 +408,13 @@ def _page(items: list[dict[str, Any]], query: Mapping[str, Any]) -> dict[str, An
     after = query.get("after")
     if after:
         ids = [i.get("id") for i in ordered]
-        ordered = ordered[ids.index(after) + 1:] if after in ids else []
+        ordered = ordered[ids.index(after) + 1 :] if after in ids else []
     limit = int(query.get("limit") or 20)
     page = ordered[:limit]
-    return {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
-            "last_id": page[-1]["id"] if page else None, "has_more": len(ordered) > limit}
+    return {
+        "object": "list",
+        "data": page,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+        "has_more": len(ordered) > limit,
+    }

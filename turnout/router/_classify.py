@@ -44,11 +44,24 @@ _RETRY_STATUS = frozenset({408, 409, 429})
 _COOL_STATUS = frozenset({401, 402, 403})
 _BAD_REQUEST_STATUS = frozenset({400, 422})
 _CONTENT_FILTER = frozenset({"content_filter", "content_policy_violation", "responsibleaipolicyviolation"})
-_AWS_THROTTLED = frozenset({"throttlingexception", "toomanyrequestsexception", "servicequotaexceededexception",
-                            "serviceunavailableexception", "modelnotreadyexception"})
+_AWS_THROTTLED = frozenset(
+    {
+        "throttlingexception",
+        "toomanyrequestsexception",
+        "servicequotaexceededexception",
+        "serviceunavailableexception",
+        "modelnotreadyexception",
+    }
+)
 _CONTEXT_HINTS = (
-    "context length", "context_length", "maximum context", "context window", "too many tokens",
-    "prompt is too long", "reduce the length", "exceeds the model's",
+    "context length",
+    "context_length",
+    "maximum context",
+    "context window",
+    "too many tokens",
+    "prompt is too long",
+    "reduce the length",
+    "exceeds the model's",
 )
 
 
@@ -97,8 +110,11 @@ def filtered_answer(backend: str, response: httpx2.Response) -> openai.BadReques
     """A whole (not streamed) chat answer whose every choice a content filter stopped: Azure's output
     filter, a model's refusal. As the error it stands for, for the router to fail over on when the user
     opted in; ``None`` for any other answer, read no further than a byte search when it cannot be one."""
-    if not response.is_closed or b'"finish_reason"' not in response.content or not (
-            b"content_filter" in response.content or b"refusal" in response.content):
+    if (
+        not response.is_closed
+        or b'"finish_reason"' not in response.content
+        or not (b"content_filter" in response.content or b"refusal" in response.content)
+    ):
         return None
     try:
         choices = json.loads(response.content).get("choices")
@@ -106,8 +122,13 @@ def filtered_answer(backend: str, response: httpx2.Response) -> openai.BadReques
         return None
     if not choices or not all(isinstance(c, dict) and c.get("finish_reason") in _FILTERED_FINISH for c in choices):
         return None
-    return status_error(openai.BadRequestError, 400, f"backend {backend!r}: a content filter stopped the answer",
-                        url=str(response.request.url), code="content_filter")
+    return status_error(
+        openai.BadRequestError,
+        400,
+        f"backend {backend!r}: a content filter stopped the answer",
+        url=str(response.request.url),
+        code="content_filter",
+    )
 
 
 def _aws_error(err: openai.APIStatusError) -> str:

@@ -30,8 +30,11 @@ ENDPOINTS: tuple[tuple[str, str, Endpoint], ...] = (
     ("post", "/audio/translations", Endpoint("audio", need="audio_transcription", upload=True)),
     ("post", "/moderations", Endpoint("moderations", need="moderations", model_optional=True)),
     ("post", "/images/generations", Endpoint("images", need="image_generation", model_optional=True)),
-    ("post", "/responses", Endpoint("responses", mode="responses", need="responses", streams=True,
-                                    model_optional=True)),
+    (
+        "post",
+        "/responses",
+        Endpoint("responses", mode="responses", need="responses", streams=True, model_optional=True),
+    ),
     ("get", "/responses/{id}", Endpoint("response", mode="held")),
     ("get", "/responses/{id}/input_items", Endpoint("response", mode="held")),
     ("delete", "/responses/{id}", Endpoint("response", mode="held")),
@@ -43,9 +46,14 @@ ENDPOINTS: tuple[tuple[str, str, Endpoint], ...] = (
 )
 """The table ``turnout serve`` answers from too (its routes are made from these rows)."""
 
-_COMPILED = tuple((method, re.compile(re.escape(path).replace(re.escape("{id}"), "[^/]+")
-                                       .replace(re.escape("{path}"), ".+")), endpoint)
-                  for method, path, endpoint in ENDPOINTS)
+_COMPILED = tuple(
+    (
+        method,
+        re.compile(re.escape(path).replace(re.escape("{id}"), "[^/]+").replace(re.escape("{path}"), ".+")),
+        endpoint,
+    )
+    for method, path, endpoint in ENDPOINTS
+)
 _CACHE: dict[tuple[str, str], Endpoint] = {}
 
 

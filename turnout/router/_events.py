@@ -17,13 +17,33 @@ from typing import Any, Awaitable, Callable, Literal, Optional
 
 import httpx2
 
-__all__ = ["RouterEvent", "RequestInfo", "AttemptTimes", "Hook", "Emit", "Events", "make_emit", "current_request",
-           "clock"]
+__all__ = [
+    "RouterEvent",
+    "RequestInfo",
+    "AttemptTimes",
+    "Hook",
+    "Emit",
+    "Events",
+    "make_emit",
+    "current_request",
+    "clock",
+]
 
 log = logging.getLogger("turnout")
 
-EventKind = Literal["request", "attempt", "success", "attempt_failed", "retry", "failure", "failover", "skipped",
-                    "hedge", "stream_end", "done"]
+EventKind = Literal[
+    "request",
+    "attempt",
+    "success",
+    "attempt_failed",
+    "retry",
+    "failure",
+    "failover",
+    "skipped",
+    "hedge",
+    "stream_end",
+    "done",
+]
 """``request``: a request arrived (``backend`` is empty). ``attempt``: an attempt on ``backend`` starts.
 ``success``: it answered (``first``: when its answer, a stream's first event, was in; ``end``: the same, or ``None``
 for a stream, whose end is its ``stream_end``). ``attempt_failed``: it failed with ``error``. ``retry``: the backend

@@ -35,7 +35,6 @@ HEDGED = frozenset({"chat", "completions", "embeddings"})
 """Endpoints whose requests may be sent twice: they change nothing on the provider's side."""
 
 
-
 def hedgeable(call: Call) -> bool:
     """Safe to send twice: chat, completions, embeddings, and a Responses call that stores nothing
     (``store=False``, native or bridged); never a pinned or stateful call."""
@@ -81,14 +80,25 @@ class Hedge:
         assert self.percentile is not None
         return candidate.runner.latency_percentile(candidate.model, self.percentile)
 
-    async def race(self, router: Router, first: Candidate, admission: Admission, queue: list[Candidate], after: int,
-                   call: Call, errors: dict[str, BaseException], op_for: OpFor, left: int) -> tuple[Served | None, int]:
+    async def race(
+        self,
+        router: Router,
+        first: Candidate,
+        admission: Admission,
+        queue: list[Candidate],
+        after: int,
+        call: Call,
+        errors: dict[str, BaseException],
+        op_for: OpFor,
+        left: int,
+    ) -> tuple[Served | None, int]:
         """``first`` alone for its delay, then hedged on the next candidates in ``queue`` (from ``after``)
         with room and budget, up to ``left`` hedges: the first answer, and how many hedges were sent.
         A hedged-to candidate leaves the queue; ``None`` when every attempt failed (each in ``errors``)."""
         delay = self.delay(first)
         attempts: dict[asyncio.Future[Served | None], Candidate] = {
-            asyncio.ensure_future(router._try(first, call, errors, op_for, admission)): first}
+            asyncio.ensure_future(router._try(first, call, errors, op_for, admission)): first
+        }
         used = 0
         loop = asyncio.get_running_loop()
         try:
@@ -115,9 +125,17 @@ class Hedge:
         finally:
             await _cancel(attempts)
 
-    async def _launch(self, router: Router, first: Candidate, queue: list[Candidate], after: int, call: Call,
-                      errors: dict[str, BaseException], op_for: OpFor,
-                      attempts: dict[asyncio.Future[Served | None], Candidate]) -> int:
+    async def _launch(
+        self,
+        router: Router,
+        first: Candidate,
+        queue: list[Candidate],
+        after: int,
+        call: Call,
+        errors: dict[str, BaseException],
+        op_for: OpFor,
+        attempts: dict[asyncio.Future[Served | None], Candidate],
+    ) -> int:
         for j in range(after, len(queue)):
             candidate = queue[j]
             if candidate.runner in (c.runner for c in attempts.values()):
@@ -131,8 +149,9 @@ class Hedge:
             queue.pop(j)
             log.info("backend %s is slow: hedging on %s", first.runner.name, candidate.runner.name)
             if router._emit:
-                await router._emit(RouterEvent("hedge", first.runner.name, to=candidate.runner.name,
-                                               request=current_request.get()))
+                await router._emit(
+                    RouterEvent("hedge", first.runner.name, to=candidate.runner.name, request=current_request.get())
+                )
             attempts[asyncio.ensure_future(router._try(candidate, call, errors, op_for, admission))] = candidate
             return 1
         return 0
@@ -144,5 +163,3 @@ async def _cancel(attempts: dict[asyncio.Future[Any], Any]) -> None:
         task.cancel()
     if attempts:
         await asyncio.gather(*attempts, return_exceptions=True)
-
-

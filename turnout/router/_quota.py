@@ -41,8 +41,17 @@ import openai
 
 from .._errors import RATE_LIMITED, status_error
 
-__all__ = ["MAX_WAIT", "estimate_tokens", "tokens_used", "count_stream", "provider_limit", "reset_seconds",
-           "rate_limited", "retry_refused", "limit_text"]
+__all__ = [
+    "MAX_WAIT",
+    "estimate_tokens",
+    "tokens_used",
+    "count_stream",
+    "provider_limit",
+    "reset_seconds",
+    "rate_limited",
+    "retry_refused",
+    "limit_text",
+]
 
 MAX_WAIT = 60.0
 """Without a deadline, the longest a request waits for room when every candidate is at a rate limit."""
@@ -210,16 +219,23 @@ def rate_limited(held: Iterable[tuple[str, str, float]]) -> openai.RateLimitErro
     held = list(held)
     parts = [f"{name}: {text} (room in {_seconds_text(wait)})" for name, text, wait in held]
     soonest = min((wait for _, _, wait in held), default=1.0)
-    return status_error(openai.RateLimitError, 429,
-                        "every candidate backend is at a rate limit: " + "; ".join(parts),
-                        headers={"retry-after": str(max(1, math.ceil(soonest)))}, code=RATE_LIMITED)
+    return status_error(
+        openai.RateLimitError,
+        429,
+        "every candidate backend is at a rate limit: " + "; ".join(parts),
+        headers={"retry-after": str(max(1, math.ceil(soonest)))},
+        code=RATE_LIMITED,
+    )
 
 
 def retry_refused(name: str, text: str, wait: float) -> openai.RateLimitError:
     """A retry the windows have no room for: this backend is given up on, not blamed."""
-    return status_error(openai.RateLimitError, 429,
-                        f"backend {name!r}: no room for a retry: {text} (room in {_seconds_text(wait)})",
-                        code=RATE_LIMITED)
+    return status_error(
+        openai.RateLimitError,
+        429,
+        f"backend {name!r}: no room for a retry: {text} (room in {_seconds_text(wait)})",
+        code=RATE_LIMITED,
+    )
 
 
 def limit_text(why: str, rpm: Optional[int], tpm: Optional[int]) -> str:

@@ -28,8 +28,8 @@ from ._backend import Backend
 from ._classify import Verdict, classify, retry_after
 from ._events import AttemptTimes, Events, RequestInfo, RouterEvent, clock, current_request
 from ._quota import count_stream, estimate_tokens, limit_text, provider_limit, retry_refused, tokens_used
-from ._stream import open_stream, when_closed
 from ._strategy import Latency
+from ._stream import open_stream, when_closed
 
 __all__ = ["Op", "Runner", "deadline", "remaining", "LEARNED_FOR"]
 
@@ -70,15 +70,23 @@ class Counters:
 class Runner:
     """Calls one backend: attempts, retries with backoff, and the bookkeeping around them."""
 
-    def __init__(self, backend: Backend, *, state: State, budget_ratio: float, budget_min: int,
-                 emit: Events, busy: bool = False) -> None:
+    def __init__(
+        self, backend: Backend, *, state: State, budget_ratio: float, budget_min: int, emit: Events, busy: bool = False
+    ) -> None:
         self.backend = backend
         self.name = backend.name
         self.adapter = backend.adapter
         timeout = getattr(backend.adapter, "timeout", None) or 60.0
-        self.limits = Limits(allowed_fails=max(1, backend.allowed_fails), cooldown=backend.cooldown, rpm=backend.rpm,
-                             tpm=backend.tpm, budget_ratio=budget_ratio, budget_min=budget_min,
-                             probe_lease=max(backend.cooldown, timeout * (backend.max_retries + 1)), busy=busy)
+        self.limits = Limits(
+            allowed_fails=max(1, backend.allowed_fails),
+            cooldown=backend.cooldown,
+            rpm=backend.rpm,
+            tpm=backend.tpm,
+            budget_ratio=budget_ratio,
+            budget_min=budget_min,
+            probe_lease=max(backend.cooldown, timeout * (backend.max_retries + 1)),
+            busy=busy,
+        )
         self.shared = state.backend(backend.name, self.limits)
         self.counters = Counters()
         self._emit = emit
@@ -105,8 +113,9 @@ class Runner:
             )(self._attempt)
         return call
 
-    async def admit(self, call: Any, *, hold: bool = True, hedge: bool = False,
-                    session: Session | None = None) -> Admission:
+    async def admit(
+        self, call: Any, *, hold: bool = True, hedge: bool = False, session: Session | None = None
+    ) -> Admission:
         """May ``call`` go to this backend now? Counted in its windows if so (see ``BackendState.admit``)."""
         tpm = self.limits.tpm
         tokens = min(estimate_tokens(call.body), tpm) if tpm and isinstance(call, Call) else 0
@@ -219,8 +228,13 @@ class Runner:
         until = _clock.now() + LEARNED_FOR
         for flag in flags:
             self._learned[(flag, model)] = until
-        log.info("backend %s cannot do %s for model %s: not asked again for %.0fs", self.name,
-                 " and ".join(flags), model, LEARNED_FOR)
+        log.info(
+            "backend %s cannot do %s for model %s: not asked again for %.0fs",
+            self.name,
+            " and ".join(flags),
+            model,
+            LEARNED_FOR,
+        )
 
     # -- one attempt -----------------------------------------------------------
     async def _attempt(self, op: Callable[[Any], Awaitable[T]], arg: Any, admission: Admission) -> T:
@@ -235,8 +249,11 @@ class Runner:
         request = current_request.get() if self._emit else None
         times = AttemptTimes(clock())
         if self._emit:
-            await self._emit(RouterEvent("attempt", self.name, request=request, attempt=admission.attempts,
-                                         start=times.start, times=times))
+            await self._emit(
+                RouterEvent(
+                    "attempt", self.name, request=request, attempt=admission.attempts, start=times.start, times=times
+                )
+            )
         left = remaining()
         try:
             result = await (op(arg) if left is None else _within(op(arg), left))
@@ -245,9 +262,18 @@ class Runner:
             if admission.probe:
                 setattr(err, _PROBE, True)
             if self._emit:
-                await self._emit(RouterEvent("attempt_failed", self.name, error=err, request=request,
-                                             attempt=admission.attempts, start=times.start, end=times.end,
-                                             times=times))
+                await self._emit(
+                    RouterEvent(
+                        "attempt_failed",
+                        self.name,
+                        error=err,
+                        request=request,
+                        attempt=admission.attempts,
+                        start=times.start,
+                        end=times.end,
+                        times=times,
+                    )
+                )
             await self._failed(err, admission)
             raise
         except BaseException as err:  # cancelled (a hedge lost), or a bug: no verdict on the backend
@@ -268,10 +294,19 @@ class Runner:
         await self._answered(result, admission)
         if self._emit:
             streaming = isinstance(arg, Call) and arg.stream and isinstance(result, httpx2.Response)
-            await self._emit(RouterEvent("success", self.name, request=request, attempt=admission.attempts,
-                                         start=times.start, first=times.first, end=None if streaming else times.first,
-                                         response=result if isinstance(result, httpx2.Response) else None,
-                                         times=times))
+            await self._emit(
+                RouterEvent(
+                    "success",
+                    self.name,
+                    request=request,
+                    attempt=admission.attempts,
+                    start=times.start,
+                    first=times.first,
+                    end=None if streaming else times.first,
+                    response=result if isinstance(result, httpx2.Response) else None,
+                    times=times,
+                )
+            )
         return result
 
     @property
@@ -282,8 +317,9 @@ class Runner:
     async def stream_ended(self, request: RequestInfo | None, reason: str, error: BaseException | None) -> None:
         """A committed stream ended (whole, broken or closed by the caller): told to the subscribers."""
         if self._emit:
-            await self._emit(RouterEvent("stream_end", self.name, error=error, request=request, end=clock(),
-                                         reason=reason))
+            await self._emit(
+                RouterEvent("stream_end", self.name, error=error, request=request, end=clock(), reason=reason)
+            )
 
     async def _answered(self, result: Any, admission: Admission) -> None:
         """A success: the breaker closes; the provider's headers and the answer's tokens are taken in."""
@@ -350,8 +386,12 @@ class Runner:
             return True
         hint = retry_after(err)
         if hint is not None and hint > self.backend.backoff_max:
-            log.info("backend %s asks to wait %.1fs, over the %.1fs cap: failing over", self.name, hint,
-                     self.backend.backoff_max)
+            log.info(
+                "backend %s asks to wait %.1fs, over the %.1fs cap: failing over",
+                self.name,
+                hint,
+                self.backend.backoff_max,
+            )
             return True
         if not await self.shared.can_retry():
             self.counters.retries_denied += 1
@@ -363,8 +403,11 @@ class Runner:
         err, wait = details["exception"], details["wait"]
         log.info("backend %s: %s; retry %d in %.2fs", self.name, describe(err), details["tries"], wait)
         if self._emit:
-            await self._emit(RouterEvent("retry", self.name, error=err, wait=wait, request=current_request.get(),
-                                         attempt=details["tries"]))
+            await self._emit(
+                RouterEvent(
+                    "retry", self.name, error=err, wait=wait, request=current_request.get(), attempt=details["tries"]
+                )
+            )
 
     # -- reporting ---------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

@@ -138,8 +138,12 @@ class Router:
         self._stats_sources: list[Callable[[str], dict[str, Any]]] = []
         self.state: State = state if state is not None else MemoryState()
         busy = strategy == "least-busy"
-        self._runners = [Runner(b, state=self.state, budget_ratio=retry_budget, budget_min=retry_budget_min,
-                                emit=self._emit, busy=busy) for b in self.backends]
+        self._runners = [
+            Runner(
+                b, state=self.state, budget_ratio=retry_budget, budget_min=retry_budget_min, emit=self._emit, busy=busy
+            )
+            for b in self.backends
+        ]
         self.select = Selector(self._runners, strategy)
         """Which backends may serve a model, and in what order (public: endpoint families plan with it)."""
         if affinity not in ("on", "off", "hash"):
@@ -171,8 +175,14 @@ class Router:
         return next((r for r in ranked if r.adapter.provider == "openai"), ranked[0])
 
     # -- the one entry point -------------------------------------------------
-    async def send(self, options: FinalRequestOptions, *, stream: bool = False, timeout: float | None = None,
-                   max_retries: int | None = None) -> Served:
+    async def send(
+        self,
+        options: FinalRequestOptions,
+        *,
+        stream: bool = False,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> Served:
         """Serve one SDK request: its backend's name and HTTP answer (a stream's first event already read).
 
         ``timeout`` is this request's total deadline, else the router's; ``max_retries`` its retries on
@@ -212,19 +222,22 @@ class Router:
         """``_serve``, with the request's ``request`` and ``done`` events around it for the subscribers."""
         body = call.body
         model = body.get("model")
-        info = RequestInfo(call.endpoint.name, model if isinstance(model, str) else None, call.stream, body,
-                           time.monotonic())
+        info = RequestInfo(
+            call.endpoint.name, model if isinstance(model, str) else None, call.stream, body, time.monotonic()
+        )
         token = current_request.set(info)
         try:
             await self._emit(RouterEvent("request", "", request=info, start=info.start))
             try:
                 name, response = await self._serve(call, session)
             except BaseException as err:
-                await self._emit(RouterEvent("done", "", error=err, request=info, start=info.start,
-                                             end=time.monotonic()))
+                await self._emit(
+                    RouterEvent("done", "", error=err, request=info, start=info.start, end=time.monotonic())
+                )
                 raise
-            await self._emit(RouterEvent("done", name or "", request=info, start=info.start, end=time.monotonic(),
-                                         response=response))
+            await self._emit(
+                RouterEvent("done", name or "", request=info, start=info.start, end=time.monotonic(), response=response)
+            )
             return name, response
         finally:
             current_request.reset(token)
@@ -267,8 +280,9 @@ class Router:
             wanted = urllib.parse.unquote(call.options.url.rstrip("/").rsplit("/models/", 1)[-1])
             found = next((m for m in models if wanted in (m.id, f"{m.owned_by}/{m.id}")), None)
             if found is None:
-                raise status_error(openai.NotFoundError, 404, f"no backend lists model {wanted!r}",
-                                   code="model_not_found")
+                raise status_error(
+                    openai.NotFoundError, 404, f"no backend lists model {wanted!r}", code="model_not_found"
+                )
             body = found.model_dump(mode="json")
         return wire_response(call, "turnout://router", content=json.dumps(body).encode())
 
@@ -282,8 +296,10 @@ class Router:
         rate windows' use, a provider's limit) as plain dicts; shared state as this process last saw it."""
         if not self._stats_sources:
             return {r.name: r.stats() for r in self._runners}
-        return {r.name: {**r.stats(), **{k: v for source in self._stats_sources for k, v in source(r.name).items()}}
-                for r in self._runners}
+        return {
+            r.name: {**r.stats(), **{k: v for source in self._stats_sources for k, v in source(r.name).items()}}
+            for r in self._runners
+        }
 
     async def shared_stats(self) -> dict[str, dict[str, Any]]:
         """``stats()`` with each backend's state read from the store now (with Redis: what every process did)."""
@@ -300,8 +316,9 @@ class Router:
     async def __aenter__(self) -> Router:
         return self
 
-    async def __aexit__(self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException],
-                        tb: Optional[TracebackType]) -> None:
+    async def __aexit__(
+        self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
+    ) -> None:
         await self.aclose()
 
     # -- pinned: one backend, never failed over -------------------------------------
@@ -313,8 +330,10 @@ class Router:
         """OpenAI's organization endpoints: the backend holding an admin key, the OpenAI one first."""
         holders = [r for r in self.select.runners if getattr(r.adapter, "admin_api_key", None)]
         if not holders:
-            raise TypeError("OpenAI's admin endpoints need an admin key: set OPENAI_ADMIN_KEY for the openai "
-                            "backend, or pass admin_api_key= with the client's api_key/base_url")
+            raise TypeError(
+                "OpenAI's admin endpoints need an admin key: set OPENAI_ADMIN_KEY for the openai "
+                "backend, or pass admin_api_key= with the client's api_key/base_url"
+            )
         runner = next((r for r in holders if r.adapter.provider == "openai"), holders[0])
         return runner.name, await runner.serve(runner.sender(call.stream), call)
 
@@ -337,8 +356,14 @@ class Router:
         """The backend of that name, as the walk calls it."""
         return next((r for r in self._runners if r.name == name), None)
 
-    async def walk(self, plan: Sequence[Candidate], call: Call, op_for: OpFor | None = None,
-                   skipped: dict[str, BaseException] | None = None, session: str | None = None) -> Served:
+    async def walk(
+        self,
+        plan: Sequence[Candidate],
+        call: Call,
+        op_for: OpFor | None = None,
+        skipped: dict[str, BaseException] | None = None,
+        session: str | None = None,
+    ) -> Served:
         """Each candidate in turn until one answers; ``op_for`` says what an attempt on it runs, and
         ``skipped`` why some backends were not tried (named in the error if none answers).
         The router's public walk: routed endpoints use it with each backend's plain ``send``, and an
@@ -371,12 +396,19 @@ class Router:
                 if not admission.ok:
                     held.append((candidate, admission))
                     if self._emit:
-                        await self._emit(RouterEvent("skipped", candidate.runner.name, request=current_request.get(),
-                                                     reason=candidate.runner.held(admission)))
+                        await self._emit(
+                            RouterEvent(
+                                "skipped",
+                                candidate.runner.name,
+                                request=current_request.get(),
+                                reason=candidate.runner.held(admission),
+                            )
+                        )
                     continue
                 if hedge is not None and hedges_left:
-                    served, used = await hedge.race(self, candidate, admission, queue, i, call, errors, op_for,
-                                                    hedges_left)
+                    served, used = await hedge.race(
+                        self, candidate, admission, queue, i, call, errors, op_for, hedges_left
+                    )
                     hedges_left -= used
                 else:
                     served = await self._try(candidate, call, errors, op_for, admission)
@@ -401,8 +433,14 @@ class Router:
                 return served
             break
         if held:  # named beside the failures, after them as a cause
-            errors = {**{c.runner.name: rate_limited([(c.runner.name, c.runner.held(a), a.wait)]) for c, a in held
-                         if c.runner.name not in errors}, **errors}
+            errors = {
+                **{
+                    c.runner.name: rate_limited([(c.runner.name, c.runner.held(a), a.wait)])
+                    for c, a in held
+                    if c.runner.name not in errors
+                },
+                **errors,
+            }
         if skipped:
             errors = {**skipped, **errors}
         raise AllBackendsFailedError.combine(errors, next(reversed(errors.values())))
@@ -413,8 +451,9 @@ class Router:
             return None
         return Session(session, self._affinity.ttl, tuple(c.runner.name for c in queue[i:]))
 
-    async def _try(self, candidate: Candidate, call: Call, errors: dict[str, BaseException], op_for: OpFor,
-                   admission: Admission) -> Served | None:
+    async def _try(
+        self, candidate: Candidate, call: Call, errors: dict[str, BaseException], op_for: OpFor, admission: Admission
+    ) -> Served | None:
         """One backend, with its retries: the answer, or ``None`` after recording why it failed."""
         runner, model, unsure = candidate
         if _deadline_passed():
@@ -426,8 +465,9 @@ class Router:
             last = next(reversed(errors))
             log.info("failing over from %s to %s", last, runner.name)
             if self._emit:
-                await self._emit(RouterEvent("failover", last, error=errors[last], to=runner.name,
-                                             request=current_request.get()))
+                await self._emit(
+                    RouterEvent("failover", last, error=errors[last], to=runner.name, request=current_request.get())
+                )
         try:
             op, arg = op_for(candidate, call)
             response = await runner.serve(op, arg, admission)
@@ -449,7 +489,6 @@ class Router:
         log.info("backend %s failed: %s", name, describe(err))
         if self._emit:
             await self._emit(RouterEvent("failure", name, error=err, request=current_request.get()))
-
 
     def _raised(self, verdict: Verdict) -> bool:
         """A bad request is raised at once; so is a content-filter refusal, unless failing over on it is on."""

@@ -28,6 +28,7 @@ from ._strategy import STRATEGIES
 
 __all__ = ["Selector", "Candidate"]
 
+
 class Candidate(NamedTuple):
     runner: Runner
     model: str
@@ -41,6 +42,7 @@ class Choice(NamedTuple):
 
     candidates: tuple[Candidate, ...]
     lacking: dict[str, tuple[str, ...]]  # kind of request -> flags to check
+
 
 _CACHE_SIZE = 256
 _CHAT_FLAGS = ("tools", "vision", "json_mode", "json_schema")
@@ -113,9 +115,13 @@ class Selector:
     def not_found(self, model: str) -> openai.NotFoundError:
         known = sorted(self._declared)
         pins = [f"{r.name}/<model>" for r in self.runners]
-        return status_error(openai.NotFoundError, 404,
-                            f"no backend serves model {model!r}; configured models: {', '.join(known) or 'none'}; "
-                            f"pin a backend with: {', '.join(pins)}", code="model_not_found")
+        return status_error(
+            openai.NotFoundError,
+            404,
+            f"no backend serves model {model!r}; configured models: {', '.join(known) or 'none'}; "
+            f"pin a backend with: {', '.join(pins)}",
+            code="model_not_found",
+        )
 
     # -- ordering --------------------------------------------------------------
     def order(self, candidates: Sequence[Candidate], prefer: str | None = None) -> list[Candidate]:
@@ -198,6 +204,10 @@ def _has_image(messages: Iterable[Any]) -> bool:
 
 def _incapable(candidates: Sequence[Candidate], needs: list[str]) -> openai.BadRequestError:
     names = ", ".join(c.runner.name for c in candidates)
-    return status_error(openai.BadRequestError, 400,
-                        f"the request needs {' and '.join(needs)}, which no candidate backend ({names}) declares; "
-                        f"add a backend that can, or set its capabilities", code="unsupported_capability")
+    return status_error(
+        openai.BadRequestError,
+        400,
+        f"the request needs {' and '.join(needs)}, which no candidate backend ({names}) declares; "
+        f"add a backend that can, or set its capabilities",
+        code="unsupported_capability",
+    )

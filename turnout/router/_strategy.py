@@ -77,8 +77,9 @@ def weighted(group: Sequence[Candidate]) -> list[Candidate]:
     """Efraimidis-Spirakis: each backend leads with probability weight / total weight."""
     if len(group) == 1:
         return list(group)
-    keyed = [(random.random() ** (1.0 / c.runner.backend.weight) if c.runner.backend.weight > 0 else 0.0, c)
-             for c in group]
+    keyed = [
+        (random.random() ** (1.0 / c.runner.backend.weight) if c.runner.backend.weight > 0 else 0.0, c) for c in group
+    ]
     keyed.sort(key=_first, reverse=True)
     return [c for _, c in keyed]
 

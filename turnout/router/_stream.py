@@ -63,14 +63,20 @@ OnEnd = Callable[[str, Optional[BaseException]], Awaitable[None]]
 """Told how a committed stream ended: ``whole``, ``broken`` (with the error) or ``closed`` by the caller first."""
 
 
-async def open_stream(response: httpx2.Response, backend: str, on_break: Callable[[], None],
-                      on_end: OnEnd | None = None) -> httpx2.Response:
+async def open_stream(
+    response: httpx2.Response, backend: str, on_break: Callable[[], None], on_end: OnEnd | None = None
+) -> httpx2.Response:
     """``response`` read up to its first real token and checked; its body now relays everything."""
     chunks = response.stream.__aiter__()  # type: ignore[union-attr]
     read: list[bytes] = []
     try:
-        first = await _until_usable(chunks, read, plain=response.headers.get("content-encoding") in (None, "identity"),
-                                    backend=backend, request=response.request)
+        first = await _until_usable(
+            chunks,
+            read,
+            plain=response.headers.get("content-encoding") in (None, "identity"),
+            backend=backend,
+            request=response.request,
+        )
     except BaseException:
         await response.aclose()
         raise
@@ -79,8 +85,9 @@ async def open_stream(response: httpx2.Response, backend: str, on_break: Callabl
     return response
 
 
-async def _until_usable(chunks: AsyncIterator[bytes], read: list[bytes], *, plain: bool, backend: str,
-                        request: httpx2.Request) -> bytes | None:
+async def _until_usable(
+    chunks: AsyncIterator[bytes], read: list[bytes], *, plain: bool, backend: str, request: httpx2.Request
+) -> bytes | None:
     """Read until an event the caller can use, and return the first event's data; a compressed body is
     taken as started at its first bytes."""
     pending = b""
@@ -89,11 +96,14 @@ async def _until_usable(chunks: AsyncIterator[bytes], read: list[bytes], *, plai
         try:
             chunk = await chunks.__anext__()
         except StopAsyncIteration:
-            raise BrokenStreamError(f"backend {backend!r} ended the stream before its first token",
-                                    request=request) from None
+            raise BrokenStreamError(
+                f"backend {backend!r} ended the stream before its first token", request=request
+            ) from None
         except httpx2.TransportError as err:
-            raise BrokenStreamError(f"backend {backend!r} broke the stream before its first token: "
-                                    f"{type(err).__name__}: {err}", request=request) from err
+            raise BrokenStreamError(
+                f"backend {backend!r} broke the stream before its first token: {type(err).__name__}: {err}",
+                request=request,
+            ) from err
         read.append(chunk)
         if not plain:
             return None
@@ -115,7 +125,7 @@ def _events(buffer: bytes) -> Iterator[tuple[bytes, int]]:
     event ends; lazily, so the rest of a buffer (often the whole stream, from a fast server) is not read."""
     start = 0
     for end in _END_OF_EVENT.finditer(buffer):
-        event = buffer[start:end.start()].replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        event = buffer[start : end.start()].replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         start = end.end()
         lines = [line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
         if lines:
@@ -158,8 +168,10 @@ def when_closed(response: httpx2.Response, callback: Callable[[], None]) -> None
 
 _FINISHED = re.compile(rb'"finish_reason"\s*:\s*"')  # a literal first: re scans for it fast
 _DONE = re.compile(rb"[\r\n]data:\s?\[DONE\]")
-_TERMINAL = re.compile(rb'"type"\s*:\s*"(?:response\.(?:completed|incomplete|failed)|transcript\.text\.done'
-                       rb'|image_generation\.completed)"')
+_TERMINAL = re.compile(
+    rb'"type"\s*:\s*"(?:response\.(?:completed|incomplete|failed)|transcript\.text\.done'
+    rb'|image_generation\.completed)"'
+)
 
 
 def _says_whole(window: bytes) -> bool:
@@ -167,9 +179,11 @@ def _says_whole(window: bytes) -> bool:
     terminal event (the Responses API's, a streamed transcription's or image's)? None of these can occur inside a JSON string (its quotes and line breaks are
     escaped), so a model's text cannot fake one. This runs on every chunk: the rarer markers are looked
     for only where a plain ``in`` finds them."""
-    return (_FINISHED.search(window) is not None
-            or (b"[DONE]" in window and _DONE.search(window) is not None)
-            or (b'"type"' in window and _TERMINAL.search(window) is not None))
+    return (
+        _FINISHED.search(window) is not None
+        or (b"[DONE]" in window and _DONE.search(window) is not None)
+        or (b'"type"' in window and _TERMINAL.search(window) is not None)
+    )
 
 
 _OVERLAP = 64
@@ -183,9 +197,17 @@ class _Relay(httpx2.AsyncByteStream):
     ``first`` is the data of the first event (``None`` if compressed), for whoever reads what a stream
     made before its caller does (``turnout.responses`` remembers the id of a response it opens with)."""
 
-    def __init__(self, read: list[bytes], chunks: AsyncIterator[bytes], source: httpx2.AsyncByteStream,
-                 backend: str, request: httpx2.Request, on_break: Callable[[], None], first: bytes | None,
-                 on_end: OnEnd | None = None) -> None:
+    def __init__(
+        self,
+        read: list[bytes],
+        chunks: AsyncIterator[bytes],
+        source: httpx2.AsyncByteStream,
+        backend: str,
+        request: httpx2.Request,
+        on_break: Callable[[], None],
+        first: bytes | None,
+        on_end: OnEnd | None = None,
+    ) -> None:
         self.first = first
         self._on_end = on_end
         self._read = read
@@ -214,7 +236,9 @@ class _Relay(httpx2.AsyncByteStream):
                 ended = BrokenStreamError(
                     f"stream from backend {self._backend!r} ended after {delivered} chunk(s) without saying it was "
                     "complete (no finish reason, [DONE] or final event); not replayed on another backend",
-                    request=self._request, chunks=delivered)
+                    request=self._request,
+                    chunks=delivered,
+                )
                 await self._ended("broken", ended)
                 raise ended from None
             except BrokenStreamError as err:
@@ -226,7 +250,9 @@ class _Relay(httpx2.AsyncByteStream):
                 broken = BrokenStreamError(
                     f"stream from backend {self._backend!r} broke after {delivered} chunk(s): "
                     f"{getattr(err, 'message', None) or f'{type(err).__name__}: {err}'}; not replayed on another backend",
-                    request=self._request, chunks=delivered)
+                    request=self._request,
+                    chunks=delivered,
+                )
                 await self._ended("broken", broken)
                 raise broken from err
             delivered += 1

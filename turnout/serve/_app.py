@@ -34,8 +34,8 @@ from .._sdk import RequestOptions
 from ..client import AsyncOpenAI, served_by
 from ..router import ENDPOINTS as ROUTER_ENDPOINTS
 from ..settings import TurnoutSettings, build_router, resolve
-from . import _log
 from ..telemetry import COST_HEADER, telemetry_of
+from . import _log
 from ._auth import OPEN_PATHS, BearerAuth
 from ._health import LastErrors, report
 from ._leave import ClientLeft
@@ -47,13 +47,19 @@ __all__ = ["create_app", "app_from_env", "ENDPOINTS"]
 
 ENDPOINTS: tuple[tuple[str, str, bool], ...] = tuple(
     (path, "multipart" if endpoint.upload else "json", endpoint.streams)
-    for method, path, endpoint in ROUTER_ENDPOINTS if method == "post" and endpoint.mode in ("routed", "responses"))
+    for method, path, endpoint in ROUTER_ENDPOINTS
+    if method == "post" and endpoint.mode in ("routed", "responses")
+)
 """The routed endpoints the server answers (path under /v1, body ``json`` or ``multipart``, whether
 ``"stream": true`` streams its answer): the router's endpoint table's, so the two never disagree."""
 
 STORED: tuple[tuple[str, tuple[str, ...]], ...] = tuple(
-    (path.replace("{id}", "{ident}"), tuple(m.upper() for m, p, e in ROUTER_ENDPOINTS if p == path and e.mode == "held"))
-    for path in dict.fromkeys(p for _, p, e in ROUTER_ENDPOINTS if e.mode == "held"))
+    (
+        path.replace("{id}", "{ident}"),
+        tuple(m.upper() for m, p, e in ROUTER_ENDPOINTS if p == path and e.mode == "held"),
+    )
+    for path in dict.fromkeys(p for _, p, e in ROUTER_ENDPOINTS if e.mode == "held")
+)
 """Stored responses, served where they were made (path under /v1, methods): the router's table's too."""
 
 _RELAYED = ("x-request-id", COST_HEADER)
@@ -98,8 +104,10 @@ def create_app(settings: TurnoutSettings | None = None) -> Starlette:
         finally:
             await client.close()
 
-    routes = [Route(f"/v1{path}", _answering(_multipart if body == "multipart" else _json, path, streams),
-                    methods=["POST"]) for path, body, streams in ENDPOINTS]
+    routes = [
+        Route(f"/v1{path}", _answering(_multipart if body == "multipart" else _json, path, streams), methods=["POST"])
+        for path, body, streams in ENDPOINTS
+    ]
     routes += [Route(f"/v1{path}", _answering(_stored), methods=list(methods)) for path, methods in STORED]
     routes += [
         Route("/v1/models", _answering(_models), methods=["GET"]),
@@ -108,10 +116,17 @@ def create_app(settings: TurnoutSettings | None = None) -> Starlette:
         Route("/health/backends", _answering(_backends), methods=["GET"]),
         Route("/metrics", _answering(_metrics), methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error},
-                    middleware=[Middleware(_log.AccessLog), Middleware(ClientLeft),
-                                Middleware(BearerAuth, keys=keys, open_paths=_open_paths(settings)),
-                                Middleware(BodyLimit, limit=settings.serve_max_body)])
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error},
+        middleware=[
+            Middleware(_log.AccessLog),
+            Middleware(ClientLeft),
+            Middleware(BearerAuth, keys=keys, open_paths=_open_paths(settings)),
+            Middleware(BodyLimit, limit=settings.serve_max_body),
+        ],
+    )
     app.state.scrub = scrub
     app.state.backends = [b.name for b in config.backends]
     return app
@@ -154,9 +169,12 @@ async def _json(request: Request, state: _State, path: str, streams: bool) -> Re
 
 async def _multipart(request: Request, state: _State, path: str, streams: bool) -> Response:
     if _media_type(request) != "multipart/form-data":
-        raise Refusal(415, f"{request.url.path} takes multipart/form-data (a file upload), "
-                           f"not {_media_type(request) or 'a body without Content-Type'}.",
-                      code="unsupported_media_type")
+        raise Refusal(
+            415,
+            f"{request.url.path} takes multipart/form-data (a file upload), "
+            f"not {_media_type(request) or 'a body without Content-Type'}.",
+            code="unsupported_media_type",
+        )
     form = await request.form()
     try:
         fields: dict[str, Any] = {}
@@ -174,8 +192,14 @@ async def _multipart(request: Request, state: _State, path: str, streams: bool) 
         await form.close()
     _require_model(fields)
     stream = streams and str(fields.get("stream", "")).lower() == "true"
-    response = await state.client.post(path, cast_to=httpx2.Response, body=fields, files=files, stream=stream,
-                                       options={"headers": {"Content-Type": "multipart/form-data"}})
+    response = await state.client.post(
+        path,
+        cast_to=httpx2.Response,
+        body=fields,
+        files=files,
+        stream=stream,
+        options={"headers": {"Content-Type": "multipart/form-data"}},
+    )
     return _relay(response, stream, request.scope, state.scrub)
 
 
@@ -227,17 +251,24 @@ async def _http_error(request: Request, err: Exception) -> Response:
     """Starlette's own refusals (no such path, wrong method, a malformed form) in the OpenAI shape."""
     assert isinstance(err, HTTPException)
     if err.status_code == 404:
-        message = (f"Unknown path {request.method} {request.url.path}: turnout serve answers the OpenAI API under "
-                   f"/v1 (" + ", ".join(f"POST /v1{p}" for p, _, _ in ENDPOINTS) + ", GET /v1/models, stored "
-                   "responses at /v1/responses/{id}) and GET /health.")
+        message = (
+            f"Unknown path {request.method} {request.url.path}: turnout serve answers the OpenAI API under "
+            f"/v1 (" + ", ".join(f"POST /v1{p}" for p, _, _ in ENDPOINTS) + ", GET /v1/models, stored "
+            "responses at /v1/responses/{id}) and GET /health."
+        )
         return error_response(404, message, code="unknown_url")
     if err.status_code == 405:
-        return error_response(405, f"{request.method} is not allowed on {request.url.path}.",
-                              headers=err.headers, code="method_not_allowed")
+        return error_response(
+            405,
+            f"{request.method} is not allowed on {request.url.path}.",
+            headers=err.headers,
+            code="method_not_allowed",
+        )
     return error_response(err.status_code, str(err.detail))
 
 
 # -- request bodies --------------------------------------------------------------------
+
 
 def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
@@ -246,22 +277,29 @@ def _media_type(request: Request) -> str:
 async def _json_body(request: Request) -> dict[str, Any]:
     media = _media_type(request)
     if media and media != "application/json" and not media.endswith("+json"):
-        raise Refusal(415, f"{request.url.path} takes a JSON body (Content-Type: application/json), not {media}.",
-                      code="unsupported_media_type")
+        raise Refusal(
+            415,
+            f"{request.url.path} takes a JSON body (Content-Type: application/json), not {media}.",
+            code="unsupported_media_type",
+        )
     raw = await request.body()
     odd: list[bool] = []
     try:
-        body = json.loads(raw, parse_constant=lambda name: _constant(odd),
-                          parse_float=lambda text: _float(text, odd))
+        body = json.loads(raw, parse_constant=lambda name: _constant(odd), parse_float=lambda text: _float(text, odd))
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-        raise Refusal(400, "We could not parse the JSON body of your request: it is not valid JSON.",
-                      code="invalid_json") from None
+        raise Refusal(
+            400, "We could not parse the JSON body of your request: it is not valid JSON.", code="invalid_json"
+        ) from None
     if not isinstance(body, dict):
         raise Refusal(400, "The request body must be a JSON object.", code="invalid_json")
     if odd:
         field = _non_finite(body) or "?"
-        raise Refusal(400, f"{field} is not a finite number: JSON has no NaN or Infinity, and this number "
-                           "does not fit in one.", param=field, code="invalid_value")
+        raise Refusal(
+            400,
+            f"{field} is not a finite number: JSON has no NaN or Infinity, and this number does not fit in one.",
+            param=field,
+            code="invalid_value",
+        )
     _require_model(body)
     return body
 
@@ -299,6 +337,7 @@ def _require_model(body: dict[str, Any]) -> None:
 
 # -- answers -----------------------------------------------------------------------------
 
+
 def _relay(response: httpx2.Response, stream: bool, scope: Scope, scrub: Scrubber) -> Response:
     """The backend's answer to the caller: its status, content type, request id and bytes."""
     headers = {k: response.headers[k] for k in _RELAYED if k in response.headers}
@@ -306,8 +345,7 @@ def _relay(response: httpx2.Response, stream: bool, scope: Scope, scrub: Scrubbe
     media = response.headers.get("content-type", "application/json")
     if not stream:
         return Response(response.content, status_code=response.status_code, headers=headers, media_type=media)
-    return _Stream(response, _chunks(response, scope, scrub), headers={**headers, **_STREAM_HEADERS},
-                   media_type=media)
+    return _Stream(response, _chunks(response, scope, scrub), headers={**headers, **_STREAM_HEADERS}, media_type=media)
 
 
 class _Stream(StreamingResponse):

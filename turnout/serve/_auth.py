@@ -37,8 +37,11 @@ class BearerAuth:
             return
         token = _bearer(scope["headers"])
         if token is None:
-            refusal = error_response(401, "You didn't provide an API key: send it as an Authorization header, "
-                                          "`Authorization: Bearer YOUR_KEY`.", headers=_CHALLENGE)
+            refusal = error_response(
+                401,
+                "You didn't provide an API key: send it as an Authorization header, `Authorization: Bearer YOUR_KEY`.",
+                headers=_CHALLENGE,
+            )
         elif not self._known(token):
             refusal = error_response(401, "Incorrect API key provided.", code="invalid_api_key", headers=_CHALLENGE)
         else:

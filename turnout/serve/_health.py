@@ -29,8 +29,9 @@ class LastErrors:
             self.by_backend[event.backend] = (describe(event.error), time.time())
 
 
-async def report(router: Router, errors: LastErrors, scrub: Callable[[str], str], *, probe: bool,
-                 timeout: float = 10.0) -> dict[str, Any]:
+async def report(
+    router: Router, errors: LastErrors, scrub: Callable[[str], str], *, probe: bool, timeout: float = 10.0
+) -> dict[str, Any]:
     """JSON-able, in the order requests try the backends; nothing in it is a secret or an address."""
     stats = await router.shared_stats() if router.state.shared else router.stats()
     probed: dict[str, Any] = {}
@@ -59,8 +60,15 @@ async def report(router: Router, errors: LastErrors, scrub: Callable[[str], str]
         }
         if probe:
             health = probed.get(backend.name)
-            entry["probe"] = None if health is None else {
-                "up": health.up, "latency_ms": round(health.latency * 1000, 1), "models": health.models,
-                "error": scrub(health.error) if health.error else None}
+            entry["probe"] = (
+                None
+                if health is None
+                else {
+                    "up": health.up,
+                    "latency_ms": round(health.latency * 1000, 1),
+                    "models": health.models,
+                    "error": scrub(health.error) if health.error else None,
+                }
+            )
         backends.append(entry)
     return {"object": "list", "data": backends}

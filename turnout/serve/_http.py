@@ -19,9 +19,9 @@ import http
 import json
 from typing import Any
 
+from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http import h11_impl
 from uvicorn.protocols.http.h11_impl import H11Protocol
-from starlette.types import Receive, Scope, Send
 
 from ._wire import BACKEND_HEADER, NO_BACKEND
 
@@ -38,14 +38,21 @@ BODY_TIMEOUT = "turnout_body_timeout"
 def _error(status: int, message: str, code: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
     kind = "server_error" if status >= 500 else "invalid_request_error"
     body = json.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}}).encode()
-    return [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"), (BACKEND_HEADER.encode(), NO_BACKEND.encode())], body
+    return [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+        (BACKEND_HEADER.encode(), NO_BACKEND.encode()),
+    ], body
 
 
 async def _busy(scope: Scope, receive: Receive, send: Send) -> None:
     """uvicorn's answer at ``limit_concurrency``, in OpenAI's shape."""
-    headers, body = _error(503, "This server has as many connections open as it accepts "
-                                "(TURNOUT_SERVE_MAX_CONNECTIONS); try again shortly.", "server_busy")
+    headers, body = _error(
+        503,
+        "This server has as many connections open as it accepts (TURNOUT_SERVE_MAX_CONNECTIONS); try again shortly.",
+        "server_busy",
+    )
     await send({"type": "http.response.start", "status": 503, "headers": [*headers, (b"retry-after", b"1")]})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
@@ -108,14 +115,18 @@ class Protocol(H11Protocol):
         variable = "TURNOUT_SERVE_HEADER_TIMEOUT" if what == "headers" else "TURNOUT_SERVE_BODY_TIMEOUT"
         self.logger.info("a caller took over %gs to send a request's %s: connection closed", seconds, what)
         if self.cycle is None or not self.cycle.response_started:
-            self._answer(408, f"The request's {what} did not arrive within {seconds:g}s ({variable}).",
-                         "request_timeout")
+            self._answer(
+                408, f"The request's {what} did not arrive within {seconds:g}s ({variable}).", "request_timeout"
+            )
         else:
             self.transport.close()
 
     def send_400_response(self, msg: str) -> None:
-        self._answer(400, "Invalid HTTP request received: it is malformed, or its headers are larger than "
-                          "this server accepts.", "invalid_http_request")
+        self._answer(
+            400,
+            "Invalid HTTP request received: it is malformed, or its headers are larger than this server accepts.",
+            "invalid_http_request",
+        )
 
     def _answer(self, status: int, message: str, code: str) -> None:
         """An error written straight to the connection (which closes after it), whatever h11's state."""

@@ -12,9 +12,12 @@ __all__ = ["BodyLimit", "too_large"]
 
 def too_large(limit: int) -> Refusal:
     """413; the connection closes after it, since the rest of the body is never read."""
-    return Refusal(413, f"The request body is larger than this server accepts ({limit} bytes; "
-                        f"TURNOUT_SERVE_MAX_BODY sets the limit).", code="request_too_large",
-                   headers={"connection": "close"})
+    return Refusal(
+        413,
+        f"The request body is larger than this server accepts ({limit} bytes; TURNOUT_SERVE_MAX_BODY sets the limit).",
+        code="request_too_large",
+        headers={"connection": "close"},
+    )
 
 
 class BodyLimit:

@@ -73,8 +73,16 @@ class AccessLog(HttpMiddleware):
             await self.app(scope, receive, sending)
         finally:
             note = scope.get(NOTE)
-            log.info("%s %s %d %s %.1fms%s%s", scope["method"], scope["path"], status or _LEFT, backend,
-                     (time.perf_counter() - start) * 1000, cost, f" {note}" if note else "")
+            log.info(
+                "%s %s %d %s %.1fms%s%s",
+                scope["method"],
+                scope["path"],
+                status or _LEFT,
+                backend,
+                (time.perf_counter() - start) * 1000,
+                cost,
+                f" {note}" if note else "",
+            )
 
 
 class _Scrubbing(logging.Formatter):

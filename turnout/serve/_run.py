@@ -47,13 +47,16 @@ def exposure_problem(host: str, has_keys: bool, insecure: bool) -> str | None:
     port would spend the backends' keys and quotas, so only loopback, unless ``--insecure``."""
     if has_keys or insecure or is_loopback(host):
         return None
-    return (f"refusing to listen on {host} without keys: anyone who can reach it could use every backend "
-            f"(and spend their keys). Set TURNOUT_SERVE_API_KEYS (callers then send `Authorization: Bearer "
-            f"<key>`), listen on 127.0.0.1, or pass --insecure if the network itself is trusted")
+    return (
+        f"refusing to listen on {host} without keys: anyone who can reach it could use every backend "
+        f"(and spend their keys). Set TURNOUT_SERVE_API_KEYS (callers then send `Authorization: Bearer "
+        f"<key>`), listen on 127.0.0.1, or pass --insecure if the network itself is trusted"
+    )
 
 
-def serve(settings: TurnoutSettings, *, host: str, port: int, workers: int = 1, grace: float = 30.0,
-          verbose: bool = False) -> int:
+def serve(
+    settings: TurnoutSettings, *, host: str, port: int, workers: int = 1, grace: float = 30.0, verbose: bool = False
+) -> int:
     """Listen on ``host:port`` until SIGTERM or Ctrl-C; 0 once stopped (a bind failure raises ``OSError``).
 
     ``verbose`` logs the router's retries and failovers (one process only: workers log at the default level)."""
@@ -65,10 +68,18 @@ def serve(settings: TurnoutSettings, *, host: str, port: int, workers: int = 1, 
         _log.narrate()
     sock = _bind(host, port)
     bound = sock.getsockname()[1]
-    options: dict[str, Any] = dict(host=host, port=bound, timeout_graceful_shutdown=grace, log_config=None,
-                                   access_log=False, server_header=False, lifespan="on", backlog=_BACKLOG,
-                                   http=Protocol,  # uvicorn counts the connection a request comes on too: one more
-                                   limit_concurrency=settings.serve_max_connections + 1)
+    options: dict[str, Any] = dict(
+        host=host,
+        port=bound,
+        timeout_graceful_shutdown=grace,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        lifespan="on",
+        backlog=_BACKLOG,
+        http=Protocol,  # uvicorn counts the connection a request comes on too: one more
+        limit_concurrency=settings.serve_max_connections + 1,
+    )
     where = f"http://{_url_host(host)}:{bound}/v1"
     backends = ", ".join(app.state.backends)
     access = "keys required" if settings.serve_api_keys else "no keys"
@@ -78,7 +89,8 @@ def serve(settings: TurnoutSettings, *, host: str, port: int, workers: int = 1, 
         _supervisor(_config(settings, FACTORY, factory=True, workers=workers, **options), sock).run()
     else:
         _Server(_config(settings, app, **options), f"listening on {where} (backends: {backends}; {access})").run(
-            sockets=[sock])
+            sockets=[sock]
+        )
     return 0
 
 
@@ -114,8 +126,11 @@ class _Server(uvicorn.Server):
 
     async def shutdown(self, sockets: Any = None) -> None:
         busy = len(self.server_state.connections)
-        _log.log.info("stopping: no new connections; %d open, given up to %gs to finish", busy,
-                      self.config.timeout_graceful_shutdown or 0)
+        _log.log.info(
+            "stopping: no new connections; %d open, given up to %gs to finish",
+            busy,
+            self.config.timeout_graceful_shutdown or 0,
+        )
         await super().shutdown(sockets)
         _log.log.info("stopped")
 

@@ -31,8 +31,16 @@ _RELAYED_HEADERS = ("retry-after", "retry-after-ms")
 class Refusal(Exception):
     """A request the server refuses itself (bad input, no key): the status and OpenAI error fields to answer."""
 
-    def __init__(self, status: int, message: str, *, code: str | None = None, param: str | None = None,
-                 kind: str = "invalid_request_error", headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        kind: str = "invalid_request_error",
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -42,17 +50,29 @@ class Refusal(Exception):
         self.headers = dict(headers or {})
 
     def response(self) -> Response:
-        return error_response(self.status, self.message, kind=self.kind, param=self.param, code=self.code,
-                              headers=self.headers)
+        return error_response(
+            self.status, self.message, kind=self.kind, param=self.param, code=self.code, headers=self.headers
+        )
 
 
-def error_response(status: int, message: str, *, kind: str | None = None, param: str | None = None,
-                   code: str | None = None, headers: Mapping[str, str] | None = None,
-                   backend: str = NO_BACKEND) -> Response:
+def error_response(
+    status: int,
+    message: str,
+    *,
+    kind: str | None = None,
+    param: str | None = None,
+    code: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    backend: str = NO_BACKEND,
+) -> Response:
     kind = kind or ("server_error" if status >= 500 else "invalid_request_error")
     body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
-    return Response(json.dumps(body), status_code=status, media_type="application/json",
-                    headers={**(headers or {}), BACKEND_HEADER: backend})
+    return Response(
+        json.dumps(body),
+        status_code=status,
+        media_type="application/json",
+        headers={**(headers or {}), BACKEND_HEADER: backend},
+    )
 
 
 def answer_for(err: Exception, scrub: Callable[[str], str]) -> Response | None:
@@ -69,8 +89,14 @@ def answer_for(err: Exception, scrub: Callable[[str], str]) -> Response | None:
         if status in _BACKEND_CREDENTIALS or status < 400:
             status = 502
         headers = {k: err.response.headers[k] for k in _RELAYED_HEADERS if k in err.response.headers}
-        return error_response(status, scrub(_message(err)), kind=_text(body.get("type")),
-                              param=_text(body.get("param")), code=_text(body.get("code")), headers=headers)
+        return error_response(
+            status,
+            scrub(_message(err)),
+            kind=_text(body.get("type")),
+            param=_text(body.get("param")),
+            code=_text(body.get("code")),
+            headers=headers,
+        )
     if isinstance(err, openai.APIError):  # a malformed answer, an error event opening a stream
         return error_response(502, scrub(_message(err)), code="backend_error")
     return None

@@ -27,8 +27,12 @@ ROUTING = ("strategy", "affinity", "affinity_ttl", "hedge_after", "max_hedges")
 __all__ = ["build_adapter", "build_backend", "build_router", "from_env"]
 
 
-def build_adapter(backend: ResolvedBackend, default_headers: Mapping[str, str] | None = None,
-                  transports: Transports | None = None, sdk: Mapping[str, Any] | None = None) -> Adapter:
+def build_adapter(
+    backend: ResolvedBackend,
+    default_headers: Mapping[str, str] | None = None,
+    transports: Transports | None = None,
+    sdk: Mapping[str, Any] | None = None,
+) -> Adapter:
     """The adapter the preset's protocol calls for; the ollama SDK is imported only for Ollama.
 
     ``transports``: the caller's ``http_client`` (OpenAI-compatible backends only: Ollama's SDK speaks
@@ -37,28 +41,49 @@ def build_adapter(backend: ResolvedBackend, default_headers: Mapping[str, str] |
     key = backend.api_key.value
     own = {k: v.get_secret_value() for k, v in (backend.headers.value or {}).items()}
     headers = {**(default_headers or {}), **own} or None
-    common: dict[str, Any] = dict(api_key=key.get_secret_value() if isinstance(key, SecretStr) else key,
-                                  timeout=backend.timeout.value, headers=headers,
-                                  capabilities=backend.capabilities.value, proxy=backend.proxy.value)
+    common: dict[str, Any] = dict(
+        api_key=key.get_secret_value() if isinstance(key, SecretStr) else key,
+        timeout=backend.timeout.value,
+        headers=headers,
+        capabilities=backend.capabilities.value,
+        proxy=backend.proxy.value,
+    )
     if backend.preset.protocol == "ollama":
         from ..adapters.ollama import OllamaAdapter
 
         return OllamaAdapter(backend.name, host=backend.base_url.value, **common)
-    return OpenAICompatAdapter(backend.name, preset=backend.preset, base_url=backend.base_url.value,
-                               auth=backend.auth.value, api_version=backend.api_version.value,
-                               transports=transports, sdk=sdk, **common)
+    return OpenAICompatAdapter(
+        backend.name,
+        preset=backend.preset,
+        base_url=backend.base_url.value,
+        auth=backend.auth.value,
+        api_version=backend.api_version.value,
+        transports=transports,
+        sdk=sdk,
+        **common,
+    )
 
 
-def build_backend(backend: ResolvedBackend, default_headers: Mapping[str, str] | None = None,
-                  transports: Transports | None = None, sdk: Mapping[str, Any] | None = None) -> Backend:
+def build_backend(
+    backend: ResolvedBackend,
+    default_headers: Mapping[str, str] | None = None,
+    transports: Transports | None = None,
+    sdk: Mapping[str, Any] | None = None,
+) -> Backend:
     """The adapter with its routing knobs: every per-backend setting :class:`Backend` has a field for."""
     knobs = {f.name: backend.values[f.name].value for f in dataclasses.fields(Backend) if f.name in backend.values}
     return Backend(build_adapter(backend, default_headers, transports, sdk), **knobs)
 
 
-def build_router(settings: TurnoutSettings | ResolvedConfig, default_headers: Mapping[str, str] | None = None,
-                 *, on_event: Hook | None = None, http_client: Any = None,
-                 sdk: Mapping[str, Mapping[str, Any]] | None = None, prometheus: bool = False) -> Router:
+def build_router(
+    settings: TurnoutSettings | ResolvedConfig,
+    default_headers: Mapping[str, str] | None = None,
+    *,
+    on_event: Hook | None = None,
+    http_client: Any = None,
+    sdk: Mapping[str, Mapping[str, Any]] | None = None,
+    prometheus: bool = False,
+) -> Router:
     """A Router over every configured backend, in priority order; bad configuration raises ConfigError.
 
     ``on_event`` is the Router's hook (``turnout chat -v`` narrates the walk with it); ``http_client``
@@ -80,8 +105,11 @@ def build_router(settings: TurnoutSettings | ResolvedConfig, default_headers: Ma
         on_event=on_event,
         **{name: config.values[name].value for name in ROUTING},
     )
-    instrument(router, prices={b.name: {m: Price(*p) for m, p in b.price.value.items()}
-                               for b in config.backends if b.price.value}, prometheus=prometheus)
+    instrument(
+        router,
+        prices={b.name: {m: Price(*p) for m, p in b.price.value.items()} for b in config.backends if b.price.value},
+        prometheus=prometheus,
+    )
     return router
 
 

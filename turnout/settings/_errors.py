@@ -59,8 +59,9 @@ def unknown_field(layer: Layer, path: tuple[str, ...], names: Names) -> str:
     names them (a variable, a JSON TURNOUT_BACKENDS entry, or a keyword argument)."""
     origin = Origin(layer.kind, layer.display(path), layer.file)
     accepted = ", ".join(f.upper() for f in names.backend_fields)
-    return (problem_text(origin, None, "is not a backend setting", accepted)
-            + did_you_mean(path[-1], names.backend_fields, lambda field: layer.display((*path[:-1], field))))
+    return problem_text(origin, None, "is not a backend setting", accepted) + did_you_mean(
+        path[-1], names.backend_fields, lambda field: layer.display((*path[:-1], field))
+    )
 
 
 def _variable_path(loc: tuple[int | str, ...]) -> tuple[str, ...]:

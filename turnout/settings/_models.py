@@ -39,8 +39,15 @@ __all__ = ["BackendSettings", "TurnoutSettings", "ENV_FILE_VARIABLE"]
 _DEFAULT_ENV_FILE = ".env"
 
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_STATE_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "rediss+sentinel://", "redis+cluster://",
-                  "rediss+cluster://")  # turnout.state._redis.SCHEMES, without importing redis-py
+_STATE_SCHEMES = (
+    "redis://",
+    "rediss://",
+    "unix://",
+    "redis+sentinel://",
+    "rediss+sentinel://",
+    "redis+cluster://",
+    "rediss+cluster://",
+)  # turnout.state._redis.SCHEMES, without importing redis-py
 
 
 def _field(knob: Knob, *, per_backend: bool) -> tuple[Any, Any]:
@@ -50,8 +57,10 @@ def _field(knob: Knob, *, per_backend: bool) -> tuple[Any, Any]:
 
 
 _BackendFields: Any = create_model(  # type: ignore[call-overload]  # every per-backend row of turnout.knobs
-    "_BackendFields", __base__=BaseModel,
-    **{name: _field(KNOBS[name], per_backend=True) for name in names("backend", "both")})
+    "_BackendFields",
+    __base__=BaseModel,
+    **{name: _field(KNOBS[name], per_backend=True) for name in names("backend", "both")},
+)
 
 
 class BackendSettings(_BackendFields):  # type: ignore[misc]
@@ -98,8 +107,10 @@ class BackendSettings(_BackendFields):  # type: ignore[misc]
             return value
         from ..telemetry._cost import parse_price
 
-        return {model: (p.input, p.output) + ((p.cached,) if p.cached is not None else ())
-                for model, p in parse_price(value).items()}
+        return {
+            model: (p.input, p.output) + ((p.cached,) if p.cached is not None else ())
+            for model, p in parse_price(value).items()
+        }
 
 
 class _Selection(BaseSettings):
@@ -110,8 +121,10 @@ class _Selection(BaseSettings):
 
 
 _Fields: Any = create_model(  # type: ignore[call-overload]  # the selection, then the other rows
-    "_Fields", __base__=_Selection, **{name: _field(KNOBS[name], per_backend=False)
-                                      for name in names("router", "both", "other")})
+    "_Fields",
+    __base__=_Selection,
+    **{name: _field(KNOBS[name], per_backend=False) for name in names("router", "both", "other")},
+)
 
 
 class TurnoutSettings(_Fields):  # type: ignore[misc]
@@ -233,8 +246,19 @@ def _parse_keys(value: Any) -> tuple[SecretStr, ...] | None:
     return tuple(SecretStr(key) for key in keys)
 
 
-_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 2**10, "m": 10**6, "mb": 10**6, "mib": 2**20,
-          "g": 10**9, "gb": 10**9, "gib": 2**30}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 2**10,
+    "m": 10**6,
+    "mb": 10**6,
+    "mib": 2**20,
+    "g": 10**9,
+    "gb": 10**9,
+    "gib": 2**30,
+}
 
 
 def _parse_bytes(value: Any) -> Any:

@@ -73,16 +73,21 @@ class Names:
         every pair of names look alike.
         """
         known = [*self.variables, *(variable_name(("backend", b, f)) for b in backends for f in self.backend_fields)]
-        return did_you_mean(variable.removeprefix(PREFIX), [k.removeprefix(PREFIX) for k in known],
-                            lambda rest: PREFIX + rest)
+        return did_you_mean(
+            variable.removeprefix(PREFIX), [k.removeprefix(PREFIX) for k in known], lambda rest: PREFIX + rest
+        )
 
 
 def check_variables(layers: Sequence[Layer], names: Names, backends: Sequence[str], *, strict: bool) -> tuple[str, ...]:
     """Every TURNOUT_ variable no field reads: one ConfigError naming them all, or when not
     ``strict`` one warning each (returned too, for ``turnout config`` to show), with the backend
     fields the lenient layers left out."""
-    problems = [_unknown(layer, variable, names, backends, strict)
-                for layer in layers for variable in layer.variables() if not names.reads(variable)]
+    problems = [
+        _unknown(layer, variable, names, backends, strict)
+        for layer in layers
+        for variable in layer.variables()
+        if not names.reads(variable)
+    ]
     problems += [unknown_field(layer, path, names) for layer in layers for path in layer.dropped]
     if strict and problems:
         raise ConfigError(join_problems(problems))

@@ -107,7 +107,9 @@ def problem_text(origin: Origin, value: Any, problem: str, accepted: str | None 
     """``VARIABLE='value': what is wrong; accepted: what would do``, the one shape of every config error."""
     head = where(origin)
     if value is not None:
-        head += "=" + repr(mask(value if isinstance(value, (str, SecretStr)) else str(value)) if secret else shown(value))
+        head += "=" + repr(
+            mask(value if isinstance(value, (str, SecretStr)) else str(value)) if secret else shown(value)
+        )
     return f"{head}: {problem}" + (f"; accepted: {accepted}" if accepted else "")
 
 

@@ -15,7 +15,15 @@ from pydantic import SecretStr
 
 from ..adapters import Capabilities
 
-__all__ = ["parse_models", "parse_capabilities", "parse_flag", "parse_headers", "parse_names", "check_url", "json_value"]
+__all__ = [
+    "parse_models",
+    "parse_capabilities",
+    "parse_flag",
+    "parse_headers",
+    "parse_names",
+    "check_url",
+    "json_value",
+]
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})

@@ -45,8 +45,11 @@ _RESOLVED_PER_BACKEND = tuple(name for name in names("backend", "both") if name 
 def discovery_order() -> list[tuple[str, str]]:
     """(preset, variable) pairs tried when TURNOUT_BACKENDS is unset: cloud presets by their
     standard key variable in table order, then Ollama by OLLAMA_HOST."""
-    cloud = [(p.name, p.key_env) for p in PRESETS.values()
-             if p.protocol == "openai" and p.key_env and p.key_env not in AMBIENT_TOKENS]
+    cloud = [
+        (p.name, p.key_env)
+        for p in PRESETS.values()
+        if p.protocol == "openai" and p.key_env and p.key_env not in AMBIENT_TOKENS
+    ]
     ollama = [(p.name, p.url_env) for p in PRESETS.values() if p.protocol == "ollama" and p.url_env]
     return cloud + ollama
 
@@ -129,8 +132,10 @@ def resolve(settings: TurnoutSettings, *, strict: bool = True) -> ResolvedConfig
     values = {name: _global(settings, name) for name in _ROUTER_WIDE}
     stateful = values["stateful_backend"]
     if stateful.value is not None and stateful.value not in [b.name for b in backends]:
-        problems.append(f"stateful_backend {stateful.value!r} ({stateful.origin}) is not a listed backend; "
-                        f"accepted: one of {', '.join(b.name for b in backends) or 'the listed backends'}")
+        problems.append(
+            f"stateful_backend {stateful.value!r} ({stateful.origin}) is not a listed backend; "
+            f"accepted: one of {', '.join(b.name for b in backends) or 'the listed backends'}"
+        )
     config = ResolvedConfig(
         backends=backends,
         env_file=settings.env_file,
@@ -141,8 +146,11 @@ def resolve(settings: TurnoutSettings, *, strict: bool = True) -> ResolvedConfig
     for note in config.notes:
         warn_once(note)
     for backend in backends:
-        log.debug("backend %s: %s", backend.name,
-                  ", ".join(f"{k}={r.shown()!r} ({r.origin})" for k, r in backend.fields().items()))
+        log.debug(
+            "backend %s: %s",
+            backend.name,
+            ", ".join(f"{k}={r.shown()!r} ({r.origin})" for k, r in backend.fields().items()),
+        )
     return config.check() if strict else config
 
 
@@ -181,8 +189,10 @@ def _addressed(settings: TurnoutSettings, preset: Preset) -> bool:
 
 def _nothing_configured() -> str:
     keys = ", ".join(var for _, var in discovery_order())
-    return ("no backend configured: set TURNOUT_BACKENDS (like TURNOUT_BACKENDS=ollama,groq), "
-            f"or a provider's key variable ({keys}), in the environment or in .env")
+    return (
+        "no backend configured: set TURNOUT_BACKENDS (like TURNOUT_BACKENDS=ollama,groq), "
+        f"or a provider's key variable ({keys}), in the environment or in .env"
+    )
 
 
 def _orphans(settings: TurnoutSettings, selected: list[str]) -> list[str]:
@@ -193,8 +203,12 @@ def _orphans(settings: TurnoutSettings, selected: list[str]) -> list[str]:
         how = f"which {where(settings.origin('backends'))} does not list ({names})"
     else:
         how = f"which was not discovered (TURNOUT_BACKENDS is unset; discovered: {names})"
-    return [f"{_setters(settings, name)} configures backend {name!r}, {how}: ignored"
-            + did_you_mean(name, selected, str.upper) for name in settings.backend if name not in selected]
+    return [
+        f"{_setters(settings, name)} configures backend {name!r}, {how}: ignored"
+        + did_you_mean(name, selected, str.upper)
+        for name in settings.backend
+        if name not in selected
+    ]
 
 
 def _setters(settings: TurnoutSettings, name: str) -> str:
@@ -211,15 +225,24 @@ def _backend(settings: TurnoutSettings, name: str, selected_by: Origin) -> Resol
     auth = _attempt(problems, lambda: _auth(settings, name, section, preset), Resolved("key", DEFAULT))
     special: dict[str, Resolved[Any]] = {  # found with the preset's help
         "provider": Resolved(preset.name, provider.origin) if provider and preset else missing,
-        "base_url": _attempt(problems, lambda: _base_url(settings, name, section, preset), missing) if preset else missing,
-        "api_key": (_attempt(problems, lambda: _api_key(settings, name, section, preset), _no_key(preset))
-                    if preset and auth.value == "key" else _no_key(None) if preset else missing),
+        "base_url": _attempt(problems, lambda: _base_url(settings, name, section, preset), missing)
+        if preset
+        else missing,
+        "api_key": (
+            _attempt(problems, lambda: _api_key(settings, name, section, preset), _no_key(preset))
+            if preset and auth.value == "key"
+            else _no_key(None)
+            if preset
+            else missing
+        ),
         "auth": auth,
         "api_version": _api_version(settings, name, section, preset),
         "capabilities": _capabilities(settings, name, section, preset),
     }
-    values = {field: special[field] if field in special else _inherit(settings, name, section, field)
-              for field in _RESOLVED_PER_BACKEND}
+    values = {
+        field: special[field] if field in special else _inherit(settings, name, section, field)
+        for field in _RESOLVED_PER_BACKEND
+    }
     return ResolvedBackend(name=name, selected_by=selected_by, preset=preset, values=values, problems=tuple(problems))
 
 
@@ -247,7 +270,9 @@ def _provider(settings: TurnoutSettings, name: str, section: BackendSettings, se
     return Resolved(preset, Origin("preset", preset.name))
 
 
-def _base_url(settings: TurnoutSettings, name: str, section: BackendSettings, preset: Preset) -> Resolved[Optional[str]]:
+def _base_url(
+    settings: TurnoutSettings, name: str, section: BackendSettings, preset: Preset
+) -> Resolved[Optional[str]]:
     """BASE_URL, else the provider SDK's own variable (OPENAI_BASE_URL, OLLAMA_HOST), else the preset's."""
     if section.base_url is not None:
         chosen: Resolved[str] | None = Resolved(section.base_url, settings.origin("backend", name, "base_url"))
@@ -255,8 +280,10 @@ def _base_url(settings: TurnoutSettings, name: str, section: BackendSettings, pr
         chosen = settings.variable(preset.url_env) if preset.url_env else None
     if chosen is None:
         if preset.base_url is None:
-            raise ConfigError(f"backend {name!r}: provider {preset.name!r} has no default address; set "
-                              f"{variable_name(('backend', name, 'base_url'))}; accepted: {ACCEPTED['base_url']}")
+            raise ConfigError(
+                f"backend {name!r}: provider {preset.name!r} has no default address; set "
+                f"{variable_name(('backend', name, 'base_url'))}; accepted: {ACCEPTED['base_url']}"
+            )
         return _filled(settings, name, preset, preset.base_url)
     try:
         check_url(chosen.value, host_only_ok=preset.protocol == "ollama")
@@ -271,13 +298,15 @@ def _auth(settings: TurnoutSettings, name: str, section: BackendSettings, preset
         return Resolved(preset.auths[0] if preset else "key", Origin("preset", preset.name if preset else None))
     origin = settings.origin("backend", name, "auth")
     if preset is not None and section.auth not in preset.auths:
-        raise ConfigError(problem_text(origin, section.auth, f"provider {preset.name} does not take it",
-                                       " or ".join(preset.auths)))
+        raise ConfigError(
+            problem_text(origin, section.auth, f"provider {preset.name} does not take it", " or ".join(preset.auths))
+        )
     return Resolved(section.auth, origin)
 
 
-def _api_version(settings: TurnoutSettings, name: str, section: BackendSettings,
-                 preset: Preset | None) -> Resolved[Optional[str]]:
+def _api_version(
+    settings: TurnoutSettings, name: str, section: BackendSettings, preset: Preset | None
+) -> Resolved[Optional[str]]:
     """API_VERSION, else (Azure only) OPENAI_API_VERSION, the variable the SDK's AzureOpenAI reads."""
     if section.api_version is not None:
         return Resolved(section.api_version.strip(), settings.origin("backend", name, "api_version"))
@@ -293,7 +322,9 @@ def _filled(settings: TurnoutSettings, name: str, preset: Preset, template: str)
     return Resolved(url, Origin("preset", " + ".join([preset.name, *used])))
 
 
-def _api_key(settings: TurnoutSettings, name: str, section: BackendSettings, preset: Preset) -> Resolved[Optional[SecretStr]]:
+def _api_key(
+    settings: TurnoutSettings, name: str, section: BackendSettings, preset: Preset
+) -> Resolved[Optional[SecretStr]]:
     """API_KEY, else the variable API_KEY_ENV names, else the preset's own variables; never another provider's."""
     if section.api_key is not None and section.api_key_env is not None:
         both = f"{where(settings.origin('backend', name, 'api_key'))} and {where(settings.origin('backend', name, 'api_key_env'))}"
@@ -308,16 +339,24 @@ def _api_key(settings: TurnoutSettings, name: str, section: BackendSettings, pre
             return Resolved(SecretStr(found.value), found.origin)
     if preset.key_envs:
         own = variable_name(("backend", name, "api_key"))
-        raise ConfigError(f"backend {name!r} (provider {preset.name}) has no API key: set {preset.key_env} "
-                          f"(or {own}, or {own}_ENV naming the variable that holds it)")
+        raise ConfigError(
+            f"backend {name!r} (provider {preset.name}) has no API key: set {preset.key_env} "
+            f"(or {own}, or {own}_ENV naming the variable that holds it)"
+        )
     return _no_key(preset)
 
 
 def _key_from(settings: TurnoutSettings, variable: str, origin: Origin) -> Resolved[Optional[SecretStr]]:
     found = settings.variable(variable)
     if found is None:
-        raise ConfigError(problem_text(origin, variable, "names a variable that is set neither in the environment nor in .env",
-                                       "the name of a variable that holds the key"))
+        raise ConfigError(
+            problem_text(
+                origin,
+                variable,
+                "names a variable that is set neither in the environment nor in .env",
+                "the name of a variable that holds the key",
+            )
+        )
     return Resolved(SecretStr(found.value), found.origin)
 
 
@@ -328,11 +367,14 @@ def _no_key(preset: Preset | None) -> Resolved[Optional[SecretStr]]:
     return Resolved(None, Origin("preset", preset.name if preset else None))
 
 
-def _capabilities(settings: TurnoutSettings, name: str, section: BackendSettings, preset: Preset | None) -> Resolved[Optional[Capabilities]]:
+def _capabilities(
+    settings: TurnoutSettings, name: str, section: BackendSettings, preset: Preset | None
+) -> Resolved[Optional[Capabilities]]:
     """The preset's capabilities with CAPABILITIES overrides applied."""
     if preset is None:
         return Resolved(None, DEFAULT)
     if not section.capabilities:
         return Resolved(preset.capabilities, Origin("preset", preset.name))
-    return Resolved(preset.capabilities.replace(**section.capabilities), settings.origin("backend", name, "capabilities"))
-
+    return Resolved(
+        preset.capabilities.replace(**section.capabilities), settings.origin("backend", name, "capabilities")
+    )

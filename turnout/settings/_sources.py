@@ -85,14 +85,22 @@ class Layer(PydanticBaseSettingsSource):
         if value is None:
             return {}
         if not isinstance(value, Mapping):
-            raise self.error(("backend",), None, "must be an object of backend sections",
-                             accepted='{"groq": {"max_retries": 3}}, or one TURNOUT_BACKEND__<NAME>__<FIELD> per field')
+            raise self.error(
+                ("backend",),
+                None,
+                "must be an object of backend sections",
+                accepted='{"groq": {"max_retries": 3}}, or one TURNOUT_BACKEND__<NAME>__<FIELD> per field',
+            )
         sections: dict[str, Any] = {}
         for name, section in value.items():
             key = normalize_name(str(name))
             if key in sections:
-                raise self.error(("backend", key), None, f"backend {key!r} is configured twice, under different spellings",
-                                 accepted="one spelling per backend")
+                raise self.error(
+                    ("backend", key),
+                    None,
+                    f"backend {key!r} is configured twice, under different spellings",
+                    accepted="one spelling per backend",
+                )
             sections[key] = section.model_dump(exclude_unset=True) if isinstance(section, BaseModel) else section
         return sections
 
@@ -108,8 +116,12 @@ class Layer(PydanticBaseSettingsSource):
         if isinstance(entry, str):
             return normalize_name(entry)
         if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str) or not entry["name"].strip():
-            raise self.error(("backends",), None, f"entry {index} must be a name or an object with a \"name\"",
-                             accepted='["groq", {"name": "box", "provider": "vllm", "base_url": "http://..."}]')
+            raise self.error(
+                ("backends",),
+                None,
+                f'entry {index} must be a name or an object with a "name"',
+                accepted='["groq", {"name": "box", "provider": "vllm", "base_url": "http://..."}]',
+            )
         name = normalize_name(entry["name"])
         fields = {str(k).lower(): v for k, v in entry.items() if k != "name"}
         own = sections.get(name)
@@ -134,8 +146,14 @@ class Layer(PydanticBaseSettingsSource):
             raise self.error(path, None if secret else value, str(err)) from None
 
     def error(self, path: tuple[str, ...], value: Any, problem: str, accepted: str | None = None) -> ConfigError:
-        return ConfigError(problem_text(Origin(self.kind, self.display(path), self.file), value, problem,
-                                        accepted or "a comma list of names (groq,openrouter) or a JSON list"))
+        return ConfigError(
+            problem_text(
+                Origin(self.kind, self.display(path), self.file),
+                value,
+                problem,
+                accepted or "a comma list of names (groq,openrouter) or a JSON list",
+            )
+        )
 
     def has(self, path: Sequence[str]) -> bool:
         node: Any = self.data
@@ -219,10 +237,14 @@ def _hide_secrets(section: Any) -> Any:
     return hidden
 
 
-def make_layers(settings_cls: type[BaseSettings], init_kwargs: dict[str, Any], env_file: Path | None) -> tuple[Layer, ...]:
+def make_layers(
+    settings_cls: type[BaseSettings], init_kwargs: dict[str, Any], env_file: Path | None
+) -> tuple[Layer, ...]:
     """Keyword arguments over the environment over the .env file."""
-    layers = [Layer(InitSettingsSource(settings_cls, init_kwargs=init_kwargs), "code"),
-              Layer(EnvSettingsSource(settings_cls), "environment")]
+    layers = [
+        Layer(InitSettingsSource(settings_cls, init_kwargs=init_kwargs), "code"),
+        Layer(EnvSettingsSource(settings_cls), "environment"),
+    ]
     if env_file is not None:
         layers.append(Layer(DotEnvSettingsSource(settings_cls, env_file=env_file), "dotenv", str(env_file)))
     return tuple(layers)

@@ -18,8 +18,19 @@ from ._memory import MemoryState
 if TYPE_CHECKING:
     from ._redis import RedisState
 
-__all__ = ["Admission", "BackendState", "COOLING", "Limits", "MemoryState", "PROBING", "RedisState", "Session", "State", "View",
-           "open_state"]
+__all__ = [
+    "Admission",
+    "BackendState",
+    "COOLING",
+    "Limits",
+    "MemoryState",
+    "PROBING",
+    "RedisState",
+    "Session",
+    "State",
+    "View",
+    "open_state",
+]
 
 
 def open_state(url: str | None, *, prefix: str = "turnout", timeout: float = 0.5) -> State:

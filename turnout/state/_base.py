@@ -96,10 +96,15 @@ class View:
             "state": self.state,
             "cooldown_remaining": round(self.cooldown_remaining, 3),
             "cooldowns": self.openings,
-            "window": {"rpm": self.rpm_used if limits.rpm else None, "rpm_limit": limits.rpm,
-                       "tpm": self.tpm_used if limits.tpm else None, "tpm_limit": limits.tpm},
-            "provider_limit": None if self.provider_limit is None else
-            {"limit": self.provider_limit, "remaining": round(self.provider_remaining, 3)},
+            "window": {
+                "rpm": self.rpm_used if limits.rpm else None,
+                "rpm_limit": limits.rpm,
+                "tpm": self.tpm_used if limits.tpm else None,
+                "tpm_limit": limits.tpm,
+            },
+            "provider_limit": None
+            if self.provider_limit is None
+            else {"limit": self.provider_limit, "remaining": round(self.provider_remaining, 3)},
             "shared": self.shared,
         }
 
@@ -109,8 +114,9 @@ class BackendState(Protocol):
 
     limits: Limits
 
-    async def admit(self, tokens: int, *, hold: bool = True, hedge: bool = False,
-                    session: Optional[Session] = None) -> Admission:
+    async def admit(
+        self, tokens: int, *, hold: bool = True, hedge: bool = False, session: Optional[Session] = None
+    ) -> Admission:
         """Check the breaker, the provider's limit and the windows, and count the request if it may go
         (and as in flight); a half-open breaker's probe is claimed. ``hold=False`` counts it whatever
         (a pinned request, or the one tried when every candidate cools down) and never claims a probe;

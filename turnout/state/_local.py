@@ -79,8 +79,7 @@ class LocalBackend:
                breaker, its failure opens it for another cooldown
     """
 
-    __slots__ = ("limits", "fails", "open_until", "probing", "openings", "full_until", "full_what", "ring",
-                 "in_flight")
+    __slots__ = ("limits", "fails", "open_until", "probing", "openings", "full_until", "full_what", "ring", "in_flight")
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
@@ -173,15 +172,25 @@ class LocalBackend:
         else:
             state = "open" if now < self.open_until else "half-open"
         full = now < self.full_until
-        return View(state, max(0.0, self.open_until - now), self.fails, self.openings, used_r, used_t,
-                    self.full_what if full else None, self.full_until - now if full else 0.0, shared=False)
+        return View(
+            state,
+            max(0.0, self.open_until - now),
+            self.fails,
+            self.openings,
+            used_r,
+            used_t,
+            self.full_what if full else None,
+            self.full_until - now if full else 0.0,
+            shared=False,
+        )
 
     def is_open(self) -> bool:
         return bool(self.open_until) and (_clock.now() < self.open_until or self.probing)
 
     # -- the BackendState protocol --------------------------------------------------------------
-    async def admit(self, tokens: int, *, hold: bool = True, hedge: bool = False,
-                    session: Optional[Session] = None) -> Admission:
+    async def admit(
+        self, tokens: int, *, hold: bool = True, hedge: bool = False, session: Optional[Session] = None
+    ) -> Admission:
         return self.admit_now(tokens, hold, hedge)
 
     def done(self, admission: Admission) -> None:

@@ -77,18 +77,26 @@ class RedisState:
             from redis.backoff import NoBackoff
             from redis.exceptions import RedisClusterException, RedisError
         except ImportError:
-            raise ConfigError("TURNOUT_STATE_URL names a Redis server, and the redis package is not installed: "
-                              "pip install 'turnout[redis]'") from None
+            raise ConfigError(
+                "TURNOUT_STATE_URL names a Redis server, and the redis package is not installed: "
+                "pip install 'turnout[redis]'"
+            ) from None
         self.url = url
         self.prefix = prefix
-        self._errors: tuple[type[BaseException], ...] = (RedisError, RedisClusterException, OSError,
-                                                         asyncio.TimeoutError)  # a cluster's are not RedisErrors
+        self._errors: tuple[type[BaseException], ...] = (
+            RedisError,
+            RedisClusterException,
+            OSError,
+            asyncio.TimeoutError,
+        )  # a cluster's are not RedisErrors
         # no retries inside redis-py: a failed step falls back to local state at once, and the pings reconnect
         self.client = connect(url, timeout=timeout, retry=Retry(NoBackoff(), 0))
         self.cluster = "+cluster" in url.split("://", 1)[0].lower()
         """A Redis Cluster: one slot per script, so no in-flight counts or sessions across backends' keys."""
-        self._scripts = {name: self.client.register_script(getattr(_scripts, name))
-                         for name in ("ADMIT", "FAILED", "FULL", "USED", "BUDGET", "VIEW", "BUSY")}
+        self._scripts = {
+            name: self.client.register_script(getattr(_scripts, name))
+            for name in ("ADMIT", "FAILED", "FULL", "USED", "BUDGET", "VIEW", "BUSY")
+        }
         self.busy = InFlight(self)
         self._backends: list[RedisBackend] = []
         self._local_kv = MemoryState()  # while Redis is away: bounded, expiring, this process's own
@@ -128,8 +136,12 @@ class RedisState:
         if self.down:
             return
         self.down = True
-        log.warning("shared state: Redis at %s is unreachable (%s: %s); each process uses its own state "
-                    "meanwhile", redact_url(self.url), type(err).__name__, err)
+        log.warning(
+            "shared state: Redis at %s is unreachable (%s: %s); each process uses its own state meanwhile",
+            redact_url(self.url),
+            type(err).__name__,
+            err,
+        )
         self._pinging = asyncio.ensure_future(self._reconnect())
 
     async def _reconnect(self) -> None:
@@ -168,8 +180,10 @@ class RedisState:
         return value
 
     async def put(self, key: str, value: dict[str, Any], ttl: float) -> None:
-        await self.command(lambda: self.client.set(self._kv(key), json.dumps(value), px=max(1, math.ceil(ttl * 1000))),
-                           lambda: self._local_kv.put(key, value, ttl))
+        await self.command(
+            lambda: self.client.set(self._kv(key), json.dumps(value), px=max(1, math.ceil(ttl * 1000))),
+            lambda: self._local_kv.put(key, value, ttl),
+        )
 
     async def delete(self, key: str) -> bool:
         return bool(await self.command(lambda: self.client.delete(self._kv(key)), lambda: self._local_kv.delete(key)))
@@ -195,29 +209,42 @@ def connect(url: str, *, timeout: float, retry: Any) -> Any:
         return aioredis.Redis.from_url(url, **options)
     parts = urllib.parse.urlsplit(f"redis://{rest}")
     nodes = _nodes(parts.netloc.rpartition("@")[2], url)
-    auth: dict[str, Any] = dict(username=urllib.parse.unquote(parts.username) if parts.username else None,
-                password=urllib.parse.unquote(parts.password) if parts.password else None)
+    auth: dict[str, Any] = dict(
+        username=urllib.parse.unquote(parts.username) if parts.username else None,
+        password=urllib.parse.unquote(parts.password) if parts.password else None,
+    )
     tls = scheme.startswith("rediss")
     if scheme.endswith("+sentinel"):
         from redis.asyncio.sentinel import Sentinel
 
         service, _, db = parts.path.strip("/").partition("/")
         if not service:
-            raise ConfigError(f"TURNOUT_STATE_URL {redact_url(url)!r} names no service: "
-                              "redis+sentinel://host:26379,host2:26379/<service>[/<db>]")
-        sentinels = Sentinel(nodes, sentinel_kwargs=dict(socket_timeout=timeout, socket_connect_timeout=timeout),
-                             **({"ssl": True} if tls else {}))  # type: ignore[arg-type]
+            raise ConfigError(
+                f"TURNOUT_STATE_URL {redact_url(url)!r} names no service: "
+                "redis+sentinel://host:26379,host2:26379/<service>[/<db>]"
+            )
+        sentinels = Sentinel(
+            nodes,
+            sentinel_kwargs=dict(socket_timeout=timeout, socket_connect_timeout=timeout),
+            **({"ssl": True} if tls else {}),  # type: ignore[arg-type]
+        )
         return sentinels.master_for(service, db=int(db or 0), **auth, **options)
     if scheme.endswith("+cluster"):
         from redis.asyncio.cluster import ClusterNode, RedisCluster
 
-        return RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in nodes], ssl=tls, **auth,
-                            **options)
+        return RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in nodes], ssl=tls, **auth, **options)
     raise ConfigError(f"TURNOUT_STATE_URL {redact_url(url)!r}: the scheme is not one of {', '.join(SCHEMES)}")
 
 
-SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "rediss+sentinel://", "redis+cluster://",
-           "rediss+cluster://")
+SCHEMES = (
+    "redis://",
+    "rediss://",
+    "unix://",
+    "redis+sentinel://",
+    "rediss+sentinel://",
+    "redis+cluster://",
+    "rediss+cluster://",
+)
 """What ``TURNOUT_STATE_URL`` may start with: one server (TLS: ``rediss``), a socket, the primary Redis
 Sentinel names for a service, or a Redis Cluster (any of its nodes; the rest are found)."""
 
@@ -304,8 +331,9 @@ class RedisBackend:
         self._send_owed()
         await self._corrected()
 
-    async def admit(self, tokens: int, *, hold: bool = True, hedge: bool = False,
-                    session: Optional[Session] = None) -> Admission:
+    async def admit(
+        self, tokens: int, *, hold: bool = True, hedge: bool = False, session: Optional[Session] = None
+    ) -> Admission:
         await self._corrected()
         busy = self.store.busy if self.limits.busy and not self.store.cluster else None
         if self.store.cluster:
@@ -313,11 +341,18 @@ class RedisBackend:
         ended = busy.spec(self.name) if busy is not None else ""
         # only the keys this step uses: a request without least-busy or a session touches one key (one slot
         # of a Redis Cluster); the unused places repeat it
-        keys = [self.key, *((self.store.busy.key, self.store.busy.procs) if busy is not None else (self.key,) * 2),
-                self.store.session_key(session.key) if session is not None else self.key]
+        keys = [
+            self.key,
+            *((self.store.busy.key, self.store.busy.procs) if busy is not None else (self.key,) * 2),
+            self.store.session_key(session.key) if session is not None else self.key,
+        ]
         mode = "hedge" if hedge else "hold" if hold else "count"
-        answer = await self.store.run("ADMIT", keys, self._args(tokens, mode, ended, _session_arg(self.name, session)),
-                                      lambda: self.local.admit_now(tokens, hold, hedge))
+        answer = await self.store.run(
+            "ADMIT",
+            keys,
+            self._args(tokens, mode, ended, _session_arg(self.name, session)),
+            lambda: self.local.admit_now(tokens, hold, hedge),
+        )
         if isinstance(answer, Admission):
             if busy is not None:
                 busy.unsent(ended)
@@ -348,8 +383,9 @@ class RedisBackend:
 
     async def again(self, tokens: int) -> Admission:
         await self._corrected()
-        answer = await self.store.run("ADMIT", self.key, self._args(tokens, "again"),
-                                      lambda: self.local.again_now(tokens))
+        answer = await self.store.run(
+            "ADMIT", self.key, self._args(tokens, "again"), lambda: self.local.again_now(tokens)
+        )
         if isinstance(answer, Admission):
             return answer
         code, wait, why, fields = self._saw(answer)
@@ -363,15 +399,25 @@ class RedisBackend:
             self._probing = False
         if admission.fails or admission.probe:  # a count that was 0 when the request went needs no reset
             self._fails = 0
-            await self.store.command(lambda: self.store.client.hset(self.key, mapping={
-                "fails": 0, "open_until": 0, "probe_until": 0}), lambda: self.local.succeeded(admission))
+            await self.store.command(
+                lambda: self.store.client.hset(self.key, mapping={"fails": 0, "open_until": 0, "probe_until": 0}),
+                lambda: self.local.succeeded(admission),
+            )
 
     async def failed(self, *, cool: bool = False, open_for: Optional[float] = None) -> bool:
         self._probing = False
         answer = await self.store.run(
-            "FAILED", self.key, [self.limits.allowed_fails, self.limits.cooldown, int(cool),
-                                 -1 if open_for is None else open_for, _scripts.KEEP_MS],
-            lambda: self.local.failed_now(cool, open_for))
+            "FAILED",
+            self.key,
+            [
+                self.limits.allowed_fails,
+                self.limits.cooldown,
+                int(cool),
+                -1 if open_for is None else open_for,
+                _scripts.KEEP_MS,
+            ],
+            lambda: self.local.failed_now(cool, open_for),
+        )
         if isinstance(answer, bool):
             return answer
         is_open = int(answer[0]) == 1
@@ -383,15 +429,17 @@ class RedisBackend:
     async def release(self, admission: Admission) -> None:
         if admission.probe:
             self._probing = False
-            await self.store.command(lambda: self.store.client.hset(self.key, "probe_until", 0),
-                                     lambda: self.local.release(admission))
+            await self.store.command(
+                lambda: self.store.client.hset(self.key, "probe_until", 0), lambda: self.local.release(admission)
+            )
 
     async def full(self, seconds: float, what: str) -> None:
         until = _clock.now() + seconds
         if until > self._full_until:
             self._full_until, self._full_what = until, what
-        await self.store.run("FULL", self.key, [seconds, what, _scripts.KEEP_MS],
-                             lambda: self.local.full_now(seconds, what))
+        await self.store.run(
+            "FULL", self.key, [seconds, what, _scripts.KEEP_MS], lambda: self.local.full_now(seconds, what)
+        )
 
     async def used(self, admission: Admission, tokens: int) -> None:
         if tokens == admission.tokens:
@@ -424,9 +472,17 @@ class RedisBackend:
         else:
             state = "half-open" if self._half_open else "closed"
         full = now < self._full_until
-        return View(state, max(0.0, self._open_until - now), self._fails, self._openings, self._used_r,
-                    self._used_t, self._full_what if full else None, self._full_until - now if full else 0.0,
-                    shared=True)
+        return View(
+            state,
+            max(0.0, self._open_until - now),
+            self._fails,
+            self._openings,
+            self._used_r,
+            self._used_t,
+            self._full_what if full else None,
+            self._full_until - now if full else 0.0,
+            shared=True,
+        )
 
     async def refresh(self) -> View:
         await self._settled()
@@ -439,8 +495,7 @@ class RedisBackend:
         ring = Ring()
         for i in range(SPAN):
             if f"s{i}" in fields:
-                ring.slots[i] = [int(number(f"s{i}")), int(number(f"r{i}")), int(number(f"t{i}")),
-                                 int(number(f"x{i}"))]
+                ring.slots[i] = [int(number(f"s{i}")), int(number(f"r{i}")), int(number(f"t{i}")), int(number(f"x{i}"))]
         self._used_r, self._used_t, _ = ring.totals(int(redis_now))
         self._fails, self._openings = int(number("fails")), int(number("openings"))
         open_until, full_until, now = number("open_until"), number("full_until"), _clock.now()
@@ -571,4 +626,5 @@ def _numbers(fields: dict[str, str]) -> Callable[[str], float]:
             return float(fields.get(name) or 0)
         except ValueError:
             return 0.0
+
     return number

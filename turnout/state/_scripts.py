@@ -100,7 +100,9 @@ local function slots(names)
 end
 """
 
-ADMIT = _PRELUDE + """
+ADMIT = (
+    _PRELUDE
+    + """
 -- KEYS: the backend, the in-flight hash, the live processes, the session (any key when there is none).
 -- ARGV: tokens, mode (hold | hedge | count | again), the backend's limits "rpm tpm probe-lease keep-ms" (rpm,
 -- tpm 0: none), in flight (see inflight(); "" when not counted), the session "backend\tttl-ms\tother1..."
@@ -193,8 +195,11 @@ if ARGV[4] ~= '' and mode ~= 'again' then elsewhere = inflight(KEYS[2], KEYS[3],
 if probe then return answer(2, '0', '', fails, openings, sec, used_r, used_t, elsewhere) end
 return answer(1, '0', '', fails, openings, sec, used_r, used_t, elsewhere)
 """
+)
 
-FAILED = _PRELUDE + """
+FAILED = (
+    _PRELUDE
+    + """
 -- ARGV: allowed_fails, cooldown, cool (0|1), open_for (-1: none), keep (ms)
 local fails = redis.call('HINCRBY', k, 'fails', 1)
 local b = redis.call('HMGET', k, 'open_until', 'openings')
@@ -219,8 +224,11 @@ keep(math.max(tonumber(ARGV[5]), math.ceil((open_until - now) * 1000) + 61000))
 if now < open_until then return {1, tostring(open_until - now), fails, openings} end
 return {0, '0', fails, openings}
 """
+)
 
-FULL = _PRELUDE + """
+FULL = (
+    _PRELUDE
+    + """
 -- ARGV: seconds, what, keep (ms)
 local u = now + tonumber(ARGV[1])
 if u > (tonumber(redis.call('HGET', k, 'full_until')) or 0) then
@@ -229,14 +237,20 @@ end
 keep(math.max(tonumber(ARGV[3]), math.ceil(tonumber(ARGV[1]) * 1000) + 61000))
 return 1
 """
+)
 
-USED = _PRELUDE + """
+USED = (
+    _PRELUDE
+    + """
 -- ARGV: (second a request was counted in, tokens to add or, negative, take away) pairs
 correct(1)
 return 1
 """
+)
 
-BUDGET = _PRELUDE + """
+BUDGET = (
+    _PRELUDE
+    + """
 -- ARGV: window (s). Requests (first attempts) and retries over it.
 local sec, window = math.floor(now), tonumber(ARGV[1])
 local v = slots({'s', 'r', 'x'})
@@ -250,14 +264,21 @@ for i = 0, 60 do
 end
 return {requests, retries}
 """
+)
 
-BUSY = _PRELUDE + """
+BUSY = (
+    _PRELUDE
+    + """
 -- KEYS: the in-flight hash, the live processes. ARGV: in flight (see inflight(); nothing counted). The lease's
 -- renewal while requests last, the decrements no admission came to carry, or a fresh read for the ordering.
 ended(KEYS[1], ARGV[1])
 return inflight(KEYS[1], KEYS[2], ARGV[1], false)
 """
+)
 
-VIEW = _PRELUDE + """
+VIEW = (
+    _PRELUDE
+    + """
 return {tostring(now), redis.call('HGETALL', k)}
 """
+)

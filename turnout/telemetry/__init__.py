@@ -27,8 +27,9 @@ def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def instrument(router: Router, *, prices: Mapping[str, Mapping[str, Price]] | None = None,
-               prometheus: bool = False) -> Telemetry | None:
+def instrument(
+    router: Router, *, prices: Mapping[str, Mapping[str, Price]] | None = None, prometheus: bool = False
+) -> Telemetry | None:
     """Subscribe telemetry to ``router``'s events: spans and GenAI metrics where opentelemetry-api is installed
     (recorded once the application configures a provider), cost where genai-prices is installed or a price
     is set, Prometheus metrics when asked (``turnout serve``). ``None`` when there is nothing to do."""
@@ -56,5 +57,3 @@ def telemetry_of(router: Router) -> Telemetry | None:
 
 
 _TELEMETRY: weakref.WeakKeyDictionary[Router, Telemetry] = weakref.WeakKeyDictionary()
-
-

@@ -38,9 +38,18 @@ FREE = Price(0.0, 0.0)
 
 PROVIDER_IDS: Mapping[str, str] = {
     # turnout's preset -> genai-prices' provider id, where that package knows the provider
-    "openai": "openai", "openrouter": "openrouter", "groq": "groq", "xai": "x-ai", "cerebras": "cerebras",
-    "together": "together", "fireworks": "fireworks", "deepseek": "deepseek", "mistral": "mistral",
-    "perplexity": "perplexity", "gemini": "google", "huggingface": "huggingface_together",
+    "openai": "openai",
+    "openrouter": "openrouter",
+    "groq": "groq",
+    "xai": "x-ai",
+    "cerebras": "cerebras",
+    "together": "together",
+    "fireworks": "fireworks",
+    "deepseek": "deepseek",
+    "mistral": "mistral",
+    "perplexity": "perplexity",
+    "gemini": "google",
+    "huggingface": "huggingface_together",
 }
 """Providers absent here (deepinfra, nvidia, sambanova, github) are priced only by a price the user sets."""
 
@@ -70,8 +79,12 @@ def _one(text: str, sep: str) -> Price:
 class Pricer:
     """Each backend's prices: configured, free (local), or looked up in genai-prices by its provider."""
 
-    def __init__(self, configured: Mapping[str, Mapping[str, Price]], local: Mapping[str, bool],
-                 providers: Mapping[str, Optional[str]]) -> None:
+    def __init__(
+        self,
+        configured: Mapping[str, Mapping[str, Price]],
+        local: Mapping[str, bool],
+        providers: Mapping[str, Optional[str]],
+    ) -> None:
         self._configured = configured
         self._local = local
         self._providers = providers
@@ -92,8 +105,13 @@ class Pricer:
         cost = _listed(provider, model, endpoint, facts) if provider and model else None
         if cost is None and (backend, model or "") not in self._told:
             self._told.add((backend, model or ""))
-            log.info("no price known for model %s on backend %s: its cost is unknown (set "
-                     "TURNOUT_BACKEND__%s__PRICE to price it)", model, backend, backend.upper())
+            log.info(
+                "no price known for model %s on backend %s: its cost is unknown (set "
+                "TURNOUT_BACKEND__%s__PRICE to price it)",
+                model,
+                backend,
+                backend.upper(),
+            )
         return cost
 
 
@@ -104,8 +122,9 @@ def _listed(provider: str, model: str, endpoint: str, facts: Facts) -> Optional[
     except ImportError:
         return None
     try:
-        usage: Any = extract_usage({"model": model, "usage": facts.usage}, provider_id="openai",
-                                   api_flavor=_FLAVORS.get(endpoint, "chat")).usage
+        usage: Any = extract_usage(
+            {"model": model, "usage": facts.usage}, provider_id="openai", api_flavor=_FLAVORS.get(endpoint, "chat")
+        ).usage
         return float(calc_price(usage, model, provider_id=provider).total_price)
     except (LookupError, ValueError, TypeError, KeyError):
         return None

@@ -76,8 +76,15 @@ def facts_of(response: httpx2.Response) -> Facts:
 
 
 _END_OF_EVENT = re.compile(rb"\r\n\r\n|\n\n|\r\r")
-_WORTH_READING = (b'"usage":{', b'"usage": {', b'"finish_reason":"', b'"finish_reason": "', b'"response.completed"',
-                  b'"response.incomplete"', b'"response.failed"')
+_WORTH_READING = (
+    b'"usage":{',
+    b'"usage": {',
+    b'"finish_reason":"',
+    b'"finish_reason": "',
+    b'"response.completed"',
+    b'"response.incomplete"',
+    b'"response.failed"',
+)
 """Only events that may hold usage or an ending are parsed; content deltas pass unread."""
 
 
@@ -90,8 +97,15 @@ class StreamWatch(httpx2.AsyncByteStream):
     before the caller sees anything after it.
     """
 
-    def __init__(self, source: httpx2.AsyncByteStream, facts: Facts, *, strip_usage: bool,
-                 on_usage: Callable[[], None], on_end: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        source: httpx2.AsyncByteStream,
+        facts: Facts,
+        *,
+        strip_usage: bool,
+        on_usage: Callable[[], None],
+        on_end: Callable[[], None],
+    ) -> None:
         self._source = source
         self._facts = facts
         self._strip = strip_usage
@@ -123,7 +137,7 @@ class StreamWatch(httpx2.AsyncByteStream):
         start = 0
         kept: list[bytes] = []
         for end in _END_OF_EVENT.finditer(buffer):
-            event = buffer[start:end.end()]
+            event = buffer[start : end.end()]
             start = end.end()
             if self._seen(event):
                 kept.append(event)

@@ -34,8 +34,15 @@ OTHER = "other"
 _KEY = "turnout.telemetry"
 _MAX_FREE_MODELS = 50
 _OPERATIONS = {"chat": "chat", "completions": "text_completion", "embeddings": "embeddings", "responses": "chat"}
-_SEMCONV_PROVIDERS = {"openai": "openai", "groq": "groq", "xai": "x_ai", "deepseek": "deepseek",
-                      "mistral": "mistral_ai", "perplexity": "perplexity", "gemini": "gcp.gemini"}
+_SEMCONV_PROVIDERS = {
+    "openai": "openai",
+    "groq": "groq",
+    "xai": "x_ai",
+    "deepseek": "deepseek",
+    "mistral": "mistral_ai",
+    "perplexity": "perplexity",
+    "gemini": "gcp.gemini",
+}
 _STREAM_USAGE = ("chat", "completions")
 
 
@@ -71,8 +78,14 @@ class Telemetry:
     """What a router's events become: OpenTelemetry spans and metrics (when the application configured
     providers), Prometheus metrics (``prom``), and each answer's cost (in ``stats()`` as ``cost_usd``)."""
 
-    def __init__(self, router: Router, *, prices: Mapping[str, Mapping[str, Price]] | None = None,
-                 prom: Any = None, otel: bool = True) -> None:
+    def __init__(
+        self,
+        router: Router,
+        *,
+        prices: Mapping[str, Mapping[str, Price]] | None = None,
+        prom: Any = None,
+        otel: bool = True,
+    ) -> None:
         self._where = {b.name: _where_of(b.adapter) for b in router.backends}
         presets = {b.name: b.adapter.provider for b in router.backends}
         local = {b.name: bool(getattr(getattr(b.adapter, "preset", None), "local", False)) for b in router.backends}
@@ -91,9 +104,15 @@ class Telemetry:
             else:
                 self.tracing, self.metrics = Tracing(), GenAIMetrics()
         self._on: dict[str, Callable[[RouterEvent, _Request], None]] = {
-            "attempt": self._attempt, "attempt_failed": self._attempt_failed, "success": self._answer,
-            "retry": self._retry, "failover": self._failover, "skipped": self._skipped, "done": self._done,
-            "stream_end": self._stream_end}
+            "attempt": self._attempt,
+            "attempt_failed": self._attempt_failed,
+            "success": self._answer,
+            "retry": self._retry,
+            "failover": self._failover,
+            "skipped": self._skipped,
+            "done": self._done,
+            "stream_end": self._stream_end,
+        }
 
     def stats(self, backend: str) -> dict[str, Any]:
         """This backend's cost so far (USD, answers with a known price) and answers whose price is unknown."""
@@ -127,8 +146,9 @@ class Telemetry:
                 attributes["gen_ai.request.model"] = info.model
             if self.tracing.capture and info.body:
                 attributes["gen_ai.input.messages"] = self.tracing.messages(info.body)
-            state.span = self.tracing.start(f"{operation} {info.model}" if info.model else operation, info.start,
-                                            attributes)
+            state.span = self.tracing.start(
+                f"{operation} {info.model}" if info.model else operation, info.start, attributes
+            )
 
     def _attempt(self, event: RouterEvent, state: _Request) -> None:
         if self.prom is not None:
@@ -163,21 +183,33 @@ class Telemetry:
         if self.prom is not None:
             self.prom.retries.labels(event.backend).inc()
         if self.tracing is not None:
-            self.tracing.note(state.span, "turnout.retry", {"turnout.backend": event.backend,
-                                                            "turnout.retry.wait": event.wait,
-                                                            "error.type": _error_type(event.error)})
+            self.tracing.note(
+                state.span,
+                "turnout.retry",
+                {
+                    "turnout.backend": event.backend,
+                    "turnout.retry.wait": event.wait,
+                    "error.type": _error_type(event.error),
+                },
+            )
 
     def _failover(self, event: RouterEvent, state: _Request) -> None:
         if self.prom is not None and event.to is not None:
             self.prom.failovers.labels(event.backend, event.to).inc()
         if self.tracing is not None:
-            self.tracing.note(state.span, "turnout.failover", {"turnout.failover.from": event.backend,
-                                                               "turnout.failover.to": event.to})
+            self.tracing.note(
+                state.span,
+                "turnout.failover",
+                {"turnout.failover.from": event.backend, "turnout.failover.to": event.to},
+            )
 
     def _skipped(self, event: RouterEvent, state: _Request) -> None:
         if self.tracing is not None:
-            self.tracing.note(state.span, "turnout.skipped", {"turnout.backend": event.backend,
-                                                              "turnout.skipped.reason": event.reason})
+            self.tracing.note(
+                state.span,
+                "turnout.skipped",
+                {"turnout.backend": event.backend, "turnout.skipped.reason": event.reason},
+            )
 
     def _done(self, event: RouterEvent, state: _Request) -> None:
         info = event.request
@@ -192,16 +224,22 @@ class Telemetry:
         self._landed(state, keep=event.backend if info.stream else None)  # a stream is under way until its end
         if not info.stream:
             state.facts = facts_of(response)
-            if self.tracing is not None and state.span is not None and self.tracing.capture:  # opted in: the answer's messages too
+            if (
+                self.tracing is not None and state.span is not None and self.tracing.capture
+            ):  # opted in: the answer's messages too
                 state.span.set_attribute("gen_ai.output.messages", self.tracing.answer_messages(response.content))
             self._priced(info, state)
             self._finish(info, state, event.end)
             return
         if response.headers.get("content-encoding") in (None, "identity"):  # read on its way
             state.watching = True
-            response.stream = StreamWatch(response.stream, state.facts,  # type: ignore[arg-type]
-                                          strip_usage=state.strip_usage, on_usage=lambda: self._priced(info, state),
-                                          on_end=lambda: self._watched(state))
+            response.stream = StreamWatch(
+                response.stream,  # type: ignore[arg-type]
+                state.facts,
+                strip_usage=state.strip_usage,
+                on_usage=lambda: self._priced(info, state),
+                on_end=lambda: self._watched(state),
+            )
 
     def _watched(self, state: _Request) -> None:
         """The caller has read the whole stream (a bridged one's last event comes after its backend's end)."""
@@ -218,11 +256,17 @@ class Telemetry:
         assert info is not None and event.end is not None
         self._landed(state, event.backend)
         if self.tracing is not None and state.attempt_span is not None:
-            self.tracing.end(state.attempt_span, event.end, {},
-                             error=None if event.reason != "broken" else _error_type(event.error))
+            self.tracing.end(
+                state.attempt_span, event.end, {}, error=None if event.reason != "broken" else _error_type(event.error)
+            )
             state.attempt_span = None
-        self._finish(info, state, event.end, error=event.error if event.reason == "broken" else None,
-                     closed=event.reason == "closed")
+        self._finish(
+            info,
+            state,
+            event.end,
+            error=event.error if event.reason == "broken" else None,
+            closed=event.reason == "closed",
+        )
 
     # -- helpers ------------------------------------------------------------------------
     def _landed(self, state: _Request, backend: Optional[str] = None, *, keep: Optional[str] = None) -> None:
@@ -247,8 +291,11 @@ class Telemetry:
         info = event.request
         assert info is not None and event.start is not None, "an attempt's events carry its request and start"
         where = self._where.get(event.backend)
-        attributes: dict[str, Any] = {"turnout.backend": event.backend, "turnout.attempt": event.attempt,
-                                      "gen_ai.operation.name": _OPERATIONS.get(info.endpoint, info.endpoint)}
+        attributes: dict[str, Any] = {
+            "turnout.backend": event.backend,
+            "turnout.attempt": event.attempt,
+            "gen_ai.operation.name": _OPERATIONS.get(info.endpoint, info.endpoint),
+        }
         if info.model:
             attributes["gen_ai.request.model"] = info.model
         if where is not None:
@@ -281,34 +328,55 @@ class Telemetry:
             return model
         return OTHER
 
-    def _finish(self, info: RequestInfo, state: _Request, end: float, *, error: BaseException | None = None,
-                closed: bool = False) -> None:
+    def _finish(
+        self,
+        info: RequestInfo,
+        state: _Request,
+        end: float,
+        *,
+        error: BaseException | None = None,
+        closed: bool = False,
+    ) -> None:
         facts = state.facts
         duration = end - info.start
         first = state.first - info.start if state.first is not None else None
         where = self._where.get(state.backend)
         operation = _OPERATIONS.get(info.endpoint, info.endpoint)
         if self.tracing is not None and state.span is not None:
-            attributes = {**_response_attributes(facts), "turnout.backend": state.backend or None,
-                          "turnout.cost_usd": state.cost, "gen_ai.response.time_to_first_chunk": first,
-                          "turnout.stream.closed": True if closed else None}
+            attributes = {
+                **_response_attributes(facts),
+                "turnout.backend": state.backend or None,
+                "turnout.cost_usd": state.cost,
+                "gen_ai.response.time_to_first_chunk": first,
+                "turnout.stream.closed": True if closed else None,
+            }
             if where is not None:
                 attributes.update(_where_attributes(where))
-            self.tracing.end(state.span, end, attributes, error=_error_type(error) if error is not None else None,
-                             message=type(error).__name__ if error is not None else None)
+            self.tracing.end(
+                state.span,
+                end,
+                attributes,
+                error=_error_type(error) if error is not None else None,
+                message=type(error).__name__ if error is not None else None,
+            )
         if self.metrics is not None and not state.nested:
-            attributes = {"gen_ai.operation.name": operation, "gen_ai.request.model": self._model_label(info.model),
-                          "gen_ai.response.model": self._model_label(facts.model),
-                          "error.type": _error_type(error) if error is not None else None}
+            attributes = {
+                "gen_ai.operation.name": operation,
+                "gen_ai.request.model": self._model_label(info.model),
+                "gen_ai.response.model": self._model_label(facts.model),
+                "error.type": _error_type(error) if error is not None else None,
+            }
             if where is not None:
                 attributes.update(_where_attributes(where))
-            self.metrics.record(attributes, duration, first,
-                                {"input": facts.input_tokens, "output": facts.output_tokens})
+            self.metrics.record(
+                attributes, duration, first, {"input": facts.input_tokens, "output": facts.output_tokens}
+            )
         if self.prom is not None:
             self._count(info, state, duration, first, error)
 
-    def _count(self, info: RequestInfo, state: _Request, duration: float, first: Optional[float],
-               error: BaseException | None) -> None:
+    def _count(
+        self, info: RequestInfo, state: _Request, duration: float, first: Optional[float], error: BaseException | None
+    ) -> None:
         prom, facts, backend = self.prom, state.facts, state.backend
         model = self._model_label(info.model)
         outcome = "ok" if error is None else "broken" if state.response is not None else "error"
@@ -316,8 +384,12 @@ class Telemetry:
         prom.duration.labels(backend, model, info.endpoint).observe(duration)
         if first is not None:
             prom.first.labels(backend, model).observe(first)
-        for kind, count in (("input", facts.input_tokens), ("output", facts.output_tokens),
-                            ("cached", facts.cached_tokens), ("reasoning", facts.reasoning_tokens)):
+        for kind, count in (
+            ("input", facts.input_tokens),
+            ("output", facts.output_tokens),
+            ("cached", facts.cached_tokens),
+            ("reasoning", facts.reasoning_tokens),
+        ):
             if count:
                 prom.tokens.labels(backend, model, kind).inc(count)
         if state.cost:
@@ -336,11 +408,15 @@ def _where_attributes(where: _Where) -> dict[str, Any]:
 
 
 def _response_attributes(facts: Facts) -> dict[str, Any]:
-    return {"gen_ai.response.id": facts.response_id, "gen_ai.response.model": facts.model,
-            "gen_ai.response.finish_reasons": facts.finish_reasons or None,
-            "gen_ai.usage.input_tokens": facts.input_tokens, "gen_ai.usage.output_tokens": facts.output_tokens,
-            "gen_ai.usage.cache_read.input_tokens": facts.cached_tokens,
-            "gen_ai.usage.reasoning.output_tokens": facts.reasoning_tokens}
+    return {
+        "gen_ai.response.id": facts.response_id,
+        "gen_ai.response.model": facts.model,
+        "gen_ai.response.finish_reasons": facts.finish_reasons or None,
+        "gen_ai.usage.input_tokens": facts.input_tokens,
+        "gen_ai.usage.output_tokens": facts.output_tokens,
+        "gen_ai.usage.cache_read.input_tokens": facts.cached_tokens,
+        "gen_ai.usage.reasoning.output_tokens": facts.reasoning_tokens,
+    }
 
 
 def _error_type(error: BaseException | None) -> Optional[str]:

@@ -33,8 +33,12 @@ def capture_content() -> bool:
 
 
 def _configured(provider: object) -> bool:
-    return type(provider).__name__ not in ("ProxyTracerProvider", "NoOpTracerProvider", "_ProxyMeterProvider",
-                                           "NoOpMeterProvider")
+    return type(provider).__name__ not in (
+        "ProxyTracerProvider",
+        "NoOpTracerProvider",
+        "_ProxyMeterProvider",
+        "NoOpMeterProvider",
+    )
 
 
 class Tracing:
@@ -58,12 +62,14 @@ class Tracing:
         if tracer is None:
             return None
         context = trace.set_span_in_context(parent) if parent is not None else None
-        return tracer.start_span(name, context=context, kind=SpanKind.CLIENT, attributes=attributes,
-                                 start_time=epoch_ns(start))
+        return tracer.start_span(
+            name, context=context, kind=SpanKind.CLIENT, attributes=attributes, start_time=epoch_ns(start)
+        )
 
     @staticmethod
-    def end(span: Any, end: float, attributes: dict[str, Any], error: Optional[str] = None,
-            message: Optional[str] = None) -> None:
+    def end(
+        span: Any, end: float, attributes: dict[str, Any], error: Optional[str] = None, message: Optional[str] = None
+    ) -> None:
         span.set_attributes({k: v for k, v in attributes.items() if v is not None})
         if error is not None:
             span.set_attribute("error.type", error)
@@ -117,19 +123,30 @@ class GenAIMetrics:
             if _configured(provider):
                 meter = provider.get_meter(_SCOPE)
                 self._instruments = (
-                    meter.create_histogram("gen_ai.client.operation.duration", unit="s",
-                                           description="GenAI operation duration.",
-                                           explicit_bucket_boundaries_advisory=DURATION_BUCKETS),
-                    meter.create_histogram("gen_ai.client.token.usage", unit="{token}",
-                                           description="Number of input and output tokens used.",
-                                           explicit_bucket_boundaries_advisory=TOKEN_BUCKETS),
-                    meter.create_histogram("gen_ai.client.operation.time_to_first_chunk", unit="s",
-                                           description="Time to receive the first chunk of a streamed answer.",
-                                           explicit_bucket_boundaries_advisory=DURATION_BUCKETS))
+                    meter.create_histogram(
+                        "gen_ai.client.operation.duration",
+                        unit="s",
+                        description="GenAI operation duration.",
+                        explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+                    ),
+                    meter.create_histogram(
+                        "gen_ai.client.token.usage",
+                        unit="{token}",
+                        description="Number of input and output tokens used.",
+                        explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+                    ),
+                    meter.create_histogram(
+                        "gen_ai.client.operation.time_to_first_chunk",
+                        unit="s",
+                        description="Time to receive the first chunk of a streamed answer.",
+                        explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+                    ),
+                )
         return self._instruments
 
-    def record(self, attributes: dict[str, Any], duration: float, first: Optional[float],
-               tokens: dict[str, Optional[int]]) -> None:
+    def record(
+        self, attributes: dict[str, Any], duration: float, first: Optional[float], tokens: dict[str, Optional[int]]
+    ) -> None:
         instruments = self.instruments()
         if instruments is None:
             return

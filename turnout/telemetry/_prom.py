@@ -29,23 +29,49 @@ class Prom:
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         self.registry = CollectorRegistry()
         into = None if self.multiprocess else self.registry
-        self.requests = Counter("turnout_requests_total", "Requests, by the backend that served them (none: '')",
-                                ["backend", "model", "endpoint", "outcome"], registry=into)
-        self.attempts = Counter("turnout_attempts_total", "Attempts on each backend", ["backend", "outcome"],
-                                registry=into)
-        self.failovers = Counter("turnout_failovers_total", "Failovers from one backend to the next", ["from", "to"],
-                                 registry=into)
+        self.requests = Counter(
+            "turnout_requests_total",
+            "Requests, by the backend that served them (none: '')",
+            ["backend", "model", "endpoint", "outcome"],
+            registry=into,
+        )
+        self.attempts = Counter(
+            "turnout_attempts_total", "Attempts on each backend", ["backend", "outcome"], registry=into
+        )
+        self.failovers = Counter(
+            "turnout_failovers_total", "Failovers from one backend to the next", ["from", "to"], registry=into
+        )
         self.retries = Counter("turnout_retries_total", "Retries on each backend", ["backend"], registry=into)
-        self.duration = Histogram("turnout_request_duration_seconds", "Whole requests, a stream until its end",
-                                  ["backend", "model", "endpoint"], buckets=_SECONDS, registry=into)
-        self.first = Histogram("turnout_time_to_first_token_seconds", "Streams: until the first event",
-                               ["backend", "model"], buckets=_SECONDS, registry=into)
-        self.tokens = Counter("turnout_tokens_total", "Tokens by type (input, output, cached, reasoning)",
-                              ["backend", "model", "type"], registry=into)
-        self.cost = Counter("turnout_cost_usd_total", "USD, where the price is known", ["backend", "model"],
-                            registry=into)
-        self.in_flight = Gauge("turnout_in_flight", "Attempts under way on each backend", ["backend"],
-                               registry=into, multiprocess_mode="livesum")
+        self.duration = Histogram(
+            "turnout_request_duration_seconds",
+            "Whole requests, a stream until its end",
+            ["backend", "model", "endpoint"],
+            buckets=_SECONDS,
+            registry=into,
+        )
+        self.first = Histogram(
+            "turnout_time_to_first_token_seconds",
+            "Streams: until the first event",
+            ["backend", "model"],
+            buckets=_SECONDS,
+            registry=into,
+        )
+        self.tokens = Counter(
+            "turnout_tokens_total",
+            "Tokens by type (input, output, cached, reasoning)",
+            ["backend", "model", "type"],
+            registry=into,
+        )
+        self.cost = Counter(
+            "turnout_cost_usd_total", "USD, where the price is known", ["backend", "model"], registry=into
+        )
+        self.in_flight = Gauge(
+            "turnout_in_flight",
+            "Attempts under way on each backend",
+            ["backend"],
+            registry=into,
+            multiprocess_mode="livesum",
+        )
         self._state = _StateGauges()
         self.registry.register(self._state)
         if self.multiprocess:
@@ -66,11 +92,14 @@ class _StateGauges(Collector):
         self.stats: Optional[Mapping[str, Mapping[str, Any]]] = None
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        breaker = GaugeMetricFamily("turnout_breaker_open", "1 while a backend's breaker is open (cooling down)",
-                                    labels=["backend"])
-        remaining = GaugeMetricFamily("turnout_rate_limit_remaining",
-                                      "Room left in a backend's configured window this minute", labels=["backend",
-                                                                                                         "limit"])
+        breaker = GaugeMetricFamily(
+            "turnout_breaker_open", "1 while a backend's breaker is open (cooling down)", labels=["backend"]
+        )
+        remaining = GaugeMetricFamily(
+            "turnout_rate_limit_remaining",
+            "Room left in a backend's configured window this minute",
+            labels=["backend", "limit"],
+        )
         for name, stats in (self.stats or {}).items():
             breaker.add_metric([name], 1.0 if stats.get("state") == "open" else 0.0)
             window = stats.get("window") or {}

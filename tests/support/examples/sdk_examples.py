@@ -8,14 +8,16 @@ from openai import AsyncOpenAI, OpenAI
 from pydantic import BaseModel
 
 MODEL = "test-model"
-TOOLS = [{
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
+    }
+]
 
 
 async def chat():
@@ -31,7 +33,9 @@ async def chat():
 async def streaming():
     client = AsyncOpenAI()
     stream = await client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "Count to three"}], stream=True,
+        model=MODEL,
+        messages=[{"role": "user", "content": "Count to three"}],
+        stream=True,
         stream_options={"include_usage": True},
     )
     text, usage = "", None
@@ -60,7 +64,8 @@ async def tool_round_trip():
 async def json_mode():
     client = AsyncOpenAI()
     completion = await client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "Reply in JSON"}],
+        model=MODEL,
+        messages=[{"role": "user", "content": "Reply in JSON"}],
         response_format={"type": "json_object"},
     )
     await client.close()
@@ -75,7 +80,9 @@ class CityWeather(BaseModel):
 async def structured_output():
     client = AsyncOpenAI()
     completion = await client.chat.completions.parse(
-        model=MODEL, messages=[{"role": "user", "content": "Weather in Oslo"}], response_format=CityWeather,
+        model=MODEL,
+        messages=[{"role": "user", "content": "Weather in Oslo"}],
+        response_format=CityWeather,
     )
     await client.close()
     weather = completion.choices[0].message.parsed
@@ -86,7 +93,8 @@ async def stream_helper():
     client = AsyncOpenAI()
     text = ""
     async with client.chat.completions.stream(
-        model=MODEL, messages=[{"role": "user", "content": "Stream with the helper"}],
+        model=MODEL,
+        messages=[{"role": "user", "content": "Stream with the helper"}],
     ) as stream:
         async for event in stream:
             if event.type == "content.delta":
@@ -99,17 +107,25 @@ async def stream_helper():
 async def raw_response():
     client = AsyncOpenAI()
     raw = await client.chat.completions.with_raw_response.create(
-        model=MODEL, messages=[{"role": "user", "content": "Raw please"}],
+        model=MODEL,
+        messages=[{"role": "user", "content": "Raw please"}],
     )
     completion = raw.parse()
     await client.close()
-    return raw.status_code, raw.headers["content-type"], raw.request_id is not None, completion.choices[0].message.content
+    return (
+        raw.status_code,
+        raw.headers["content-type"],
+        raw.request_id is not None,
+        completion.choices[0].message.content,
+    )
 
 
 async def streaming_response():
     client = AsyncOpenAI()
     async with client.chat.completions.with_streaming_response.create(
-        model=MODEL, messages=[{"role": "user", "content": "Stream the body"}], stream=True,
+        model=MODEL,
+        messages=[{"role": "user", "content": "Stream the body"}],
+        stream=True,
     ) as response:
         lines = [line async for line in response.iter_lines() if line.startswith("data:")]
     await client.close()
@@ -151,8 +167,9 @@ async def error_handling():
 def sync_chat_and_stream():
     client = OpenAI()
     completion = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi sync"}])
-    stream = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Stream sync"}],
-                                            stream=True)
+    stream = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Stream sync"}], stream=True
+    )
     text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
     client.close()
     return completion.choices[0].message.content, text

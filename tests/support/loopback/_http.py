@@ -60,8 +60,9 @@ class LoopbackServer:
     def start(self, port: int = 0) -> Any:
         handler = type("Handler", (self.handler,), {"server_state": self})
         self._httpd = _Server(("127.0.0.1", port), handler)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
-                                        name=f"{type(self).__name__}-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, args=(0.05,), name=f"{type(self).__name__}-{self.port}", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -207,8 +208,17 @@ class LoopbackHandler(BaseHTTPRequestHandler):
         if self.request_id_prefix is not None:
             self.request_id = f"{self.request_id_prefix}{next(_request_numbers)}"
         with state._lock:
-            state.requests.append(RecordedRequest(self.command, path, dict(self.headers.items()),
-                                                  None if form is not None else body, form, self.query, self.request_id))
+            state.requests.append(
+                RecordedRequest(
+                    self.command,
+                    path,
+                    dict(self.headers.items()),
+                    None if form is not None else body,
+                    form,
+                    self.query,
+                    self.request_id,
+                )
+            )
             number = len(state.requests)
         if not self.idle(state.latency_of(number)):
             self.close_connection = True
@@ -329,8 +339,11 @@ def parse_multipart(raw: bytes, ctype: str) -> dict[str, Any]:
         if not isinstance(name, str):
             continue
         filename = headers.get_filename()
-        value: Any = FormFile(filename, headers.get_content_type() if "content-type" in headers else None, data) \
-            if filename is not None else data.decode("utf-8", "replace")
+        value: Any = (
+            FormFile(filename, headers.get_content_type() if "content-type" in headers else None, data)
+            if filename is not None
+            else data.decode("utf-8", "replace")
+        )
         if name in fields or name.endswith("[]"):
             previous = fields.get(name, [])
             fields[name] = [*(previous if isinstance(previous, list) else [previous]), value]
@@ -345,7 +358,7 @@ def pieces(text: str, count: int | None) -> list[str]:
         words = text.split(" ")
         return [w if i == 0 else " " + w for i, w in enumerate(words)]
     size = max(1, -(-len(text) // count)) if text else 1
-    return [text[i * size:(i + 1) * size] or "." for i in range(count)]
+    return [text[i * size : (i + 1) * size] or "." for i in range(count)]
 
 
 def split_even(text: str, count: int) -> list[str]:
@@ -357,7 +370,9 @@ def split_even(text: str, count: int) -> list[str]:
 
 def image_bytes() -> bytes:
     """A tiny valid PNG (1x1), for image tests."""
-    return base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg==")
+    return base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg=="
+    )
 
 
 def vector(text: str, dim: int) -> list[float]:

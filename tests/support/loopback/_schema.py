@@ -16,10 +16,19 @@ from __future__ import annotations
 from typing import Any
 
 FORMATS = {
-    "date-time": "2024-01-01T00:00:00Z", "date": "2024-01-01", "time": "00:00:00", "duration": "PT1S",
-    "email": "loopback@example.com", "uri": "https://example.com/", "url": "https://example.com/",
-    "iri": "https://example.com/", "uuid": "00000000-0000-4000-8000-000000000000", "ipv4": "127.0.0.1",
-    "ipv6": "::1", "hostname": "localhost", "byte": "AA==",
+    "date-time": "2024-01-01T00:00:00Z",
+    "date": "2024-01-01",
+    "time": "00:00:00",
+    "duration": "PT1S",
+    "email": "loopback@example.com",
+    "uri": "https://example.com/",
+    "url": "https://example.com/",
+    "iri": "https://example.com/",
+    "uuid": "00000000-0000-4000-8000-000000000000",
+    "ipv4": "127.0.0.1",
+    "ipv6": "::1",
+    "hostname": "localhost",
+    "byte": "AA==",
 }
 """Strings of a ``format`` a validator checks (pydantic does for all of these)."""
 
@@ -58,7 +67,13 @@ def example(schema: Any, echo: str, root: dict[str, Any] | None = None, depth: i
     if schema.get("nullable") and deep:
         return None
     if kind is None:
-        kind = "object" if "properties" in schema else "array" if "items" in schema or "prefixItems" in schema else "string"
+        kind = (
+            "object"
+            if "properties" in schema
+            else "array"
+            if "items" in schema or "prefixItems" in schema
+            else "string"
+        )
     return _BUILDERS.get(kind, _string)(schema, echo, root, depth)
 
 
@@ -131,6 +146,11 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 
 _BUILDERS: dict[str, Any] = {
-    "object": _object, "array": _array, "string": _string, "integer": _number, "number": _number,
-    "boolean": lambda *_: True, "null": lambda *_: None,
+    "object": _object,
+    "array": _array,
+    "string": _string,
+    "integer": _number,
+    "number": _number,
+    "boolean": lambda *_: True,
+    "null": lambda *_: None,
 }

@@ -91,7 +91,9 @@ class OllamaServer(LoopbackServer):
         for i in range(self.tool_calls_per_reply):
             fn = tools[i % len(tools)]["function"]
             text = str(last.get("content") or "")
-            arguments = example(fn.get("parameters") or {"type": "object"}, text) if self.fit_tool_arguments else {"text": text}
+            arguments = (
+                example(fn.get("parameters") or {"type": "object"}, text) if self.fit_tool_arguments else {"text": text}
+            )
             call: dict[str, Any] = {"function": {"index": i, "name": fn["name"], "arguments": arguments}}
             if self.send_tool_call_ids:
                 call = {"id": f"call_srv{i}", **call}
@@ -122,8 +124,10 @@ class _Handler(LoopbackHandler):
 
     def malformed_body(self, body: dict[str, Any] | None) -> tuple[bytes, str]:
         streaming = body is not None and body.get("stream", True)
-        return (b'{"model": "test-model", "message": {"role": "assist',
-                "application/x-ndjson" if streaming else "application/json")
+        return (
+            b'{"model": "test-model", "message": {"role": "assist',
+            "application/x-ndjson" if streaming else "application/json",
+        )
 
     # -- /api/chat ---------------------------------------------------------
     def _chat(self, body: dict[str, Any], fault: Fault | None) -> None:
@@ -148,8 +152,15 @@ class _Handler(LoopbackHandler):
         else:
             self._final(body, calls, text, state.done_reason or done_reason, _words(text) or len(calls), thinking)
 
-    def _final(self, body: dict[str, Any], calls: list[dict[str, Any]], text: str, done_reason: str,
-               eval_count: int, thinking: str = "") -> None:
+    def _final(
+        self,
+        body: dict[str, Any],
+        calls: list[dict[str, Any]],
+        text: str,
+        done_reason: str,
+        eval_count: int,
+        thinking: str = "",
+    ) -> None:
         message: dict[str, Any] = {"role": "assistant", "content": text}
         if thinking:
             message["thinking"] = thinking
@@ -158,12 +169,23 @@ class _Handler(LoopbackHandler):
         final = {**_line(body, message, done=True), **_metrics(body, eval_count), "done_reason": done_reason}
         self.json(200, {**final, **_logprobs(body, pieces(text, None))})
 
-    def _stream_chat(self, body: dict[str, Any], text: str, thinking: str, calls: list[dict[str, Any]],
-                     done_reason: str, fault: Fault | None) -> None:
+    def _stream_chat(
+        self,
+        body: dict[str, Any],
+        text: str,
+        thinking: str,
+        calls: list[dict[str, Any]],
+        done_reason: str,
+        fault: Fault | None,
+    ) -> None:
         state = self.server_state
-        lines = [{"role": "assistant", "content": "", "thinking": piece} for piece in pieces(thinking, None) if thinking]
+        lines = [
+            {"role": "assistant", "content": "", "thinking": piece} for piece in pieces(thinking, None) if thinking
+        ]
         lines += [{"role": "assistant", "content": "", "tool_calls": [call]} for call in calls]
-        lines += [{"role": "assistant", "content": piece} for piece in (pieces(text, state.stream_chunks) if text else [])]
+        lines += [
+            {"role": "assistant", "content": piece} for piece in (pieces(text, state.stream_chunks) if text else [])
+        ]
         self.start_chunked("application/x-ndjson")
         try:
             for i, message in enumerate(lines):
@@ -176,8 +198,11 @@ class _Handler(LoopbackHandler):
             if self._fault_now(fault, len(lines)):
                 return
             if not state.end_without_done:
-                final = {**_line(body, {"role": "assistant", "content": ""}, done=True),
-                         **_metrics(body, _words(text) or len(calls)), "done_reason": done_reason}
+                final = {
+                    **_line(body, {"role": "assistant", "content": ""}, done=True),
+                    **_metrics(body, _words(text) or len(calls)),
+                    "done_reason": done_reason,
+                }
                 self.chunk(json.dumps(final).encode() + b"\n")
             self.chunk(b"")
         except (BrokenPipeError, ConnectionResetError):
@@ -206,8 +231,16 @@ class _Handler(LoopbackHandler):
         inputs = body.get("input")
         items = [inputs] if isinstance(inputs, str) else list(inputs or [])
         dim = body.get("dimensions") or state.embedding_dim
-        self.json(200, {"model": model, "embeddings": [vector(str(x), dim) for x in items],
-                         "total_duration": 1000, "load_duration": 10, "prompt_eval_count": sum(_words(str(x)) for x in items)})
+        self.json(
+            200,
+            {
+                "model": model,
+                "embeddings": [vector(str(x), dim) for x in items],
+                "total_duration": 1000,
+                "load_duration": 10,
+                "prompt_eval_count": sum(_words(str(x)) for x in items),
+            },
+        )
 
 
 def _now() -> str:
@@ -225,15 +258,29 @@ def _logprobs(body: dict[str, Any], tokens: list[str]) -> dict[str, Any]:
     if not body.get("logprobs") or not tokens:
         return {}
     top = int(body.get("top_logprobs") or 0)
-    return {"logprobs": [{"token": w, "logprob": -0.5, "bytes": list(w.encode()),
-                          "top_logprobs": [{"token": w, "logprob": -0.5, "bytes": list(w.encode())}][:top]}
-                         for w in tokens]}
+    return {
+        "logprobs": [
+            {
+                "token": w,
+                "logprob": -0.5,
+                "bytes": list(w.encode()),
+                "top_logprobs": [{"token": w, "logprob": -0.5, "bytes": list(w.encode())}][:top],
+            }
+            for w in tokens
+        ]
+    }
 
 
 def _metrics(body: dict[str, Any], eval_count: int) -> dict[str, int]:
     prompt = sum(_words(_text(m)) for m in body.get("messages") or [])
-    return {"total_duration": 5_000_000, "load_duration": 1_000_000, "prompt_eval_count": prompt,
-            "prompt_eval_duration": 1_000_000, "eval_count": eval_count, "eval_duration": 2_000_000}
+    return {
+        "total_duration": 5_000_000,
+        "load_duration": 1_000_000,
+        "prompt_eval_count": prompt,
+        "prompt_eval_duration": 1_000_000,
+        "eval_count": eval_count,
+        "eval_duration": 2_000_000,
+    }
 
 
 def _text(message: dict[str, Any]) -> str:
@@ -245,9 +292,21 @@ def _words(text: str) -> int:
 
 
 def _tag(name: str) -> dict[str, Any]:
-    return {"name": name, "model": name, "modified_at": MODIFIED_AT, "size": 1234, "digest": "0" * 64,
-            "details": {"parent_model": "", "format": "gguf", "family": "llama", "families": ["llama"],
-                        "parameter_size": "1B", "quantization_level": "Q4_0"}}
+    return {
+        "name": name,
+        "model": name,
+        "modified_at": MODIFIED_AT,
+        "size": 1234,
+        "digest": "0" * 64,
+        "details": {
+            "parent_model": "",
+            "format": "gguf",
+            "family": "llama",
+            "families": ["llama"],
+            "parameter_size": "1B",
+            "quantization_level": "Q4_0",
+        },
+    }
 
 
 def main() -> None:

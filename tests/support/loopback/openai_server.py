@@ -164,8 +164,12 @@ class OpenAIServer(LoopbackServer):
         after_result = _last_message(body).get("role") == "tool"
         if after_result and named is None and choice != "required":
             return None
-        called = {c.get("function", {}).get("name") for m in body.get("messages") or [] if isinstance(m, dict)
-                  for c in m.get("tool_calls") or []}
+        called = {
+            c.get("function", {}).get("name")
+            for m in body.get("messages") or []
+            if isinstance(m, dict)
+            for c in m.get("tool_calls") or []
+        }
         fn = next((t for t in tools if t.get("name") == named), None) if named else None
         if fn is None and after_result:
             fn = next((t for t in tools if t.get("name") not in called), None)
@@ -198,16 +202,22 @@ class _Handler(LoopbackHandler):
         model = body.get("model")
         if model is None and not required or model in self.server_state.models:
             return True
-        self.error(404, f"The model `{model}` does not exist",
-                   Fault(error_type="invalid_request_error", code="model_not_found"))
+        self.error(
+            404,
+            f"The model `{model}` does not exist",
+            Fault(error_type="invalid_request_error", code="model_not_found"),
+        )
         return False
 
     def _missing(self, body: dict[str, Any], *names: str) -> bool:
         """Answer 400 when a required parameter is absent, as OpenAI does."""
         for name in names:
             if body.get(name) in (None, "", []):
-                self.error(400, f"Missing required parameter: '{name}'.",
-                           Fault(error_type="invalid_request_error", code="missing_required_parameter"))
+                self.error(
+                    400,
+                    f"Missing required parameter: '{name}'.",
+                    Fault(error_type="invalid_request_error", code="missing_required_parameter"),
+                )
                 return True
         return False
 
@@ -225,7 +235,11 @@ class _Handler(LoopbackHandler):
         if not self._known_model(body):
             return
         if not body.get("messages"):
-            self.error(400, "'messages' is a required property", Fault(error_type="invalid_request_error", code="invalid_request"))
+            self.error(
+                400,
+                "'messages' is a required property",
+                Fault(error_type="invalid_request_error", code="invalid_request"),
+            )
             return
         model = body["model"]
         tool = state.wants_tool_call(body)
@@ -239,24 +253,54 @@ class _Handler(LoopbackHandler):
         message: dict[str, Any] = {"role": "assistant", "content": text}
         if tool:
             message["tool_calls"] = [{"id": "call_1", "type": "function", "function": tool}]
-        self.json(200, {
-            "id": "chatcmpl-loopback", "object": "chat.completion", "created": int(time.time()),
-            "model": model, "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
-            "usage": usage,
-        })
+        self.json(
+            200,
+            {
+                "id": "chatcmpl-loopback",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+                "usage": usage,
+            },
+        )
 
-    def _stream_chat(self, body: dict[str, Any], model: str, text: str | None, tool: dict[str, Any] | None,
-                     finish: str, usage: dict[str, int], fault: Fault | None) -> None:
+    def _stream_chat(
+        self,
+        body: dict[str, Any],
+        model: str,
+        text: str | None,
+        tool: dict[str, Any] | None,
+        finish: str,
+        usage: dict[str, int],
+        fault: Fault | None,
+    ) -> None:
         """Content in pieces; a tool call as OpenAI streams one: id, name and empty arguments first, then the
         arguments in pieces."""
-        base = {"id": "chatcmpl-loopback", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+        base = {
+            "id": "chatcmpl-loopback",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+        }
         deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
         cut = self._cutter(body, tool)
         if tool:
-            deltas.append({"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
-                                           "function": {"name": tool["name"], "arguments": ""}}]})
-            deltas.extend({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
-                          for piece in cut(tool["arguments"]))
+            deltas.append(
+                {
+                    "tool_calls": [
+                        {
+                            "index": 0,
+                            "id": "call_1",
+                            "type": "function",
+                            "function": {"name": tool["name"], "arguments": ""},
+                        }
+                    ]
+                }
+            )
+            deltas.extend(
+                {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]} for piece in cut(tool["arguments"])
+            )
         else:
             deltas.extend({"content": piece} for piece in cut(text or ""))
         events = [{**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]} for delta in deltas]
@@ -273,8 +317,14 @@ class _Handler(LoopbackHandler):
             return lambda text: split_even(text, chunks or 4)
         return lambda text: pieces(text, chunks)
 
-    def _sse(self, body: dict[str, Any], events: list[dict[str, Any]], ending: list[dict[str, Any]],
-             usage: dict[str, Any], fault: Fault | None) -> None:
+    def _sse(
+        self,
+        body: dict[str, Any],
+        events: list[dict[str, Any]],
+        ending: list[dict[str, Any]],
+        usage: dict[str, Any],
+        fault: Fault | None,
+    ) -> None:
         """Chat and legacy completions' SSE: data-only events, then the usage event when
         ``stream_options.include_usage`` asks, and ``[DONE]``."""
         closing = [_data(usage)] if (body.get("stream_options") or {}).get("include_usage") else []
@@ -328,23 +378,41 @@ class _Handler(LoopbackHandler):
         limit = body.get("max_tokens")
         texts, finishes = [], []
         for p in prompts:
-            text, cut_short = _limited(self.server_state.reply if self.server_state.reply is not None else f"echo: {p}",
-                                       limit)
+            text, cut_short = _limited(
+                self.server_state.reply if self.server_state.reply is not None else f"echo: {p}", limit
+            )
             texts.append(p + (text or "") if body.get("echo") else text or "")
             finishes.append("length" if cut_short else "stop")
         prompt_tokens = sum(len(p.split()) for p in prompts)
         completion_tokens = sum(len(t.split()) for t in texts)
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                 "total_tokens": prompt_tokens + completion_tokens}
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
         base = {"id": "cmpl-loopback", "object": "text_completion", "created": int(time.time()), "model": body["model"]}
         if not body.get("stream"):
-            self.json(200, {**base, "usage": usage, "choices": [
-                {"index": i, "text": t, "finish_reason": f, "logprobs": None} for i, (t, f) in enumerate(zip(texts, finishes))]})
+            self.json(
+                200,
+                {
+                    **base,
+                    "usage": usage,
+                    "choices": [
+                        {"index": i, "text": t, "finish_reason": f, "logprobs": None}
+                        for i, (t, f) in enumerate(zip(texts, finishes))
+                    ],
+                },
+            )
             return
-        events = [{**base, "choices": [{"index": i, "text": piece, "finish_reason": None, "logprobs": None}]}
-                  for i, t in enumerate(texts) for piece in pieces(t, self.server_state.stream_chunks)]
-        ending = [{**base, "choices": [{"index": i, "text": "", "finish_reason": f, "logprobs": None}]}
-                  for i, f in enumerate(finishes)]
+        events = [
+            {**base, "choices": [{"index": i, "text": piece, "finish_reason": None, "logprobs": None}]}
+            for i, t in enumerate(texts)
+            for piece in pieces(t, self.server_state.stream_chunks)
+        ]
+        ending = [
+            {**base, "choices": [{"index": i, "text": "", "finish_reason": f, "logprobs": None}]}
+            for i, f in enumerate(finishes)
+        ]
         self._sse(body, events, ending, {**base, "choices": [], "usage": usage}, fault)
 
     # -- responses (stateful: a stored response is what a router pins to one backend) ------------------
@@ -360,8 +428,12 @@ class _Handler(LoopbackHandler):
         history: list[dict[str, Any]] = []
         if (previous := body.get("previous_response_id")) is not None:
             if (earlier := state.stored_responses.get(previous)) is None:
-                self._refuse(404, f"Previous response with id '{previous}' not found.",
-                             "previous_response_id", "previous_response_not_found")
+                self._refuse(
+                    404,
+                    f"Previous response with id '{previous}' not found.",
+                    "previous_response_id",
+                    "previous_response_not_found",
+                )
                 return
             history = earlier.conversation()
         store = body.get("store") is not False
@@ -374,10 +446,18 @@ class _Handler(LoopbackHandler):
         tool = state.wants_tool_call(view)
         text, cut_short = _limited(None if tool else state.answer_text(view), body.get("max_output_tokens"))
         start = shell(body, response_id=_new_id("resp_"), created_at=int(time.time()))
-        response = finished(start, text=text, tool=tool, chat_usage=_usage(view, text or json.dumps(tool)),
-                            cut_short=cut_short, new_id=_new_id)
+        response = finished(
+            start,
+            text=text,
+            tool=tool,
+            chat_usage=_usage(view, text or json.dumps(tool)),
+            cut_short=cut_short,
+            new_id=_new_id,
+        )
         if background:
-            state.stored_responses[start["id"]] = StoredResponse({**start, "status": "queued"}, items, finished=response)
+            state.stored_responses[start["id"]] = StoredResponse(
+                {**start, "status": "queued"}, items, finished=response
+            )
             response = state.stored_responses[start["id"]].response
         elif store:
             state.stored_responses[start["id"]] = StoredResponse(response, items)
@@ -421,7 +501,9 @@ class _Handler(LoopbackHandler):
 
     def _refuse(self, status: int, message: str, param: str | None = None, code: str | None = None) -> None:
         """An error naming the parameter at fault, as OpenAI's Responses API does (a ``Fault`` names none)."""
-        self.json(status, {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}})
+        self.json(
+            status, {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}
+        )
 
     # -- embeddings ----------------------------------------------------------
     def _embeddings(self, body: dict[str, Any], fault: Fault | None) -> None:
@@ -436,16 +518,26 @@ class _Handler(LoopbackHandler):
             vectors = [base64.b64encode(array.array("f", v).tobytes()).decode() for v in vectors]
         data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
         tokens = sum(len(str(x).split()) for x in items)
-        self.json(200, {"object": "list", "data": data, "model": body.get("model"),
-                         "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+        self.json(
+            200,
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model"),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
+        )
 
     # -- audio ---------------------------------------------------------------
     def _audio(self, body: dict[str, Any], fault: Fault | None, task: str) -> None:
         """``transcribed <filename> (<n> bytes)`` (or ``translated ...``) in the asked ``response_format``."""
         upload = body.get("file")
         if not isinstance(upload, FormFile):
-            self.error(400, "Missing required parameter: 'file'.",
-                       Fault(error_type="invalid_request_error", code="missing_required_parameter"))
+            self.error(
+                400,
+                "Missing required parameter: 'file'.",
+                Fault(error_type="invalid_request_error", code="missing_required_parameter"),
+            )
             return
         if self._missing(body, "model") or not self._known_model(body):
             return
@@ -461,23 +553,52 @@ class _Handler(LoopbackHandler):
             cue = f"1\n{stamp}\n{text}\n" if fmt == "srt" else f"WEBVTT\n\n{stamp}\n{text}\n"
             self.raw(200, cue.encode(), "text/plain; charset=utf-8")
         elif fmt == "verbose_json":
-            segment = {"id": 0, "seek": 0, "start": 0.0, "end": 1.0, "text": text, "tokens": [1, 2, 3],
-                       "temperature": 0.0, "avg_logprob": -0.1, "compression_ratio": 1.0, "no_speech_prob": 0.0}
-            self.json(200, {"task": verb, "language": "english", "duration": 1.0, "text": text, "segments": [segment],
-                            "usage": {"type": "duration", "seconds": 1.0}})
+            segment = {
+                "id": 0,
+                "seek": 0,
+                "start": 0.0,
+                "end": 1.0,
+                "text": text,
+                "tokens": [1, 2, 3],
+                "temperature": 0.0,
+                "avg_logprob": -0.1,
+                "compression_ratio": 1.0,
+                "no_speech_prob": 0.0,
+            }
+            self.json(
+                200,
+                {
+                    "task": verb,
+                    "language": "english",
+                    "duration": 1.0,
+                    "text": text,
+                    "segments": [segment],
+                    "usage": {"type": "duration", "seconds": 1.0},
+                },
+            )
         elif fmt == "json":
-            self.json(200, {"text": text, "usage": {"type": "duration", "seconds": 1.0}}
-                      if task == "transcriptions" else {"text": text})
+            self.json(
+                200,
+                {"text": text, "usage": {"type": "duration", "seconds": 1.0}}
+                if task == "transcriptions"
+                else {"text": text},
+            )
         else:
-            self.error(400, f"Invalid value for 'response_format': '{fmt}'.",
-                       Fault(error_type="invalid_request_error", code="invalid_value"))
+            self.error(
+                400,
+                f"Invalid value for 'response_format': '{fmt}'.",
+                Fault(error_type="invalid_request_error", code="invalid_value"),
+            )
 
     def _stream_transcript(self, text: str, fault: Fault | None) -> None:
         """A streamed transcription as OpenAI sends one: ``transcript.text.delta`` events, then
         ``transcript.text.done`` with the whole text, and no ``[DONE]``."""
         frames = [_data({"type": "transcript.text.delta", "delta": piece}) for piece in pieces(text, None)]
-        done = {"type": "transcript.text.done", "text": text, "usage": {"type": "tokens", "input_tokens": 3,
-                                                                       "output_tokens": 5, "total_tokens": 8}}
+        done = {
+            "type": "transcript.text.done",
+            "text": text,
+            "usage": {"type": "tokens", "input_tokens": 3, "output_tokens": 5, "total_tokens": 8},
+        }
         self._stream(frames, [_data(done)], [], fault)
 
     # -- moderations ---------------------------------------------------------
@@ -487,11 +608,20 @@ class _Handler(LoopbackHandler):
             return
         inputs = body["input"]
         count = 1 if isinstance(inputs, str) or inputs and isinstance(inputs[0], dict) else len(inputs)
-        result = {"flagged": False, "categories": dict.fromkeys(_MODERATION_CATEGORIES, False),
-                  "category_scores": dict.fromkeys(_MODERATION_CATEGORIES, 0.0001),
-                  "category_applied_input_types": {c: ["text"] for c in _MODERATION_CATEGORIES}}
-        self.json(200, {"id": f"modr-loopback{next(_ids)}", "model": body.get("model") or "omni-moderation-latest",
-                         "results": [result] * count})
+        result = {
+            "flagged": False,
+            "categories": dict.fromkeys(_MODERATION_CATEGORIES, False),
+            "category_scores": dict.fromkeys(_MODERATION_CATEGORIES, 0.0001),
+            "category_applied_input_types": {c: ["text"] for c in _MODERATION_CATEGORIES},
+        }
+        self.json(
+            200,
+            {
+                "id": f"modr-loopback{next(_ids)}",
+                "model": body.get("model") or "omni-moderation-latest",
+                "results": [result] * count,
+            },
+        )
 
     # -- images --------------------------------------------------------------
     def _images(self, body: dict[str, Any], fault: Fault | None) -> None:
@@ -499,11 +629,20 @@ class _Handler(LoopbackHandler):
         if self._missing(body, "prompt") or not self._known_model(body, required=False):
             return
         as_url = body.get("response_format") == "url"
-        data = [{"revised_prompt": body["prompt"],
-                 **({"url": f"http://127.0.0.1:{self.server_state.port}/v1/images/loopback{i}.png"} if as_url
-                    else {"b64_json": base64.b64encode(image_bytes()).decode()})}
-                for i in range(int(body.get("n") or 1))]
-        self.json(200, {"created": int(time.time()), "data": data, **({"size": body["size"]} if "size" in body else {})})
+        data = [
+            {
+                "revised_prompt": body["prompt"],
+                **(
+                    {"url": f"http://127.0.0.1:{self.server_state.port}/v1/images/loopback{i}.png"}
+                    if as_url
+                    else {"b64_json": base64.b64encode(image_bytes()).decode()}
+                ),
+            }
+            for i in range(int(body.get("n") or 1))
+        ]
+        self.json(
+            200, {"created": int(time.time()), "data": data, **({"size": body["size"]} if "size" in body else {})}
+        )
 
     def _image_file(self, body: dict[str, Any], fault: Fault | None, ident: str) -> None:
         self.raw(200, image_bytes(), "image/png")
@@ -512,21 +651,35 @@ class _Handler(LoopbackHandler):
     def _create_file(self, body: dict[str, Any], fault: Fault | None) -> None:
         upload = body.get("file")
         if not isinstance(upload, FormFile):
-            self.error(400, "Missing required parameter: 'file'.",
-                       Fault(error_type="invalid_request_error", code="missing_required_parameter"))
+            self.error(
+                400,
+                "Missing required parameter: 'file'.",
+                Fault(error_type="invalid_request_error", code="missing_required_parameter"),
+            )
             return
         if self._missing(body, "purpose"):
             return
         ident = f"file-loopback{next(_ids)}"
-        meta = {"id": ident, "object": "file", "bytes": len(upload.data), "created_at": int(time.time()),
-                "filename": upload.filename or "upload", "purpose": body["purpose"], "status": "processed",
-                "expires_at": None, "status_details": None}
+        meta = {
+            "id": ident,
+            "object": "file",
+            "bytes": len(upload.data),
+            "created_at": int(time.time()),
+            "filename": upload.filename or "upload",
+            "purpose": body["purpose"],
+            "status": "processed",
+            "expires_at": None,
+            "status_details": None,
+        }
         self.server_state.stored_files[ident] = (meta, upload.data)
         self.json(200, meta)
 
     def _list_files(self, body: dict[str, Any], fault: Fault | None) -> None:
-        metas = [meta for meta, _ in self.server_state.stored_files.values()
-                 if self.query.get("purpose") in (None, meta["purpose"])]
+        metas = [
+            meta
+            for meta, _ in self.server_state.stored_files.values()
+            if self.query.get("purpose") in (None, meta["purpose"])
+        ]
         self.json(200, _page(metas, self.query))
 
     def _stored_file(self, ident: str) -> tuple[dict[str, Any], bytes] | None:
@@ -558,11 +711,21 @@ class _Handler(LoopbackHandler):
             return
         lines = len([line for line in stored[1].splitlines() if line.strip()])
         now = int(time.time())
-        batch = {"id": f"batch_loopback{next(_ids)}", "object": "batch", "endpoint": body["endpoint"],
-                 "input_file_id": body["input_file_id"], "completion_window": body["completion_window"],
-                 "status": "validating", "created_at": now, "expires_at": now + 86400,
-                 "metadata": body.get("metadata"), "errors": None, "output_file_id": None, "error_file_id": None,
-                 "request_counts": {"total": lines, "completed": 0, "failed": 0}}
+        batch = {
+            "id": f"batch_loopback{next(_ids)}",
+            "object": "batch",
+            "endpoint": body["endpoint"],
+            "input_file_id": body["input_file_id"],
+            "completion_window": body["completion_window"],
+            "status": "validating",
+            "created_at": now,
+            "expires_at": now + 86400,
+            "metadata": body.get("metadata"),
+            "errors": None,
+            "output_file_id": None,
+            "error_file_id": None,
+            "request_counts": {"total": lines, "completed": 0, "failed": 0},
+        }
         self.server_state.batches[batch["id"]] = batch
         self.json(200, batch)
 
@@ -594,9 +757,20 @@ class _Handler(LoopbackHandler):
 _AUDIO_TASKS = {"transcriptions": ("transcribed", "transcribe"), "translations": ("translated", "translate")}
 
 _MODERATION_CATEGORIES = (
-    "harassment", "harassment/threatening", "hate", "hate/threatening", "illicit", "illicit/violent",
-    "self-harm", "self-harm/instructions", "self-harm/intent", "sexual", "sexual/minors", "violence",
-    "violence/graphic")
+    "harassment",
+    "harassment/threatening",
+    "hate",
+    "hate/threatening",
+    "illicit",
+    "illicit/violent",
+    "self-harm",
+    "self-harm/instructions",
+    "self-harm/intent",
+    "sexual",
+    "sexual/minors",
+    "violence",
+    "violence/graphic",
+)
 
 
 def _page(items: list[dict[str, Any]], query: dict[str, str]) -> dict[str, Any]:
@@ -604,11 +778,16 @@ def _page(items: list[dict[str, Any]], query: dict[str, str]) -> dict[str, Any]:
     items = items if query.get("order") == "asc" else items[::-1]
     ids = [item["id"] for item in items]
     if query.get("after") in ids:
-        items = items[ids.index(query["after"]) + 1:]
+        items = items[ids.index(query["after"]) + 1 :]
     limit = int(query.get("limit") or 10000)
     page = items[:limit]
-    return {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
-            "last_id": page[-1]["id"] if page else None, "has_more": len(items) > limit}
+    return {
+        "object": "list",
+        "data": page,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+        "has_more": len(items) > limit,
+    }
 
 
 def _limited(text: str | None, limit: int | None) -> tuple[str | None, bool]:
@@ -656,11 +835,20 @@ def main() -> None:
     parser.add_argument("--model", action="append", default=None)
     parser.add_argument("--reply", default=None)
     parser.add_argument("--stream-chunks", type=int, default=None)
-    parser.add_argument("--disable", action="append", default=[], choices=sorted(FAMILIES),
-                        help="answer this endpoint family with 404 (repeatable)")
+    parser.add_argument(
+        "--disable",
+        action="append",
+        default=[],
+        choices=sorted(FAMILIES),
+        help="answer this endpoint family with 404 (repeatable)",
+    )
     args = parser.parse_args()
-    server = OpenAIServer(models=args.model or ["test-model"], reply=args.reply, stream_chunks=args.stream_chunks,
-                          disabled=set(args.disable))
+    server = OpenAIServer(
+        models=args.model or ["test-model"],
+        reply=args.reply,
+        stream_chunks=args.stream_chunks,
+        disabled=set(args.disable),
+    )
     server.serve_until_interrupted(args.port)
 
 

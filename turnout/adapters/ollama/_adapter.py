@@ -104,11 +104,11 @@ class OllamaAdapter(Requests):
         sent_headers = dict(headers or {})
         if api_key:
             sent_headers["Authorization"] = f"Bearer {api_key}"
-        self._client = ollama.AsyncClient(host=raw_host, timeout=timeout, headers=sent_headers,
-                                          **({"proxy": proxy} if proxy else {}))
+        self._client = ollama.AsyncClient(
+            host=raw_host, timeout=timeout, headers=sent_headers, **({"proxy": proxy} if proxy else {})
+        )
         self.host = str(self._client._client.base_url).rstrip("/")
         self.base_url = self.host + "/v1"  # what a client reports: Ollama's own OpenAI-shaped address
-
 
     def __repr__(self) -> str:
         return f"OllamaAdapter(name={self.name!r}, host={redact_url(self.host)!r})"
@@ -125,8 +125,12 @@ class OllamaAdapter(Requests):
             return wire_response(call, self.base_url, content=_wire(await self.chat(**params)))
         if call.endpoint.name == "embeddings":
             return wire_response(call, self.base_url, content=_wire(await self.embeddings(**params)))
-        raise self._status_error(404, f"Ollama's native API serves chat completions, embeddings and models, "
-                                      f"not {call.options.method.upper()} {call.options.url}", call.options.url)
+        raise self._status_error(
+            404,
+            f"Ollama's native API serves chat completions, embeddings and models, "
+            f"not {call.options.method.upper()} {call.options.url}",
+            call.options.url,
+        )
 
     async def chat(self, **params: Any) -> ChatCompletion:
         call = await self._chat_call(params, stream=False)
@@ -245,7 +249,9 @@ class OllamaAdapter(Requests):
             return BrokenStreamError(message, request=mapped.request, chunks=state.sent)
         return mapped
 
-    def _status_error(self, status: int, message: str, path: str, headers: Mapping[str, str] | None = None) -> openai.APIStatusError:
+    def _status_error(
+        self, status: int, message: str, path: str, headers: Mapping[str, str] | None = None
+    ) -> openai.APIStatusError:
         body = {"error": message}
         response = httpx2.Response(status, headers=dict(headers or {}), json=body, request=self._request("POST", path))
         cls = _STATUS_ERRORS.get(status) or (openai.InternalServerError if status >= 500 else openai.APIStatusError)
@@ -274,7 +280,9 @@ class OllamaAdapter(Requests):
                 mapped = BrokenStreamError(mapped.message, request=mapped.request, chunks=state.sent)
             raise mapped from err
 
+
 # -- response conversion ----------------------------------------------------
+
 
 def _http_options(call: Call) -> dict[str, Any]:
     """The caller's own headers and query (``extra_headers``, ``default_headers`` of a copy, ``extra_query``),

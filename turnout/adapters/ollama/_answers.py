@@ -60,22 +60,36 @@ def completion(raw: Mapping[str, Any], call: ChatCall) -> ChatCompletion:
         reply["tool_calls"] = calls
     if message.get("thinking"):
         reply["reasoning_content"] = message["thinking"]
-    choice = {"index": 0, "message": reply, "finish_reason": _finish_reason(raw.get("done_reason"), bool(calls)),
-              "logprobs": _logprobs(raw.get("logprobs"))}
-    return ChatCompletion.model_validate({
-        "id": _completion_id(), "object": "chat.completion", "created": _created(raw.get("created_at")),
-        "model": raw.get("model") or call.model, "choices": [choice], "usage": _usage(raw),
-    })
+    choice = {
+        "index": 0,
+        "message": reply,
+        "finish_reason": _finish_reason(raw.get("done_reason"), bool(calls)),
+        "logprobs": _logprobs(raw.get("logprobs")),
+    }
+    return ChatCompletion.model_validate(
+        {
+            "id": _completion_id(),
+            "object": "chat.completion",
+            "created": _created(raw.get("created_at")),
+            "model": raw.get("model") or call.model,
+            "choices": [choice],
+            "usage": _usage(raw),
+        }
+    )
 
 
 def _openai_call(call: Mapping[str, Any], index: int | None = None) -> dict[str, Any]:
     """An Ollama tool call in OpenAI's shape: the server's id kept (else a fresh ``call_…``), arguments as JSON text."""
     function = call["function"]
     arguments = function.get("arguments")
-    out = {"id": call.get("id") or f"call_{uuid.uuid4().hex[:24]}", "type": "function", "function": {
-        "name": function["name"],
-        "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments or {}, ensure_ascii=False),
-    }}
+    out = {
+        "id": call.get("id") or f"call_{uuid.uuid4().hex[:24]}",
+        "type": "function",
+        "function": {
+            "name": function["name"],
+            "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments or {}, ensure_ascii=False),
+        },
+    }
     return out if index is None else {"index": index, **out}
 
 
@@ -99,7 +113,9 @@ def _logprobs(entries: Any) -> dict[str, Any] | None:
 
 
 def _token_logprob(entry: Mapping[str, Any]) -> dict[str, Any]:
-    top = [{"token": t["token"], "logprob": t["logprob"], "bytes": t.get("bytes")} for t in entry.get("top_logprobs") or []]
+    top = [
+        {"token": t["token"], "logprob": t["logprob"], "bytes": t.get("bytes")} for t in entry.get("top_logprobs") or []
+    ]
     return {"token": entry["token"], "logprob": entry["logprob"], "bytes": entry.get("bytes"), "top_logprobs": top}
 
 
@@ -141,25 +157,36 @@ class StreamState:
         for call in message.get("tool_calls") or []:
             if self.call.single_tool_call and self.tool_calls:
                 break
-            calls.append(_openai_call(call, self.tool_calls))  # numbered in arrival order: what OpenAI accumulators need
+            calls.append(
+                _openai_call(call, self.tool_calls)
+            )  # numbered in arrival order: what OpenAI accumulators need
             self.tool_calls += 1
         if calls:
             delta["tool_calls"] = calls
         return delta
 
-    def _chunk(self, part: Mapping[str, Any], delta: dict[str, Any], finish: str | None,
-               logprobs: dict[str, Any] | None = None) -> ChatCompletionChunk:
+    def _chunk(
+        self, part: Mapping[str, Any], delta: dict[str, Any], finish: str | None, logprobs: dict[str, Any] | None = None
+    ) -> ChatCompletionChunk:
         choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": logprobs}
         return self._build(part, [choice])
 
     def _usage_chunk(self, part: Mapping[str, Any]) -> ChatCompletionChunk:
         return self._build(part, [], usage=_usage(part))
 
-    def _build(self, part: Mapping[str, Any], choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> ChatCompletionChunk:
-        return ChatCompletionChunk.model_validate({
-            "id": self.id, "object": "chat.completion.chunk", "created": self.created,
-            "model": part.get("model") or self.call.model, "choices": choices, "usage": usage,
-        })
+    def _build(
+        self, part: Mapping[str, Any], choices: list[dict[str, Any]], usage: dict[str, int] | None = None
+    ) -> ChatCompletionChunk:
+        return ChatCompletionChunk.model_validate(
+            {
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": part.get("model") or self.call.model,
+                "choices": choices,
+                "usage": usage,
+            }
+        )
 
 
 def embedding_response(raw: Mapping[str, Any], model: str, encoding: str) -> CreateEmbeddingResponse:
@@ -167,10 +194,17 @@ def embedding_response(raw: Mapping[str, Any], model: str, encoding: str) -> Cre
     tokens = int(raw.get("prompt_eval_count") or 0)
     usage = {"prompt_tokens": tokens, "total_tokens": tokens}
     if encoding == "base64":  # the openai type says list[float]; a caller asking base64 gets what OpenAI sends
-        data = [Embedding.model_construct(object="embedding", index=i, embedding=_b64_floats(v)) for i, v in enumerate(vectors)]
-        return CreateEmbeddingResponse.model_construct(object="list", data=data, model=raw.get("model") or model, usage=usage)
+        data = [
+            Embedding.model_construct(object="embedding", index=i, embedding=_b64_floats(v))
+            for i, v in enumerate(vectors)
+        ]
+        return CreateEmbeddingResponse.model_construct(
+            object="list", data=data, model=raw.get("model") or model, usage=usage
+        )
     data_raw = [{"object": "embedding", "index": i, "embedding": list(v)} for i, v in enumerate(vectors)]
-    return CreateEmbeddingResponse.model_validate({"object": "list", "data": data_raw, "model": raw.get("model") or model, "usage": usage})
+    return CreateEmbeddingResponse.model_validate(
+        {"object": "list", "data": data_raw, "model": raw.get("model") or model, "usage": usage}
+    )
 
 
 def _b64_floats(vector: Iterable[float]) -> str:
@@ -179,10 +213,16 @@ def _b64_floats(vector: Iterable[float]) -> str:
 
 
 def model_of(entry: Mapping[str, Any], owner: str) -> Model:
-    return Model(id=entry.get("model") or entry["name"], object="model", created=_created(entry.get("modified_at")), owned_by=owner)
+    return Model(
+        id=entry.get("model") or entry["name"],
+        object="model",
+        created=_created(entry.get("modified_at")),
+        owned_by=owner,
+    )
 
 
 # -- small helpers ------------------------------------------------------------
+
 
 def _created(stamp: Any) -> int:
     """Unix seconds from Ollama's RFC 3339 time (nanoseconds, ``Z`` or an offset); now when absent."""

@@ -22,10 +22,18 @@ __all__ = ["Requests", "MAX_IMAGE_BYTES", "EMBED_FIELDS", "split_params"]
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 """Largest image fetched from a URL (only with ``fetch_image_urls=True``)."""
 
-_IGNORED = frozenset({
-    "metadata", "store", "user", "service_tier", "safety_identifier",
-    "prompt_cache_key", "prompt_cache_options", "prompt_cache_retention",
-})
+_IGNORED = frozenset(
+    {
+        "metadata",
+        "store",
+        "user",
+        "service_tier",
+        "safety_identifier",
+        "prompt_cache_key",
+        "prompt_cache_options",
+        "prompt_cache_retention",
+    }
+)
 """OpenAI bookkeeping parameters: they never change the answer, so Ollama may ignore them."""
 
 _OPTIONS_FROM_OPENAI = ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty")
@@ -34,12 +42,41 @@ _OLLAMA_CHAT_FIELDS = frozenset({"keep_alive", "think", "format", "truncate", "s
 
 EMBED_FIELDS = frozenset({"keep_alive", "truncate", "dimensions"})
 
-_OLLAMA_OPTIONS = frozenset({
-    "num_keep", "seed", "num_predict", "top_k", "top_p", "min_p", "typical_p", "tfs_z", "repeat_last_n",
-    "temperature", "repeat_penalty", "presence_penalty", "frequency_penalty", "mirostat", "mirostat_tau",
-    "mirostat_eta", "penalize_newline", "stop", "numa", "num_ctx", "num_batch", "num_gpu", "main_gpu",
-    "low_vram", "f16_kv", "logits_all", "vocab_only", "use_mmap", "use_mlock", "num_thread", "embedding_only",
-})
+_OLLAMA_OPTIONS = frozenset(
+    {
+        "num_keep",
+        "seed",
+        "num_predict",
+        "top_k",
+        "top_p",
+        "min_p",
+        "typical_p",
+        "tfs_z",
+        "repeat_last_n",
+        "temperature",
+        "repeat_penalty",
+        "presence_penalty",
+        "frequency_penalty",
+        "mirostat",
+        "mirostat_tau",
+        "mirostat_eta",
+        "penalize_newline",
+        "stop",
+        "numa",
+        "num_ctx",
+        "num_batch",
+        "num_gpu",
+        "main_gpu",
+        "low_vram",
+        "f16_kv",
+        "logits_all",
+        "vocab_only",
+        "use_mmap",
+        "use_mlock",
+        "num_thread",
+        "embedding_only",
+    }
+)
 """Model options Ollama documents; ``extra_body={"num_ctx": 8192}`` lands in ``options``."""
 
 _DATA_URI = re.compile(r"^data:(?P<mime>[^;,]*)(?P<params>(;[^;,]*)*?);base64,(?P<data>.*)$", re.S)
@@ -67,7 +104,9 @@ class Requests:
         try:
             converted = await self._messages(messages)
         except (KeyError, TypeError, ValueError, AttributeError) as err:
-            raise self._bad_request(f"messages are malformed ({type(err).__name__}: {err})", code="invalid_request") from err
+            raise self._bad_request(
+                f"messages are malformed ({type(err).__name__}: {err})", code="invalid_request"
+            ) from err
         body: dict[str, Any] = {"model": model, "messages": converted, "stream": stream}
         options = self._options(params)
         self._add_format(body, params.pop("response_format", None))
@@ -119,7 +158,8 @@ class Requests:
         if tool_choice not in (None, "auto", "none"):
             raise self._bad_request(
                 f"tool_choice={tool_choice!r} is not supported: Ollama cannot force a tool call "
-                "(use tool_choice='auto', or response_format json_schema for structured output)")
+                "(use tool_choice='auto', or response_format json_schema for structured output)"
+            )
         if not tools or tool_choice == "none":
             return
         for tool in tools:
@@ -144,8 +184,9 @@ class Requests:
         if leftovers:
             raise self._bad_request(f"{what} parameter(s) {', '.join(leftovers)} not supported by Ollama")
 
-    def _merge_extra(self, body: dict[str, Any], options: dict[str, Any], extra: Mapping[str, Any],
-                     fields: frozenset[str]) -> None:
+    def _merge_extra(
+        self, body: dict[str, Any], options: dict[str, Any], extra: Mapping[str, Any], fields: frozenset[str]
+    ) -> None:
         """``extra_body`` as a caller would send it to an OpenAI-compatible server, placed where Ollama reads it."""
         for key, value in extra.items():
             if key in fields:
@@ -157,7 +198,8 @@ class Requests:
             else:
                 raise self._bad_request(
                     f"extra_body key {key!r} is neither an Ollama request field nor a model option "
-                    "(pass other model options as extra_body={'options': {...}})")
+                    "(pass other model options as extra_body={'options': {...}})"
+                )
         if options:
             body["options"] = options
 
@@ -173,8 +215,11 @@ class Requests:
     async def _messages(self, messages: Iterable[Any]) -> list[dict[str, Any]]:
         """OpenAI messages as Ollama messages; a tool result is tied to its call by id and by name."""
         plain = [_as_dict(m) for m in messages]
-        names = {call.get("id"): (call.get("function") or {}).get("name")
-                 for m in plain for call in (m.get("tool_calls") or [])}
+        names = {
+            call.get("id"): (call.get("function") or {}).get("name")
+            for m in plain
+            for call in (m.get("tool_calls") or [])
+        }
         return [await self._message(m, names) for m in plain]
 
     async def _message(self, message: dict[str, Any], tool_names: Mapping[Any, Any]) -> dict[str, Any]:
@@ -209,9 +254,13 @@ class Requests:
             try:
                 arguments = json.loads(arguments)
             except ValueError:
-                raise self._bad_request(f"tool call {call.get('id')!r} has arguments that are not JSON", code="invalid_request") from None
+                raise self._bad_request(
+                    f"tool call {call.get('id')!r} has arguments that are not JSON", code="invalid_request"
+                ) from None
         if not isinstance(arguments, Mapping):
-            raise self._bad_request(f"tool call {call.get('id')!r} arguments must be a JSON object", code="invalid_request")
+            raise self._bad_request(
+                f"tool call {call.get('id')!r} arguments must be a JSON object", code="invalid_request"
+            )
         out = {"function": {"index": index, "name": function.get("name"), "arguments": dict(arguments)}}
         return {"id": call["id"], **out} if call.get("id") else out
 
@@ -242,14 +291,17 @@ class Requests:
             if not self.fetch_image_urls:
                 raise self._bad_request(
                     "image URLs are not fetched unless OllamaAdapter(fetch_image_urls=True); "
-                    "send the image as a data: URI (data:image/png;base64,...)")
+                    "send the image as a data: URI (data:image/png;base64,...)"
+                )
             return await self._fetch_image(url)
         raise self._bad_request("image_url must be a data: URI or an http(s) URL", code="invalid_request")
 
     def _data_uri_image(self, url: str) -> str:
         match = _DATA_URI.match(url)
         if not match:
-            raise self._bad_request("image data URIs must be base64 (data:image/png;base64,...)", code="invalid_request")
+            raise self._bad_request(
+                "image data URIs must be base64 (data:image/png;base64,...)", code="invalid_request"
+            )
         data = match.group("data").strip()
         try:
             base64.b64decode(data, validate=True)
@@ -270,7 +322,9 @@ class Requests:
                         if len(data) > MAX_IMAGE_BYTES:
                             raise self._bad_request(f"image {shown} is larger than {MAX_IMAGE_BYTES} bytes")
         except httpx.HTTPError as err:
-            raise self._bad_request(f"could not fetch image {shown}: {type(err).__name__}", code="invalid_request") from err
+            raise self._bad_request(
+                f"could not fetch image {shown}: {type(err).__name__}", code="invalid_request"
+            ) from err
         return base64.b64encode(bytes(data)).decode()
 
 

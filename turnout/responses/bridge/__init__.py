@@ -10,5 +10,14 @@ from ._answer import input_items, new_id, to_response
 from ._request import Unsupported, messages_of, to_chat
 from ._wire import answer, chat_call, event_stream
 
-__all__ = ["Unsupported", "answer", "chat_call", "event_stream", "input_items", "messages_of", "new_id", "to_chat",
-           "to_response"]
+__all__ = [
+    "Unsupported",
+    "answer",
+    "chat_call",
+    "event_stream",
+    "input_items",
+    "messages_of",
+    "new_id",
+    "to_chat",
+    "to_response",
+]

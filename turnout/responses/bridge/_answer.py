@@ -10,14 +10,34 @@ import os
 import time
 from typing import Any, Mapping
 
-__all__ = ["new_id", "shell", "to_response", "message_item", "content_part", "function_call_item", "usage_of",
-           "finish", "input_items"]
+__all__ = [
+    "new_id",
+    "shell",
+    "to_response",
+    "message_item",
+    "content_part",
+    "function_call_item",
+    "usage_of",
+    "finish",
+    "input_items",
+]
 
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 """Chat ``finish_reason``s that leave a response incomplete, and the reason the Responses API names."""
 
-_ECHOED = ("instructions", "max_output_tokens", "previous_response_id", "reasoning", "temperature", "top_p",
-           "user", "safety_identifier", "prompt_cache_key", "service_tier", "top_logprobs")
+_ECHOED = (
+    "instructions",
+    "max_output_tokens",
+    "previous_response_id",
+    "reasoning",
+    "temperature",
+    "top_p",
+    "user",
+    "safety_identifier",
+    "prompt_cache_key",
+    "service_tier",
+    "top_logprobs",
+)
 """Request fields a Response repeats as they were asked (absent ones read ``None``)."""
 
 
@@ -26,8 +46,14 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{os.urandom(24).hex()}"
 
 
-def shell(body: Mapping[str, Any], *, response_id: str, model: str, created_at: float | None = None,
-          status: str = "in_progress") -> dict[str, Any]:
+def shell(
+    body: Mapping[str, Any],
+    *,
+    response_id: str,
+    model: str,
+    created_at: float | None = None,
+    status: str = "in_progress",
+) -> dict[str, Any]:
     """The Response object without its output: what ``response.created`` carries, and what the answer fills in."""
     response: dict[str, Any] = {
         "id": response_id,
@@ -52,12 +78,18 @@ def shell(body: Mapping[str, Any], *, response_id: str, model: str, created_at: 
     return response
 
 
-def message_item(text: str | None, refusal: str | None = None, *, item_id: str | None = None,
-                 status: str = "completed") -> dict[str, Any]:
+def message_item(
+    text: str | None, refusal: str | None = None, *, item_id: str | None = None, status: str = "completed"
+) -> dict[str, Any]:
     """The assistant's message as an output item: its text, or its refusal."""
     content = [content_part(kind, part) for kind, part in (("output_text", text), ("refusal", refusal)) if part]
-    return {"type": "message", "id": item_id or new_id("msg"), "role": "assistant", "status": status,
-            "content": content}
+    return {
+        "type": "message",
+        "id": item_id or new_id("msg"),
+        "role": "assistant",
+        "status": status,
+        "content": content,
+    }
 
 
 def content_part(kind: str, text: str) -> dict[str, Any]:
@@ -67,11 +99,18 @@ def content_part(kind: str, text: str) -> dict[str, Any]:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
-def function_call_item(call_id: str | None, name: str, arguments: str, *, item_id: str | None = None,
-                       status: str = "completed") -> dict[str, Any]:
+def function_call_item(
+    call_id: str | None, name: str, arguments: str, *, item_id: str | None = None, status: str = "completed"
+) -> dict[str, Any]:
     """A tool call as an output item; ``call_id`` is what the caller's ``function_call_output`` will name."""
-    return {"type": "function_call", "id": item_id or new_id("fc"), "call_id": call_id or new_id("call"),
-            "name": name, "arguments": arguments, "status": status}
+    return {
+        "type": "function_call",
+        "id": item_id or new_id("fc"),
+        "call_id": call_id or new_id("call"),
+        "name": name,
+        "arguments": arguments,
+        "status": status,
+    }
 
 
 def usage_of(usage: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -82,9 +121,13 @@ def usage_of(usage: Mapping[str, Any] | None) -> dict[str, Any] | None:
     completion = int(usage.get("completion_tokens") or 0)
     cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
     reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
-    return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": int(cached), "cache_write_tokens": 0},
-            "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": int(reasoning)},
-            "total_tokens": int(usage.get("total_tokens") or prompt + completion)}
+    return {
+        "input_tokens": prompt,
+        "input_tokens_details": {"cached_tokens": int(cached), "cache_write_tokens": 0},
+        "output_tokens": completion,
+        "output_tokens_details": {"reasoning_tokens": int(reasoning)},
+        "total_tokens": int(usage.get("total_tokens") or prompt + completion),
+    }
 
 
 def finish(response: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
@@ -101,16 +144,21 @@ def to_response(chat: Mapping[str, Any], body: Mapping[str, Any], *, response_id
     choices = chat.get("choices") or [{}]
     choice = choices[0] or {}
     message = choice.get("message") or {}
-    response = shell(body, response_id=response_id, model=str(chat.get("model") or body.get("model") or ""),
-                     created_at=chat.get("created"))
+    response = shell(
+        body,
+        response_id=response_id,
+        model=str(chat.get("model") or body.get("model") or ""),
+        created_at=chat.get("created"),
+    )
     text = message.get("content")
     refusal = message.get("refusal")
     if text or refusal:
         response["output"].append(message_item(text if isinstance(text, str) else None, refusal))
     for call in message.get("tool_calls") or ():
         function = call.get("function") or {}
-        response["output"].append(function_call_item(call.get("id"), function.get("name") or "",
-                                                     function.get("arguments") or ""))
+        response["output"].append(
+            function_call_item(call.get("id"), function.get("name") or "", function.get("arguments") or "")
+        )
     response["usage"] = usage_of(chat.get("usage"))
     return finish(response, choice.get("finish_reason"))
 

@@ -46,8 +46,9 @@ class _Call:
     """None until the call is announced, which waits for its name."""
 
 
-async def response_events(chunks: AsyncIterable[Mapping[str, Any]], body: Mapping[str, Any], *,
-                          response_id: str) -> AsyncIterator[dict[str, Any]]:
+async def response_events(
+    chunks: AsyncIterable[Mapping[str, Any]], body: Mapping[str, Any], *, response_id: str
+) -> AsyncIterator[dict[str, Any]]:
     """The Responses API's events for a chat stream answering the Responses request ``body``."""
     stream = _Stream(body, response_id)
     async for chunk in chunks:
@@ -108,8 +109,9 @@ class _Stream:
         for item in sorted(still_open, key=lambda item: item.output_index or 0):
             yield from self._close_message() if isinstance(item, _Message) else self._close_call(item)
         assert self._shell is not None
-        response = finish({**self._shell, "output": list(self._output), "usage": usage_of(self._usage)},
-                          self._finish_reason)
+        response = finish(
+            {**self._shell, "output": list(self._output), "usage": usage_of(self._usage)}, self._finish_reason
+        )
         yield self._event(f"response.{response['status']}", response=response)
 
     def _event(self, type_: str, **fields: Any) -> dict[str, Any]:
@@ -118,8 +120,12 @@ class _Stream:
         return event
 
     def _start(self, chunk: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-        self._shell = shell(self._body, response_id=self._response_id, created_at=chunk.get("created"),
-                            model=str(chunk.get("model") or self._body.get("model") or ""))
+        self._shell = shell(
+            self._body,
+            response_id=self._response_id,
+            created_at=chunk.get("created"),
+            model=str(chunk.get("model") or self._body.get("model") or ""),
+        )
         yield self._event("response.created", response=self._shell)
         yield self._event("response.in_progress", response=self._shell)
 
@@ -142,11 +148,20 @@ class _Stream:
         where = {"item_id": message.item_id, "output_index": message.output_index}
         if kind not in message.texts:
             message.texts[kind] = ""
-            yield self._event("response.content_part.added", **where, content_index=len(message.texts) - 1,
-                              part=content_part(kind, ""))
+            yield self._event(
+                "response.content_part.added",
+                **where,
+                content_index=len(message.texts) - 1,
+                part=content_part(kind, ""),
+            )
         message.texts[kind] += text
-        yield self._event(f"response.{kind}.delta", **where, content_index=list(message.texts).index(kind),
-                          delta=text, **_logprobs(kind))
+        yield self._event(
+            f"response.{kind}.delta",
+            **where,
+            content_index=list(message.texts).index(kind),
+            delta=text,
+            **_logprobs(kind),
+        )
 
     def _close_message(self) -> Iterator[dict[str, Any]]:
         message, self._message = self._message, None
@@ -155,10 +170,16 @@ class _Stream:
         item = message_item(message.texts.get("output_text"), message.texts.get("refusal"), item_id=message.item_id)
         where = {"item_id": message.item_id, "output_index": message.output_index}
         for content_index, (kind, text) in enumerate(message.texts.items()):
-            yield self._event(f"response.{kind}.done", **where, content_index=content_index,
-                              **{_DONE_FIELD[kind]: text}, **_logprobs(kind))
-            yield self._event("response.content_part.done", **where, content_index=content_index,
-                              part=item["content"][content_index])
+            yield self._event(
+                f"response.{kind}.done",
+                **where,
+                content_index=content_index,
+                **{_DONE_FIELD[kind]: text},
+                **_logprobs(kind),
+            )
+            yield self._event(
+                "response.content_part.done", **where, content_index=content_index, part=item["content"][content_index]
+            )
         yield self._done(message.output_index, item)
 
     def _tool_call(self, delta: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
@@ -198,15 +219,22 @@ class _Stream:
             yield self._arguments_delta(call, call.arguments)
 
     def _arguments_delta(self, call: _Call, delta: str) -> dict[str, Any]:
-        return self._event("response.function_call_arguments.delta", item_id=call.item_id,
-                           output_index=call.output_index, delta=delta)
+        return self._event(
+            "response.function_call_arguments.delta", item_id=call.item_id, output_index=call.output_index, delta=delta
+        )
 
     def _close_call(self, call: _Call) -> Iterator[dict[str, Any]]:
         assert call.output_index is not None
-        yield self._event("response.function_call_arguments.done", item_id=call.item_id,
-                          output_index=call.output_index, arguments=call.arguments, name=call.name)
-        yield self._done(call.output_index, function_call_item(call.call_id, call.name, call.arguments,
-                                                               item_id=call.item_id))
+        yield self._event(
+            "response.function_call_arguments.done",
+            item_id=call.item_id,
+            output_index=call.output_index,
+            arguments=call.arguments,
+            name=call.name,
+        )
+        yield self._done(
+            call.output_index, function_call_item(call.call_id, call.name, call.arguments, item_id=call.item_id)
+        )
 
 
 def _logprobs(kind: str) -> dict[str, Any]:

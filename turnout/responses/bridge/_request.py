@@ -35,21 +35,25 @@ def _refuse(what: str, why: str) -> Unsupported:
 
 _REFUSED_FIELDS = {
     "background": "a background response is kept and polled on the server that runs it, "
-                  "and a chat backend answers within the request",
+    "and a chat backend answers within the request",
     "conversation": "conversations are stored by a Responses API server",
     "prompt": "stored prompt templates live on OpenAI's servers",
 }
 """Request fields that, when set, only a Responses backend can honour."""
 
-_COPIED = ("model", "temperature", "top_p", "metadata", "user", "safety_identifier", "prompt_cache_key",
-           "service_tier")
+_COPIED = ("model", "temperature", "top_p", "metadata", "user", "safety_identifier", "prompt_cache_key", "service_tier")
 """Fields with the same name and meaning in both APIs. The rest is converted below or left out: ``store``,
 ``previous_response_id`` and the like are the router's business, and chat has no word for ``include``,
 ``truncation``, ``context_management``, ``max_tool_calls`` …"""
 
 
-def to_chat(body: Mapping[str, Any], *, history: Sequence[dict[str, Any]] = (), stream: bool = False,
-            max_tokens_field: str = "max_tokens") -> dict[str, Any]:
+def to_chat(
+    body: Mapping[str, Any],
+    *,
+    history: Sequence[dict[str, Any]] = (),
+    stream: bool = False,
+    max_tokens_field: str = "max_tokens",
+) -> dict[str, Any]:
     """The Chat Completions body for the Responses ``body``.
 
     ``history`` (chat messages, e.g. a stored conversation replayed for
@@ -101,16 +105,30 @@ def _response_format(given: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 # --- tools ---------------------------------------------------------------------------------------
 
-_HOSTED = ("the Responses API server runs this tool itself, and a chat backend can only ask the caller "
-           "to run a function tool")
+_HOSTED = (
+    "the Responses API server runs this tool itself, and a chat backend can only ask the caller to run a function tool"
+)
 _OWN_CALLS = "the model calls it with an item of its own, which a chat answer cannot carry"
 
 _REFUSED_TOOLS: dict[str, str] = {
-    **dict.fromkeys(("web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11",
-                     "file_search", "code_interpreter", "image_generation", "mcp", "tool_search",
-                     "programmatic_tool_calling"), _HOSTED),
-    **dict.fromkeys(("computer", "computer_use", "computer_use_preview", "local_shell", "shell", "apply_patch"),
-                    _OWN_CALLS),
+    **dict.fromkeys(
+        (
+            "web_search",
+            "web_search_2025_08_26",
+            "web_search_preview",
+            "web_search_preview_2025_03_11",
+            "file_search",
+            "code_interpreter",
+            "image_generation",
+            "mcp",
+            "tool_search",
+            "programmatic_tool_calling",
+        ),
+        _HOSTED,
+    ),
+    **dict.fromkeys(
+        ("computer", "computer_use", "computer_use_preview", "local_shell", "shell", "apply_patch"), _OWN_CALLS
+    ),
     "custom": "a custom tool takes free-form text, and chat tools take JSON arguments",
     "namespace": "chat tools have no namespaces",
     "allowed_tools": "chat backends cannot narrow the tool list for one request",
@@ -209,8 +227,11 @@ def _message(item: Mapping[str, Any], where: str) -> Message:
 
 
 def _function_call(item: Mapping[str, Any], where: str) -> Message:
-    call = {"id": _call_id(item, where), "type": "function",
-            "function": {"name": item.get("name"), "arguments": item.get("arguments")}}
+    call = {
+        "id": _call_id(item, where),
+        "type": "function",
+        "function": {"name": item.get("name"), "arguments": item.get("arguments")},
+    }
     return {"role": "assistant", "content": "", "tool_calls": [call]}
 
 
@@ -230,8 +251,9 @@ def _dropped(item: Mapping[str, Any], where: str) -> None:
 def _call_id(item: Mapping[str, Any], where: str) -> str:
     call_id = item.get("call_id")
     if not call_id:
-        raise _refuse(f"{where} of type {item.get('type')!r} without a call_id",
-                      "chat ties a tool call to its output by that id")
+        raise _refuse(
+            f"{where} of type {item.get('type')!r} without a call_id", "chat ties a tool call to its output by that id"
+        )
     return str(call_id)
 
 
@@ -243,8 +265,9 @@ _ITEMS: dict[str, Callable[[Mapping[str, Any], str], Message | None]] = {
 }
 """The input item types a chat backend can take, and how; every other type is refused."""
 
-_NO_ITEM_FORM = ("Chat Completions has forms only for messages, function calls and their outputs "
-                 "(reasoning items are left out)")
+_NO_ITEM_FORM = (
+    "Chat Completions has forms only for messages, function calls and their outputs (reasoning items are left out)"
+)
 _REFUSED_ITEMS = {
     "item_reference": "it points at an item stored by a Responses API server, and a chat backend stores none",
     "compaction": "it is context compacted and encrypted by OpenAI, which only OpenAI can read",
@@ -252,6 +275,7 @@ _REFUSED_ITEMS = {
 
 
 # --- content parts -------------------------------------------------------------------------------
+
 
 def _text(part: Mapping[str, Any], where: str) -> dict[str, Any]:
     return {"type": "text", "text": part.get("text") or ""}
@@ -264,9 +288,11 @@ def _refusal(part: Mapping[str, Any], where: str) -> dict[str, Any]:
 def _image(part: Mapping[str, Any], where: str) -> dict[str, Any]:
     url = part.get("image_url")
     if not url:
-        raise _refuse(f"{where} (an input_image given by file_id)",
-                      "the file is in OpenAI's file store, which a chat backend cannot read; "
-                      "give the image as image_url (a URL or a data: URL)")
+        raise _refuse(
+            f"{where} (an input_image given by file_id)",
+            "the file is in OpenAI's file store, which a chat backend cannot read; "
+            "give the image as image_url (a URL or a data: URL)",
+        )
     image = {"url": url}
     if part.get("detail") is not None:
         image["detail"] = part["detail"]

@@ -43,8 +43,9 @@ def event_stream(chat: httpx2.Response, call: Call, response_id: str, keep: Keep
     return _reply(chat, stream=_Events(chat, call.body, response_id, keep))
 
 
-def _reply(chat: httpx2.Response, *, content: bytes | None = None,
-           stream: httpx2.AsyncByteStream | None = None) -> httpx2.Response:
+def _reply(
+    chat: httpx2.Response, *, content: bytes | None = None, stream: httpx2.AsyncByteStream | None = None
+) -> httpx2.Response:
     headers = {"content-type": "text/event-stream" if stream is not None else "application/json"}
     for name in ("x-request-id", "request-id"):
         if name in chat.headers:
@@ -85,6 +86,7 @@ async def _chunks(chat: httpx2.Response) -> AsyncIterator[dict[str, Any]]:
         if isinstance(data, dict) and data.get("error"):
             error = data["error"]
             message = error.get("message") if isinstance(error, dict) else str(error)
-            raise openai.APIError(f"the chat stream behind a bridged response failed: {message}", chat.request,
-                                  body=error)
+            raise openai.APIError(
+                f"the chat stream behind a bridged response failed: {message}", chat.request, body=error
+            )
         yield data
