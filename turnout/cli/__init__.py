@@ -45,25 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     config.set_defaults(run="config:run")
 
     health = commands.add_parser("health", help="check every backend at once: up/down, latency, models")
-    health.add_argument("--json", action="store_true", help="machine-readable output")
-    health.add_argument(
-        "--timeout",
-        type=_seconds,
-        default=10.0,
-        metavar="SECONDS",
-        help="give up on a backend after this long (default: 10)",
-    )
+    _probe_options(health)
     health.set_defaults(run="probe:health")
 
     models = commands.add_parser("models", help="every model each backend serves, with aliases from MODELS")
-    models.add_argument("--json", action="store_true", help="machine-readable output")
-    models.add_argument(
-        "--timeout",
-        type=_seconds,
-        default=10.0,
-        metavar="SECONDS",
-        help="give up on a backend after this long (default: 10)",
-    )
+    _probe_options(models)
     models.set_defaults(run="probe:models")
 
     chat = commands.add_parser(
@@ -125,6 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(run="serve:main")
     return parser
+
+
+def _probe_options(command: argparse.ArgumentParser) -> None:
+    """What ``health`` and ``models`` both take: they ask every backend at once."""
+    command.add_argument("--json", action="store_true", help="machine-readable output")
+    command.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="give up on a backend after this long (default: 10)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
