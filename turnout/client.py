@@ -30,7 +30,7 @@ import httpx2
 import openai
 from openai import NotGiven
 
-from ._portal import run
+from ._portal import Run, runner
 from ._sdk import (
     ASYNC_SDK_REQUEST,
     RAW_RESPONSE_HEADER,
@@ -317,9 +317,14 @@ class OpenAI(_Routed, openai.OpenAI):
     ) -> Any:
         if openai.OpenAI.request is SYNC_SDK_REQUEST:  # as AsyncOpenAI.request
             cast_to = self._maybe_override_cast_to(cast_to, options)
+            run: Run[Any] = runner(self.router)
             name, response = run(self._route(_replayable(options), stream))
             answer = self._process_response(
-                cast_to=cast_to, options=options, response=_synchronous(response), stream=stream, stream_cls=stream_cls
+                cast_to=cast_to,
+                options=options,
+                response=_synchronous(response, run),
+                stream=stream,
+                stream_cls=stream_cls,
             )
             return _tagged(answer, name)
         token = _pending.set(_Pending(stream))
@@ -337,14 +342,15 @@ class OpenAI(_Routed, openai.OpenAI):
 
     def _send_request(self, request: httpx2.Request, *, stream: bool, **kwargs: Any) -> httpx2.Response:
         pending = _pending.get()
+        run: Run[Any] = runner(self.router)
         pending.served, response = run(self._route(_replayable(pending.routed()), pending.stream))
-        return _synchronous(response)
+        return _synchronous(response, run)
 
 
-def _synchronous(response: httpx2.Response) -> httpx2.Response:
-    """The router's answer, its body readable from synchronous code."""
+def _synchronous(response: httpx2.Response, run: Run[Any]) -> httpx2.Response:
+    """The router's answer, its body readable from synchronous code (read on the loop that opened it)."""
     body = cast(httpx2.AsyncByteStream, response.stream)  # the router's loop reads it: async
-    response.stream = _SyncRelay(body) if not response.is_closed else httpx2.ByteStream(response.content)
+    response.stream = _SyncRelay(body, run) if not response.is_closed else httpx2.ByteStream(response.content)
     return response
 
 
@@ -407,6 +413,7 @@ class _SyncHandle(httpx2.Client):
         self.caller = caller
 
     def close(self) -> None:
+        run: Run[None] = runner(self.router)
         run(self.router.aclose())
         if self.caller is not None:
             self.caller.close()
@@ -416,19 +423,20 @@ class _SyncHandle(httpx2.Client):
 class _SyncRelay(httpx2.SyncByteStream):
     """An async response body read from synchronous code, one chunk at a time on the router's loop."""
 
-    def __init__(self, source: httpx2.AsyncByteStream) -> None:
+    def __init__(self, source: httpx2.AsyncByteStream, run: Run[Any]) -> None:
         self._source = source
         self._chunks: AsyncIterator[bytes] = source.__aiter__()
+        self._run = run
 
     def __iter__(self) -> Iterator[bytes]:
         while True:
             try:
-                yield run(_next(self._chunks))
+                yield self._run(_next(self._chunks))
             except StopAsyncIteration:
                 return
 
     def close(self) -> None:
-        run(self._source.aclose())
+        self._run(self._source.aclose())
 
 
 async def _next(chunks: AsyncIterator[bytes]) -> bytes:

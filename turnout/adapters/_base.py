@@ -12,7 +12,9 @@ whatever protocol the backend speaks.
 from __future__ import annotations
 
 import dataclasses
+import time
 import uuid
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping, Optional, Protocol, runtime_checkable
 
@@ -21,7 +23,27 @@ from openai.types import Model
 
 from .._sdk import FinalRequestOptions
 
-__all__ = ["Adapter", "Call", "Capabilities", "Endpoint", "Health", "made_response", "wire_response"]
+__all__ = [
+    "Adapter",
+    "Call",
+    "Capabilities",
+    "Endpoint",
+    "Health",
+    "deadline",
+    "made_response",
+    "remaining",
+    "wire_response",
+]
+
+deadline: ContextVar[float | None] = ContextVar("turnout_deadline", default=None)
+"""The current request's total deadline (``time.monotonic()`` seconds), if it has one: set by the router,
+honoured by a backend where the event loop cannot cut an attempt short (a synchronous send)."""
+
+
+def remaining() -> float | None:
+    end = deadline.get()
+    return None if end is None else end - time.monotonic()
+
 
 Flag = Optional[bool]
 """A capability is yes (``True``), no (``False``) or unknown (``None``: tried, after the backends known to have it)."""
@@ -193,6 +215,8 @@ class Adapter(Protocol):
     timeout: float | None
     """Seconds each attempt may take (``None``: no limit)."""
     capabilities: Capabilities
+    inline: bool
+    """Whether it can send synchronously on the calling thread (``adapters._inline``), for the sync client."""
 
     async def send(self, call: Call) -> httpx2.Response:
         """The backend's answer in the OpenAI wire format; for ``call.stream`` the body is not read yet.

@@ -22,6 +22,8 @@ from typing import Any, AsyncIterator, Iterator, Union
 import httpx2
 import openai
 
+from ._inline import InlineClient
+
 __all__ = ["Transports", "backend_http_client"]
 
 CallerClient = Union[httpx2.AsyncClient, httpx2.Client]
@@ -53,8 +55,12 @@ def backend_http_client(
 ) -> httpx2.AsyncClient:
     """One backend's own httpx client: through its own ``proxy`` when it has one, else over the caller's
     transports when it gave an ``http_client``, else the SDK's defaults."""
-    if transports is None or proxy is not None:
-        return openai.DefaultAsyncHttpxClient(base_url=base_url, timeout=timeout, proxy=proxy, verify=verify)
+    if transports is None or proxy is not None:  # the SDK's defaults: the sync client may send on a sync twin
+
+        def twin() -> httpx2.Client:
+            return openai.DefaultHttpxClient(base_url=base_url, timeout=timeout, proxy=proxy, verify=verify)
+
+        return InlineClient(twin, base_url=base_url, timeout=timeout, proxy=proxy, verify=verify)
     return httpx2.AsyncClient(
         base_url=base_url,
         timeout=timeout,

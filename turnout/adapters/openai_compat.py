@@ -24,6 +24,7 @@ from .._sdk import ASYNC_SDK_REQUEST, set_custom_headers
 from ._base import Call, Capabilities, Health
 from ._constructors import build_client
 from ._http import Transports, backend_http_client
+from ._inline import InlineClient
 from .auth import TokenSource, token_source
 from .presets import Auth, Preset, fill_base_url, get_preset
 
@@ -93,6 +94,8 @@ class OpenAICompatAdapter:
             )
         if self.preset.name != "openai":
             _forget_openai_ambient(self._client, headers, sdk)
+        self.inline = isinstance(http_client, InlineClient) and not isinstance(self.credential, TokenSource)
+        """A token source refreshes on the loop that first asked: not one to share between threads' loops."""
 
     def __repr__(self) -> str:
         return f"OpenAICompatAdapter(name={self.name!r}, preset={self.preset.name!r}, base_url={redact_url(self.base_url)!r})"

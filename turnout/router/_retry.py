@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
-from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from typing import Any, Awaitable, Callable, Generator, TypeVar
 
@@ -23,6 +21,7 @@ import openai
 
 from .._errors import describe, synthetic_request
 from ..adapters import Call
+from ..adapters._base import deadline, remaining
 from ..state import Admission, Limits, Session, State, _clock
 from ._backend import Backend
 from ._classify import Verdict, classify, retry_after
@@ -39,20 +38,11 @@ T = TypeVar("T")
 Op = Callable[[Call], Awaitable[httpx2.Response]]
 """One attempt: the call in, the backend's HTTP answer out (a stream's first event already read)."""
 
-deadline: ContextVar[float | None] = ContextVar("turnout_deadline", default=None)
-"""The current request's total deadline (``time.monotonic()`` seconds), if it has one."""
-
-
 _PROBE = "_turnout_probe"
 """Set on an error a half-open probe met."""
 
 LEARNED_FOR = 600.0
 """Seconds a backend that answered it cannot do something is not asked to again (for that model)."""
-
-
-def remaining() -> float | None:
-    end = deadline.get()
-    return None if end is None else end - time.monotonic()
 
 
 @dataclass

@@ -165,6 +165,18 @@ class Router:
         """The backend requests try first (the lowest priority)."""
         return self.select.runners[0].backend
 
+    @property
+    def inline(self) -> bool:
+        """Whether a call may run on any thread's own event loop, every backend sending synchronously
+        (how the sync client runs it, ``turnout._portal``): no state shared through a connection of one
+        loop (Redis), no hedging (attempts side by side need a loop free to switch), and every backend
+        able to (``Adapter.inline``)."""
+        return (
+            not self.state.shared
+            and self._hedge is None
+            and all(getattr(b.adapter, "inline", False) for b in self.backends)
+        )
+
     def _stateful_runner(self, name: str | None) -> Runner:
         ranked = self.select.runners
         if name is not None:

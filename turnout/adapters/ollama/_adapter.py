@@ -96,6 +96,7 @@ class OllamaAdapter(Requests):
         self.preset = preset = get_preset("ollama")
         self.name = name or preset.name
         self.provider = preset.name
+        self.inline = False  # the ollama SDK's httpx client has no synchronous twin here
         self.capabilities = capabilities or preset.capabilities
         self.fetch_image_urls = fetch_image_urls
         self.timeout = timeout

@@ -1,0 +1,123 @@
+"""The synchronous client runs the router on the calling thread (``turnout._portal``), backends sending
+synchronously: from many threads at once, with a backend failing, nothing is lost and nothing leaks; where the
+router needs a loop of its own (hedging) or the thread runs one already, the background portal serves it."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import openai
+import pytest
+
+import turnout
+from tests.support.loopback import Fault, OpenAIServer
+from turnout.adapters import OpenAICompatAdapter
+from turnout.router import Backend, Router
+
+MSG = [{"role": "user", "content": "hi there"}]
+
+
+def router_for(*servers: OpenAIServer, **options: object) -> Router:
+    return Router(
+        [Backend(OpenAICompatAdapter(f"b{i}", preset="vllm", base_url=s.base_url)) for i, s in enumerate(servers)],
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def portal_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "turnout-sync-portal"]
+
+
+def open_loops() -> int:
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop) and not o.is_closed())
+
+
+def sockets() -> int:
+    """This process's open sockets (the loopback servers' ends included)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+        except FileNotFoundError:  # listdir's own, closed since
+            pass
+    return count
+
+
+def test_32_threads_share_one_client_with_a_failing_backend_and_nothing_is_lost_or_leaked(
+    make_openai_server,
+) -> None:
+    sick, good = make_openai_server(), make_openai_server()
+    sick.fail(Fault(status=503))  # every request: each thread's calls fail over until the breaker opens
+    threads, loops, socks = threading.active_count(), open_loops(), sockets()
+    client = turnout.OpenAI(router=router_for(sick, good, timeout=30), max_retries=0)
+
+    def ask(i: int) -> str:
+        reply = client.chat.completions.create(model="test-model", messages=[{"role": "user", "content": f"n{i}"}])
+        assert turnout.served_by(reply) == "b1"
+        return reply.choices[0].message.content or ""
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        answers = list(pool.map(ask, range(1000)))
+    assert answers == [f"echo: n{i}" for i in range(1000)]
+    stats = client.router.stats()
+    assert stats["b1"]["successes"] == 1000, "the counters add up across threads"
+    assert not portal_threads(), "served on the calling threads: no background thread"
+    del pool
+    assert open_loops() == loops, "each thread's loop is closed when its thread ends"
+    client.close()  # on this thread's own loop, which stays for its next call
+    assert asyncio.run(good.released()) and asyncio.run(sick.released()), "every backend's connections closed"
+    assert threading.active_count() == threads, [t.name for t in threading.enumerate()]
+    assert sockets() <= socks + 3, "nothing left open but this thread's loop (its selector and self-pipe)"
+
+
+def test_a_sync_stream_is_the_same_events_as_the_async_clients(openai_server: OpenAIServer) -> None:
+    client = turnout.OpenAI(router=router_for(openai_server))
+    with client.chat.completions.create(model="test-model", messages=MSG, stream=True) as stream:
+        sync_events = [chunk.model_dump(exclude={"id", "created"}) for chunk in stream]
+
+    async def streamed() -> list[dict[str, object]]:
+        async with turnout.AsyncOpenAI(router=router_for(openai_server)) as aclient:
+            events = await aclient.chat.completions.create(model="test-model", messages=MSG, stream=True)
+            return [chunk.model_dump(exclude={"id", "created"}) async for chunk in events]
+
+    assert sync_events == asyncio.run(streamed()) and len(sync_events) > 2
+    assert not portal_threads()
+    client.close()
+
+
+def test_a_sync_call_keeps_its_deadline_though_the_send_blocks(openai_server: OpenAIServer) -> None:
+    """A blocking send cannot be cancelled by the loop: it is given what is left of the deadline instead."""
+    client = turnout.OpenAI(router=router_for(openai_server), max_retries=0)
+    openai_server.fail(Fault(hang=True), times=1)
+    start = time.monotonic()
+    with pytest.raises(openai.APITimeoutError):
+        client.chat.completions.create(model="test-model", messages=MSG, timeout=0.3)
+    assert time.monotonic() - start < 10, "cut at the deadline, not after the backend's 60 s timeout"
+    assert client.chat.completions.create(model="test-model", messages=MSG).choices[0].message.content
+    client.close()
+
+
+def test_a_hedged_router_runs_on_the_portal_and_still_answers(make_openai_server) -> None:
+    slow, fast = make_openai_server(), make_openai_server()
+    slow.fail(Fault(delay=2.0), times=1)
+    client = turnout.OpenAI(router=router_for(slow, fast, hedge_after=0.05))
+    reply = client.chat.completions.create(model="test-model", messages=MSG)
+    assert turnout.served_by(reply) == "b1", "the hedge raced the slow backend: attempts side by side need a loop"
+    assert portal_threads()
+    client.close()
+
+
+def test_a_sync_call_from_code_running_an_event_loop_is_served_on_the_portal(openai_server: OpenAIServer) -> None:
+    client = turnout.OpenAI(router=router_for(openai_server))
+
+    async def inside_a_loop() -> str:
+        return client.chat.completions.create(model="test-model", messages=MSG).choices[0].message.content or ""
+
+    assert asyncio.run(inside_a_loop()) == "echo: hi there"
+    client.close()
