@@ -175,12 +175,13 @@ _TERMINAL = re.compile(
 
 
 def _says_whole(window: bytes) -> bool:
-    """Does ``window`` say the stream is whole: a finish reason (a string, not ``null``), ``[DONE]``, or a
+    """Does ``window`` say the stream is whole: a finish reason (a string, not ``null``) last, ``[DONE]``, or a
     terminal event (the Responses API's, a streamed transcription's or image's)? None of these can occur inside a JSON string (its quotes and line breaks are
     escaped), so a model's text cannot fake one. This runs on every chunk: the rarer markers are looked
     for only where a plain ``in`` finds them."""
+    at = window.rfind(b'"finish_reason"')  # the last one: each chunk before it says null, in a long window
     return (
-        _FINISHED.search(window) is not None
+        (at >= 0 and _FINISHED.match(window, at) is not None)
         or (b"[DONE]" in window and _DONE.search(window) is not None)
         or (b'"type"' in window and _TERMINAL.search(window) is not None)
     )
@@ -221,9 +222,9 @@ class _Relay(httpx2.AsyncByteStream):
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         read, self._read = self._read, []
-        for chunk in read:
-            self._look(chunk)
+        for chunk in read:  # each chunk is looked into after the caller has it: nothing waits for that
             yield chunk
+            self._look(chunk)
         delivered = len(read)
         while True:
             try:
@@ -256,8 +257,8 @@ class _Relay(httpx2.AsyncByteStream):
                 await self._ended("broken", broken)
                 raise broken from err
             delivered += 1
-            self._look(chunk)
             yield chunk
+            self._look(chunk)
 
     def _look(self, chunk: bytes) -> None:
         """Note whether the stream has said it is whole (once it has, nothing more is searched)."""
