@@ -23,9 +23,18 @@ from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http import h11_impl
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+try:  # the serve extra's faster parser (uvicorn's own choice too, when installed)
+    from uvicorn.protocols.http import httptools_impl
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # pragma: no cover - httptools is in the serve extra
+    httptools_impl = None  # type: ignore[assignment]
+
 from ._wire import BACKEND_HEADER, NO_BACKEND
 
-__all__ = ["Protocol", "HEADER_TIMEOUT", "BODY_TIMEOUT"]
+__all__ = ["Protocol", "protocol", "HEADER_TIMEOUT", "BODY_TIMEOUT"]
+
+_MAX_HEAD = 16 * 1024
+"""Bytes a request's line and headers may take (h11's own limit; httptools has none)."""
 
 _LINGER = 1.0
 """Seconds a refused caller's remaining bytes are read and dropped before its connection closes."""
@@ -58,45 +67,61 @@ async def _busy(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 h11_impl.service_unavailable = _busy  # type: ignore[assignment,attr-defined]  # the one app uvicorn answers with over the cap
+if httptools_impl is not None:
+    httptools_impl.service_unavailable = _busy  # type: ignore[assignment,attr-defined]
 
 
-class Protocol(H11Protocol):
-    """uvicorn's h11 protocol, answering its own errors as JSON and timing how a request is read."""
+class _Guarded:
+    """What turnout adds to uvicorn's HTTP protocols: its own errors as JSON, and timing how a request is read.
+
+    A mixin over either of uvicorn's parsers (:func:`protocol` picks), so both behave alike."""
+
+    cycle: Any
+    transport: asyncio.Transport
+    loop: asyncio.AbstractEventLoop
+    logger: Any
 
     def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
-        super().__init__(config, *args, **kwargs)
+        super().__init__(config, *args, **kwargs)  # type: ignore[call-arg]
+        self._head: int | None = 0  # bytes of the request head read so far; None once its headers are in
         self._header_timeout: float = getattr(config, HEADER_TIMEOUT, 10.0)
         self._body_timeout: float = getattr(config, BODY_TIMEOUT, 120.0)
         self._timer: asyncio.TimerHandle | None = None
-        self._seen: object = None  # the request cycle whose headers were last timed
+        self._seen: Any = None  # the request cycle whose headers were last timed
         self._draining = False
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
         self._arm(self._header_timeout, "headers")
 
     def data_received(self, data: bytes) -> None:
         if self._draining:  # answered and closing: what still arrives is read and dropped
             return
-        super().data_received(data)
+        if self._head is not None:
+            self._head += len(data)
+        super().data_received(data)  # type: ignore[misc]
         self._track()
+        if self._head is not None and self._head > _MAX_HEAD and not self._draining:  # headers still to come
+            self.send_400_response("headers too large")  # bounded as h11 bounds them (httptools does not)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
 
     def _track(self) -> None:
         """After each read: a request whose headers just came in is timed for its body; a finished body
         stops the clock; the first bytes of a next request start it again."""
-        cycle = self.cycle
+        cycle: Any = self.cycle
         if cycle is not None and cycle is not self._seen:
             self._seen = cycle
+            self._head = None
             self._disarm()
             if cycle.more_body:
                 self._arm(self._body_timeout, "body")
         elif cycle is not None and not cycle.more_body and not cycle.response_complete:
             self._disarm()
         elif (cycle is None or cycle.response_complete) and self._timer is None:
+            self._head = 0
             self._arm(self._header_timeout, "headers")
 
     def _arm(self, seconds: float, what: str) -> None:
@@ -150,4 +175,21 @@ class Protocol(H11Protocol):
     def eof_received(self) -> None:
         if self._draining:
             self.transport.close()
-        super().eof_received()
+        super().eof_received()  # type: ignore[misc]
+
+
+class Protocol(_Guarded, H11Protocol):
+    """uvicorn's h11 protocol (pure Python), guarded."""
+
+
+def protocol() -> type:
+    """uvicorn's fastest HTTP protocol installed, guarded: httptools' (C, the serve extra's), else h11's."""
+    if httptools_impl is None:
+        return Protocol
+    return _FastProtocol
+
+
+if httptools_impl is not None:
+
+    class _FastProtocol(_Guarded, HttpToolsProtocol):
+        """uvicorn's httptools protocol, guarded."""

@@ -24,7 +24,7 @@ from uvicorn.supervisors import Multiprocess
 from ..settings import TurnoutSettings
 from . import _log
 from ._app import create_app
-from ._http import BODY_TIMEOUT, HEADER_TIMEOUT, Protocol
+from ._http import BODY_TIMEOUT, HEADER_TIMEOUT, protocol
 
 __all__ = ["exposure_problem", "is_loopback", "serve", "FACTORY"]
 
@@ -77,7 +77,7 @@ def serve(
         server_header=False,
         lifespan="on",
         backlog=_BACKLOG,
-        http=Protocol,  # uvicorn counts the connection a request comes on too: one more
+        http=protocol(),  # uvicorn counts the connection a request comes on too: one more
         limit_concurrency=settings.serve_max_connections + 1,
     )
     where = f"http://{_url_host(host)}:{bound}/v1"
