@@ -76,16 +76,9 @@ def facts_of(response: httpx2.Response) -> Facts:
 
 
 _END_OF_EVENT = re.compile(rb"\r\n\r\n|\n\n|\r\r")
-_WORTH_READING = (
-    b'"usage":{',
-    b'"usage": {',
-    b'"finish_reason":"',
-    b'"finish_reason": "',
-    b'"response.completed"',
-    b'"response.incomplete"',
-    b'"response.failed"',
-)
+_WORTH_READING = re.compile(rb'"usage": ?\{|"finish_reason": ?"|"response\.(?:completed|incomplete|failed)"')
 """Only events that may hold usage or an ending are parsed; content deltas pass unread."""
+_EVENT_ENDS = (b"\r\n\r\n", b"\n\n", b"\r\r")
 
 
 class StreamWatch(httpx2.AsyncByteStream):
@@ -134,6 +127,10 @@ class StreamWatch(httpx2.AsyncByteStream):
     def _read(self, chunk: bytes) -> bytes:
         """The part of ``chunk`` to pass on now: whole events (less a stripped one); a partial event waits."""
         buffer = self._pending + chunk if self._pending else chunk
+        if _WORTH_READING.search(buffer) is None:  # content deltas, nearly always: passed on whole, unsplit
+            end = max((at + len(mark) for mark in _EVENT_ENDS if (at := buffer.rfind(mark)) >= 0), default=0)
+            self._pending = buffer[end:]
+            return buffer[:end]
         start = 0
         kept: list[bytes] = []
         for end in _END_OF_EVENT.finditer(buffer):
@@ -146,7 +143,7 @@ class StreamWatch(httpx2.AsyncByteStream):
 
     def _seen(self, event: bytes) -> bool:
         """Read one event; whether to pass it on."""
-        if not any(mark in event for mark in _WORTH_READING):
+        if _WORTH_READING.search(event) is None:
             return True
         data = b"\n".join(line[5:].lstrip(b" ") for line in event.splitlines() if line.startswith(b"data:"))
         try:
