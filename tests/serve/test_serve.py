@@ -25,6 +25,7 @@ import httpx2
 import openai
 import pytest
 
+import turnout
 from tests.cli.test_cli import backend, backends, clean_env
 from tests.support.loopback import Fault, OpenAIServer
 
@@ -236,6 +237,22 @@ def test_a_stream_arrives_chunk_by_chunk_from_the_backend_that_served(sdk: opena
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "echo: hello there"
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 3
+
+
+async def test_a_stream_through_the_proxy_is_the_same_events_as_through_the_async_client(
+    async_sdk: openai.AsyncOpenAI, good: OpenAIServer
+) -> None:
+    """Relayed on the server's aiohttp transport, chunked as it reads: the caller's SDK sees the same events."""
+
+    async def events(client: openai.AsyncOpenAI) -> list[dict[str, object]]:
+        stream = await client.chat.completions.create(
+            model="test-model", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
+        return [chunk.model_dump(exclude={"id", "created"}) async for chunk in stream]
+
+    async with turnout.AsyncOpenAI(api_key=BACKEND_KEY, base_url=good.base_url) as direct:
+        expected = await events(direct)
+    assert await events(async_sdk) == expected and len(expected) > 3
 
 
 async def test_the_async_sdk_gets_json_and_streams_concurrently(async_sdk: openai.AsyncOpenAI) -> None:

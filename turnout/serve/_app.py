@@ -31,6 +31,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from .._sdk import RequestOptions
+from ..adapters._http import aiohttp_client
 from ..client import AsyncOpenAI, served_by
 from ..router import ENDPOINTS as ROUTER_ENDPOINTS
 from ..settings import TurnoutSettings, build_router, resolve
@@ -97,12 +98,15 @@ def create_app(settings: TurnoutSettings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        client = AsyncOpenAI(router=build_router(config, on_event=errors.record, prometheus=True))
+        http = aiohttp_client()  # relays at C speed: every backend reached over HTTP is given its transport
+        client = AsyncOpenAI(router=build_router(config, on_event=errors.record, prometheus=True, http_client=http))
         app.state.turnout = _State(client, errors, scrub)
         try:
             yield
         finally:
             await client.close()
+            if http is not None:
+                await http.aclose()
 
     routes = [
         Route(f"/v1{path}", _answering(_multipart if body == "multipart" else _json, path, streams), methods=["POST"])
