@@ -128,9 +128,9 @@ class StreamWatch(httpx2.AsyncByteStream):
         """The part of ``chunk`` to pass on now: whole events (less a stripped one); a partial event waits."""
         buffer = self._pending + chunk if self._pending else chunk
         if _WORTH_READING.search(buffer) is None:  # content deltas, nearly always: passed on whole, unsplit
-            end = max((at + len(mark) for mark in _EVENT_ENDS if (at := buffer.rfind(mark)) >= 0), default=0)
-            self._pending = buffer[end:]
-            return buffer[:end]
+            cut = max((at + len(mark) for mark in _EVENT_ENDS if (at := buffer.rfind(mark)) >= 0), default=0)
+            self._pending = buffer[cut:]
+            return buffer[:cut]
         start = 0
         kept: list[bytes] = []
         for end in _END_OF_EVENT.finditer(buffer):
