@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from .._sdk import RequestOptions
+from .._sdk import FinalRequestOptions, RequestOptions
 from ..adapters._http import aiohttp_client
 from ..client import AsyncOpenAI, served_by
 from ..router import ENDPOINTS as ROUTER_ENDPOINTS
@@ -165,9 +165,13 @@ def _answering(handler: Handler, *args: Any) -> Callable[[Request], Awaitable[Re
 
 
 async def _json(request: Request, state: _State, path: str, streams: bool) -> Response:
+    """Straight to the router, with the options the client's ``post`` would give it: the client's own layer
+    would only wrap the SDK's response objects around an answer that is relayed as bytes."""
     body = await _json_body(request)
     stream = streams and body.get("stream") is True
-    response = await state.client.post(path, cast_to=httpx2.Response, body=body, stream=stream)
+    options = FinalRequestOptions.construct(method="post", url=path, json_data=body)
+    name, response = await state.client.router.send(options, stream=stream)
+    response.headers[BACKEND_HEADER] = name or NO_BACKEND
     return _relay(response, stream, request.scope, state.scrub)
 
 
