@@ -43,6 +43,8 @@ def _portal() -> asyncio.AbstractEventLoop:
     global _loop, _pid
     with _lock:
         if _loop is None or _loop.is_closed() or _pid != os.getpid():
+            if _loop is not None and _pid != os.getpid():
+                _inherited.append(_loop)  # a forked child's copy: never closed here
             loop = asyncio.new_event_loop()
             threading.Thread(target=loop.run_forever, name="turnout-sync-portal", daemon=True).start()
             _loop, _pid = loop, os.getpid()
@@ -63,13 +65,24 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         raise
 
 
+_inherited: list[asyncio.AbstractEventLoop] = []
+"""Loops a forked child inherited, kept open: closing one there would take its self-pipe out of the epoll
+instance the parent's copy shares, and the parent's loop would no longer wake (seen: a hang)."""
+
+
 class _Own:
     """A thread's own loop, closed when the thread ends (its thread-local slot, the one reference, is dropped)."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.pid = os.getpid()
-        weakref.finalize(self, self.loop.close)
+        self.closer = weakref.finalize(self, self.loop.close)
+        self.closer.atexit = False  # at exit the process takes it; a forked child must not close it
+
+    def forsake(self) -> None:
+        """In a forked child: never closed here (see ``_inherited``)."""
+        self.closer.detach()
+        _inherited.append(self.loop)
 
 
 class _Here(threading.local):
@@ -104,7 +117,10 @@ def run_here(coro: Coroutine[Any, Any, T]) -> T:
 
 def _thread_loop() -> asyncio.AbstractEventLoop:
     own = _here.own
-    if own is None or own.loop.is_closed() or own.pid != os.getpid():  # a forked child makes its own
+    if own is not None and own.pid != os.getpid():  # a forked child makes its own
+        own.forsake()
+        own = None
+    if own is None or own.loop.is_closed():
         own = _here.own = _Own()
     return own.loop
 

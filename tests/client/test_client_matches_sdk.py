@@ -288,7 +288,7 @@ def test_the_sync_client_serves_many_threads_at_once(openai_server) -> None:
     client.close()
 
 
-def test_a_forked_child_gets_its_own_portal(openai_server) -> None:
+def test_a_forked_child_gets_its_own_loops_and_leaves_the_parents_working(openai_server) -> None:
     import os
 
     client = turnout.OpenAI(router=router_for(openai_server))
@@ -303,4 +303,9 @@ def test_a_forked_child_gets_its_own_portal(openai_server) -> None:
             os._exit(2)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+    # the child's loops shared their epoll instances with the parent's: had it closed its copies, the parent's
+    # loop would wake no more (a new client's first call, which asks a worker thread, then hangs to its deadline)
+    fresh = turnout.OpenAI(router=router_for(openai_server))
+    assert fresh.chat.completions.create(model="test-model", messages=MSG, timeout=10).choices[0].message.content
+    fresh.close()
     client.close()

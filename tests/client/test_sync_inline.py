@@ -10,11 +10,13 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import openai
 import pytest
 
 import turnout
+import turnout._portal
 from tests.support.loopback import Fault, OpenAIServer
 from turnout.adapters import OpenAICompatAdapter
 from turnout.router import Backend, Router
@@ -29,8 +31,10 @@ def router_for(*servers: OpenAIServer, **options: object) -> Router:
     )
 
 
-def portal_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "turnout-sync-portal"]
+@pytest.fixture
+def portal(mocker: Any) -> Any:
+    """Counts the calls served by the background portal loop."""
+    return mocker.spy(turnout._portal, "run")
 
 
 def open_loops() -> int:
@@ -50,7 +54,7 @@ def sockets() -> int:
 
 
 def test_32_threads_share_one_client_with_a_failing_backend_and_nothing_is_lost_or_leaked(
-    make_openai_server,
+    make_openai_server: Any, portal: Any
 ) -> None:
     sick, good = make_openai_server(), make_openai_server()
     sick.fail(Fault(status=503))  # every request: each thread's calls fail over until the breaker opens
@@ -67,7 +71,7 @@ def test_32_threads_share_one_client_with_a_failing_backend_and_nothing_is_lost_
     assert answers == [f"echo: n{i}" for i in range(1000)]
     stats = client.router.stats()
     assert stats["b1"]["successes"] == 1000, "the counters add up across threads"
-    assert not portal_threads(), "served on the calling threads: no background thread"
+    assert portal.call_count == 0, "served on the calling threads, not the background portal"
     del pool
     assert open_loops() == loops, "each thread's loop is closed when its thread ends"
     client.close()  # on this thread's own loop, which stays for its next call
@@ -76,7 +80,7 @@ def test_32_threads_share_one_client_with_a_failing_backend_and_nothing_is_lost_
     assert sockets() <= socks + 3, "nothing left open but this thread's loop (its selector and self-pipe)"
 
 
-def test_a_sync_stream_is_the_same_events_as_the_async_clients(openai_server: OpenAIServer) -> None:
+def test_a_sync_stream_is_the_same_events_as_the_async_clients(openai_server: OpenAIServer, portal: Any) -> None:
     client = turnout.OpenAI(router=router_for(openai_server))
     with client.chat.completions.create(model="test-model", messages=MSG, stream=True) as stream:
         sync_events = [chunk.model_dump(exclude={"id", "created"}) for chunk in stream]
@@ -87,7 +91,7 @@ def test_a_sync_stream_is_the_same_events_as_the_async_clients(openai_server: Op
             return [chunk.model_dump(exclude={"id", "created"}) async for chunk in events]
 
     assert sync_events == asyncio.run(streamed()) and len(sync_events) > 2
-    assert not portal_threads()
+    assert portal.call_count == 0
     client.close()
 
 
@@ -103,21 +107,24 @@ def test_a_sync_call_keeps_its_deadline_though_the_send_blocks(openai_server: Op
     client.close()
 
 
-def test_a_hedged_router_runs_on_the_portal_and_still_answers(make_openai_server) -> None:
+def test_a_hedged_router_runs_on_the_portal_and_still_answers(make_openai_server: Any, portal: Any) -> None:
     slow, fast = make_openai_server(), make_openai_server()
     slow.fail(Fault(delay=2.0), times=1)
     client = turnout.OpenAI(router=router_for(slow, fast, hedge_after=0.05))
     reply = client.chat.completions.create(model="test-model", messages=MSG)
     assert turnout.served_by(reply) == "b1", "the hedge raced the slow backend: attempts side by side need a loop"
-    assert portal_threads()
+    assert portal.call_count >= 1
     client.close()
 
 
-def test_a_sync_call_from_code_running_an_event_loop_is_served_on_the_portal(openai_server: OpenAIServer) -> None:
+def test_a_sync_call_from_code_running_an_event_loop_is_served_on_the_portal(
+    openai_server: OpenAIServer, portal: Any
+) -> None:
     client = turnout.OpenAI(router=router_for(openai_server))
 
     async def inside_a_loop() -> str:
         return client.chat.completions.create(model="test-model", messages=MSG).choices[0].message.content or ""
 
     assert asyncio.run(inside_a_loop()) == "echo: hi there"
+    assert portal.call_count == 1
     client.close()
