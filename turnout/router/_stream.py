@@ -219,13 +219,18 @@ class _Relay(httpx2.AsyncByteStream):
         self._on_break = on_break
         self._whole = first is None  # a compressed body cannot be looked into: trusted as before
         self._tail = b"\n"
+        self._delivered = len(read)
+        self._unlooked: bytes | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        """Each chunk is looked into after the caller has it, so nothing waits for that: when the caller asks
+        for the next, or iterates again (the SDK stops at ``[DONE]``, then drains the body anew)."""
+        self._catch_up()
         read, self._read = self._read, []
-        for chunk in read:  # each chunk is looked into after the caller has it: nothing waits for that
+        for chunk in read:
+            self._unlooked = chunk
             yield chunk
-            self._look(chunk)
-        delivered = len(read)
+            self._catch_up()
         while True:
             try:
                 chunk = await self._chunks.__anext__()
@@ -235,10 +240,10 @@ class _Relay(httpx2.AsyncByteStream):
                     return
                 self._on_break()
                 ended = BrokenStreamError(
-                    f"stream from backend {self._backend!r} ended after {delivered} chunk(s) without saying it was "
+                    f"stream from backend {self._backend!r} ended after {self._delivered} chunk(s) without saying it was "
                     "complete (no finish reason, [DONE] or final event); not replayed on another backend",
                     request=self._request,
-                    chunks=delivered,
+                    chunks=self._delivered,
                 )
                 await self._ended("broken", ended)
                 raise ended from None
@@ -249,15 +254,21 @@ class _Relay(httpx2.AsyncByteStream):
             except (httpx2.TransportError, openai.APIError) as err:
                 self._on_break()
                 broken = BrokenStreamError(
-                    f"stream from backend {self._backend!r} broke after {delivered} chunk(s): "
+                    f"stream from backend {self._backend!r} broke after {self._delivered} chunk(s): "
                     f"{getattr(err, 'message', None) or f'{type(err).__name__}: {err}'}; not replayed on another backend",
                     request=self._request,
-                    chunks=delivered,
+                    chunks=self._delivered,
                 )
                 await self._ended("broken", broken)
                 raise broken from err
-            delivered += 1
+            self._delivered += 1
+            self._unlooked = chunk
             yield chunk
+            self._catch_up()
+
+    def _catch_up(self) -> None:
+        chunk, self._unlooked = self._unlooked, None
+        if chunk is not None:
             self._look(chunk)
 
     def _look(self, chunk: bytes) -> None:
