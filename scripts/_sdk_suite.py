@@ -44,7 +44,7 @@ CATEGORIES: tuple[tuple[str, str], ...] = (
     ),
     ("placeholder-key", r"turnout-routed|api_key_provider|before_after_refresh|auth_headers"),
     ("turnout-timeout", r"Timeout\(|timeout_option|native_timeouts|direct_(a)?sync_injection|timeout"),
-    ("stream-first-event", r"ended the stream before its first event"),
+    ("stream-first-event", r"ended the stream before its first (event|token)"),
     (
         "sdk-internals",
         r"_build_request|_client\._client|_base_client|_platform|_idempotency_header|copy_signature"

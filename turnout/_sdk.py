@@ -66,6 +66,8 @@ __all__ = [
     "provider_name",
     "resolve_data_residency",
     "set_custom_headers",
+    "share_workload_identity",
+    "sdk_copy_arguments",
 ]
 
 ASYNC_SDK_REQUEST = AsyncAPIClient.request
@@ -114,3 +116,31 @@ def mtls_base_url() -> str:
     from openai.auth._x509 import MTLS_API_BASE_URL
 
     return str(MTLS_API_BASE_URL)
+
+
+def share_workload_identity(client: Any, backend_client: Any) -> None:
+    """The one backend's workload identity, shown on the caller's client as the SDK shows its own: the identity
+    (``workload_identity``) and the object holding its token (``_workload_identity_auth``), the backend's."""
+    client.workload_identity = getattr(backend_client, "workload_identity", None)
+    client._workload_identity_auth = getattr(backend_client, "_workload_identity_auth", None)
+
+
+def sdk_copy_arguments(kind: Any, state: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The constructor arguments the SDK's own ``copy()`` (``kind``'s) gives a copy of a client in ``state`` with
+    ``changes``: its own rules on what a new key, identity, provider or region keeps and drops. ``state`` holds
+    the attributes that ``copy`` reads (``api_key``, ``_api_key_provider``, ``base_url``, ``_base_url_was_default``,
+    ``_provider``, ``_client``, ...)."""
+    twin = _Twin.__new__(_Twin)
+    twin.__dict__.update(state)
+    copied = kind.copy(twin, **changes)
+    arguments = dict(copied.arguments)
+    if copied.__dict__.get("_base_url_was_default"):  # the SDK's default address, still chosen by default
+        arguments.pop("base_url", None)
+    return arguments
+
+
+class _Twin:
+    """Stands for a client in the SDK's ``copy()``, which builds ``self.__class__(...)``: here, the arguments."""
+
+    def __init__(self, **arguments: Any) -> None:
+        self.arguments = arguments

@@ -22,7 +22,7 @@ from typing import Any, AsyncIterator, Iterator, Union
 import httpx2
 import openai
 
-__all__ = ["Transports", "backend_http_client"]
+__all__ = ["Transports", "backend_http_client", "on_the_loop"]
 
 CallerClient = Union[httpx2.AsyncClient, httpx2.Client]
 
@@ -108,6 +108,13 @@ class _Threaded(httpx2.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         """Closed with the caller's client."""
+
+
+def on_the_loop(response: httpx2.Response) -> httpx2.Response:
+    """A synchronous client's response (the one backend's, on the caller's synchronous ``http_client``),
+    readable on the router's loop: a body not read yet is read a chunk at a time on a worker thread."""
+    response.stream = httpx2.ByteStream(response.content) if response.is_closed else _ThreadedBody(response.stream)
+    return response
 
 
 class _ThreadedBody(httpx2.AsyncByteStream):
