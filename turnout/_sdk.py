@@ -35,6 +35,14 @@ ran on when this was written); recheck both when either moves.
   the one backend the client builds from them. Newer than 3.0.0, so imported only
   when called (an X.509 check on an SDK without them says no).
 
+- ``share_workload_identity``: the one backend's ``workload_identity`` and
+  ``_workload_identity_auth`` (the object holding its token), set on the
+  caller's client, which shows them as the SDK's client does.
+- ``sdk_copy_arguments``: the SDK's own ``copy()``, run on a stand-in holding
+  the attributes it reads (``_api_key_provider``, ``_base_url_was_default``,
+  ``_provider``, ``_client``, ``_custom_headers``, ``_custom_query``, ...), for
+  the constructor arguments of a copy with another login (``client.copy``).
+
 The client also overrides private hooks of the SDK's base client
 (``client.py``): ``_process_response_data`` (to mark who served an answer
 and its cost; keyword-only ``data``, ``cast_to``, ``response``), and, for
@@ -79,11 +87,13 @@ def set_custom_headers(client: Any, headers: Mapping[str, str] | None) -> None:
     client._custom_headers = dict(headers or {})
 
 
-def resolve_data_residency(region: Any, base_url: Any, *, provider: Any) -> Any:
+def resolve_data_residency(region: Any, base_url: Any, *, provider: Any, websocket_base_url: Any = None) -> Any:
     """The address of a ``data_residency`` region (and the SDK's refusals of what it cannot go with)."""
     from openai._data_residency import resolve_data_residency as resolve
 
-    return resolve(region, base_url, provider=provider)
+    if websocket_base_url is None:
+        return resolve(region, base_url, provider=provider)
+    return resolve(region, base_url, provider=provider, websocket_base_url=websocket_base_url)
 
 
 def configure_provider(provider: Any) -> Any:

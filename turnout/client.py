@@ -142,6 +142,7 @@ class _Routed:
         self._turnout_one = None
         if isinstance(handle, (_Handle, _SyncHandle)):  # copy(): share the original's router
             self.router = handle.router
+            kwargs.pop("workload_identity", None)  # the one backend's, shown by copy(), never this client's own
             return kwargs
         _refuse_as_the_sdk(kwargs, handle_type.__bases__[0])  # before any backend is built
         names = _sdk_names(sdk)
@@ -234,6 +235,7 @@ class _Routed:
             else {**self._turnout_headers, **(default_headers or {})}
         )
         new._turnout_one = self._turnout_one
+        new._show_the_one_backend()
         return new
 
     with_options = copy
@@ -328,9 +330,9 @@ class AsyncOpenAI(_Routed, openai.AsyncOpenAI):
     ``api_key`` (or a key function), ``base_url``, ``workload_identity``, ``provider`` or
     ``data_residency`` make the one backend the SDK would talk to; ``timeout`` and
     ``max_retries`` set every backend's per-attempt timeout and retries;
-    ``default_headers`` and ``default_query`` go to every backend; ``http_client``'s
-    transports carry every backend's requests; ``router=`` serves with a Router you
-    built. Other keyword arguments are settings fields. Each argument:
+    ``default_headers`` and ``default_query`` go to every backend; ``http_client`` is
+    the one backend's whole, else its transports carry every backend's requests;
+    ``router=`` serves with a Router you built. Other keyword arguments are settings fields. Each argument:
     docs/sdk-compatibility.md.
     """
 
@@ -370,8 +372,12 @@ class AsyncOpenAI(_Routed, openai.AsyncOpenAI):
         return options
 
     async def _send_request(self, request: httpx2.Request, *, stream: bool, **kwargs: Any) -> httpx2.Response:
-        """The seam: the request's options (not the HTTP request the SDK built from them) go to the router."""
-        pending = _pending.get()
+        """The seam: the request's options (not the HTTP request the SDK built from them) go to the router. A request
+        sent outside a call (code calling ``_send_request`` itself) has no options to route: the SDK's own send
+        refuses it (nothing is sent from this client)."""
+        pending = _pending.get(None)
+        if pending is None:
+            return await super()._send_request(request, stream=stream, **kwargs)
         pending.served, response = await self._route(pending.routed(), pending.stream)
         return response
 
@@ -412,7 +418,9 @@ class OpenAI(_Routed, openai.OpenAI):
         return options
 
     def _send_request(self, request: httpx2.Request, *, stream: bool, **kwargs: Any) -> httpx2.Response:
-        pending = _pending.get()
+        pending = _pending.get(None)
+        if pending is None:  # as AsyncOpenAI._send_request
+            return super()._send_request(request, stream=stream, **kwargs)
         pending.served, response = run(self._route(_replayable(pending.routed()), pending.stream))
         return _synchronous(response)
 
@@ -594,7 +602,11 @@ def _backend_url(given: dict[str, Any], logins: dict[str, Any], base_url: Any) -
     or a ``provider``'s (its SDK provider keeps the login); the SDK's own rules on combining them apply."""
     region = logins.pop("data_residency", None)
     if region is not None:  # a keyword of newer SDKs only (after 3.0.0)
-        return _text(resolve_data_residency(region, base_url, provider=logins.get("provider")))
+        return _text(
+            resolve_data_residency(
+                region, base_url, provider=logins.get("provider"), websocket_base_url=given.get("websocket_base_url")
+            )
+        )
     provider = logins.get("provider")
     if provider is not None:
         clash = [k for k in ("api_key", "admin_api_key", "workload_identity", "base_url") if k in given or k in logins]

@@ -516,3 +516,19 @@ def test_build_request_outside_a_call_is_the_sdks(openai_server: OpenAIServer) -
         request = client._build_request(FinalRequestOptions(method="get", url="/foo"))
     assert str(request.url) == openai_server.base_url + "/foo" and request.headers["X-Foo"] == "bar"
     assert request.headers["Authorization"] == f"Bearer {PLACEHOLDER_KEY}", "the key stays off the caller's client"
+
+
+@pytest.mark.skipif(not SDK_HAS_X509, reason="X.509 workload identities came after openai 3.0.0")
+async def test_a_copy_of_a_workload_identity_client_keeps_its_identity() -> None:
+    from openai.auth import x509_workload_identity
+
+    identity = x509_workload_identity(identity_provider_id="idp", service_account_id="svc")
+    async with turnout.AsyncOpenAI(workload_identity=identity) as client:
+        copied = client.with_options(timeout=5)
+        assert copied.router is client.router and copied.workload_identity == client.workload_identity == identity
+
+
+@pytest.mark.skipif(not SDK_HAS_DATA_RESIDENCY, reason="data_residency came after openai 3.0.0")
+def test_data_residency_with_a_websocket_address_is_refused_as_by_the_sdk() -> None:
+    with pytest.raises(ValueError, match="`data_residency` and `websocket_base_url`"):
+        turnout.OpenAI(api_key="sk-test", data_residency="eu", websocket_base_url="wss://elsewhere.example/v1")

@@ -1,5 +1,8 @@
 """The caller's ``http_client=``, given to every backend reached over HTTP.
 
+(The one backend a client's constructor makes gets it whole instead, as the SDK would use it: the
+caller chose it for that one host. This module is for backends from the environment.)
+
 A turnout client talks to many hosts, so the caller's httpx client is not
 used as it is: each backend keeps its own client (its own address, key,
 headers and timeout) built on the caller's *transports*: the connection
