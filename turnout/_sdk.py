@@ -150,7 +150,13 @@ def sdk_copy_arguments(kind: Any, state: Mapping[str, Any], changes: Mapping[str
 
 
 class _Twin:
-    """Stands for a client in the SDK's ``copy()``, which builds ``self.__class__(...)``: here, the arguments."""
+    """Stands for a client in the SDK's ``copy()``, which builds ``self.__class__(...)``: here, the arguments.
+    What it lacks (newer SDKs read more, such as ``_ambient_authorizations``, the ``Authorization`` headers
+    the SDK took from the environment) reads as ``None``: nothing of that kind, as turnout carries none."""
 
     def __init__(self, **arguments: Any) -> None:
         self.arguments = arguments
+        self._custom_headers = arguments.get("default_headers") or {}
+
+    def __getattr__(self, name: str) -> Any:
+        return None
