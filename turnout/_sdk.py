@@ -35,6 +35,14 @@ ran on when this was written); recheck both when either moves.
   the one backend the client builds from them. Newer than 3.0.0, so imported only
   when called (an X.509 check on an SDK without them says no).
 
+- ``share_workload_identity``: the one backend's ``workload_identity`` and
+  ``_workload_identity_auth`` (the object holding its token), set on the
+  caller's client, which shows them as the SDK's client does.
+- ``sdk_copy_arguments``: the SDK's own ``copy()``, run on a stand-in holding
+  the attributes it reads (``_api_key_provider``, ``_base_url_was_default``,
+  ``_provider``, ``_client``, ``_custom_headers``, ``_custom_query``, ...), for
+  the constructor arguments of a copy with another login (``client.copy``).
+
 The client also overrides private hooks of the SDK's base client
 (``client.py``): ``_process_response_data`` (to mark who served an answer
 and its cost; keyword-only ``data``, ``cast_to``, ``response``), and, for
@@ -66,6 +74,8 @@ __all__ = [
     "provider_name",
     "resolve_data_residency",
     "set_custom_headers",
+    "share_workload_identity",
+    "sdk_copy_arguments",
 ]
 
 ASYNC_SDK_REQUEST = AsyncAPIClient.request
@@ -77,11 +87,13 @@ def set_custom_headers(client: Any, headers: Mapping[str, str] | None) -> None:
     client._custom_headers = dict(headers or {})
 
 
-def resolve_data_residency(region: Any, base_url: Any, *, provider: Any) -> Any:
+def resolve_data_residency(region: Any, base_url: Any, *, provider: Any, websocket_base_url: Any = None) -> Any:
     """The address of a ``data_residency`` region (and the SDK's refusals of what it cannot go with)."""
     from openai._data_residency import resolve_data_residency as resolve
 
-    return resolve(region, base_url, provider=provider)
+    if websocket_base_url is None:
+        return resolve(region, base_url, provider=provider)
+    return resolve(region, base_url, provider=provider, websocket_base_url=websocket_base_url)
 
 
 def configure_provider(provider: Any) -> Any:
@@ -114,3 +126,37 @@ def mtls_base_url() -> str:
     from openai.auth._x509 import MTLS_API_BASE_URL
 
     return str(MTLS_API_BASE_URL)
+
+
+def share_workload_identity(client: Any, backend_client: Any) -> None:
+    """The one backend's workload identity, shown on the caller's client as the SDK shows its own: the identity
+    (``workload_identity``) and the object holding its token (``_workload_identity_auth``), the backend's."""
+    client.workload_identity = getattr(backend_client, "workload_identity", None)
+    client._workload_identity_auth = getattr(backend_client, "_workload_identity_auth", None)
+
+
+def sdk_copy_arguments(kind: Any, state: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The constructor arguments the SDK's own ``copy()`` (``kind``'s) gives a copy of a client in ``state`` with
+    ``changes``: its own rules on what a new key, identity, provider or region keeps and drops. ``state`` holds
+    the attributes that ``copy`` reads (``api_key``, ``_api_key_provider``, ``base_url``, ``_base_url_was_default``,
+    ``_provider``, ``_client``, ...)."""
+    twin = _Twin.__new__(_Twin)
+    twin.__dict__.update(state)
+    copied = kind.copy(twin, **changes)
+    arguments = dict(copied.arguments)
+    if copied.__dict__.get("_base_url_was_default"):  # the SDK's default address, still chosen by default
+        arguments.pop("base_url", None)
+    return arguments
+
+
+class _Twin:
+    """Stands for a client in the SDK's ``copy()``, which builds ``self.__class__(...)``: here, the arguments.
+    What it lacks (newer SDKs read more, such as ``_ambient_authorizations``, the ``Authorization`` headers
+    the SDK took from the environment) reads as ``None``: nothing of that kind, as turnout carries none."""
+
+    def __init__(self, **arguments: Any) -> None:
+        self.arguments = arguments
+        self._custom_headers = arguments.get("default_headers") or {}
+
+    def __getattr__(self, name: str) -> Any:
+        return None

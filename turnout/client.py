@@ -20,6 +20,7 @@ library can carry one provider's key to another host.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 import urllib.parse
@@ -41,6 +42,8 @@ from ._sdk import (
     mtls_base_url,
     provider_name,
     resolve_data_residency,
+    sdk_copy_arguments,
+    share_workload_identity,
 )
 from .adapters import OpenAICompatAdapter
 from .router import Backend, Router
@@ -126,6 +129,7 @@ class _Routed:
     _turnout_retries: int | None
     _turnout_deadline: float | None
     _turnout_headers: dict[str, str]
+    _turnout_one: _OneBackend | None
     _custom_query: Mapping[str, object]
 
     def _sdk_arguments(
@@ -135,8 +139,10 @@ class _Routed:
         handle = kwargs.get("http_client")
         self._turnout_retries = self._turnout_deadline = None
         self._turnout_headers = {}
+        self._turnout_one = None
         if isinstance(handle, (_Handle, _SyncHandle)):  # copy(): share the original's router
             self.router = handle.router
+            kwargs.pop("workload_identity", None)  # the one backend's, shown by copy(), never this client's own
             return kwargs
         _refuse_as_the_sdk(kwargs, handle_type.__bases__[0])  # before any backend is built
         names = _sdk_names(sdk)
@@ -146,6 +152,20 @@ class _Routed:
         logins.update({k: given[k] for k in _ALSO_BACKENDS if k in given})
         if handle is not None and "timeout" not in given and handle.timeout != _HTTPX_DEFAULT_TIMEOUT:
             given["timeout"] = handle.timeout  # the SDK's rule: a timeout set on the http_client counts
+        one = None
+        if router is None and _one_backend(given.get("api_key"), given.get("base_url"), logins):
+            one = _OneBackend(
+                settings=settings,
+                http_client=handle,
+                provider=logins.get("provider"),
+                key_function=given["api_key"] if callable(given.get("api_key")) else None,
+                headers=dict(given.get("default_headers") or {}),
+                organization=given.get("organization"),
+                project=given.get("project"),
+                default_url=not ({"base_url", "data_residency", "provider"} & {*given, *logins})
+                and not os.environ.get("OPENAI_BASE_URL"),
+            )
+        self._turnout_one = one
         base_url = _backend_url(given, logins, kwargs.get("base_url", openai.NOT_GIVEN))
         if router is None:
             router = _router_for_client(
@@ -183,8 +203,18 @@ class _Routed:
         **kwargs: Any,
     ) -> Any:
         """A client sharing this one's backends (and their breakers), with a total ``timeout`` per call,
-        ``max_retries`` for every backend, or more ``default_headers``."""
+        ``max_retries`` for every backend, or more ``default_headers``. Where the constructor made the one
+        backend, a copy changing its login, address or ``http_client`` is another client, made as the SDK
+        makes its copy; with the environment's backends that is refused."""
         changed = sorted(k for k in kwargs if k in _NOT_COPIED and _given(kwargs[k]) is not None)
+        if changed and self._turnout_one is not None:
+            return self._another(
+                timeout=timeout,
+                max_retries=max_retries,
+                default_headers=default_headers,
+                set_default_headers=set_default_headers,
+                **kwargs,
+            )
         if changed:
             raise TypeError(
                 f"copy() of a turnout client cannot change {', '.join(changed)}: its requests go to "
@@ -204,9 +234,52 @@ class _Routed:
             if set_default_headers is not None
             else {**self._turnout_headers, **(default_headers or {})}
         )
+        new._turnout_one = self._turnout_one
+        new._show_the_one_backend()
         return new
 
     with_options = copy
+
+    def _another(self, **changes: Any) -> Any:
+        """A new client for another one backend: the arguments the SDK's own ``copy()`` would pass, from this
+        client's one backend (its real login, which this client shows only as a placeholder)."""
+        one, me, adapter = self._turnout_one, cast(Any, self), cast(Any, self.router.primary.adapter)
+        assert one is not None
+        state = dict(
+            api_key=getattr(adapter, "api_key", None),
+            _api_key_provider=one.key_function,
+            admin_api_key=getattr(adapter, "admin_api_key", None),
+            workload_identity=getattr(self, "workload_identity", None),
+            _provider=one.provider,
+            _client=one.http_client,
+            base_url=me.base_url,
+            _base_url_was_default=one.default_url,
+            organization=one.organization,
+            project=one.project,
+            webhook_secret=me.webhook_secret,
+            websocket_base_url=me.websocket_base_url,
+            timeout=me.timeout,
+            max_retries=me.max_retries,
+            _custom_headers={**one.headers, **self._turnout_headers},
+            _custom_query=me._custom_query,
+        )
+        sdk = openai.OpenAI if isinstance(self, openai.OpenAI) else openai.AsyncOpenAI
+        arguments = sdk_copy_arguments(sdk, state, changes)
+        if _where(arguments) != _where({"base_url": str(me.base_url), "provider": one.provider}):
+            if not any(_given(changes.get(k)) is not None for k in _LOGINS):
+                raise TypeError(
+                    "copy() of a turnout client to another host needs its own api_key (or workload_identity, "
+                    "or provider): this client's key is never sent to another host"
+                )
+            if _given(changes.get("admin_api_key")) is None:
+                arguments.pop("admin_api_key", None)  # nor its admin key
+        return type(self)(**arguments, **one.settings)
+
+    def _show_the_one_backend(self) -> None:
+        """The one backend's workload identity, as the SDK's client shows its own (the token it holds too)."""
+        backend_client = getattr(self.router.primary.adapter, "sdk_client", None)
+        if self._turnout_one is not None and backend_client is not None:
+            share_workload_identity(self, backend_client)
 
     async def _route(self, options: FinalRequestOptions, stream: bool) -> tuple[str | None, httpx2.Response]:
         if self._turnout_headers:
@@ -227,8 +300,11 @@ class _Routed:
         return name, response
 
     def _build_request(self, options: FinalRequestOptions, *, retries_taken: int = 0) -> httpx2.Request:
-        """A stand-in: nothing is sent from this client (its options go to a backend's own client, which builds
-        the real request), and the SDK's loop reads only its method and raw-stream header."""
+        """Within a call, a stand-in: nothing is sent from this client (its options go to a backend's own client,
+        which builds the real request), and the SDK's loop reads only its method and raw-stream header. Called
+        outside one (code inspecting what the SDK would send), the SDK's own."""
+        if _pending.get(None) is None:
+            return super()._build_request(options, retries_taken=retries_taken)  # type: ignore[misc, no-any-return]
         sent = options.headers if isinstance(options.headers, Mapping) else {}
         raw = sent.get(RAW_RESPONSE_HEADER)
         return httpx2.Request(
@@ -254,14 +330,15 @@ class AsyncOpenAI(_Routed, openai.AsyncOpenAI):
     ``api_key`` (or a key function), ``base_url``, ``workload_identity``, ``provider`` or
     ``data_residency`` make the one backend the SDK would talk to; ``timeout`` and
     ``max_retries`` set every backend's per-attempt timeout and retries;
-    ``default_headers`` and ``default_query`` go to every backend; ``http_client``'s
-    transports carry every backend's requests; ``router=`` serves with a Router you
-    built. Other keyword arguments are settings fields. Each argument:
+    ``default_headers`` and ``default_query`` go to every backend; ``http_client`` is
+    the one backend's whole, else its transports carry every backend's requests;
+    ``router=`` serves with a Router you built. Other keyword arguments are settings fields. Each argument:
     docs/sdk-compatibility.md.
     """
 
     def __init__(self, *, router: Router | None = None, **kwargs: Any) -> None:
         super().__init__(**self._sdk_arguments(openai.AsyncOpenAI, _Handle, router, kwargs))
+        self._show_the_one_backend()
 
     async def request(
         self,
@@ -291,12 +368,16 @@ class AsyncOpenAI(_Routed, openai.AsyncOpenAI):
 
     async def _prepare_options(self, options: FinalRequestOptions) -> FinalRequestOptions:
         options = await super()._prepare_options(options)
-        _pending.get().options = options
+        _prepared(options)
         return options
 
     async def _send_request(self, request: httpx2.Request, *, stream: bool, **kwargs: Any) -> httpx2.Response:
-        """The seam: the request's options (not the HTTP request the SDK built from them) go to the router."""
-        pending = _pending.get()
+        """The seam: the request's options (not the HTTP request the SDK built from them) go to the router. A request
+        sent outside a call (code calling ``_send_request`` itself) has no options to route: the SDK's own send
+        refuses it (nothing is sent from this client)."""
+        pending = _pending.get(None)
+        if pending is None:
+            return await super()._send_request(request, stream=stream, **kwargs)
         pending.served, response = await self._route(pending.routed(), pending.stream)
         return response
 
@@ -306,6 +387,7 @@ class OpenAI(_Routed, openai.OpenAI):
 
     def __init__(self, *, router: Router | None = None, **kwargs: Any) -> None:
         super().__init__(**self._sdk_arguments(openai.OpenAI, _SyncHandle, router, kwargs))
+        self._show_the_one_backend()
 
     def request(
         self,
@@ -337,11 +419,13 @@ class OpenAI(_Routed, openai.OpenAI):
 
     def _prepare_options(self, options: FinalRequestOptions) -> FinalRequestOptions:
         options = super()._prepare_options(options)
-        _pending.get().options = options
+        _prepared(options)
         return options
 
     def _send_request(self, request: httpx2.Request, *, stream: bool, **kwargs: Any) -> httpx2.Response:
-        pending = _pending.get()
+        pending = _pending.get(None)
+        if pending is None:  # as AsyncOpenAI._send_request
+            return super()._send_request(request, stream=stream, **kwargs)
         run: Run[Any] = runner(self.router)
         pending.served, response = run(self._route(_replayable(pending.routed()), pending.stream))
         return _synchronous(response, run)
@@ -371,6 +455,14 @@ class _Pending:
 
 
 _pending: ContextVar[_Pending] = ContextVar("turnout_pending")
+
+
+def _prepared(options: FinalRequestOptions) -> None:
+    """Keep a call's prepared options for its send; outside a call (code calling ``_prepare_options`` itself)
+    there is nothing to keep them for."""
+    pending = _pending.get(None)
+    if pending is not None:
+        pending.options = options
 
 
 # -- the SDK's http_client slot: carries the router through the SDK's copy() ----------
@@ -459,7 +551,7 @@ def _refuse_as_the_sdk(kwargs: Mapping[str, Any], client_kind: type) -> None:
         )
     if (
         "workload_identity" in kwargs
-        and _given(kwargs.get("api_key")) is not None
+        and _given(kwargs.get("api_key")) not in (None, WORKLOAD_IDENTITY_KEY)  # the SDK's own stand-in is no key
         and _given(kwargs["workload_identity"]) is not None
     ):
         raise openai.OpenAIError("The `api_key` and `workload_identity` arguments are mutually exclusive")
@@ -518,7 +610,11 @@ def _backend_url(given: dict[str, Any], logins: dict[str, Any], base_url: Any) -
     or a ``provider``'s (its SDK provider keeps the login); the SDK's own rules on combining them apply."""
     region = logins.pop("data_residency", None)
     if region is not None:  # a keyword of newer SDKs only (after 3.0.0)
-        return _text(resolve_data_residency(region, base_url, provider=logins.get("provider")))
+        return _text(
+            resolve_data_residency(
+                region, base_url, provider=logins.get("provider"), websocket_base_url=given.get("websocket_base_url")
+            )
+        )
     provider = logins.get("provider")
     if provider is not None:
         clash = [k for k in ("api_key", "admin_api_key", "workload_identity", "base_url") if k in given or k in logins]
@@ -568,7 +664,7 @@ def _router_for_client(
     if max_retries is not None:
         overrides["max_retries"] = max_retries
     sdk = {k: v for k, v in (sdk or {}).items() if v is not None}
-    if api_key is not None or base_url is not None or set(sdk) - _OPENAI_ACCOUNT:
+    if _one_backend(api_key, base_url, sdk):
         name, provider = (
             ("openai", "openai") if base_url is None or _openai_host(base_url) else ("default", "openai_compat")
         )
@@ -579,7 +675,9 @@ def _router_for_client(
         section = {"provider": provider, "base_url": base_url, "api_key": api_key}
         overrides["backends"] = [name]
         overrides["backend"] = {name: {k: v for k, v in section.items() if v is not None}}
-        return build_router(TurnoutSettings(**overrides), default_headers, http_client=http_client, sdk={name: sdk})
+        if http_client is not None:  # the caller's own, whole, to the one host it chose, as the SDK would use it
+            sdk["http_client"] = http_client
+        return build_router(TurnoutSettings(**overrides), default_headers, sdk={name: sdk}, aggregate_models=False)
     config = resolve(TurnoutSettings(**overrides))
     account = {b.name: sdk for b in config.backends if b.preset is not None and b.preset.name == "openai"}
     return build_router(config, default_headers, http_client=http_client, sdk=account)
@@ -587,6 +685,46 @@ def _router_for_client(
 
 _OPENAI_ACCOUNT = frozenset({"admin_api_key", "organization", "project"})
 """OpenAI account settings: without a backend built from the constructor, for OpenAI's backends only."""
+
+
+def _one_backend(api_key: Any, base_url: Any, logins: Mapping[str, Any]) -> bool:
+    """Do the constructor's arguments make the one backend the SDK would talk to (``TURNOUT_BACKENDS`` ignored)?"""
+    return (
+        api_key is not None
+        or base_url is not None
+        or bool({k for k, v in logins.items() if v is not None} - _OPENAI_ACCOUNT)
+    )
+
+
+_LOGINS = ("api_key", "workload_identity", "provider")
+"""What logs a client in: a copy to another host needs one of its own."""
+
+
+def _where(arguments: Mapping[str, Any]) -> object:
+    """Where a client's arguments send its key, as far as keys go: OpenAI's hosts (its regional and mTLS addresses,
+    the default, all one), a provider's own, or another ``base_url``'s host and port."""
+    if arguments.get("provider") is not None:
+        return arguments["provider"]
+    url = arguments.get("base_url")
+    if arguments.get("data_residency") is not None or not url or _openai_host(str(url)):
+        return _OPENAI_HOST
+    parts = urllib.parse.urlsplit(str(url))
+    return parts.hostname, parts.port
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class _OneBackend:
+    """A client whose one backend its constructor made: what ``copy()`` needs to make another, as the SDK would."""
+
+    settings: Mapping[str, Any]
+    http_client: Any
+    provider: Any
+    key_function: Any
+    default_url: bool
+    headers: Mapping[str, str]
+    organization: str | None
+    project: str | None
+    """What the caller gave, not what the SDK read from ``OPENAI_*`` (never sent to another provider's host)."""
 
 
 WORKLOAD_IDENTITY_KEY = "workload-identity-auth"

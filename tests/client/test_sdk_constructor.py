@@ -95,7 +95,11 @@ async def test_the_callers_transport_serves_every_backend_but_its_headers_reach_
 
 async def test_a_backend_closing_leaves_the_callers_transport_to_the_caller(openai_server: OpenAIServer) -> None:
     caller = openai.DefaultAsyncHttpxClient()
-    client = turnout.AsyncOpenAI(base_url=openai_server.base_url, api_key="sk-test", http_client=caller)
+    client = turnout.AsyncOpenAI(
+        http_client=caller,
+        backends=["local"],
+        backend={"local": {"provider": "vllm", "base_url": openai_server.base_url}},
+    )
     await client.router.primary.adapter.aclose()
     assert not caller.is_closed
     assert (await caller.get(openai_server.base_url + "/models")).status_code == 200
@@ -408,3 +412,123 @@ async def test_the_sdks_aiohttp_client_carries_every_backends_requests(make_open
     )
     assert len(down.requests) == 2 and len(up.requests) == 2
     assert caller.is_closed
+
+
+# -- the one backend: the caller's http_client whole, copy() as the SDK's, its own models --------------------
+
+
+async def test_the_one_backend_gets_the_callers_http_client_whole(openai_server: OpenAIServer) -> None:
+    hooked: list[str] = []
+
+    async def hook(request: httpx2.Request) -> None:
+        hooked.append(request.url.path)
+
+    caller = httpx2.AsyncClient(headers={"X-Caller": "mine"}, event_hooks={"request": [hook]})
+    async with turnout.AsyncOpenAI(base_url=openai_server.base_url, api_key="sk-test", http_client=caller) as client:
+        await client.chat.completions.create(model="test-model", messages=MSG)
+    assert openai_server.requests[-1].header("X-Caller") == "mine", "its headers reach the one host it was made for"
+    assert hooked == ["/v1/chat/completions"] and caller.is_closed
+
+
+def test_a_sync_http_client_carries_the_one_backend_whole(openai_server: OpenAIServer) -> None:
+    hooked: list[str] = []
+    caller = httpx2.Client(headers={"X-Caller": "mine"}, event_hooks={"request": [lambda r: hooked.append(r.url.path)]})
+    with turnout.OpenAI(base_url=openai_server.base_url, api_key="sk-test", http_client=caller) as client:
+        reply = client.chat.completions.create(model="test-model", messages=MSG)
+        streamed = [
+            c.choices[0].delta.content or ""
+            for c in client.chat.completions.create(model="test-model", messages=MSG, stream=True)
+            if c.choices
+        ]
+        models = client.models.list()
+    assert reply.choices[0].message.content == "echo: hi" and "".join(streamed) == "echo: hi"
+    assert [m.id for m in models] == ["test-model"]
+    assert {r.header("X-Caller") for r in openai_server.requests} == {"mine"}
+    assert hooked == ["/v1/chat/completions", "/v1/chat/completions", "/v1/models"] and caller.is_closed
+
+
+@pytest.mark.skipif(not SDK_HAS_X509, reason="X.509 workload identities came after openai 3.0.0")
+@pytest.mark.parametrize("kind", ["async", "sync"])
+async def test_the_sdks_workload_identity_guards_run_on_the_callers_http_client(kind: str) -> None:
+    """A key the caller's http_client would add beside an X.509 identity is refused before any token exchange."""
+    from openai.auth import x509_workload_identity
+
+    identity = x509_workload_identity(identity_provider_id="idp", service_account_id="svc")
+    if kind == "async":
+        caller: Any = httpx2.AsyncClient(headers={"api-key": "another-providers-key"})
+        async with turnout.AsyncOpenAI(workload_identity=identity, http_client=caller) as client:
+            with pytest.raises(openai.OpenAIError, match="API.key"):
+                await client.models.list()
+            assert client._workload_identity_auth is not None  # the one backend's, shown as the SDK shows its own
+    else:
+        caller = httpx2.Client(headers={"api-key": "another-providers-key"})
+        with turnout.OpenAI(workload_identity=identity, http_client=caller) as sync_client:
+            with pytest.raises(openai.OpenAIError, match="API.key"):
+                sync_client.models.list()
+
+
+async def test_a_copy_with_another_login_is_another_one_backend_client(make_openai_server) -> None:
+    first, second = make_openai_server(), make_openai_server()
+    async with turnout.AsyncOpenAI(base_url=first.base_url, api_key="sk-first", organization="org-1") as client:
+        other = client.with_options(base_url=second.base_url, api_key="sk-second")
+        same = client.with_options(api_key="sk-renewed")
+        await other.chat.completions.create(model="test-model", messages=MSG)
+        await same.chat.completions.create(model="test-model", messages=MSG)
+        await client.chat.completions.create(model="test-model", messages=MSG)
+        assert other.router is not client.router and other.max_retries == client.max_retries
+        await other.close()
+        await same.close()
+    assert [r.header("Authorization") for r in second.requests] == ["Bearer sk-second"]
+    assert [r.header("Authorization") for r in first.requests] == ["Bearer sk-renewed", "Bearer sk-first"]
+    assert second.requests[0].header("OpenAI-Organization") == "org-1", "what the copy does not change, it keeps"
+
+
+async def test_a_copy_to_another_host_needs_its_own_key(make_openai_server) -> None:
+    first, second = make_openai_server(), make_openai_server()
+    async with turnout.AsyncOpenAI(base_url=first.base_url, api_key="sk-first") as client:
+        with pytest.raises(TypeError, match="needs its own api_key") as refused:
+            client.copy(base_url=second.base_url)
+        assert "sk-first" not in str(refused.value)
+
+
+async def test_a_copy_of_environment_backends_changing_a_login_is_refused(openai_server: OpenAIServer) -> None:
+    async with turnout.AsyncOpenAI(
+        backends=["local"], backend={"local": {"provider": "vllm", "base_url": openai_server.base_url}}
+    ) as client:
+        with pytest.raises(TypeError, match="cannot change api_key"):
+            client.copy(api_key="sk-other")
+
+
+async def test_the_one_backend_answers_models_itself(openai_server: OpenAIServer) -> None:
+    async with turnout.AsyncOpenAI(base_url=openai_server.base_url, api_key="sk-test") as client:
+        listed = [m async for m in client.models.list()]
+        found = await client.models.retrieve("test-model", extra_headers={"X-Asked": "yes"})
+    assert [(m.id, m.owned_by) for m in listed] == [("test-model", "loopback")], "the server's own answer"
+    assert found.owned_by == "loopback"
+    assert openai_server.requests[-1].path == "/v1/models/test-model"
+    assert openai_server.requests[-1].header("X-Asked") == "yes"
+
+
+def test_build_request_outside_a_call_is_the_sdks(openai_server: OpenAIServer) -> None:
+    from turnout._sdk import FinalRequestOptions
+
+    with turnout.OpenAI(base_url=openai_server.base_url, api_key="sk-test", default_headers={"X-Foo": "bar"}) as client:
+        request = client._build_request(FinalRequestOptions(method="get", url="/foo"))
+    assert str(request.url) == openai_server.base_url + "/foo" and request.headers["X-Foo"] == "bar"
+    assert request.headers["Authorization"] == f"Bearer {PLACEHOLDER_KEY}", "the key stays off the caller's client"
+
+
+@pytest.mark.skipif(not SDK_HAS_X509, reason="X.509 workload identities came after openai 3.0.0")
+async def test_a_copy_of_a_workload_identity_client_keeps_its_identity() -> None:
+    from openai.auth import x509_workload_identity
+
+    identity = x509_workload_identity(identity_provider_id="idp", service_account_id="svc")
+    async with turnout.AsyncOpenAI(workload_identity=identity) as client:
+        copied = client.with_options(timeout=5)
+        assert copied.router is client.router and copied.workload_identity == client.workload_identity == identity
+
+
+@pytest.mark.skipif(not SDK_HAS_DATA_RESIDENCY, reason="data_residency came after openai 3.0.0")
+def test_data_residency_with_a_websocket_address_is_refused_as_by_the_sdk() -> None:
+    with pytest.raises(ValueError, match="`data_residency` and `websocket_base_url`"):
+        turnout.OpenAI(api_key="sk-test", data_residency="eu", websocket_base_url="wss://elsewhere.example/v1")

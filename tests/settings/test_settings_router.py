@@ -63,6 +63,7 @@ def test_the_router_has_the_backends_in_order_with_their_knobs(monkeypatch: pyte
         "stateful_backend": None,
         "responses_ttl": 120.0,
         "on_event": None,
+        "aggregate_models": True,  # every backend's models: the environment's backends
         "failover_on_content_filter": False,
         "strategy": "weighted",
         "affinity": "on",

@@ -13,13 +13,18 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Optional, Union
 
+import httpx2
 import openai
 
 from .._errors import ConfigError
 from .auth import TokenSource
 from .presets import Preset
 
-__all__ = ["build_client", "Credential"]
+__all__ = ["build_client", "Credential", "SDKClient"]
+
+SDKClient = Union[openai.AsyncOpenAI, openai.OpenAI]
+"""A backend's SDK client: async, or synchronous where the caller's own synchronous ``http_client`` carries the
+one backend (``openai_compat``: it then runs on worker threads)."""
 
 Credential = Union[str, TokenSource, None]
 """A static key, a token source (the SDK calls it per request), or ``None`` (AWS: the SDK signs)."""
@@ -33,7 +38,7 @@ def build_client(
     credential: Credential,
     api_version: Optional[str] = None,
     **common: Any,
-) -> openai.AsyncOpenAI:
+) -> SDKClient:
     """The SDK client for one backend; ``common`` are the arguments every constructor takes."""
     make = _CONSTRUCTORS[preset.constructor]
     return make(backend, base_url, credential, api_version, common)
@@ -41,13 +46,14 @@ def build_client(
 
 def _plain(
     backend: str, base_url: str, credential: Credential, api_version: Optional[str], common: dict[str, Any]
-) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(api_key=credential, base_url=base_url, max_retries=0, **common)
+) -> SDKClient:
+    kind: Any = openai.OpenAI if isinstance(common.get("http_client"), httpx2.Client) else openai.AsyncOpenAI
+    return kind(api_key=credential, base_url=base_url, max_retries=0, **common)  # type: ignore[no-any-return]
 
 
 def _azure(
     backend: str, base_url: str, credential: Credential, api_version: Optional[str], common: dict[str, Any]
-) -> openai.AsyncOpenAI:
+) -> SDKClient:
     """The v1 API is plain OpenAI (bearer key or Entra token); an api-version means the deployment routes."""
     if api_version is None:
         return _plain(backend, base_url, credential, api_version, common)
@@ -95,7 +101,7 @@ def _need_botocore(backend: str) -> None:
         raise ConfigError(f"backend {backend!r}: AUTH=aws needs botocore; pip install 'turnout[aws]'") from None
 
 
-_CONSTRUCTORS: dict[str, Callable[[str, str, Credential, Optional[str], dict[str, Any]], openai.AsyncOpenAI]] = {
+_CONSTRUCTORS: dict[str, Callable[[str, str, Credential, Optional[str], dict[str, Any]], SDKClient]] = {
     "openai": _plain,
     "azure": _azure,
     "bedrock": _bedrock,

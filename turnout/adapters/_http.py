@@ -1,5 +1,8 @@
 """The caller's ``http_client=``, given to every backend reached over HTTP.
 
+(The one backend a client's constructor makes gets it whole instead, as the SDK would use it: the
+caller chose it for that one host. This module is for backends from the environment.)
+
 A turnout client talks to many hosts, so the caller's httpx client is not
 used as it is: each backend keeps its own client (its own address, key,
 headers and timeout) built on the caller's *transports*: the connection
@@ -24,7 +27,7 @@ import openai
 
 from ._inline import InlineClient
 
-__all__ = ["Transports", "aiohttp_client", "backend_http_client"]
+__all__ = ["Transports", "aiohttp_client", "backend_http_client", "on_the_loop"]
 
 CallerClient = Union[httpx2.AsyncClient, httpx2.Client]
 
@@ -147,6 +150,13 @@ class _Threaded(httpx2.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         """Closed with the caller's client."""
+
+
+def on_the_loop(response: httpx2.Response) -> httpx2.Response:
+    """A synchronous client's response (the one backend's, on the caller's synchronous ``http_client``),
+    readable on the router's loop: a body not read yet is read a chunk at a time on a worker thread."""
+    response.stream = httpx2.ByteStream(response.content) if response.is_closed else _ThreadedBody(response.stream)
+    return response
 
 
 class _ThreadedBody(httpx2.AsyncByteStream):

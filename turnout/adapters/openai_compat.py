@@ -7,6 +7,7 @@ decides which address and key it talks to. A provider is a row in
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import os
@@ -20,10 +21,10 @@ from openai.types import Model
 
 from .._errors import ConfigError, describe, malformed_response
 from .._redact import redact_url
-from .._sdk import ASYNC_SDK_REQUEST, set_custom_headers
+from .._sdk import ASYNC_SDK_REQUEST, SYNC_SDK_REQUEST, set_custom_headers
 from ._base import Call, Capabilities, Health
-from ._constructors import build_client
-from ._http import Transports, backend_http_client
+from ._constructors import SDKClient, build_client
+from ._http import Transports, backend_http_client, on_the_loop
 from ._inline import InlineClient
 from .auth import TokenSource, token_source
 from .presets import Auth, Preset, fill_base_url, get_preset
@@ -63,8 +64,9 @@ class OpenAICompatAdapter:
     ) -> None:
         """``transports``: the caller's ``http_client`` connection layer (``adapters._http``); ``proxy``: this
         backend's own; ``sdk``: the caller's other SDK constructor arguments (``admin_api_key``,
-        ``workload_identity``, ``provider``, ``organization``, ``project``), given to this
-        backend's SDK client as they are."""
+        ``workload_identity``, ``provider``, ``organization``, ``project``, and ``http_client`` for the one
+        backend the caller's SDK would have talked to), given to this backend's SDK client as they are. A
+        synchronous ``http_client`` makes a synchronous SDK client, whose calls run on worker threads."""
         self.preset = preset if isinstance(preset, Preset) else get_preset(preset)
         self.name = name or self.preset.name
         self.provider = self.preset.name
@@ -73,6 +75,9 @@ class OpenAICompatAdapter:
         self.timeout = timeout
         self.credential = api_key or _credential(self.name, self.preset, auth or self.preset.auths[0])
         sdk = dict(sdk or {})
+        whole = sdk.pop("http_client", None)  # the caller's own, for the one backend it was made for
+        if http_client is None and proxy is None:
+            http_client = whole
         if http_client is None:  # the SDK's own defaults, less the SSL context it would build for each client
             http_client = backend_http_client(
                 self.base_url, timeout, transports=transports, proxy=proxy, verify=_shared_ssl_context()
@@ -80,14 +85,16 @@ class OpenAICompatAdapter:
         common: dict[str, Any] = dict(
             timeout=timeout, default_headers=dict(headers) if headers else None, http_client=http_client
         )
+        self._client: SDKClient
         if "provider" in sdk:  # the caller's own SDK provider brings the address and the login
-            self._client = openai.AsyncOpenAI(**sdk, max_retries=0, **common)
+            kind = openai.OpenAI if isinstance(http_client, httpx2.Client) else openai.AsyncOpenAI
+            self._client = kind(**sdk, max_retries=0, **common)
         else:  # -- issue 26: the row names the SDK constructor (plain, Azure, Bedrock provider) ------------
             self._client = build_client(
                 self.preset,
                 self.name,
                 base_url=self.base_url,
-                credential=_async_key(self.credential),
+                credential=self.credential if isinstance(http_client, httpx2.Client) else _async_key(self.credential),
                 api_version=api_version,
                 **common,
                 **sdk,
@@ -99,6 +106,11 @@ class OpenAICompatAdapter:
 
     def __repr__(self) -> str:
         return f"OpenAICompatAdapter(name={self.name!r}, preset={self.preset.name!r}, base_url={redact_url(self.base_url)!r})"
+
+    @property
+    def sdk_client(self) -> SDKClient:
+        """This backend's own SDK client (the caller's client shows its workload identity)."""
+        return self._client
 
     @property
     def api_key(self) -> str:
@@ -118,8 +130,16 @@ class OpenAICompatAdapter:
         unparsed: the caller's SDK client parses it.
         """
         # the SDK base class's request: a class-level wrapper of openai.AsyncOpenAI.request sees no attempt (_sdk)
-        answer: Any = await ASYNC_SDK_REQUEST(self._client, httpx2.Response, call.options, stream=call.stream)
+        client = self._client
+        if isinstance(client, openai.OpenAI):  # the caller's synchronous http_client carries it
+            answer: Any = await asyncio.to_thread(
+                SYNC_SDK_REQUEST, client, httpx2.Response, call.options, stream=call.stream
+            )
+        else:
+            answer = await ASYNC_SDK_REQUEST(client, httpx2.Response, call.options, stream=call.stream)
         response: httpx2.Response = answer if isinstance(answer, httpx2.Response) else answer.http_response
+        if isinstance(client, openai.OpenAI):
+            response = on_the_loop(response)
         if response.is_closed and _is_json(response) and response.content:  # read already: check it whole
             try:
                 json.loads(response.content)
@@ -129,7 +149,10 @@ class OpenAICompatAdapter:
 
     async def list_models(self) -> list[Model]:
         try:
-            page = await self._client.models.list()
+            client = self._client
+            page = await (
+                asyncio.to_thread(client.models.list) if isinstance(client, openai.OpenAI) else client.models.list()
+            )
         except ValueError as err:  # a body that is not JSON: callers expect an ``openai.APIError``
             raise malformed_response(self.name, self.base_url.rstrip("/") + "/models", err) from err
         return [m.model_copy(update={"owned_by": self.name}) for m in page.data]
@@ -150,7 +173,8 @@ class OpenAICompatAdapter:
     async def aclose(self) -> None:
         if isinstance(self.credential, TokenSource):
             await self.credential.aclose()
-        await self._client.close()
+        client = self._client
+        await (asyncio.to_thread(client.close) if isinstance(client, openai.OpenAI) else client.close())
 
 
 _SSL_CONTEXTS: dict[tuple[str | None, str | None], ssl.SSLContext] = {}
@@ -209,9 +233,7 @@ def _preset_key(name: str, preset: Preset) -> str:
     return key
 
 
-def _forget_openai_ambient(
-    client: openai.AsyncOpenAI, headers: Mapping[str, str] | None, given: Mapping[str, Any]
-) -> None:
+def _forget_openai_ambient(client: SDKClient, headers: Mapping[str, str] | None, given: Mapping[str, Any]) -> None:
     """Keep OpenAI's own ambient settings away from other providers' hosts.
 
     The SDK reads ``OPENAI_ORG_ID``, ``OPENAI_PROJECT_ID``, ``OPENAI_ADMIN_KEY`` and

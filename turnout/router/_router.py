@@ -123,7 +123,10 @@ class Router:
         hedge_after: float | str | None = None,
         max_hedges: int = 1,
         failover_on_content_filter: bool = default("failover_on_content_filter"),
+        aggregate_models: bool = True,
     ) -> None:
+        """``aggregate_models=False``: ``models.list``/``retrieve`` go to the stateful backend as they are, its
+        own answer (the client's one backend, built from the SDK's constructor: what the SDK would get)."""
         if not backends:
             raise ValueError("a Router needs at least one backend")
         self.backends = [b if isinstance(b, Backend) else Backend(b) for b in backends]
@@ -134,6 +137,7 @@ class Router:
         self.retry_budget = retry_budget
         self.retry_budget_min = retry_budget_min
         self.failover_on_content_filter = failover_on_content_filter  # another provider's filter may differ
+        self.aggregate_models = aggregate_models
         self._emit = make_emit(on_event)
         self._stats_sources: list[Callable[[str], dict[str, Any]]] = []
         self.state: State = state if state is not None else MemoryState()
@@ -228,6 +232,8 @@ class Router:
             return await self._responses.held(call)
         if mode == "admin":
             return await self._admin(call)
+        if not self.aggregate_models:
+            return await self._pinned(call)
         return None, await self._aggregated(call)
 
     async def _told(self, call: Call, session: str | None) -> Served:

@@ -83,13 +83,14 @@ def build_router(
     http_client: Any = None,
     sdk: Mapping[str, Mapping[str, Any]] | None = None,
     prometheus: bool = False,
+    aggregate_models: bool = True,
 ) -> Router:
     """A Router over every configured backend, in priority order; bad configuration raises ConfigError.
 
     ``on_event`` is the Router's hook (``turnout chat -v`` narrates the walk with it); ``http_client``
     the caller's (``adapters._http``); ``sdk`` SDK constructor arguments for some backends, by name.
     Telemetry subscribes where its extras are installed; ``prometheus`` adds the Prometheus metrics
-    (``turnout serve``).
+    (``turnout serve``); ``aggregate_models``: the Router's.
     """
     config = settings.check() if isinstance(settings, ResolvedConfig) else resolve(settings)
     transports = Transports(http_client) if http_client is not None else None
@@ -103,6 +104,7 @@ def build_router(
         failover_on_content_filter=config.failover_on_content_filter.value,
         state=open_state(config.state_url.value, prefix=config.state_prefix.value, timeout=config.state_timeout.value),
         on_event=on_event,
+        aggregate_models=aggregate_models,
         **{name: config.values[name].value for name in ROUTING},
     )
     instrument(
