@@ -47,10 +47,13 @@ _SEMCONV_PROVIDERS = {
 _STREAM_USAGE = ("chat", "completions")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Request:
     span: Any = None
     """The request's span, while it records (``None``: no tracer, or sampled out)."""
+    tracer: Any = None
+    instruments: Optional[tuple[Any, Any, Any]] = None
+    """The GenAI metrics' instruments, where a meter provider was configured when the request came."""
     parent: Any = None
     """The context its attempts' spans start in, made at the first."""
     common: dict[str, Any] = field(default_factory=dict)
@@ -140,8 +143,9 @@ class Telemetry:
         tracing = self.tracing
         if tracing is None:
             return
-        tracer = tracing.tracer()
-        if tracer is None and (self.metrics is None or self.metrics.instruments() is None):
+        tracer = state.tracer = tracing.tracer()
+        state.instruments = self.metrics.instruments() if self.metrics is not None else None
+        if tracer is None and state.instruments is None:
             return  # no provider configured: nothing to record
         state.nested = tracing.inside_genai_span()
         operation = _OPERATIONS.get(info.endpoint, info.endpoint)
@@ -302,8 +306,7 @@ class Telemetry:
 
     def _attempt_span(self, event: RouterEvent, state: _Request) -> Any:
         """The attempt's span under its request's, started at the attempt's start (``None``: sampled out)."""
-        tracer = self._tracing.tracer()
-        if tracer is None or event.start is None:
+        if event.start is None:
             return None
         if state.parent is None:
             state.parent = self._tracing.context_of(state.span)
@@ -313,7 +316,7 @@ class Telemetry:
             "turnout.attempt": event.attempt,
         }
         name = f"{state.common['gen_ai.operation.name']} {event.backend}"
-        return self._tracing.start(tracer, name, event.start, attributes, state.parent)
+        return self._tracing.start(state.tracer, name, event.start, attributes, state.parent)
 
     def _priced(self, info: RequestInfo, state: _Request) -> None:
         """The answer's cost, once its usage is in: on its response's header, in the totals. An answer that
@@ -363,24 +366,22 @@ class Telemetry:
                 attributes["turnout.stream.closed"] = True
             state.span.set_attributes(attributes)
             self._tracing.end(state.span, end, error_type, type(error).__name__ if error is not None else None)
-        if self.metrics is not None and state.common and not state.nested:
-            instruments = self.metrics.instruments()
-            if instruments is not None:
-                key = (
-                    state.common["gen_ai.operation.name"],
-                    state.backend,
-                    self._model_label(info.model),
-                    self._model_label(facts.model),
-                    error_type,
-                )
-                self.metrics.record(
-                    instruments,
-                    self._metric_attributes.get(key) or self._new_metric_attributes(key),
-                    duration,
-                    first,
-                    facts.input_tokens,
-                    facts.output_tokens,
-                )
+        if state.instruments is not None and not state.nested and self.metrics is not None:
+            key = (
+                state.common["gen_ai.operation.name"],
+                state.backend,
+                self._model_label(info.model),
+                self._model_label(facts.model),
+                error_type,
+            )
+            self.metrics.record(
+                state.instruments,
+                self._metric_attributes.get(key) or self._new_metric_attributes(key),
+                duration,
+                first,
+                facts.input_tokens,
+                facts.output_tokens,
+            )
         if self.prom is not None:
             self._count(info, state, duration, first, error)
 
