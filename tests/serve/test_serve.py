@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import httpx2
 import openai
@@ -96,6 +96,14 @@ class Served:
 
     def access_lines(self, path: str) -> list[str]:
         return [line for line in self.lines if f" {path} " in line and "turnout.serve" in line]
+
+    def wait_until(self, check: Callable[[], bool], limit: float = 20.0) -> None:
+        """Until ``check()`` holds of the log (an access line is written just after its answer ends); bounded."""
+        for _ in range(int(limit / 0.02)):
+            if check() or self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        assert check(), self.log
 
     def signal(self, sig: int = signal.SIGTERM) -> None:
         self.proc.send_signal(sig)

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx2
+import openai
 import pytest
 
 from tests.cli.test_cli import backend, backends
@@ -114,6 +115,60 @@ def test_a_failover_is_counted_with_its_tokens_cost_and_times(one: Served) -> No
     assert value(after, "turnout_in_flight", backend="good") == 0
     one.wait_for(f"{answer.headers['x-turnout-cost']}")
     assert any("$" in line for line in one.access_lines("/v1/chat/completions"))
+
+
+def priced(usage: Any) -> float:
+    """The cost of ``usage`` at the good backend's set price: $1 in, $2 out per million tokens."""
+    return (usage.prompt_tokens * 1 + usage.completion_tokens * 2) / 1e6
+
+
+@pytest.mark.parametrize("usage_asked", [True, False])
+def test_a_streams_cost_comes_as_an_sse_comment_before_done(one: Served, usage_asked: bool) -> None:
+    sdk = openai.OpenAI(base_url=f"{one.url}/v1", api_key=SERVE_KEY, max_retries=0, timeout=10)
+    whole = sdk.chat.completions.with_raw_response.create(model="test-model", messages=MESSAGES)  # the same tokens
+    cost = whole.headers["x-turnout-cost"]
+    usage = whole.parse().usage
+    assert usage is not None and float(cost) == pytest.approx(priced(usage))
+    logged = stream_lines(one, cost)
+
+    options = {"stream_options": {"include_usage": True}} if usage_asked else {}
+    chunks = list(sdk.chat.completions.create(model="test-model", messages=MESSAGES, stream=True, **options))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "echo: hello there"
+    assert [c.usage is not None for c in chunks][-1] is usage_asked  # what the caller asked for, no more
+    with httpx2.stream(
+        "POST",
+        f"{one.url}/v1/chat/completions",
+        headers=AUTH,
+        timeout=10,
+        json={"model": "test-model", "messages": MESSAGES, "stream": True, **options},
+    ) as answer:
+        assert "x-turnout-cost" not in answer.headers  # sent before the usage came
+        lines = [line for line in answer.iter_lines() if line]
+    assert lines[-2:] == [f": x-turnout-cost: {cost}", "data: [DONE]"]
+    one.wait_until(lambda: stream_lines(one, cost) >= logged + 2)  # both streams' access lines, with the cost
+
+
+def stream_lines(server: Served, cost: str) -> int:
+    return sum(line.rstrip().endswith(f" ${cost} stream") for line in server.access_lines("/v1/chat/completions"))
+
+
+def test_a_responses_streams_cost_comes_at_its_end(one: Served) -> None:
+    sdk = openai.OpenAI(base_url=f"{one.url}/v1", api_key=SERVE_KEY, max_retries=0, timeout=10)
+    events = list(sdk.responses.create(model="test-model", input="hello there", stream=True))
+    assert events[-1].type == "response.completed" and events[-1].response.usage is not None
+    usage = events[-1].response.usage
+    with httpx2.stream(
+        "POST",
+        f"{one.url}/v1/responses",
+        headers=AUTH,
+        timeout=10,
+        json={"model": "test-model", "input": "hello there", "stream": True},
+    ) as answer:
+        lines = [line for line in answer.iter_lines() if line]
+    assert '"response.completed"' in lines[-2]
+    label, _, cost = lines[-1].rpartition(": ")
+    assert label == ": x-turnout-cost"
+    assert float(cost) == pytest.approx((usage.input_tokens * 1 + usage.output_tokens * 2) / 1e6)
 
 
 def test_label_values_stay_bounded_under_random_model_names(one: Served) -> None:

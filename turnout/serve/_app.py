@@ -392,12 +392,38 @@ class _Stream(StreamingResponse):
 
 
 async def _chunks(upstream: httpx2.Response, scope: Scope, scrub: Scrubber) -> AsyncIterator[bytes]:
+    """The backend's chunks; once its cost is known (from its usage, near the end), an SSE comment saying it."""
+    told = False
     try:
         async for chunk in upstream.aiter_bytes():
+            if not told and _DONE in chunk:
+                chunk, told = _with_cost(chunk, upstream.headers.get(COST_HEADER))
             yield chunk
+        if not told and COST_HEADER in upstream.headers:  # a stream without [DONE] (Responses): at its end
+            yield cost_comment(upstream.headers[COST_HEADER])
     except openai.APIError as err:  # broke after its first event: say so in the stream, as OpenAI does
         scope[_log.NOTE] = "stream, broken upstream"
         error = {"message": scrub(str(err)), "type": "server_error", "param": None, "code": "stream_broken"}
         yield b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
         return
+    finally:
+        scope[_log.COST] = upstream.headers.get(COST_HEADER)
     scope[_log.NOTE] = "stream"
+
+
+_DONE = b"data: [DONE]"
+
+
+def cost_comment(cost: str) -> bytes:
+    """A stream's cost (USD, or ``unknown``) as an SSE comment line, which every SSE parser skips: its
+    headers went out before its usage came in."""
+    return f": {COST_HEADER}: {cost}\n\n".encode()
+
+
+def _with_cost(chunk: bytes, cost: str | None) -> tuple[bytes, bool]:
+    """``chunk`` with the cost's comment just before its ``data: [DONE]`` (the last event, which some clients
+    stop reading at); whether it was put in."""
+    at = chunk.find(_DONE)
+    if cost is None or (at > 0 and chunk[at - 1 : at] not in (b"\n", b"\r")):
+        return chunk, False
+    return chunk[:at] + cost_comment(cost) + chunk[at:], True

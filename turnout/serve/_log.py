@@ -1,6 +1,7 @@
 """One access line per request on the ``turnout.serve`` logger, and where the server's logs go.
 
     POST /v1/chat/completions 200 good 41.7ms $0.000213
+    POST /v1/chat/completions 200 good 1804.2ms $0.000951 stream
     POST /v1/chat/completions 200 good 1804.2ms stream, client left
     POST /v1/chat/completions 499 - 912.0ms client left
 
@@ -27,6 +28,9 @@ log = logging.getLogger("turnout.serve")
 
 NOTE = "turnout.note"
 """A scope key a handler sets to add a word to the access line (``stream, client left``)."""
+
+COST = "turnout.cost"
+"""A scope key a stream's relay sets to its cost (the ``x-turnout-cost`` value) once known: after its headers."""
 
 _HEADER = BACKEND_HEADER.encode()
 _COST = COST_HEADER.encode()
@@ -66,13 +70,14 @@ class AccessLog(HttpMiddleware):
                 status = message["status"]
                 headers = dict(message.get("headers", ()))
                 backend = headers[_HEADER].decode("latin-1") if _HEADER in headers else NO_BACKEND
-                cost = _cost_text(headers.get(_COST))
+                cost = _cost_text(headers.get(_COST, b"").decode("latin-1"))
             await send(message)
 
         try:
             await self.app(scope, receive, sending)
         finally:
             note = scope.get(NOTE)
+            cost = cost or _cost_text(scope.get(COST) or "")
             log.info(
                 "%s %s %d %s %.1fms%s%s",
                 scope["method"],
@@ -98,11 +103,10 @@ _QUIET = ("turnout", "uvicorn.error")
 """Warnings and errors only, unless :func:`narrate`: the router's info lines are one per retry and failover."""
 
 
-def _cost_text(header: bytes | None) -> str:
-    """`` $0.000213``, `` cost unknown`` (no price), or nothing (no usage: a stream's cost comes at its end)."""
-    if header is None:
+def _cost_text(text: str) -> str:
+    """`` $0.000213``, `` cost unknown`` (no price), or nothing (no usage, or a stream's not in yet)."""
+    if not text:
         return ""
-    text = header.decode("latin-1")
     return " cost unknown" if text == "unknown" else f" ${text}"
 
 

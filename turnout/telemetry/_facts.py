@@ -67,12 +67,17 @@ def _int(value: Any) -> Optional[int]:
 def facts_of(response: httpx2.Response) -> Facts:
     """The facts of an answer already read whole (nothing for one that is not JSON)."""
     facts = Facts()
-    if response.headers.get("content-type", "").startswith("application/json"):
-        try:
-            facts.take(json.loads(response.content))
-        except ValueError:
+    content = response.content
+    first = content[:1]
+    if first in b"{ \r\n\t":  # a JSON object, told cheaper than by the content-type header
+        try:  # json.loads less its encoding sniffing and whitespace regex, where the object starts at once
+            facts.take(_object(content.decode())[0] if first == b"{" else json.loads(content))
+        except ValueError:  # UnicodeDecodeError too
             pass
     return facts
+
+
+_object = json.JSONDecoder().raw_decode
 
 
 _END_OF_EVENT = re.compile(rb"\r\n\r\n|\n\n|\r\r")

@@ -33,6 +33,7 @@ OTHER = "other"
 
 _KEY = "turnout.telemetry"
 _MAX_FREE_MODELS = 50
+_MAX_METRIC_ATTRIBUTES = 4096
 _OPERATIONS = {"chat": "chat", "completions": "text_completion", "embeddings": "embeddings", "responses": "chat"}
 _SEMCONV_PROVIDERS = {
     "openai": "openai",
@@ -46,18 +47,17 @@ _SEMCONV_PROVIDERS = {
 _STREAM_USAGE = ("chat", "completions")
 
 
-@dataclass(frozen=True)
-class _Where:
-    """A backend as spans name it."""
-
-    provider: str
-    address: Optional[str]
-    port: Optional[int]
-
-
-@dataclass
+@dataclass(slots=True)
 class _Request:
     span: Any = None
+    """The request's span, while it records (``None``: no tracer, or sampled out)."""
+    tracer: Any = None
+    instruments: Optional[tuple[Any, Any, Any]] = None
+    """The GenAI metrics' instruments, where a meter provider was configured when the request came."""
+    parent: Any = None
+    """The context its attempts' spans start in, made at the first."""
+    common: dict[str, Any] = field(default_factory=dict)
+    """Attributes of the request's span and each attempt's: the operation and the requested model."""
     attempt_span: Any = None
     attempt_backend: Optional[str] = None
     in_flight: list[str] = field(default_factory=list)
@@ -86,7 +86,9 @@ class Telemetry:
         prom: Any = None,
         otel: bool = True,
     ) -> None:
-        self._where = {b.name: _where_of(b.adapter) for b in router.backends}
+        self._backend_attributes = {b.name: _backend_attributes(b.name, b.adapter) for b in router.backends}
+        """Each backend's constant span and metric attributes (name, provider, address, port), built once."""
+        self._metric_attributes: dict[tuple[Any, ...], tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {}
         presets = {b.name: b.adapter.provider for b in router.backends}
         local = {b.name: bool(getattr(getattr(b.adapter, "preset", None), "local", False)) for b in router.backends}
         self.pricer = Pricer(prices or {}, local, {n: PROVIDER_IDS.get(p) for n, p in presets.items()})
@@ -138,16 +140,24 @@ class Telemetry:
             if not (isinstance(options, dict) and options.get("include_usage")):
                 info.body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
                 state.strip_usage = True
-        if self.tracing is not None:
-            state.nested = self.tracing.inside_genai_span()
-            operation = _OPERATIONS.get(info.endpoint, info.endpoint)
-            attributes: dict[str, Any] = {"gen_ai.operation.name": operation, "turnout.endpoint": info.endpoint}
-            if info.model:
-                attributes["gen_ai.request.model"] = info.model
-            if self.tracing.capture and info.body:
-                attributes["gen_ai.input.messages"] = self.tracing.messages(info.body)
-            state.span = self.tracing.start(
-                f"{operation} {info.model}" if info.model else operation, info.start, attributes
+        tracing = self.tracing
+        if tracing is None:
+            return
+        tracer = state.tracer = tracing.tracer()
+        state.instruments = self.metrics.instruments() if self.metrics is not None else None
+        if tracer is None and state.instruments is None:
+            return  # no provider configured: nothing to record
+        state.nested = tracing.inside_genai_span()
+        operation = _OPERATIONS.get(info.endpoint, info.endpoint)
+        common = state.common = {"gen_ai.operation.name": operation}
+        if info.model:
+            common["gen_ai.request.model"] = info.model
+        if tracer is not None:
+            attributes = {**common, "turnout.endpoint": info.endpoint}
+            if tracing.capture and info.body:
+                attributes["gen_ai.input.messages"] = tracing.messages(info.body)
+            state.span = tracing.start(
+                tracer, f"{operation} {info.model}" if info.model else operation, info.start, attributes
             )
 
     def _attempt(self, event: RouterEvent, state: _Request) -> None:
@@ -159,9 +169,10 @@ class Telemetry:
         self._landed(state, event.backend)
         if self.prom is not None:
             self.prom.attempts.labels(event.backend, "error").inc()
-        if self.tracing is not None and state.span is not None and event.start is not None and event.end is not None:
-            span = self._attempt_span(self.tracing, event, state)
-            self.tracing.end(span, event.end, {}, error=_error_type(event.error), message=type(event.error).__name__)
+        if state.span is not None and event.end is not None:
+            span = self._attempt_span(event, state)
+            if span is not None:
+                self._tracing.end(span, event.end, _error_type(event.error), type(event.error).__name__)
 
     def _answer(self, event: RouterEvent, state: _Request) -> None:
         if self.prom is not None:
@@ -170,20 +181,22 @@ class Telemetry:
             self._landed(state, event.backend)
         elif event.first is not None and event.start is not None:
             state.first = event.first
-        if self.tracing is not None and state.span is not None and event.start is not None:
-            span = self._attempt_span(self.tracing, event, state)
+        if state.span is not None:
+            span = self._attempt_span(event, state)
+            if span is None:
+                return
             if event.end is not None:
-                self.tracing.end(span, event.end, {})  # the answer's facts go on the request's span
+                self._tracing.end(span, event.end)  # the answer's facts go on the request's span
             else:
-                if event.first is not None:
+                if event.first is not None and event.start is not None:
                     span.set_attribute("gen_ai.response.time_to_first_chunk", event.first - event.start)
                 state.attempt_span = span
 
     def _retry(self, event: RouterEvent, state: _Request) -> None:
         if self.prom is not None:
             self.prom.retries.labels(event.backend).inc()
-        if self.tracing is not None:
-            self.tracing.note(
+        if state.span is not None:
+            self._tracing.note(
                 state.span,
                 "turnout.retry",
                 {
@@ -196,16 +209,16 @@ class Telemetry:
     def _failover(self, event: RouterEvent, state: _Request) -> None:
         if self.prom is not None and event.to is not None:
             self.prom.failovers.labels(event.backend, event.to).inc()
-        if self.tracing is not None:
-            self.tracing.note(
+        if state.span is not None:
+            self._tracing.note(
                 state.span,
                 "turnout.failover",
                 {"turnout.failover.from": event.backend, "turnout.failover.to": event.to},
             )
 
     def _skipped(self, event: RouterEvent, state: _Request) -> None:
-        if self.tracing is not None:
-            self.tracing.note(
+        if state.span is not None:
+            self._tracing.note(
                 state.span,
                 "turnout.skipped",
                 {"turnout.backend": event.backend, "turnout.skipped.reason": event.reason},
@@ -224,10 +237,8 @@ class Telemetry:
         self._landed(state, keep=event.backend if info.stream else None)  # a stream is under way until its end
         if not info.stream:
             state.facts = facts_of(response)
-            if (
-                self.tracing is not None and state.span is not None and self.tracing.capture
-            ):  # opted in: the answer's messages too
-                state.span.set_attribute("gen_ai.output.messages", self.tracing.answer_messages(response.content))
+            if state.span is not None and self._tracing.capture:  # opted in: the answer's messages too
+                state.span.set_attribute("gen_ai.output.messages", self._tracing.answer_messages(response.content))
             self._priced(info, state)
             self._finish(info, state, event.end)
             return
@@ -255,9 +266,9 @@ class Telemetry:
         info = event.request
         assert info is not None and event.end is not None
         self._landed(state, event.backend)
-        if self.tracing is not None and state.attempt_span is not None:
-            self.tracing.end(
-                state.attempt_span, event.end, {}, error=None if event.reason != "broken" else _error_type(event.error)
+        if state.attempt_span is not None:
+            self._tracing.end(
+                state.attempt_span, event.end, _error_type(event.error) if event.reason == "broken" else None
             )
             state.attempt_span = None
         self._finish(
@@ -287,21 +298,25 @@ class Telemetry:
         for name in gone:
             self.prom.in_flight.labels(name).dec()
 
-    def _attempt_span(self, tracing: Tracing, event: RouterEvent, state: _Request) -> Any:
-        info = event.request
-        assert info is not None and event.start is not None, "an attempt's events carry its request and start"
-        where = self._where.get(event.backend)
-        attributes: dict[str, Any] = {
-            "turnout.backend": event.backend,
+    @property
+    def _tracing(self) -> Tracing:
+        """Only asked where a request has a span, which only tracing makes."""
+        assert self.tracing is not None
+        return self.tracing
+
+    def _attempt_span(self, event: RouterEvent, state: _Request) -> Any:
+        """The attempt's span under its request's, started at the attempt's start (``None``: sampled out)."""
+        if event.start is None:
+            return None
+        if state.parent is None:
+            state.parent = self._tracing.context_of(state.span)
+        attributes = {
+            **state.common,
+            **self._backend_attributes.get(event.backend, {}),
             "turnout.attempt": event.attempt,
-            "gen_ai.operation.name": _OPERATIONS.get(info.endpoint, info.endpoint),
         }
-        if info.model:
-            attributes["gen_ai.request.model"] = info.model
-        if where is not None:
-            attributes.update(_where_attributes(where))
-        name = f"{attributes['gen_ai.operation.name']} {event.backend}"
-        return tracing.start(name, event.start, attributes, parent=state.span)
+        name = f"{state.common['gen_ai.operation.name']} {event.backend}"
+        return self._tracing.start(state.tracer, name, event.start, attributes, state.parent)
 
     def _priced(self, info: RequestInfo, state: _Request) -> None:
         """The answer's cost, once its usage is in: on its response's header, in the totals. An answer that
@@ -340,39 +355,61 @@ class Telemetry:
         facts = state.facts
         duration = end - info.start
         first = state.first - info.start if state.first is not None else None
-        where = self._where.get(state.backend)
-        operation = _OPERATIONS.get(info.endpoint, info.endpoint)
-        if self.tracing is not None and state.span is not None:
-            attributes = {
-                **_response_attributes(facts),
-                "turnout.backend": state.backend or None,
-                "turnout.cost_usd": state.cost,
-                "gen_ai.response.time_to_first_chunk": first,
-                "turnout.stream.closed": True if closed else None,
-            }
-            if where is not None:
-                attributes.update(_where_attributes(where))
-            self.tracing.end(
-                state.span,
-                end,
-                attributes,
-                error=_error_type(error) if error is not None else None,
-                message=type(error).__name__ if error is not None else None,
+        error_type = _error_type(error) if error is not None else None
+        if state.span is not None:
+            attributes = _response_attributes(facts, self._backend_attributes.get(state.backend, {}))
+            if state.cost is not None:
+                attributes["turnout.cost_usd"] = state.cost
+            if first is not None:
+                attributes["gen_ai.response.time_to_first_chunk"] = first
+            if closed:
+                attributes["turnout.stream.closed"] = True
+            state.span.set_attributes(attributes)
+            self._tracing.end(state.span, end, error_type, type(error).__name__ if error is not None else None)
+        if state.instruments is not None and not state.nested and self.metrics is not None:
+            key = (
+                state.common["gen_ai.operation.name"],
+                state.backend,
+                self._model_label(info.model),
+                self._model_label(facts.model),
+                error_type,
             )
-        if self.metrics is not None and not state.nested:
-            attributes = {
-                "gen_ai.operation.name": operation,
-                "gen_ai.request.model": self._model_label(info.model),
-                "gen_ai.response.model": self._model_label(facts.model),
-                "error.type": _error_type(error) if error is not None else None,
-            }
-            if where is not None:
-                attributes.update(_where_attributes(where))
             self.metrics.record(
-                attributes, duration, first, {"input": facts.input_tokens, "output": facts.output_tokens}
+                state.instruments,
+                self._metric_attributes.get(key) or self._new_metric_attributes(key),
+                duration,
+                first,
+                facts.input_tokens,
+                facts.output_tokens,
             )
         if self.prom is not None:
             self._count(info, state, duration, first, error)
+
+    def _new_metric_attributes(
+        self, key: tuple[str, str, str, Optional[str], Optional[str]]
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        """The GenAI metrics' attributes for one (operation, backend, models, error): kept, as their values are
+        bounded (configured names, or ``other``)."""
+        operation, backend, request_model, response_model, error_type = key
+        attributes: dict[str, Any] = {"gen_ai.operation.name": operation}
+        for name, value in (
+            ("gen_ai.request.model", request_model),
+            ("gen_ai.response.model", response_model),
+            ("error.type", error_type),
+        ):
+            if value:
+                attributes[name] = value
+        where = self._backend_attributes.get(backend, {})
+        attributes.update((k, v) for k, v in where.items() if k != "turnout.backend")
+        if len(self._metric_attributes) > _MAX_METRIC_ATTRIBUTES:
+            self._metric_attributes.clear()
+        entry = (
+            attributes,
+            {**attributes, "gen_ai.token.type": "input"},
+            {**attributes, "gen_ai.token.type": "output"},
+        )
+        self._metric_attributes[key] = entry
+        return entry
 
     def _count(
         self, info: RequestInfo, state: _Request, duration: float, first: Optional[float], error: BaseException | None
@@ -396,27 +433,38 @@ class Telemetry:
             prom.cost.labels(backend, model).inc(state.cost)
 
 
-def _where_of(adapter: Adapter) -> _Where:
+def _backend_attributes(name: str, adapter: Adapter) -> dict[str, Any]:
+    """A backend as spans name it: turnout's name, the GenAI provider, the server's address and port."""
     preset = adapter.provider or "openai_compat"
     url = urllib.parse.urlsplit(getattr(adapter, "base_url", "") or "")
     port = url.port or (443 if url.scheme == "https" else 80 if url.scheme == "http" else None)
-    return _Where(_SEMCONV_PROVIDERS.get(preset, preset), url.hostname, port)
-
-
-def _where_attributes(where: _Where) -> dict[str, Any]:
-    return {"gen_ai.provider.name": where.provider, "server.address": where.address, "server.port": where.port}
-
-
-def _response_attributes(facts: Facts) -> dict[str, Any]:
-    return {
-        "gen_ai.response.id": facts.response_id,
-        "gen_ai.response.model": facts.model,
-        "gen_ai.response.finish_reasons": facts.finish_reasons or None,
-        "gen_ai.usage.input_tokens": facts.input_tokens,
-        "gen_ai.usage.output_tokens": facts.output_tokens,
-        "gen_ai.usage.cache_read.input_tokens": facts.cached_tokens,
-        "gen_ai.usage.reasoning.output_tokens": facts.reasoning_tokens,
+    attributes: dict[str, Any] = {
+        "turnout.backend": name,
+        "gen_ai.provider.name": _SEMCONV_PROVIDERS.get(preset, preset),
     }
+    if url.hostname:
+        attributes["server.address"] = url.hostname
+    if port is not None:
+        attributes["server.port"] = port
+    return attributes
+
+
+def _response_attributes(facts: Facts, backend: Mapping[str, Any]) -> dict[str, Any]:
+    """The answer's facts that it told, beside its backend's attributes."""
+    attributes = dict(backend)
+    for name, value in (
+        ("gen_ai.response.id", facts.response_id),
+        ("gen_ai.response.model", facts.model),
+        ("gen_ai.usage.input_tokens", facts.input_tokens),
+        ("gen_ai.usage.output_tokens", facts.output_tokens),
+        ("gen_ai.usage.cache_read.input_tokens", facts.cached_tokens),
+        ("gen_ai.usage.reasoning.output_tokens", facts.reasoning_tokens),
+    ):
+        if value is not None:
+            attributes[name] = value
+    if facts.finish_reasons:
+        attributes["gen_ai.response.finish_reasons"] = facts.finish_reasons
+    return attributes
 
 
 def _error_type(error: BaseException | None) -> Optional[str]:

@@ -57,20 +57,22 @@ class Tracing:
             self._tracer = provider.get_tracer(_SCOPE) if _configured(provider) else None
         return self._tracer
 
-    def start(self, name: str, start: float, attributes: dict[str, Any], parent: Any = None) -> Any:
-        tracer = self.tracer()
-        if tracer is None:
-            return None
-        context = trace.set_span_in_context(parent) if parent is not None else None
-        return tracer.start_span(
-            name, context=context, kind=SpanKind.CLIENT, attributes=attributes, start_time=epoch_ns(start)
+    @staticmethod
+    def start(tracer: trace.Tracer, name: str, start: float, attributes: dict[str, Any], parent: Any = None) -> Any:
+        """A span started on ``tracer`` (under ``parent``, a context), or ``None`` where the sampler dropped it:
+        nothing is built for a span that records nothing."""
+        span = tracer.start_span(
+            name, context=parent, kind=SpanKind.CLIENT, attributes=attributes, start_time=epoch_ns(start)
         )
+        return span if span.is_recording() else None
 
     @staticmethod
-    def end(
-        span: Any, end: float, attributes: dict[str, Any], error: Optional[str] = None, message: Optional[str] = None
-    ) -> None:
-        span.set_attributes({k: v for k, v in attributes.items() if v is not None})
+    def context_of(span: Any) -> Any:
+        """The context a child of ``span`` starts in."""
+        return trace.set_span_in_context(span)
+
+    @staticmethod
+    def end(span: Any, end: float, error: Optional[str] = None, message: Optional[str] = None) -> None:
         if error is not None:
             span.set_attribute("error.type", error)
             span.set_status(Status(StatusCode.ERROR, message))
@@ -145,16 +147,20 @@ class GenAIMetrics:
         return self._instruments
 
     def record(
-        self, attributes: dict[str, Any], duration: float, first: Optional[float], tokens: dict[str, Optional[int]]
+        self,
+        instruments: tuple[Any, Any, Any],
+        attributes: tuple[dict[str, Any], dict[str, Any], dict[str, Any]],
+        duration: float,
+        first: Optional[float],
+        input_tokens: Optional[int],
+        output_tokens: Optional[int],
     ) -> None:
-        instruments = self.instruments()
-        if instruments is None:
-            return
+        """One operation; ``attributes``: the operation's, then with ``gen_ai.token.type`` input and output."""
         duration_h, tokens_h, first_h = instruments
-        attributes = {k: v for k, v in attributes.items() if v is not None}
-        duration_h.record(duration, attributes)
+        duration_h.record(duration, attributes[0])
         if first is not None:
-            first_h.record(first, attributes)
-        for kind, count in tokens.items():
-            if count is not None:
-                tokens_h.record(count, {**attributes, "gen_ai.token.type": kind})
+            first_h.record(first, attributes[0])
+        if input_tokens is not None:
+            tokens_h.record(input_tokens, attributes[1])
+        if output_tokens is not None:
+            tokens_h.record(output_tokens, attributes[2])
