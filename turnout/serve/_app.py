@@ -1,11 +1,13 @@
 """The ASGI app: OpenAI's HTTP API under ``/v1``, every request sent through one turnout client.
 
 The server holds one ``turnout.AsyncOpenAI`` (built from the environment at
-start-up, closed at shutdown) and passes each request to it through the
-SDK's documented raw-request path, ``client.post(path, cast_to=httpx2.Response,
-...)``: the router picks the backend exactly as for library callers (model
-pinning, aliases, capabilities, failover), and the serving backend's own HTTP
-answer comes back, whose bytes are relayed. Streams are relayed chunk by chunk
+start-up, closed at shutdown; its backends on the SDK's aiohttp transport). A
+JSON request goes to its router with the options the client's ``post`` would
+build; uploads and stored responses go through the SDK's raw-request path,
+``client.post(path, cast_to=httpx2.Response, ...)``. Either way the router picks
+the backend exactly as for library callers (model pinning, aliases,
+capabilities, failover), and the serving backend's own HTTP answer comes back,
+whose bytes are relayed. Streams are relayed chunk by chunk
 as they arrive and closed upstream when the caller hangs up.
 """
 
