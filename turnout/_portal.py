@@ -4,7 +4,11 @@ On the calling thread, where it can (:func:`runner`): a loop of that thread's
 own runs the router, and every backend sends synchronously on it
 (``adapters._inline``), so a call costs about what the sync SDK's does, with
 no hop to another thread. Each thread's loop is made on its first call and
-closed when the thread ends.
+closed when the thread ends. Where nobody subscribed to the router's events,
+the call's coroutine is first stepped directly (:func:`run_direct`): a call
+whose sends all block never waits on the loop, so it runs to its end in that
+one step and the loop's own machinery (a task, two polls) is not paid; the
+first time it does wait (a retry's sleep), the rest runs as a task on the loop.
 
 Elsewhere, on one background event loop that serves every synchronous client
 (the portal): when the router needs a loop that keeps running between calls
@@ -16,14 +20,20 @@ code).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import threading
 import weakref
-from typing import Any, Callable, Coroutine, Optional, TypeVar
+from typing import Any, Callable, Coroutine, Generator, Optional, TypeVar
 
 from .adapters._inline import INLINE
 
-__all__ = ["Run", "run", "run_here", "runner"]
+try:  # the async SDK asks sniffio which library runs it (before a thread hop): asyncio, though no task runs yet
+    from sniffio import current_async_library_cvar as _library
+except ImportError:  # pragma: no cover - the openai SDK depends on sniffio
+    _library = None
+
+__all__ = ["Run", "run", "run_direct", "run_here", "runner"]
 
 T = TypeVar("T")
 Run = Callable[[Coroutine[Any, Any, T]], T]
@@ -34,8 +44,11 @@ _lock = threading.Lock()
 
 
 def runner(router: Any) -> Run[T]:
-    """How a sync client with this router runs its coroutines: on the calling thread, or the portal."""
-    return run_here if router.inline else run
+    """How a sync client with this router runs its coroutines: on the calling thread (stepped directly when
+    no event hook could meet a first step that has no task), or the portal."""
+    if not router.inline:
+        return run
+    return run_here if router.listened else run_direct
 
 
 def _portal() -> asyncio.AbstractEventLoop:
@@ -93,16 +106,35 @@ _here = _Here()
 
 
 def run_here(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` on this thread's own loop, backends sending synchronously; on the portal if this thread
-    is running a loop already. An interrupt (KeyboardInterrupt) cancels it, as with the portal."""
+    """Run ``coro`` as a task on this thread's own loop, backends sending synchronously; on the portal if this
+    thread is running a loop already. An interrupt (KeyboardInterrupt) cancels it, as with the portal."""
+    return _on_this_thread(coro, direct=False)
+
+
+def run_direct(coro: Coroutine[Any, Any, T]) -> T:
+    """As :func:`run_here`, but its first step is taken directly, with this thread's loop set as the running
+    one and no task (``asyncio.current_task()`` is ``None`` there): the router's own code needs none, which is
+    why a router with event hooks (code of the caller's) runs by :func:`run_here`."""
+    return _on_this_thread(coro, direct=True)
+
+
+def _on_this_thread(coro: Coroutine[Any, Any, T], direct: bool) -> T:
     if _running_loop() is not None:
         return run(coro)
     loop = _thread_loop()
-    token = INLINE.set(True)  # the call's task copies this context
-    try:
-        task = loop.create_task(coro)
-    finally:
-        INLINE.reset(token)
+    context = contextvars.copy_context()  # the call's own, as a task's: what it sets stays in it
+    context.run(_inline)
+    if direct:
+        try:
+            first = context.run(_first_step, loop, coro)
+        except StopIteration as done:  # ran to its end without waiting: the usual case
+            _settled(loop)
+            return done.value  # type: ignore[no-any-return]
+        except BaseException:
+            _settled(loop)
+            raise
+        coro = _resume(coro, first, context)
+    task = context.run(loop.create_task, coro)
     try:
         return loop.run_until_complete(task)
     except BaseException:
@@ -111,8 +143,72 @@ def run_here(coro: Coroutine[Any, Any, T]) -> T:
             loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
         raise
     finally:
-        if asyncio.all_tasks(loop):  # what the call left scheduled (a broken stream's count): done now
+        if asyncio.all_tasks(loop):  # what the call left behind (a broken stream's count): done now
             loop.run_until_complete(_settle(loop))
+
+
+def _settled(loop: asyncio.AbstractEventLoop) -> None:
+    """What a call that ended in its first step left scheduled (a broken stream's count), done now."""
+    if _scheduled(loop):
+        loop.run_until_complete(_settle(loop))
+
+
+def _scheduled(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether anything waits to run on ``loop``, which has not run since the step began: a task made then is
+    ready to take its first step. asyncio's own loops keep a queue of what is ready; another kind is asked
+    for its tasks (slower: every task of the process is looked at)."""
+    ready = getattr(loop, "_ready", None)
+    return bool(ready) if ready is not None else bool(asyncio.all_tasks(loop))
+
+
+def _inline() -> None:
+    INLINE.set(True)
+    if _library is not None:
+        _library.set("asyncio")
+
+
+def _first_step(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]) -> Any:
+    """``coro``'s first step, ``loop`` running for it (its futures and callbacks belong there); what it
+    yields when it waits, or ``StopIteration`` with its result."""
+    asyncio._set_running_loop(loop)
+    try:
+        return coro.send(None)
+    finally:
+        asyncio._set_running_loop(None)
+
+
+async def _resume(coro: Coroutine[Any, Any, T], first: Any, context: contextvars.Context) -> T:
+    return await _Rest(coro, first, context)
+
+
+class _Rest:
+    """The rest of a coroutine already stepped once, delegated to as ``yield from`` would (PEP 380): the
+    task running it waits on what the coroutine yields, and sends or throws into it what the task is told,
+    in the context its first step ran in (a variable it set there is reset there)."""
+
+    __slots__ = ("coro", "first", "context")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any, context: contextvars.Context) -> None:
+        self.coro, self.first, self.context = coro, first, context
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, waiting, run = self.coro, self.first, self.context.run
+        while True:
+            try:
+                sent = yield waiting
+            except GeneratorExit:
+                run(coro.close)
+                raise
+            except BaseException as exc:  # a cancellation or an interrupt, as a task throws it
+                try:
+                    waiting = run(coro.throw, exc)
+                except StopIteration as done:
+                    return done.value
+                continue
+            try:
+                waiting = run(coro.send, sent)
+            except StopIteration as done:
+                return done.value
 
 
 def _thread_loop() -> asyncio.AbstractEventLoop:
@@ -131,7 +227,4 @@ async def _settle(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def _running_loop() -> Optional[asyncio.AbstractEventLoop]:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
+    return asyncio._get_running_loop()  # None, where get_running_loop() would raise (a cost on every call)

@@ -44,10 +44,15 @@ def build_client(
     return make(backend, base_url, credential, api_version, common)
 
 
+def _sync(common: dict[str, Any]) -> bool:
+    """A synchronous ``http_client`` takes the synchronous SDK client (the caller's own, or the sync twin)."""
+    return isinstance(common.get("http_client"), httpx2.Client)
+
+
 def _plain(
     backend: str, base_url: str, credential: Credential, api_version: Optional[str], common: dict[str, Any]
 ) -> SDKClient:
-    kind: Any = openai.OpenAI if isinstance(common.get("http_client"), httpx2.Client) else openai.AsyncOpenAI
+    kind: Any = openai.OpenAI if _sync(common) else openai.AsyncOpenAI
     return kind(api_key=credential, base_url=base_url, max_retries=0, **common)  # type: ignore[no-any-return]
 
 
@@ -61,7 +66,8 @@ def _azure(
     auth: dict[str, Any] = (
         {"azure_ad_token_provider": credential} if isinstance(credential, TokenSource) else {"api_key": credential}
     )
-    return openai.AsyncAzureOpenAI(base_url=root, api_version=api_version, max_retries=0, **auth, **common)
+    kind: Any = openai.AzureOpenAI if _sync(common) else openai.AsyncAzureOpenAI
+    return kind(base_url=root, api_version=api_version, max_retries=0, **auth, **common)  # type: ignore[no-any-return]
 
 
 _BEDROCK_REGION = re.compile(r"^https://bedrock-(?:mantle|runtime)(?:-fips)?\.([a-z0-9-]+)\.")
@@ -69,7 +75,7 @@ _BEDROCK_REGION = re.compile(r"^https://bedrock-(?:mantle|runtime)(?:-fips)?\.([
 
 def _bedrock(
     backend: str, base_url: str, credential: Credential, api_version: Optional[str], common: dict[str, Any]
-) -> openai.AsyncOpenAI:
+) -> SDKClient:
     """The SDK's Bedrock provider: it owns the Authorization header and refuses any other origin."""
     try:
         from openai.providers import bedrock
@@ -90,7 +96,8 @@ def _bedrock(
         provider = bedrock(base_url=base_url, **auth)
     except openai.OpenAIError as err:
         raise ConfigError(f"backend {backend!r}: {err}") from None
-    return openai.AsyncOpenAI(provider=provider, max_retries=0, **common)
+    kind: Any = openai.OpenAI if _sync(common) else openai.AsyncOpenAI
+    return kind(provider=provider, max_retries=0, **common)  # type: ignore[no-any-return]
 
 
 def _need_botocore(backend: str) -> None:

@@ -25,7 +25,7 @@ from typing import Any, AsyncIterator, Iterator, Union
 import httpx2
 import openai
 
-from ._inline import InlineClient
+from ._inline import BlockingClient, InlineClient
 
 __all__ = ["Transports", "aiohttp_client", "backend_http_client", "on_the_loop"]
 
@@ -61,7 +61,7 @@ def backend_http_client(
     if transports is None or proxy is not None:  # the SDK's defaults: the sync client may send on a sync twin
 
         def twin() -> httpx2.Client:
-            return openai.DefaultHttpxClient(base_url=base_url, timeout=timeout, proxy=proxy, verify=verify)
+            return BlockingClient(base_url=base_url, timeout=timeout, proxy=proxy, verify=verify)
 
         return InlineClient(twin, base_url=base_url, timeout=timeout, proxy=proxy, verify=verify)
     return httpx2.AsyncClient(

@@ -1,17 +1,17 @@
-"""A backend's HTTP client that can also send synchronously, for the synchronous ``turnout.OpenAI``.
+"""A backend's connection pool for the synchronous ``turnout.OpenAI``: a blocking twin of its async one.
 
 The router is async, and the sync client used to run it on one background
 event loop: every call paid a hop to that thread and back, and the async
 HTTP stack, which is slower than the sync one (figure 5 in BENCHMARKS.md).
-Now a sync call runs the router on a loop of the calling thread's own
-(``turnout._portal``), with :data:`INLINE` set; a backend whose client is an
-:class:`InlineClient` then sends on a synchronous twin of that client (the
-same settings, its own connection pool, safe from many threads), blocking
-that thread's private loop as a sync SDK call blocks its thread. Nothing
-else in the router changes: one routing code path for both clients.
+Now a sync call runs the router on the calling thread (``turnout._portal``),
+with :data:`INLINE` set; a backend whose HTTP client is an
+:class:`InlineClient` then sends with the synchronous SDK client over that
+client's synchronous twin (the same settings, its own connection pool, safe
+from many threads), blocking the calling thread as a sync SDK call does.
+Nothing else in the router changes: one routing code path for both clients.
 
 A blocking send cannot be cut short by the event loop, so it is given the
-request's remaining deadline as its timeout.
+request's remaining deadline as its timeout (:class:`BlockingClient`).
 """
 
 from __future__ import annotations
@@ -25,31 +25,28 @@ import openai
 
 from ._base import remaining
 
-__all__ = ["INLINE", "InlineClient"]
+__all__ = ["INLINE", "BlockingClient", "InlineClient", "readable_inline"]
 
 INLINE: ContextVar[bool] = ContextVar("turnout_inline", default=False)
-"""Set while the synchronous client runs the router on its own thread's loop: send synchronously."""
+"""Set while the synchronous client runs the router on its own thread: send synchronously."""
+
+
+class BlockingClient(openai.DefaultHttpxClient):
+    """The SDK's default synchronous client, each request's timeouts cut to what is left of its deadline."""
+
+    def send(self, request: httpx2.Request, **kwargs: Any) -> httpx2.Response:
+        _within_deadline(request)
+        return super().send(request, **kwargs)
 
 
 class InlineClient(openai.DefaultAsyncHttpxClient):
-    """The SDK's default async client, sending on a synchronous twin (made on first use) when :data:`INLINE`."""
+    """The SDK's default async client, with a synchronous twin (made on first use, closed with it)."""
 
     def __init__(self, twin: Callable[[], httpx2.Client], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._make_twin = twin
         self._twin: httpx2.Client | None = None
         self._lock = threading.Lock()
-
-    async def send(self, request: httpx2.Request, *, stream: bool = False, **kwargs: Any) -> httpx2.Response:
-        if not INLINE.get():
-            return await super().send(request, stream=stream, **kwargs)
-        if not isinstance(request.stream, httpx2.SyncByteStream):  # an async body (an upload's iterator)
-            await request.aread()
-            request.stream = httpx2.ByteStream(request.content)
-        _within_deadline(request)
-        response = self.twin().send(request, stream=stream, **kwargs)
-        response.stream = _AsyncBody(response.stream)
-        return response
 
     def twin(self) -> httpx2.Client:
         twin = self._twin
@@ -64,6 +61,12 @@ class InlineClient(openai.DefaultAsyncHttpxClient):
         if self._twin is not None:
             self._twin.close()
         await super().aclose()
+
+
+def readable_inline(response: httpx2.Response) -> httpx2.Response:
+    """A blocking client's response, its body read by the router's async code (blocking, on this thread)."""
+    response.stream = _AsyncBody(response.stream)
+    return response
 
 
 def _within_deadline(request: httpx2.Request) -> None:

@@ -12,8 +12,9 @@ import inspect
 import json
 import os
 import ssl
+import threading
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, cast
 
 import httpx2
 import openai
@@ -25,7 +26,7 @@ from .._sdk import ASYNC_SDK_REQUEST, SYNC_SDK_REQUEST, set_custom_headers
 from ._base import Call, Capabilities, Health
 from ._constructors import SDKClient, build_client
 from ._http import Transports, backend_http_client, on_the_loop
-from ._inline import InlineClient
+from ._inline import INLINE, InlineClient, readable_inline
 from .auth import TokenSource, token_source
 from .presets import Auth, Preset, fill_base_url, get_preset
 
@@ -82,27 +83,55 @@ class OpenAICompatAdapter:
             http_client = backend_http_client(
                 self.base_url, timeout, transports=transports, proxy=proxy, verify=_shared_ssl_context()
             )
-        common: dict[str, Any] = dict(
-            timeout=timeout, default_headers=dict(headers) if headers else None, http_client=http_client
+        self._made = (headers, api_version, sdk)
+        self._client: SDKClient = self._sdk_client(http_client)
+        self._inline_http = http_client if isinstance(http_client, InlineClient) else None
+        self.inline = (
+            self._inline_http is not None
+            and not isinstance(self.credential, TokenSource)
+            and not inspect.iscoroutinefunction(self.credential)
+            and "workload_identity" not in sdk
         )
-        self._client: SDKClient
+        """Whether the sync client may send with this backend's synchronous twin (``_inline``): not with a
+        token source (it refreshes on the loop that first asked), an async key function, or a workload identity
+        (its token is held by the async client, which the caller's client shows)."""
+        self._blocking: openai.OpenAI | None = None
+        self._lock = threading.Lock()
+
+    def _sdk_client(self, http_client: httpx2.AsyncClient | httpx2.Client) -> SDKClient:
+        """This backend's SDK client on ``http_client``: synchronous on a synchronous one."""
+        headers, api_version, sdk = self._made
+        sync = isinstance(http_client, httpx2.Client)
+        common: dict[str, Any] = dict(
+            timeout=self.timeout, default_headers=dict(headers) if headers else None, http_client=http_client
+        )
+        client: SDKClient
         if "provider" in sdk:  # the caller's own SDK provider brings the address and the login
-            kind = openai.OpenAI if isinstance(http_client, httpx2.Client) else openai.AsyncOpenAI
-            self._client = kind(**sdk, max_retries=0, **common)
+            client = (openai.OpenAI if sync else openai.AsyncOpenAI)(**sdk, max_retries=0, **common)
         else:  # -- issue 26: the row names the SDK constructor (plain, Azure, Bedrock provider) ------------
-            self._client = build_client(
+            client = build_client(
                 self.preset,
                 self.name,
                 base_url=self.base_url,
-                credential=self.credential if isinstance(http_client, httpx2.Client) else _async_key(self.credential),
+                credential=self.credential if sync else _async_key(self.credential),
                 api_version=api_version,
                 **common,
                 **sdk,
             )
         if self.preset.name != "openai":
-            _forget_openai_ambient(self._client, headers, sdk)
-        self.inline = isinstance(http_client, InlineClient) and not isinstance(self.credential, TokenSource)
-        """A token source refreshes on the loop that first asked: not one to share between threads' loops."""
+            _forget_openai_ambient(client, headers, sdk)
+        return client
+
+    def _blocking_client(self) -> openai.OpenAI:
+        """The synchronous SDK client the sync ``turnout.OpenAI`` sends with, over the twin connection pool."""
+        client = self._blocking
+        if client is None:
+            with self._lock:
+                if self._blocking is None:
+                    twin = cast(InlineClient, self._inline_http).twin()
+                    self._blocking = cast(openai.OpenAI, self._sdk_client(twin))
+                client = self._blocking
+        return client
 
     def __repr__(self) -> str:
         return f"OpenAICompatAdapter(name={self.name!r}, preset={self.preset.name!r}, base_url={redact_url(self.base_url)!r})"
@@ -131,8 +160,10 @@ class OpenAICompatAdapter:
         """
         # the SDK base class's request: a class-level wrapper of openai.AsyncOpenAI.request sees no attempt (_sdk)
         client = self._client
-        if isinstance(client, openai.OpenAI):  # the caller's synchronous http_client carries it
-            answer: Any = await asyncio.to_thread(
+        if self.inline and INLINE.get():  # the sync turnout.OpenAI, on the calling thread: block as it would
+            answer: Any = SYNC_SDK_REQUEST(self._blocking_client(), httpx2.Response, call.options, stream=call.stream)
+        elif isinstance(client, openai.OpenAI):  # the caller's synchronous http_client carries it
+            answer = await asyncio.to_thread(
                 SYNC_SDK_REQUEST, client, httpx2.Response, call.options, stream=call.stream
             )
         else:
@@ -140,6 +171,8 @@ class OpenAICompatAdapter:
         response: httpx2.Response = answer if isinstance(answer, httpx2.Response) else answer.http_response
         if isinstance(client, openai.OpenAI):
             response = on_the_loop(response)
+        elif INLINE.get() and self.inline:
+            response = readable_inline(response)
         if response.is_closed and _is_json(response) and response.content:  # read already: check it whole
             try:
                 json.loads(response.content)

@@ -22,6 +22,7 @@ import openai
 from .._errors import describe, synthetic_request
 from ..adapters import Call
 from ..adapters._base import deadline, remaining
+from ..adapters._inline import INLINE
 from ..state import Admission, Limits, Session, State, _clock
 from ._backend import Backend
 from ._classify import Verdict, classify, retry_after
@@ -245,8 +246,8 @@ class Runner:
                 )
             )
         left = remaining()
-        try:
-            result = await (op(arg) if left is None else _within(op(arg), left))
+        try:  # a send that blocks (the sync client's) is given what is left as its own timeout instead
+            result = await (op(arg) if left is None or INLINE.get() else _within(op(arg), left))
         except openai.APIError as err:
             times.end = clock()
             if admission.probe:

@@ -174,12 +174,18 @@ class Router:
         """Whether a call may run on any thread's own event loop, every backend sending synchronously
         (how the sync client runs it, ``turnout._portal``): no state shared through a connection of one
         loop (Redis), no hedging (attempts side by side need a loop free to switch), and every backend
-        able to (``Adapter.inline``)."""
+        able to (``Adapter.inline``), none with a ``first_token_timeout`` (a blocking read cannot be cut
+        short by the loop: that limit is kept where the loop runs free, on the portal)."""
         return (
             not self.state.shared
             and self._hedge is None
-            and all(getattr(b.adapter, "inline", False) for b in self.backends)
+            and all(getattr(b.adapter, "inline", False) and b.first_token_timeout is None for b in self.backends)
         )
+
+    @property
+    def listened(self) -> bool:
+        """Whether an event hook (code of the caller's, which may want a task) hears this router's events."""
+        return bool(self._emit)
 
     def _stateful_runner(self, name: str | None) -> Runner:
         ranked = self.select.runners

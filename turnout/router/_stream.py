@@ -40,6 +40,8 @@ def usable(data: bytes | str) -> bool:
     response (``response.created``, ``.in_progress``, ``.queued``). Data that is not a JSON object is
     left for the caller's SDK to judge.
     """
+    if _CONTENT.search(data if isinstance(data, bytes) else data.encode()):  # a chat chunk with text, as most are
+        return True
     try:
         event = json.loads(data)
     except ValueError:
@@ -50,6 +52,10 @@ def usable(data: bytes | str) -> bool:
     if isinstance(kind, str):
         return kind not in _OPENING_EVENTS
     return any(_carries(choice) for choice in event.get("choices") or () if isinstance(choice, dict))
+
+
+_CONTENT = re.compile(rb'"delta"\s*:\s*\{[^{}]*"content"\s*:\s*"[^"]')
+"""A delta whose own ``content`` is a string that is not empty (no ``{`` between: the key is the delta's)."""
 
 
 def _carries(choice: dict[str, Any]) -> bool:
@@ -222,49 +228,51 @@ class _Relay(httpx2.AsyncByteStream):
         self._delivered = len(read)
         self._unlooked: bytes | None = None
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    def __aiter__(self) -> _Relay:
         """Each chunk is looked into after the caller has it, so nothing waits for that: when the caller asks
-        for the next, or iterates again (the SDK stops at ``[DONE]``, then drains the body anew)."""
+        for the next, or iterates again (the SDK stops at ``[DONE]``, then drains the body anew: it goes on
+        where the first iteration stopped). An iterator object, not an async generator: nothing is left for
+        the garbage collector to close on the loop (the loop's finalizer would make a task of each)."""
         self._catch_up()
-        read, self._read = self._read, []
-        for chunk in read:
-            self._unlooked = chunk
-            yield chunk
-            self._catch_up()
-        while True:
-            try:
-                chunk = await self._chunks.__anext__()
-            except StopAsyncIteration:
-                if self._whole:
-                    await self._ended("whole", None)
-                    return
-                self._on_break()
-                ended = BrokenStreamError(
-                    f"stream from backend {self._backend!r} ended after {self._delivered} chunk(s) without saying it was "
-                    "complete (no finish reason, [DONE] or final event); not replayed on another backend",
-                    request=self._request,
-                    chunks=self._delivered,
-                )
-                await self._ended("broken", ended)
-                raise ended from None
-            except BrokenStreamError as err:
-                self._on_break()
-                await self._ended("broken", err)
+        return self
+
+    async def __anext__(self) -> bytes:
+        self._catch_up()
+        if self._read:
+            chunk = self._unlooked = self._read.pop(0)
+            return chunk
+        try:
+            chunk = await self._chunks.__anext__()
+        except StopAsyncIteration:
+            if self._whole:
+                await self._ended("whole", None)
                 raise
-            except (httpx2.TransportError, openai.APIError) as err:
-                self._on_break()
-                broken = BrokenStreamError(
-                    f"stream from backend {self._backend!r} broke after {self._delivered} chunk(s): "
-                    f"{getattr(err, 'message', None) or f'{type(err).__name__}: {err}'}; not replayed on another backend",
-                    request=self._request,
-                    chunks=self._delivered,
-                )
-                await self._ended("broken", broken)
-                raise broken from err
-            self._delivered += 1
-            self._unlooked = chunk
-            yield chunk
-            self._catch_up()
+            self._on_break()
+            ended = BrokenStreamError(
+                f"stream from backend {self._backend!r} ended after {self._delivered} chunk(s) without saying it was "
+                "complete (no finish reason, [DONE] or final event); not replayed on another backend",
+                request=self._request,
+                chunks=self._delivered,
+            )
+            await self._ended("broken", ended)
+            raise ended from None
+        except BrokenStreamError as err:
+            self._on_break()
+            await self._ended("broken", err)
+            raise
+        except (httpx2.TransportError, openai.APIError) as err:
+            self._on_break()
+            broken = BrokenStreamError(
+                f"stream from backend {self._backend!r} broke after {self._delivered} chunk(s): "
+                f"{getattr(err, 'message', None) or f'{type(err).__name__}: {err}'}; not replayed on another backend",
+                request=self._request,
+                chunks=self._delivered,
+            )
+            await self._ended("broken", broken)
+            raise broken from err
+        self._delivered += 1
+        self._unlooked = chunk
+        return chunk
 
     def _catch_up(self) -> None:
         chunk, self._unlooked = self._unlooked, None
@@ -288,4 +296,10 @@ class _Relay(httpx2.AsyncByteStream):
 
     async def aclose(self) -> None:
         await self._ended("closed", None)
+        close = getattr(self._chunks, "aclose", None)  # the source's own iterator, closed now, not collected
+        if close is not None:
+            try:
+                await close()
+            except RuntimeError:  # being read by another task right now: closing the source ends it
+                pass
         await self._source.aclose()
