@@ -26,12 +26,9 @@ import threading
 import weakref
 from typing import Any, Callable, Coroutine, Generator, Optional, TypeVar
 
-from .adapters._inline import INLINE
+from sniffio import current_async_library_cvar  # the openai SDK's own dependency
 
-try:  # the async SDK asks sniffio which library runs it (before a thread hop): asyncio, though no task runs yet
-    from sniffio import current_async_library_cvar as _library
-except ImportError:  # pragma: no cover - the openai SDK depends on sniffio
-    _library = None
+from .adapters._inline import INLINE
 
 __all__ = ["Run", "run", "run_direct", "run_here", "runner"]
 
@@ -163,8 +160,7 @@ def _scheduled(loop: asyncio.AbstractEventLoop) -> bool:
 
 def _inline() -> None:
     INLINE.set(True)
-    if _library is not None:
-        _library.set("asyncio")
+    current_async_library_cvar.set("asyncio")  # asked by the async SDK (a thread hop): no task runs yet to say so
 
 
 def _first_step(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]) -> Any:
@@ -178,7 +174,8 @@ def _first_step(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any])
 
 
 async def _resume(coro: Coroutine[Any, Any, T], first: Any, context: contextvars.Context) -> T:
-    return await _Rest(coro, first, context)
+    result: T = await _Rest(coro, first, context)
+    return result
 
 
 class _Rest:

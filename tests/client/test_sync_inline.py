@@ -137,3 +137,49 @@ def test_a_sync_call_from_code_running_an_event_loop_is_served_on_the_portal(
     assert asyncio.run(inside_a_loop()) == "echo: hi there"
     assert portal.call_count == 1
     client.close()
+
+
+def test_a_retry_waits_on_the_calling_threads_loop_and_the_call_goes_on(
+    openai_server: OpenAIServer, portal: Any
+) -> None:
+    """A call's first step runs without the loop; its retry's wait is the loop's, and the rest of it a task."""
+    client = turnout.OpenAI(router=router_for(openai_server))
+    openai_server.fail(Fault(status=503, retry_after="0"), times=2)
+    reply = client.chat.completions.create(model="test-model", messages=MSG)  # a backend retries twice by default
+    assert reply.choices[0].message.content == "echo: hi there"
+    assert client.router.stats()["b0"]["attempts"] == 3 and client.router.stats()["b0"]["retries"] == 2
+    assert portal.call_count == 0
+    client.close()
+
+
+def test_event_hooks_run_in_a_task_of_the_calling_threads_loop(openai_server: OpenAIServer, portal: Any) -> None:
+    """A hook is the caller's code, which may want a task (``asyncio.timeout``): with hooks, the call is one."""
+    seen: list[tuple[str, bool, str]] = []
+
+    async def hook(event: turnout.RouterEvent) -> None:
+        seen.append((event.kind, asyncio.current_task() is not None, threading.current_thread().name))
+
+    client = turnout.OpenAI(router=router_for(openai_server, on_event=hook))
+    client.chat.completions.create(model="test-model", messages=MSG)
+    assert [kind for kind, _, _ in seen] == ["request", "attempt", "success", "done"]
+    assert all(task and thread == threading.current_thread().name for _, task, thread in seen)
+    assert portal.call_count == 0
+    client.close()
+
+
+def test_a_first_token_limit_is_kept_for_the_sync_client(make_openai_server: Any, portal: Any) -> None:
+    """A blocking read cannot be cut at the first-token limit: such a router is served on the portal."""
+    server = make_openai_server()
+    server.fail(Fault(stall_after=0), times=1)
+    router = Router(
+        [Backend(OpenAICompatAdapter("b0", preset="vllm", base_url=server.base_url), first_token_timeout=0.3)]
+    )
+    client = turnout.OpenAI(router=router)
+    start = time.monotonic()
+    with client.chat.completions.create(model="test-model", messages=MSG, stream=True) as stream:
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    assert text == "echo: hi there"
+    assert time.monotonic() - start < 10, "the stalled attempt was cut at the limit, not after the server's 30 s"
+    assert router.stats()["b0"]["attempts"] == 2, "and retried"
+    assert portal.call_count >= 1
+    client.close()

@@ -7,6 +7,7 @@ client decides where it goes. These are round 1's routing guarantees, kept throu
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import Counter
 from collections.abc import Awaitable
@@ -493,6 +494,34 @@ async def test_a_failing_hook_never_breaks_a_request(clients, openai_server) -> 
 
     client = clients(backend(openai_server, "a"), on_event=hook)
     assert served_by(await chat(client)) == "a"
+
+
+async def test_a_bodys_own_bytes_go_to_every_backend_tried_until_a_hook_changes_the_body(
+    clients, make_openai_server
+) -> None:
+    """``raw`` (what ``turnout serve`` read) is sent as it is, to the backend failed over to as well; once a
+    subscriber changes the body (telemetry asking a stream for its usage), the body is encoded anew."""
+    from openai._models import FinalRequestOptions
+
+    a, b = make_openai_server(), make_openai_server()
+    a.fail(Fault(status=503), times=1)
+    sent = b'{"messages":[{"role":"user","content":"hi"}],  "model":"test-model","top_p":1.0}'
+
+    def options() -> FinalRequestOptions:
+        return FinalRequestOptions.construct(method="post", url="/chat/completions", json_data=json.loads(sent))
+
+    plain = clients(backend(a, "a", max_retries=0), backend(b, "b"))
+    name, _ = await plain.router.send(options(), raw=sent)
+    assert name == "b" and a.chat_requests()[-1].raw == sent and b.chat_requests()[-1].raw == sent
+
+    async def hook(event: RouterEvent) -> None:
+        if event.kind == "request" and event.request is not None:
+            event.request.change("user", "someone")
+
+    changing = clients(backend(b, "b"), on_event=hook)
+    await changing.router.send(options(), raw=sent)
+    received = b.chat_requests()[-1]
+    assert received.raw != sent and received.json == {**json.loads(sent), "user": "someone"}
 
 
 async def test_models_aggregate_every_backend_and_report_the_down_ones(clients, make_openai_server, free_port) -> None:

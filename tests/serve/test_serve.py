@@ -12,6 +12,7 @@ in ``x-turnout-backend``. Raw-HTTP cases are in test_serve_http.py.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
 import subprocess
@@ -344,6 +345,49 @@ def test_an_alias_is_renamed_for_its_backend(sdk: openai.OpenAI, good: OpenAISer
     raw = sdk.chat.completions.with_raw_response.create(model="fast", messages=MESSAGES)
     assert raw.headers["x-turnout-backend"] == "good"
     assert good.chat_requests()[-1].json["model"]  # type: ignore[index] == "test-model"
+
+
+def test_a_body_needing_no_change_reaches_the_backend_byte_for_byte(server: Served, good: OpenAIServer) -> None:
+    """Spacing, key order, escapes and a float's spelling as the caller wrote them: not decoded and encoded again."""
+    sent = (
+        b'{ "messages" : [ {"content": "h\\u00e9llo", "role":"user"} ],\n  "model":"test-model", "temperature": 0.50 }'
+    )
+    answer = httpx2.post(
+        f"{server.url}/v1/chat/completions",
+        content=sent,
+        headers={"Authorization": f"Bearer {SERVE_KEY}", "Content-Type": "application/json"},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-turnout-backend"] == "good"
+    received = good.chat_requests()[-1]
+    assert received.raw == sent
+    assert received.header("content-type") == "application/json"
+
+
+def test_a_body_that_needs_a_change_reaches_the_backend_changed(server: Served, good: OpenAIServer) -> None:
+    """An alias is renamed for its backend: that body is encoded anew, with everything else the caller sent."""
+    sent = b'{"model": "fast", "messages": [{"role": "user", "content": "hello there"}], "temperature": 0.5}'
+    answer = httpx2.post(
+        f"{server.url}/v1/chat/completions",
+        content=sent,
+        headers={"Authorization": f"Bearer {SERVE_KEY}", "Content-Type": "application/json"},
+    )
+    assert answer.status_code == 200, answer.text
+    received = good.chat_requests()[-1]
+    assert received.raw != sent
+    assert received.json == {"model": "test-model", "messages": MESSAGES, "temperature": 0.5}
+
+
+def test_a_body_in_utf16_reaches_the_backend_as_utf8(server: Served, good: OpenAIServer) -> None:
+    body = {"model": "test-model", "messages": [{"role": "user", "content": "h\u00e9llo"}]}
+    answer = httpx2.post(
+        f"{server.url}/v1/chat/completions",
+        content=json.dumps(body).encode("utf-16"),
+        headers={"Authorization": f"Bearer {SERVE_KEY}", "Content-Type": "application/json"},
+    )
+    assert answer.status_code == 200, answer.text
+    received = good.chat_requests()[-1]
+    assert received.json == body and received.raw.decode("utf-8")
 
 
 def test_a_pinned_model_goes_to_its_backend_only(sdk: openai.OpenAI, server: Served) -> None:

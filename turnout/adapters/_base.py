@@ -116,15 +116,37 @@ class Endpoint:
     upload: bool = False
 
 
+@dataclass(eq=False)
+class Raw:
+    """A JSON body as the caller sent it (``turnout serve``): ``data``, its bytes; ``body``, what they parse to.
+
+    The bytes go to a backend as they are while ``body`` is still the call's body (no alias renamed its
+    model, no bridge rewrote it) and nobody changed it in place (``changed``, set by
+    :meth:`~turnout.router.RequestInfo.change`): a body that needs no change is neither decoded again
+    nor encoded."""
+
+    data: bytes
+    body: dict[str, Any]
+    changed: bool = False
+
+
 @dataclass(frozen=True)
 class Call:
-    """One request for one backend: the SDK's own options, whether the answer is an SSE stream, and the
-    caller's own ``max_retries`` for it (``None``: each backend's)."""
+    """One request for one backend: the SDK's own options, whether the answer is an SSE stream, the
+    caller's own ``max_retries`` for it (``None``: each backend's), and the body's own bytes (``raw``)."""
 
     endpoint: Endpoint
     options: FinalRequestOptions
     stream: bool = False
     max_retries: int | None = None
+    raw: Raw | None = None
+
+    def wire_options(self) -> FinalRequestOptions:
+        """The options to send: with the caller's own bytes as the body while they still are the body."""
+        raw = self.raw
+        if raw is None or raw.changed or self.options.json_data is not raw.body:
+            return self.options
+        return self.options.model_copy(update={"json_data": None, "content": raw.data})
 
     @property
     def body(self) -> dict[str, Any]:

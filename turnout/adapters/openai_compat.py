@@ -97,6 +97,9 @@ class OpenAICompatAdapter:
         (its token is held by the async client, which the caller's client shows)."""
         self._blocking: openai.OpenAI | None = None
         self._lock = threading.Lock()
+        self._passes_bytes = type(self._client) in (openai.AsyncOpenAI, openai.OpenAI) and "provider" not in sdk
+        """A caller's body may go as its own bytes: not to Azure's deployment routes or a provider's client,
+        which read the body the SDK is given (its model names the route; a provider may rewrite it)."""
 
     def _sdk_client(self, http_client: httpx2.AsyncClient | httpx2.Client) -> SDKClient:
         """This backend's SDK client on ``http_client``: synchronous on a synchronous one."""
@@ -113,7 +116,7 @@ class OpenAICompatAdapter:
                 self.preset,
                 self.name,
                 base_url=self.base_url,
-                credential=self.credential if sync else _async_key(self.credential),
+                credential=self.credential if sync else _async_key(self.credential),  # type: ignore[arg-type]
                 api_version=api_version,
                 **common,
                 **sdk,
@@ -160,14 +163,13 @@ class OpenAICompatAdapter:
         """
         # the SDK base class's request: a class-level wrapper of openai.AsyncOpenAI.request sees no attempt (_sdk)
         client = self._client
+        options = call.wire_options() if self._passes_bytes else call.options
         if self.inline and INLINE.get():  # the sync turnout.OpenAI, on the calling thread: block as it would
-            answer: Any = SYNC_SDK_REQUEST(self._blocking_client(), httpx2.Response, call.options, stream=call.stream)
+            answer: Any = SYNC_SDK_REQUEST(self._blocking_client(), httpx2.Response, options, stream=call.stream)
         elif isinstance(client, openai.OpenAI):  # the caller's synchronous http_client carries it
-            answer = await asyncio.to_thread(
-                SYNC_SDK_REQUEST, client, httpx2.Response, call.options, stream=call.stream
-            )
+            answer = await asyncio.to_thread(SYNC_SDK_REQUEST, client, httpx2.Response, options, stream=call.stream)
         else:
-            answer = await ASYNC_SDK_REQUEST(client, httpx2.Response, call.options, stream=call.stream)
+            answer = await ASYNC_SDK_REQUEST(client, httpx2.Response, options, stream=call.stream)
         response: httpx2.Response = answer if isinstance(answer, httpx2.Response) else answer.http_response
         if isinstance(client, openai.OpenAI):
             response = on_the_loop(response)

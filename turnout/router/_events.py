@@ -17,6 +17,8 @@ from typing import Any, Awaitable, Callable, Literal, Optional
 
 import httpx2
 
+from ..adapters._base import Raw
+
 __all__ = [
     "RouterEvent",
     "RequestInfo",
@@ -59,7 +61,8 @@ clock = time.monotonic
 
 @dataclass(eq=False)
 class RequestInfo:
-    """One request, the same object in each of its events; ``notes`` is where a subscriber keeps its own state."""
+    """One request, the same object in each of its events; ``notes`` is where a subscriber keeps its own state.
+    ``body`` is the request's body, to read; a subscriber changes it with :meth:`change` only."""
 
     endpoint: str
     model: Optional[str]
@@ -67,6 +70,14 @@ class RequestInfo:
     body: dict[str, Any]
     start: float
     notes: dict[str, Any] = field(default_factory=dict)
+    raw: Optional[Raw] = None
+
+    def change(self, key: str, value: Any) -> None:
+        """Set ``key`` of the body the backends are sent (on the ``request`` event, before any attempt): the
+        body is then encoded anew, not sent as the caller's own bytes."""
+        self.body[key] = value
+        if self.raw is not None:
+            self.raw.changed = True
 
 
 @dataclass(slots=True)

@@ -39,6 +39,7 @@ from openai.types import Model
 from .._errors import AllBackendsFailedError, describe, refused, status_error, synthetic_request
 from .._sdk import FinalRequestOptions
 from ..adapters import Adapter, Call, Health, wire_response
+from ..adapters._base import Raw
 from ..knobs import default
 from ..responses import Responses
 from ..state import Admission, MemoryState, Session, State
@@ -204,11 +205,13 @@ class Router:
         stream: bool = False,
         timeout: float | None = None,
         max_retries: int | None = None,
+        raw: bytes | None = None,
     ) -> Served:
         """Serve one SDK request: its backend's name and HTTP answer (a stream's first event already read).
 
         ``timeout`` is this request's total deadline, else the router's; ``max_retries`` its retries on
-        each backend, else each backend's own.
+        each backend, else each backend's own; ``raw``, the bytes ``options.json_data`` was parsed from
+        (``turnout serve``), sent as they are while nothing changes the body.
         """
         endpoint = endpoint_for(options.method, options.url)
         session = self._session_of(options) if endpoint.mode == "routed" and self._affinity is not None else None
@@ -216,7 +219,14 @@ class Router:
         limit = timeout if timeout is not None else self.timeout
         token = deadline.set(time.monotonic() + limit) if limit is not None else None
         try:
-            call = Call(endpoint, options, stream, max_retries)
+            body = options.json_data
+            call = Call(
+                endpoint,
+                options,
+                stream,
+                max_retries,
+                Raw(raw, body) if raw is not None and isinstance(body, dict) else None,
+            )
             if not self._emit:
                 return await self._serve(call, session)
             return await self._told(call, session)
@@ -247,7 +257,12 @@ class Router:
         body = call.body
         model = body.get("model")
         info = RequestInfo(
-            call.endpoint.name, model if isinstance(model, str) else None, call.stream, body, time.monotonic()
+            call.endpoint.name,
+            model if isinstance(model, str) else None,
+            call.stream,
+            body,
+            time.monotonic(),
+            raw=call.raw,
         )
         token = current_request.set(info)
         try:

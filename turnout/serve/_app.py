@@ -172,7 +172,8 @@ async def _json(request: Request, state: _State, path: str, streams: bool) -> Re
     body = await _json_body(request)
     stream = streams and body.get("stream") is True
     options = FinalRequestOptions.construct(method="post", url=path, json_data=body)
-    name, response = await state.client.router.send(options, stream=stream)
+    raw = await request.body()  # read once already: Starlette keeps it
+    name, response = await state.client.router.send(options, stream=stream, raw=raw if _utf8(raw) else None)
     response.headers[BACKEND_HEADER] = name or NO_BACKEND
     return _relay(response, stream, request.scope, state.scrub)
 
@@ -312,6 +313,11 @@ async def _json_body(request: Request) -> dict[str, Any]:
         )
     _require_model(body)
     return body
+
+
+def _utf8(raw: bytes) -> bool:
+    """JSON a backend takes as it is: UTF-8 without a byte-order mark (``json.loads`` also reads UTF-16 and -32)."""
+    return json.detect_encoding(raw) == "utf-8"
 
 
 def _constant(odd: list[bool]) -> float:

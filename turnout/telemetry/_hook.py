@@ -138,7 +138,7 @@ class Telemetry:
         if info.stream and info.endpoint in _STREAM_USAGE:
             options = info.body.get("stream_options")
             if not (isinstance(options, dict) and options.get("include_usage")):
-                info.body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+                info.change("stream_options", {**(options if isinstance(options, dict) else {}), "include_usage": True})
                 state.strip_usage = True
         tracing = self.tracing
         if tracing is None:

@@ -180,13 +180,13 @@ class LoopbackHandler(BaseHTTPRequestHandler):
         ctype = self.headers.get("Content-Type") or ""
         if ctype.lower().startswith("multipart/form-data"):
             form = parse_multipart(raw, ctype)
-            self._receive(form, form=form)
+            self._receive(form, form=form, raw=raw)
             return
         try:
             body = json.loads(raw) if raw else {}
         except ValueError:
             body = {"_raw": raw.decode("utf-8", "replace")}
-        self._receive(body)
+        self._receive(body, raw=raw)
 
     def _read_body(self) -> bytes:
         """The request body, by ``Content-Length`` or chunked (clients streaming an upload send that)."""
@@ -201,7 +201,7 @@ class LoopbackHandler(BaseHTTPRequestHandler):
             pass
         return b"".join(parts)
 
-    def _receive(self, body: dict[str, Any] | None, form: dict[str, Any] | None = None) -> None:
+    def _receive(self, body: dict[str, Any] | None, form: dict[str, Any] | None = None, raw: bytes = b"") -> None:
         state = self.server_state
         path, _, query = self.path.partition("?")
         self.query = dict(parse_qsl(query))
@@ -217,6 +217,7 @@ class LoopbackHandler(BaseHTTPRequestHandler):
                     form,
                     self.query,
                     self.request_id,
+                    raw,
                 )
             )
             number = len(state.requests)

@@ -60,7 +60,7 @@ class FormFile:
 class RecordedRequest:
     """What a server received. ``json`` is the JSON body (``None`` for GET, DELETE and multipart);
     ``form`` the multipart fields (text as ``str``, files as :class:`FormFile`, a repeated or ``[]``
-    name as a list); ``request_id`` the ``x-request-id`` the answer carried."""
+    name as a list); ``request_id`` the ``x-request-id`` the answer carried; ``raw`` the body's bytes as sent."""
 
     method: str
     path: str
@@ -69,6 +69,7 @@ class RecordedRequest:
     form: dict[str, Any] | None = None
     query: dict[str, str] = field(default_factory=dict)
     request_id: str | None = None
+    raw: bytes = b""
 
     def header(self, name: str) -> str | None:
         lowered = name.lower()
