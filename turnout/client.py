@@ -293,6 +293,7 @@ class _Routed:
         name, response = await self.router.send(options, stream=stream, timeout=deadline, max_retries=retries)
         if name is not None:
             response.headers[BACKEND_HEADER] = name
+            response.extensions[BACKEND_HEADER] = name  # read for each chunk the SDK parses: a dict, not headers
         else:  # made by the router (every backend's models): the request as this client's SDK would have sent it,
             response.request = super()._build_request(options)  # type: ignore[misc]  # the SDK's, not the stand-in
             if not _streamed(options):  # and read whole, as httpx leaves a response it was not asked to stream
@@ -315,10 +316,11 @@ class _Routed:
         """Everything the SDK parses (an answer, a raw response's ``parse()``, each stream chunk) is marked
         with the backend whose response it came from."""
         parsed = super()._process_response_data(data=data, cast_to=cast_to, response=response)  # type: ignore[misc]
-        cost = response.headers.get(COST_HEADER)
+        marks = response.extensions  # the headers' values, as _route and telemetry set them
+        cost = marks.get(COST_HEADER)
         if cost is not None and hasattr(parsed, "__dict__"):  # its cost as known when it was parsed
             parsed.__dict__[_COST] = cost
-        return _tagged(parsed, response.headers.get(BACKEND_HEADER))
+        return _tagged(parsed, marks.get(BACKEND_HEADER))
 
     def __repr__(self) -> str:
         return f"turnout.{type(self).__name__}({self.router!r})"

@@ -326,7 +326,9 @@ class Telemetry:
         cost = self.pricer.cost(state.backend, state.facts.model or info.model, info.endpoint, state.facts)
         state.cost = cost
         if state.response is not None:
-            state.response.headers[COST_HEADER] = "unknown" if cost is None else f"{cost:.10f}".rstrip("0").rstrip(".")
+            said = "unknown" if cost is None else f"{cost:.10f}".rstrip("0").rstrip(".")
+            state.response.headers[COST_HEADER] = said
+            state.response.extensions[COST_HEADER] = said  # read for each chunk the SDK parses: a dict, not headers
         if cost is None:
             self.unpriced[state.backend] = self.unpriced.get(state.backend, 0) + 1
         else:
