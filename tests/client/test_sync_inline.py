@@ -183,3 +183,24 @@ def test_a_first_token_limit_is_kept_for_the_sync_client(make_openai_server: Any
     assert router.stats()["b0"]["attempts"] == 2, "and retried"
     assert portal.call_count >= 1
     client.close()
+
+
+def test_ctrl_c_during_a_retrys_wait_stops_the_call_and_the_client_goes_on(
+    openai_server: OpenAIServer, portal: Any
+) -> None:
+    """The wait runs on the thread's loop after the call's first step: an interrupt there cancels the call (the
+    router's bookkeeping runs), is raised to the caller at once, and the next call is served as usual."""
+    import signal
+
+    client = turnout.OpenAI(router=router_for(openai_server))
+    openai_server.fail(Fault(status=503, retry_after="20"), times=1)
+    main = threading.get_ident()
+    threading.Timer(0.3, lambda: signal.pthread_kill(main, signal.SIGINT)).start()
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        client.chat.completions.create(model="test-model", messages=MSG)
+    assert time.monotonic() - start < 10, "interrupted in the 20 s wait, not after it"
+    assert client.router.stats()["b0"]["in_flight"] == 0, "the cancelled call let go of its admission"
+    assert client.chat.completions.create(model="test-model", messages=MSG).choices[0].message.content
+    assert portal.call_count == 0
+    client.close()
