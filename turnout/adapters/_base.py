@@ -29,6 +29,7 @@ __all__ = [
     "Capabilities",
     "Endpoint",
     "Health",
+    "Raw",
     "deadline",
     "made_response",
     "remaining",
