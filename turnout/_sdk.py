@@ -38,6 +38,8 @@ ran on when this was written); recheck both when either moves.
 - ``share_workload_identity``: the one backend's ``workload_identity`` and
   ``_workload_identity_auth`` (the object holding its token), set on the
   caller's client, which shows them as the SDK's client does.
+- ``remember_urls``: a backend's SDK client keeps the URLs its ``_prepare_url``
+  made (the base URL joined to a request's path), one per path.
 - ``sdk_copy_arguments``: the SDK's own ``copy()``, run on a stand-in holding
   the attributes it reads (``_api_key_provider``, ``_base_url_was_default``,
   ``_provider``, ``_client``, ``_custom_headers``, ``_custom_query``, ...), for
@@ -53,6 +55,7 @@ sent from the caller's client) and ``_send_request`` (the seam there).
 
 from __future__ import annotations
 
+from types import MethodType
 from typing import Any, Mapping
 
 from openai._base_client import AsyncAPIClient, SyncAPIClient
@@ -72,6 +75,7 @@ __all__ = [
     "is_x509_workload_identity",
     "mtls_base_url",
     "provider_name",
+    "remember_urls",
     "resolve_data_residency",
     "set_custom_headers",
     "share_workload_identity",
@@ -133,6 +137,34 @@ def share_workload_identity(client: Any, backend_client: Any) -> None:
     (``workload_identity``) and the object holding its token (``_workload_identity_auth``), the backend's."""
     client.workload_identity = getattr(backend_client, "workload_identity", None)
     client._workload_identity_auth = getattr(backend_client, "_workload_identity_auth", None)
+
+
+def remember_urls(client: Any) -> None:
+    """``client`` builds each request's URL once per path and keeps it.
+
+    The SDK joins the base URL and the path anew for every request (httpx's
+    ``copy_with``: ~15 µs alone, 50–80 µs between two requests, the largest
+    single step before a send), though a backend's requests go to a few paths.
+    The URL is immutable and the same each time; what is kept is forgotten when
+    the base URL changes, and once more than :data:`_URLS_KEPT` paths have been seen
+    (paths with ids in them, ``/files/{id}``)."""
+    client._turnout_urls = (client.base_url, {})
+    client._prepare_url = MethodType(_remembered_url, client)
+
+
+_URLS_KEPT = 64
+
+
+def _remembered_url(client: Any, url: str) -> Any:
+    base, made = client._turnout_urls
+    if base is not client.base_url:  # set anew: its setter makes another URL
+        base, made = client._turnout_urls = (client.base_url, {})
+    prepared = made.get(url)
+    if prepared is None:
+        if len(made) >= _URLS_KEPT:
+            made.clear()
+        prepared = made[url] = type(client)._prepare_url(client, url)
+    return prepared
 
 
 def sdk_copy_arguments(kind: Any, state: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:

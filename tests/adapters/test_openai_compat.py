@@ -285,3 +285,23 @@ async def test_a_stream_refused_before_its_first_chunk_raises_the_status_error(
     with pytest.raises(openai.InternalServerError):
         await client.chat.completions.create(model="test-model", messages=MESSAGES, stream=True)
     assert len(openai_server.requests) == 1
+
+
+async def test_each_request_goes_to_its_own_path_and_the_backends_current_address(
+    make_openai_server, client_over
+) -> None:
+    """A backend's SDK client keeps the URLs it joins (base URL + path): more paths than it keeps, and a base
+    URL set anew on it, still send each request where the SDK would."""
+    first, second = make_openai_server(), make_openai_server()
+    adapter = OpenAICompatAdapter("local", preset="llamacpp", base_url=first.base_url, timeout=5)
+    client = client_over(adapter)
+    ids = [f"file-{i}" for i in range(70)]  # more than the 64 paths a client keeps
+    for ident in ids + ids[:3]:
+        with pytest.raises(openai.NotFoundError):  # no such file: the server says so, at its path
+            await client.files.retrieve(ident)
+    assert [r.path for r in first.requests] == [f"/v1/files/{i}" for i in ids + ids[:3]]
+    await client.chat.completions.create(model="test-model", messages=MESSAGES)
+    adapter.sdk_client.base_url = second.base_url
+    await client.chat.completions.create(model="test-model", messages=MESSAGES)
+    assert [r.path for r in second.requests] == ["/v1/chat/completions"]
+    assert len(first.requests) == 74

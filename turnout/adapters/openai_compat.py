@@ -22,7 +22,7 @@ from openai.types import Model
 
 from .._errors import ConfigError, describe, malformed_response
 from .._redact import redact_url
-from .._sdk import ASYNC_SDK_REQUEST, SYNC_SDK_REQUEST, set_custom_headers
+from .._sdk import ASYNC_SDK_REQUEST, SYNC_SDK_REQUEST, remember_urls, set_custom_headers
 from ._base import Call, Capabilities, Health
 from ._constructors import SDKClient, build_client
 from ._http import Transports, backend_http_client, on_the_loop
@@ -123,6 +123,7 @@ class OpenAICompatAdapter:
             )
         if self.preset.name != "openai":
             _forget_openai_ambient(client, headers, sdk)
+        remember_urls(client)
         return client
 
     def _blocking_client(self) -> openai.OpenAI:
