@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 from contextvars import ContextVar
-from typing import Any, AsyncIterator, Callable
+from typing import Any, Callable, Iterator
 
 import httpx2
 import openai
@@ -83,14 +83,26 @@ def _within_deadline(request: httpx2.Request) -> None:
 
 
 class _AsyncBody(httpx2.AsyncByteStream):
-    """A synchronous response body read from the async SDK code on the calling thread's loop."""
+    """A synchronous response body read from the async SDK code on the calling thread's loop: an iterator
+    object (an async generator would need closing, and a step of its own machinery for each chunk)."""
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
+        self._chunks: Iterator[bytes] = iter(())
+        self._open = True
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for chunk in self._stream:
-            yield chunk
+    def __aiter__(self) -> _AsyncBody:
+        self._chunks = iter(self._stream)
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return next(self._chunks)
+        except StopIteration:
+            raise StopAsyncIteration from None
 
     async def aclose(self) -> None:
-        self._stream.close()
+        """Once, though the relay closes it twice: as its source's iterator, then as its source."""
+        if self._open:
+            self._open = False
+            self._stream.close()
