@@ -38,6 +38,8 @@ ran on when this was written); recheck both when either moves.
 - ``share_workload_identity``: the one backend's ``workload_identity`` and
   ``_workload_identity_auth`` (the object holding its token), set on the
   caller's client, which shows them as the SDK's client does.
+- ``post_options``: the ``FinalRequestOptions`` of a JSON ``post``, as
+  ``FinalRequestOptions.construct`` makes them, copied from a blank one.
 - ``remember_urls``: a backend's SDK client keeps the URLs its ``_prepare_url``
   made (the base URL joined to a request's path), one per path.
 - ``sdk_copy_arguments``: the SDK's own ``copy()``, run on a stand-in holding
@@ -74,6 +76,7 @@ __all__ = [
     "configure_provider",
     "is_x509_workload_identity",
     "mtls_base_url",
+    "post_options",
     "provider_name",
     "remember_urls",
     "resolve_data_residency",
@@ -137,6 +140,19 @@ def share_workload_identity(client: Any, backend_client: Any) -> None:
     (``workload_identity``) and the object holding its token (``_workload_identity_auth``), the backend's."""
     client.workload_identity = getattr(backend_client, "workload_identity", None)
     client._workload_identity_auth = getattr(backend_client, "_workload_identity_auth", None)
+
+
+_BLANK_POST = FinalRequestOptions.construct(method="post", url="/")
+_MUTABLE = tuple(k for k, v in _BLANK_POST.__dict__.items() if isinstance(v, (dict, list, set)))
+
+
+def post_options(url: str, body: Any) -> FinalRequestOptions:
+    """The options of ``client.post(url, body=body)``: a copy of blank ones (~2 µs), where ``construct`` fills
+    each default anew with pydantic's deep copy (~25 µs). Their mutable defaults are copied too."""
+    update = {key: _BLANK_POST.__dict__[key].copy() for key in _MUTABLE}
+    options = _BLANK_POST.model_copy(update={**update, "url": url, "json_data": body})
+    object.__setattr__(options, "__pydantic_fields_set__", {"method", "url", "json_data"})  # as construct's
+    return options
 
 
 def remember_urls(client: Any) -> None:

@@ -32,7 +32,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from .._sdk import FinalRequestOptions, RequestOptions
+from .._sdk import RequestOptions, post_options
 from ..adapters._http import aiohttp_client
 from ..client import AsyncOpenAI, served_by
 from ..router import ENDPOINTS as ROUTER_ENDPOINTS
@@ -171,7 +171,7 @@ async def _json(request: Request, state: _State, path: str, streams: bool) -> Re
     would only wrap the SDK's response objects around an answer that is relayed as bytes."""
     body = await _json_body(request)
     stream = streams and body.get("stream") is True
-    options = FinalRequestOptions.construct(method="post", url=path, json_data=body)
+    options = post_options(path, body)
     raw = await request.body()  # read once already: Starlette keeps it
     name, response = await state.client.router.send(options, stream=stream, raw=raw if _utf8(raw) else None)
     response.headers[BACKEND_HEADER] = name or NO_BACKEND

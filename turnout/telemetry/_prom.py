@@ -29,48 +29,60 @@ class Prom:
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         self.registry = CollectorRegistry()
         into = None if self.multiprocess else self.registry
-        self.requests = Counter(
-            "turnout_requests_total",
-            "Requests, by the backend that served them (none: '')",
-            ["backend", "model", "endpoint", "outcome"],
-            registry=into,
+        self.requests = _Labelled(
+            Counter(
+                "turnout_requests_total",
+                "Requests, by the backend that served them (none: '')",
+                ["backend", "model", "endpoint", "outcome"],
+                registry=into,
+            )
         )
-        self.attempts = Counter(
-            "turnout_attempts_total", "Attempts on each backend", ["backend", "outcome"], registry=into
+        self.attempts = _Labelled(
+            Counter("turnout_attempts_total", "Attempts on each backend", ["backend", "outcome"], registry=into)
         )
-        self.failovers = Counter(
-            "turnout_failovers_total", "Failovers from one backend to the next", ["from", "to"], registry=into
+        self.failovers = _Labelled(
+            Counter("turnout_failovers_total", "Failovers from one backend to the next", ["from", "to"], registry=into)
         )
-        self.retries = Counter("turnout_retries_total", "Retries on each backend", ["backend"], registry=into)
-        self.duration = Histogram(
-            "turnout_request_duration_seconds",
-            "Whole requests, a stream until its end",
-            ["backend", "model", "endpoint"],
-            buckets=_SECONDS,
-            registry=into,
+        self.retries = _Labelled(
+            Counter("turnout_retries_total", "Retries on each backend", ["backend"], registry=into)
         )
-        self.first = Histogram(
-            "turnout_time_to_first_token_seconds",
-            "Streams: until the first event",
-            ["backend", "model"],
-            buckets=_SECONDS,
-            registry=into,
+        self.duration = _Labelled(
+            Histogram(
+                "turnout_request_duration_seconds",
+                "Whole requests, a stream until its end",
+                ["backend", "model", "endpoint"],
+                buckets=_SECONDS,
+                registry=into,
+            )
         )
-        self.tokens = Counter(
-            "turnout_tokens_total",
-            "Tokens by type (input, output, cached, reasoning)",
-            ["backend", "model", "type"],
-            registry=into,
+        self.first = _Labelled(
+            Histogram(
+                "turnout_time_to_first_token_seconds",
+                "Streams: until the first event",
+                ["backend", "model"],
+                buckets=_SECONDS,
+                registry=into,
+            )
         )
-        self.cost = Counter(
-            "turnout_cost_usd_total", "USD, where the price is known", ["backend", "model"], registry=into
+        self.tokens = _Labelled(
+            Counter(
+                "turnout_tokens_total",
+                "Tokens by type (input, output, cached, reasoning)",
+                ["backend", "model", "type"],
+                registry=into,
+            )
         )
-        self.in_flight = Gauge(
-            "turnout_in_flight",
-            "Attempts under way on each backend",
-            ["backend"],
-            registry=into,
-            multiprocess_mode="livesum",
+        self.cost = _Labelled(
+            Counter("turnout_cost_usd_total", "USD, where the price is known", ["backend", "model"], registry=into)
+        )
+        self.in_flight = _Labelled(
+            Gauge(
+                "turnout_in_flight",
+                "Attempts under way on each backend",
+                ["backend"],
+                registry=into,
+                multiprocess_mode="livesum",
+            )
         )
         self._state = _StateGauges()
         self.registry.register(self._state)
@@ -83,6 +95,23 @@ class Prom:
         """The exposition text; ``stats`` is the router's (shared, with Redis) state read just now."""
         self._state.stats = stats
         return generate_latest(self.registry)
+
+
+class _Labelled:
+    """A metric whose children are kept by their label values: prometheus-client's ``labels()`` takes a lock and
+    checks every value each time (~2 µs; seven times a request). The values are bounded (above), so is this."""
+
+    __slots__ = ("metric", "children")
+
+    def __init__(self, metric: Any) -> None:
+        self.metric = metric
+        self.children: dict[tuple[str, ...], Any] = {}
+
+    def labels(self, *values: str) -> Any:
+        child = self.children.get(values)
+        if child is None:
+            child = self.children[values] = self.metric.labels(*values)
+        return child
 
 
 class _StateGauges(Collector):
